@@ -1,0 +1,134 @@
+# Ballast: build, test and demo. `make V=1` shows every command.
+#
+# Chain for BPF (after libbpf-bootstrap's examples/c/Makefile):
+#   bpf/x.bpf.c -> build/bpf/x.bpf.o -> build/gen/x.skel.h
+# Userspace: userspace/*.cpp except the two mains -> build/libballast.a,
+# linked into build/ballastd, build/ballast and the test binaries.
+
+BUILD      ?= build
+CLANG      ?= clang-14
+BPFTOOL    ?= bpftool
+CXX        ?= g++
+ARCH_INC   := -I/usr/include/$(shell uname -m)-linux-gnu
+
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf $(ARCH_INC) -Ibpf
+CXXFLAGS   ?= -O2 -g
+CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Ibpf -Iuserspace -I$(BUILD)/gen -MMD -MP
+LDLIBS     := -lxdp -lbpf -lelf -lz -lyaml-cpp -lpthread
+GTEST_LIBS := -lgtest -lgtest_main
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# bench/ holds the floor program that Ballast's per-packet cost is compared to.
+BPF_SRCS   := $(wildcard bpf/*.bpf.c) $(wildcard bench/*.bpf.c)
+BPF_OBJS   := $(patsubst %.bpf.c,$(BUILD)/bpf/%.bpf.o,$(notdir $(BPF_SRCS)))
+SKELS      := $(patsubst %.bpf.c,$(BUILD)/gen/%.skel.h,$(notdir $(BPF_SRCS)))
+
+MAIN_SRCS  := userspace/ballastd.cpp userspace/cli.cpp
+LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard userspace/*.cpp))
+LIB_OBJS   := $(patsubst userspace/%.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIB        := $(BUILD)/libballast.a
+
+UNIT_SRCS  := $(wildcard tests/unit/*.cpp)
+UNIT_OBJS  := $(patsubst tests/unit/%.cpp,$(BUILD)/obj/unit/%.o,$(UNIT_SRCS))
+DP_SRCS    := $(wildcard tests/dataplane/*.cpp)
+DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_SRCS))
+# The packet builder and fixtures are shared by the data-plane tests and bench.
+DP_LIB_OBJS := $(filter-out %_test.o,$(DP_OBJS))
+BENCH_SRCS := $(wildcard bench/*.cpp)
+BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
+
+BINS       := $(BUILD)/ballastd $(BUILD)/ballast
+TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
+BENCH_BINS := $(if $(BENCH_SRCS),$(BUILD)/bench_dataplane)
+
+.PHONY: all deps test demo bench clean format
+.DEFAULT_GOAL := all
+
+all: $(BPF_OBJS) $(BINS) $(TEST_BINS) $(BENCH_BINS)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/%.bpf.o: bench/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/%.skel.h: $(BUILD)/bpf/%.bpf.o | $(BUILD)/gen
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: userspace/%.cpp $(SKELS) | $(BUILD)/obj
+	$(call msg,CXX,$@)
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/unit/%.o: tests/unit/%.cpp $(SKELS) | $(BUILD)/obj/unit
+	$(call msg,CXX,$@)
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/dataplane/%.o: tests/dataplane/%.cpp $(SKELS) | $(BUILD)/obj/dataplane
+	$(call msg,CXX,$@)
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/dataplane -c $< -o $@
+
+$(BUILD)/obj/bench/%.o: bench/%.cpp $(SKELS) | $(BUILD)/obj/bench
+	$(call msg,CXX,$@)
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/dataplane -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/ballastd: $(BUILD)/obj/ballastd.o $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/ballast: $(BUILD)/obj/cli.o $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/unit_tests: $(UNIT_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
+
+$(BUILD)/dataplane_tests: $(DP_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
+
+$(BUILD)/bench_dataplane: $(BENCH_OBJS) $(DP_LIB_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/bench:
+	$(Q)mkdir -p $@
+
+# The README's two commands: each installs what is missing first.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/run-all.sh $(BUILD)
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo.sh $(BUILD)
+
+# Measurements, not tests: prints ns/packet tables (docs/benchmarks.md).
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(BUILD)/bench_dataplane
+
+clean:
+	$(Q)rm -rf $(BUILD)
+
+format:
+	$(Q)clang-format -i userspace/*.cpp userspace/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/dataplane/*.h
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d)

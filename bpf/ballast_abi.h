@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * ballast_abi.h: every map key/value struct, enum and size shared by the XDP
+ * program (bpf/) and ballastd (userspace/). One definition, included by both;
+ * userspace static_asserts the sizes (userspace/maps.h) so a layout change
+ * cannot go unnoticed.
+ *
+ * Byte order: fields named with a __be type are in network byte order exactly
+ * as they appear in packets; everything else is host order.
+ *
+ * Addresses are 16 bytes for both families (IPv4 in the first 4 bytes, the
+ * rest zero) so that IPv6 needs no new key layouts.
+ */
+#ifndef BALLAST_ABI_H
+#define BALLAST_ABI_H
+
+#include <linux/types.h>
+
+/* Maglev lookup table size per VIP: a prime, as the Maglev paper requires. */
+#define BALLAST_MAGLEV_SIZE 65537
+
+#define BALLAST_MAX_VIPS 1024
+/* Backend slots are per (VIP, backend address): counters are per VIP too. */
+#define BALLAST_MAX_BACKENDS 65536
+/* Connection table: at least 1M flows (issue #2). */
+#define BALLAST_CONN_TABLE_SIZE (1u << 20)
+
+/* Maglev table entry meaning "no backend" (the VIP has none with weight > 0). */
+#define BALLAST_NO_BACKEND 0xffffffffu
+
+enum ballast_family {
+	BALLAST_AF_INET = 4,
+	BALLAST_AF_INET6 = 6,
+};
+
+union ballast_addr {
+	__be32 v4;
+	__be32 v6[4];
+	__u8 bytes[16];
+};
+
+/* vips map key: what a packet is matched on. */
+struct ballast_vip_key {
+	union ballast_addr addr;
+	__be16 port;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;  /* enum ballast_family */
+};
+
+/* vips map value. */
+struct ballast_vip_info {
+	__u32 vip_id;   /* index into maglev_tables and vip_stats */
+	__u32 flags;    /* BALLAST_VIP_F_*; none defined yet */
+};
+
+enum ballast_backend_flags {
+	/* Slot holds a backend the data plane may send to. Cleared when the
+	 * backend is removed, so established flows pinned to it re-select. */
+	BALLAST_BACKEND_F_ACTIVE = 1u << 0,
+};
+
+/* backends map value, indexed by backend id. */
+struct ballast_backend {
+	union ballast_addr addr;
+	__u8 mac[6];      /* next-hop MAC for L2 direct server return */
+	__u8 family;      /* enum ballast_family */
+	__u8 pad0;
+	__u32 flags;      /* enum ballast_backend_flags */
+	__u32 vip_id;     /* the VIP this slot serves */
+};
+
+/* Connection table key: the packet's 5-tuple as seen at the balancer. */
+struct ballast_flow_key {
+	union ballast_addr src;
+	union ballast_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* Connection table value. */
+struct ballast_conn {
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* Per-CPU counters for one VIP or one backend slot. */
+struct ballast_traffic_counters {
+	__u64 packets;
+	__u64 bytes;
+	/* Packets whose backend was chosen by the Maglev table (no usable
+	 * connection-table entry, or a TCP SYN): connection attempts. */
+	__u64 new_flows;
+};
+
+/* Per-CPU counters for one verdict reason. */
+struct ballast_reason_counters {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * Why a packet got its verdict. Listed once, here; userspace prints the names
+ * from the same list (BALLAST_REASONS X-macro), so a new reason is one line.
+ * X(enum suffix, metric/JSON name, verdict)
+ * Read by: bpf/counters.h (counting), userspace/stats.cpp (names).
+ */
+#define BALLAST_REASONS(X)                                                   \
+	X(TX_FORWARDED, "tx_forwarded", "tx")                                \
+	X(PASS_NOT_IP, "pass_not_ip", "pass")                                \
+	X(PASS_NOT_VIP, "pass_not_vip", "pass")                              \
+	X(PASS_NOT_TCP_UDP, "pass_not_tcp_udp", "pass")                      \
+	X(PASS_IP_FRAGMENT, "pass_ip_fragment", "pass")                      \
+	X(DROP_MALFORMED_ETH, "drop_malformed_eth", "drop")                  \
+	X(DROP_MALFORMED_IPV4, "drop_malformed_ipv4", "drop")                \
+	X(DROP_MALFORMED_TCP, "drop_malformed_tcp", "drop")                  \
+	X(DROP_MALFORMED_UDP, "drop_malformed_udp", "drop")                  \
+	X(DROP_NO_BACKEND, "drop_no_backend", "drop")                        \
+	X(DROP_INTERNAL, "drop_internal", "drop")
+
+#define BALLAST_REASON_ENUM(name, str, verdict) BALLAST_REASON_##name,
+enum ballast_reason {
+	BALLAST_REASONS(BALLAST_REASON_ENUM)
+	BALLAST_REASON_COUNT,
+};
+#undef BALLAST_REASON_ENUM
+
+#endif /* BALLAST_ABI_H */

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * maps.h: the balancer's maps. Key/value layouts live in ballast_abi.h;
+ * ballastd pins every map here under its pin directory by the same name
+ * (userspace/loader.cpp), which is what keeps forwarding alive across a
+ * daemon restart.
+ */
+#ifndef BALLAST_MAPS_H
+#define BALLAST_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "ballast_abi.h"
+
+/* (address, port, protocol) -> VIP id and flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, struct ballast_vip_key);
+	__type(value, struct ballast_vip_info);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} vips SEC(".maps");
+
+/* backend id -> address, MAC, flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ballast_backend);
+} backends SEC(".maps");
+
+/*
+ * One Maglev table per VIP: entry -> backend id. The daemon builds a new
+ * inner map and swaps it into maglev_tables in one update, so a packet sees
+ * either the whole old table or the whole new one (cilium's
+ * LB4_MAGLEV_MAP_OUTER does the same).
+ */
+struct maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_MAGLEV_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, __u32);
+	__array(values, struct maglev_table);
+} maglev_tables SEC(".maps");
+
+/*
+ * Established flows: 5-tuple -> backend id. A shared LRU (not per-CPU): a
+ * flow whose packets arrive on different CPUs still finds its entry, and the
+ * daemon sees one table when it counts or purges flows.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BALLAST_CONN_TABLE_SIZE);
+	__type(key, struct ballast_flow_key);
+	__type(value, struct ballast_conn);
+} conn_table SEC(".maps");
+
+/* Per-CPU counters, summed by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct ballast_traffic_counters);
+} vip_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BALLAST_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ballast_traffic_counters);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BALLAST_REASON_COUNT);
+	__type(key, __u32);
+	__type(value, struct ballast_reason_counters);
+} reason_stats SEC(".maps");
+
+#endif /* BALLAST_MAPS_H */

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * select.h: choosing a packet's backend. Established flows keep the backend
+ * recorded in the connection table; new flows (and TCP SYNs, so that a
+ * reused 5-tuple follows the current table) take the VIP's Maglev entry for
+ * the flow's hash.
+ */
+#ifndef BALLAST_SELECT_H
+#define BALLAST_SELECT_H
+
+#include "maps.h"
+#include "jhash.h"
+
+/* Hash of the whole flow key: the Maglev table index is this mod its size. */
+static __always_inline __u32 flow_hash(const struct ballast_flow_key *flow)
+{
+	return ballast_jhash2((const __u32 *)flow, sizeof(*flow) / 4, 0);
+}
+
+/* True when backend slot @be may receive traffic for VIP @vip_id. */
+static __always_inline int backend_is_usable(const struct ballast_backend *be,
+					     __u32 vip_id)
+{
+	return be && (be->flags & BALLAST_BACKEND_F_ACTIVE) && be->vip_id == vip_id;
+}
+
+/*
+ * maglev_pick - the backend id the VIP's Maglev table gives @flow.
+ * Returns: a backend id, or BALLAST_NO_BACKEND when the VIP has no table or
+ * the table has no backend (every weight 0).
+ */
+static __always_inline __u32 maglev_pick(__u32 vip_id,
+					 const struct ballast_flow_key *flow)
+{
+	__u32 index, *entry;
+	void *table;
+
+	table = bpf_map_lookup_elem(&maglev_tables, &vip_id);
+	if (!table)
+		return BALLAST_NO_BACKEND;
+	index = flow_hash(flow) % BALLAST_MAGLEV_SIZE;
+	entry = bpf_map_lookup_elem(table, &index);
+	if (!entry)
+		return BALLAST_NO_BACKEND;
+	return *entry;
+}
+
+/*
+ * select_backend - the backend for a packet of @flow to VIP @vip_id.
+ * @is_syn: a TCP SYN without ACK: always consults the Maglev table.
+ * @new_flow: set to 1 when the choice came from the Maglev table.
+ * Returns: the backend slot, or NULL when the VIP has no usable backend.
+ */
+static __always_inline struct ballast_backend *
+select_backend(__u32 vip_id, struct ballast_flow_key *flow, int is_syn,
+	       int *new_flow, __u32 *backend_id)
+{
+	struct ballast_conn *conn, fresh = {};
+	struct ballast_backend *be;
+	__u32 id;
+
+	if (!is_syn) {
+		conn = bpf_map_lookup_elem(&conn_table, flow);
+		if (conn) {
+			id = conn->backend_id;
+			be = bpf_map_lookup_elem(&backends, &id);
+			if (backend_is_usable(be, vip_id)) {
+				*new_flow = 0;
+				*backend_id = id;
+				return be;
+			}
+			/* Its backend left: re-select below, as a new flow. */
+		}
+	}
+
+	id = maglev_pick(vip_id, flow);
+	if (id == BALLAST_NO_BACKEND)
+		return NULL;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!backend_is_usable(be, vip_id))
+		return NULL;
+
+	fresh.backend_id = id;
+	/* A full table evicts its least recently used flow (LRU map). */
+	bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
+	*new_flow = 1;
+	*backend_id = id;
+	return be;
+}
+
+#endif /* BALLAST_SELECT_H */

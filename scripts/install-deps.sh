@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Ballast builds, tests and demos with.
+# Idempotent: packages already present are not fetched again, and apt is not
+# touched at all when everything is installed.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  make g++ pkg-config clang-14 llvm-14 libbpf-dev libxdp-dev bpftool
+  libelf-dev zlib1g-dev linux-libc-dev
+  # userspace libraries
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev
+  # run, test and demo
+  iproute2 ethtool xdp-tools python3 curl procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,118 @@
+// Maglev table properties the data plane relies on: shares follow weights,
+// removing a backend moves few other entries, the table does not depend on
+// the order backends are listed in.
+#include "maglev.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "ballast_abi.h"
+
+namespace ballast::maglev {
+namespace {
+
+constexpr uint32_t kSize = BALLAST_MAGLEV_SIZE;
+
+std::vector<Endpoint> make_endpoints(size_t n, auto weight_of) {
+  std::vector<Endpoint> out;
+  for (size_t i = 0; i < n; i++)
+    out.push_back({"10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1),
+                   static_cast<uint32_t>(weight_of(i))});
+  return out;
+}
+
+std::vector<double> shares(const std::vector<uint32_t>& table, size_t n) {
+  std::vector<double> count(n, 0);
+  for (uint32_t e : table) count.at(e) += 1;
+  for (auto& c : count) c /= table.size();
+  return count;
+}
+
+void expect_shares_follow_weights(const std::vector<Endpoint>& eps) {
+  auto table = build_table(eps, kSize);
+  ASSERT_EQ(table.size(), kSize);
+  double total = 0;
+  for (const auto& e : eps) total += e.weight;
+  auto got = shares(table, eps.size());
+  for (size_t i = 0; i < eps.size(); i++) {
+    const double want = eps[i].weight / total;
+    EXPECT_NEAR(got[i], want, 0.005) << "backend " << eps[i].key << " weight " << eps[i].weight
+                                     << ": table share " << got[i] << ", weight share " << want;
+  }
+}
+
+TEST(Maglev, SharesFollowWeightsThreeBackends) {
+  expect_shares_follow_weights(make_endpoints(3, [](size_t i) { return i == 2 ? 2 : 1; }));
+}
+
+TEST(Maglev, SharesFollowWeightsTenBackends) {
+  expect_shares_follow_weights(make_endpoints(10, [](size_t i) { return 1 + i % 4; }));
+}
+
+TEST(Maglev, SharesFollowWeightsHundredBackends) {
+  expect_shares_follow_weights(make_endpoints(100, [](size_t i) { return 1 + (i * 7) % 10; }));
+}
+
+TEST(Maglev, EqualWeightsAreEvenToATenthOfAPercent) {
+  auto eps = make_endpoints(100, [](size_t) { return 1; });
+  auto got = shares(build_table(eps, kSize), eps.size());
+  auto [lo, hi] = std::minmax_element(got.begin(), got.end());
+  EXPECT_LT(*hi / *lo, 1.01) << "max/min entry share across 100 equal backends";
+}
+
+TEST(Maglev, ZeroWeightGetsNoEntries) {
+  auto eps = make_endpoints(4, [](size_t i) { return i == 1 ? 0 : 1; });
+  auto got = shares(build_table(eps, kSize), eps.size());
+  EXPECT_EQ(got[1], 0.0) << "weight-0 backend must own no table entry";
+  EXPECT_NEAR(got[0] + got[2] + got[3], 1.0, 1e-9);
+}
+
+TEST(Maglev, NoWeightMeansNoBackendEverywhere) {
+  auto table = build_table(make_endpoints(3, [](size_t) { return 0; }), kSize);
+  for (uint32_t e : table) ASSERT_EQ(e, kNoBackend);
+  EXPECT_EQ(build_table({}, kSize), std::vector<uint32_t>(kSize, kNoBackend));
+}
+
+TEST(Maglev, IndependentOfListOrder) {
+  auto eps = make_endpoints(10, [](size_t i) { return 1 + i % 3; });
+  auto table = build_table(eps, kSize);
+  auto reversed = std::vector<Endpoint>(eps.rbegin(), eps.rend());
+  auto table_rev = build_table(reversed, kSize);
+  for (uint32_t i = 0; i < kSize; i++)
+    ASSERT_EQ(eps[table[i]].key, reversed[table_rev[i]].key) << "entry " << i;
+}
+
+// Removing one of N backends: the other backends keep at least 95% of the
+// entries they had (only the removed backend's entries must move).
+void expect_minimal_disruption(size_t n) {
+  auto eps = make_endpoints(n, [](size_t) { return 1; });
+  auto before = build_table(eps, kSize);
+  const size_t removed = n / 2;
+  auto fewer = eps;
+  fewer.erase(fewer.begin() + removed);
+  auto after = build_table(fewer, kSize);
+  size_t kept = 0, had = 0;
+  for (uint32_t i = 0; i < kSize; i++) {
+    if (before[i] == removed) continue;
+    had++;
+    if (eps[before[i]].key == fewer[after[i]].key) kept++;
+  }
+  EXPECT_GE(double(kept) / had, 0.95) << n << " backends, one removed: other backends kept " << kept
+                                      << " of " << had << " entries";
+}
+
+TEST(Maglev, RemovingOneOfThreeMovesLittleElse) { expect_minimal_disruption(3); }
+TEST(Maglev, RemovingOneOfTenMovesLittleElse) { expect_minimal_disruption(10); }
+TEST(Maglev, RemovingOneOfHundredMovesLittleElse) { expect_minimal_disruption(100); }
+
+TEST(Maglev, StableHashIsFixed) {
+  // The table must be the same on every balancer and every build: pin the
+  // hash to known values so a change to it is a deliberate one.
+  EXPECT_EQ(stable_hash("10.0.0.1", 0), 14445829539779861640ull);
+  EXPECT_EQ(stable_hash("10.0.0.1", 0x9e3779b97f4a7c15ull), 15507091356102991920ull);
+  EXPECT_NE(stable_hash("10.0.0.1", 0), stable_hash("10.0.0.2", 0));
+}
+
+}  // namespace
+}  // namespace ballast::maglev

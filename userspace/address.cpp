@@ -1,0 +1,101 @@
+#include "address.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "error.h"
+
+namespace ballast {
+
+std::string errno_message(const std::string& what, int errno_value) {
+  if (errno_value < 0) errno_value = -errno_value;
+  return what + ": " + std::strerror(errno_value);
+}
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  std::string s(text);
+  IpAddress a;
+  if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) {
+    a.family = BALLAST_AF_INET;
+    return a;
+  }
+  if (inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
+    a.family = BALLAST_AF_INET6;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string IpAddress::str() const {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(is_v4() ? AF_INET : AF_INET6, bytes.data(), buf, sizeof(buf));
+  return buf;
+}
+
+ballast_addr IpAddress::to_abi() const {
+  ballast_addr out{};
+  std::memcpy(out.bytes, bytes.data(), is_v4() ? 4 : 16);
+  return out;
+}
+
+std::optional<Protocol> parse_protocol(std::string_view text) {
+  if (text == "tcp") return Protocol::tcp;
+  if (text == "udp") return Protocol::udp;
+  return std::nullopt;
+}
+
+std::string_view protocol_name(Protocol p) { return p == Protocol::tcp ? "tcp" : "udp"; }
+
+VipKey VipKey::parse(std::string_view text) {
+  const std::string shown(text);
+  auto slash = text.rfind('/');
+  if (slash == std::string_view::npos)
+    throw Error("VIP '" + shown + "': expected ADDRESS:PORT/PROTOCOL, e.g. 10.0.0.100:80/tcp");
+  auto proto = parse_protocol(text.substr(slash + 1));
+  if (!proto) throw Error("VIP '" + shown + "': protocol must be tcp or udp");
+  std::string_view hostport = text.substr(0, slash);
+  auto colon = hostport.rfind(':');
+  if (colon == std::string_view::npos)
+    throw Error("VIP '" + shown + "': missing :PORT");
+  std::string_view host = hostport.substr(0, colon);
+  std::string_view port_text = hostport.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  VipKey key;
+  auto addr = IpAddress::parse(host);
+  if (!addr) throw Error("VIP '" + shown + "': '" + std::string(host) + "' is not an IP address");
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535)
+    throw Error("VIP '" + shown + "': port must be 1..65535");
+  key.address = *addr;
+  key.port = static_cast<uint16_t>(port);
+  key.protocol = *proto;
+  return key;
+}
+
+std::string VipKey::str() const {
+  std::string host = address.is_v4() ? address.str() : "[" + address.str() + "]";
+  return host + ":" + std::to_string(port) + "/" + std::string(protocol_name(protocol));
+}
+
+ballast_vip_key VipKey::to_abi() const {
+  ballast_vip_key k{};
+  k.addr = address.to_abi();
+  k.port = htons(port);
+  k.proto = static_cast<uint8_t>(protocol);
+  k.family = address.family;
+  return k;
+}
+
+std::string mac_str(const MacAddress& mac) {
+  char buf[18];
+  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+                mac[4], mac[5]);
+  return buf;
+}
+
+}  // namespace ballast

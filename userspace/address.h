@@ -1,0 +1,51 @@
+// address.h: IP addresses, MACs and VIP keys as the config, the CLI and the
+// maps see them, with parsing and formatting. No BPF, no I/O.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ballast_abi.h"
+
+namespace ballast {
+
+struct IpAddress {
+  uint8_t family = BALLAST_AF_INET;  // enum ballast_family
+  std::array<uint8_t, 16> bytes{};   // IPv4: first 4 bytes, rest zero
+
+  static std::optional<IpAddress> parse(std::string_view text);
+  std::string str() const;
+  bool is_v4() const { return family == BALLAST_AF_INET; }
+  ballast_addr to_abi() const;
+
+  auto operator<=>(const IpAddress&) const = default;
+};
+
+enum class Protocol : uint8_t { tcp = 6, udp = 17 };  // IPPROTO_* values
+
+std::optional<Protocol> parse_protocol(std::string_view text);
+std::string_view protocol_name(Protocol p);
+
+// A VIP is matched on (address, port, protocol). Written ADDR:PORT/PROTO,
+// IPv6 in brackets: 10.0.0.100:80/tcp, [2001:db8::1]:443/tcp.
+struct VipKey {
+  IpAddress address;
+  uint16_t port = 0;
+  Protocol protocol = Protocol::tcp;
+
+  // Throws Error naming what is wrong with @text.
+  static VipKey parse(std::string_view text);
+  std::string str() const;
+  ballast_vip_key to_abi() const;
+
+  auto operator<=>(const VipKey&) const = default;
+};
+
+using MacAddress = std::array<uint8_t, 6>;
+std::string mac_str(const MacAddress& mac);
+
+}  // namespace ballast

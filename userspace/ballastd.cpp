@@ -1,0 +1,178 @@
+// ballastd: loads and attaches the XDP balancer, keeps its maps in step with
+// the config and the control API, and detaches it on SIGTERM.
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <thread>
+
+#include "api.h"
+#include "balancer_state.h"
+#include "bpf_dataplane.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "fd.h"
+#include "loader.h"
+#include "log.h"
+#include "neighbor.h"
+
+namespace ballast {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long start-up waits for backend MACs before serving with what it has,
+// and how often MACs are looked at afterwards (sooner while some are missing).
+constexpr auto kInitialResolveWait = std::chrono::seconds(3);
+constexpr auto kRefreshUnresolved = std::chrono::seconds(1);
+constexpr auto kRefreshResolved = std::chrono::seconds(10);
+
+struct Options {
+  std::string config_path;
+  std::string socket_path = kDefaultSocket;
+  std::string pin_dir = "/sys/fs/bpf/ballast";
+};
+
+class Daemon {
+ public:
+  Daemon(const Options& options, Config config)
+      : options_(options),
+        loader_(LoaderOptions{config.interface, config.attach_mode, options.pin_dir}),
+        dataplane_(loader_.map_fds()),
+        state_(dataplane_, neighbors_, loader_.ifindex()),
+        commands_(state_, dataplane_, [this] { return status(); }) {
+    log_changes("config " + options_.config_path, state_.apply(config));
+    const auto deadline = Clock::now() + kInitialResolveWait;
+    while (!state_.unresolved().empty() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      log_changes("neighbour table", state_.refresh_neighbors());
+    }
+    for (const auto& b : state_.unresolved())
+      log_line(LogLevel::warning, "backend " + b + ": no MAC on " + config.interface +
+                                      " (no neighbour entry after ARP; is it on " +
+                                      config.interface +
+                                      "'s subnet?). It takes no traffic until it resolves.");
+  }
+
+  void run(int signal_fd) {
+    ApiServer server(options_.socket_path);
+    log_line(LogLevel::info, "ready: program id " + std::to_string(loader_.program_id()) + " on " +
+                                 loader_.options().interface + " (" +
+                                 attach_mode_name(loader_.options().mode) + "), control socket " +
+                                 server.path());
+    auto next_refresh = Clock::now();
+    for (;;) {
+      pollfd fds[2] = {{signal_fd, POLLIN, 0}, {server.fd(), POLLIN, 0}};
+      int ret = poll(fds, 2, 200);
+      if (ret < 0 && errno != EINTR) throw Error(errno_message("poll", errno));
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo si{};
+        if (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+          if (si.ssi_signo == SIGHUP) {
+            reload();
+          } else {
+            log_line(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + ": shutting down");
+            return;
+          }
+        }
+      }
+      if (fds[1].revents & POLLIN)
+        server.serve_one([this](const nlohmann::json& req, const PeerCred& peer) {
+          return commands_.handle(req, peer);
+        });
+      if (Clock::now() >= next_refresh) {
+        try {
+          log_changes("neighbour table", state_.refresh_neighbors());
+        } catch (const Error& e) {
+          log_line(LogLevel::warning, e.what());
+        }
+        next_refresh = Clock::now() +
+                       (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
+      }
+    }
+  }
+
+ private:
+  // SIGHUP: the config file again, validated whole; a bad file changes
+  // nothing. The interface and attach mode are fixed for the daemon's life.
+  void reload() {
+    try {
+      Config next = load_config_file(options_.config_path);
+      if (next.interface != loader_.options().interface ||
+          next.attach_mode != loader_.options().mode)
+        throw Error("interface and attach_mode cannot change on reload; restart ballastd");
+      log_changes("reload " + options_.config_path, state_.apply(next));
+    } catch (const Error& e) {
+      log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
+    }
+  }
+
+  void log_changes(const std::string& by, const std::vector<std::string>& changes) {
+    for (const auto& c : changes) log_line(LogLevel::info, "change by " + by + ": " + c);
+  }
+
+  nlohmann::json status() const {
+    return {{"interface", loader_.options().interface},
+            {"ifindex", loader_.ifindex()},
+            {"attach_mode", attach_mode_name(loader_.options().mode)},
+            {"program_id", loader_.program_id()},
+            {"pin_dir", loader_.options().pin_dir},
+            {"config", options_.config_path},
+            {"vips", state_.desired().vips.size()},
+            {"backends", [&] {
+               size_t n = 0;
+               for (const auto& v : state_.desired().vips) n += v.backends.size();
+               return n;
+             }()},
+            {"unresolved_backends", state_.unresolved()},
+            {"uptime_seconds",
+             std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
+  }
+
+  Options options_;
+  Clock::time_point started_ = Clock::now();
+  Loader loader_;  // first member: destroyed last, so the program detaches last
+  BpfDataPlane dataplane_;
+  KernelNeighbors neighbors_;
+  BalancerState state_;
+  Commands commands_;
+};
+
+}  // namespace
+}  // namespace ballast
+
+int main(int argc, char** argv) {
+  using namespace ballast;
+  Options options;
+  CLI::App app{"ballastd: the Ballast XDP load balancer daemon"};
+  app.add_option("-c,--config", options.config_path, "YAML config file")->required();
+  app.add_option("-s,--socket", options.socket_path, "control socket path")
+      ->capture_default_str();
+  app.add_option("--pin-dir", options.pin_dir, "bpffs directory for the pinned maps")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  route_library_logs();
+  // Signals are read from a signalfd in the main loop: block them first.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd signal_fd(signalfd(-1, &mask, SFD_CLOEXEC));
+
+  try {
+    Config config = load_config_file(options.config_path);
+    Daemon daemon(options, std::move(config));
+    daemon.run(signal_fd.get());
+  } catch (const std::exception& e) {
+    log_line(LogLevel::error, e.what());
+    return 1;
+  }
+  log_line(LogLevel::info, "stopped: program detached");
+  return 0;
+}

@@ -1,0 +1,98 @@
+#include "bpf_dataplane.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <string>
+
+#include "error.h"
+#include "fd.h"
+
+namespace ballast {
+namespace {
+
+void check(int ret, const std::string& what) {
+  if (ret < 0) throw Error(errno_message(what, ret == -1 ? errno : ret));
+}
+
+}  // namespace
+
+BpfDataPlane::BpfDataPlane(MapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
+  if (ncpus_ <= 0) throw Error(errno_message("counting possible CPUs", ncpus_));
+}
+
+void BpfDataPlane::put_vip(const ballast_vip_key& key, const ballast_vip_info& info) {
+  check(bpf_map_update_elem(fds_.vips, &key, &info, BPF_ANY), "writing vips map");
+}
+
+void BpfDataPlane::delete_vip(const ballast_vip_key& key) {
+  int ret = bpf_map_delete_elem(fds_.vips, &key);
+  if (ret < 0 && errno != ENOENT) check(ret, "deleting from vips map");
+}
+
+void BpfDataPlane::put_backend(uint32_t id, const ballast_backend& backend) {
+  check(bpf_map_update_elem(fds_.backends, &id, &backend, BPF_ANY), "writing backends map");
+}
+
+void BpfDataPlane::install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) {
+  if (entries.size() != BALLAST_MAGLEV_SIZE)
+    throw Error("Maglev table has " + std::to_string(entries.size()) + " entries, want " +
+                std::to_string(BALLAST_MAGLEV_SIZE));
+  // Fill a fresh inner map completely, then publish it with one update of
+  // the outer map: the swap is atomic for the data plane.
+  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(uint32_t),
+                                sizeof(uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
+  if (!inner.valid()) throw Error(errno_message("creating Maglev table map", errno));
+  std::vector<uint32_t> keys(entries.size());
+  for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
+  uint32_t count = entries.size();
+  check(bpf_map_update_batch(inner.get(), keys.data(), entries.data(), &count, nullptr),
+        "filling Maglev table");
+  if (count != entries.size()) throw Error("filling Maglev table: short batch write");
+  int inner_fd = inner.get();
+  check(bpf_map_update_elem(fds_.maglev_tables, &vip_id, &inner_fd, BPF_ANY),
+        "swapping Maglev table into maglev_tables");
+  // The outer map now holds the table; our fd closes here.
+}
+
+void BpfDataPlane::remove_table(uint32_t vip_id) {
+  int ret = bpf_map_delete_elem(fds_.maglev_tables, &vip_id);
+  if (ret < 0 && errno != ENOENT) check(ret, "removing Maglev table");
+}
+
+int BpfDataPlane::counter_fd(CounterMap map) const {
+  return map == CounterMap::vip ? fds_.vip_stats : fds_.backend_stats;
+}
+
+ballast_traffic_counters BpfDataPlane::read_counters(CounterMap map, uint32_t id) {
+  std::vector<ballast_traffic_counters> per_cpu(ncpus_);
+  check(bpf_map_lookup_elem(counter_fd(map), &id, per_cpu.data()), "reading counters");
+  ballast_traffic_counters sum{};
+  for (const auto& c : per_cpu) {
+    sum.packets += c.packets;
+    sum.bytes += c.bytes;
+    sum.new_flows += c.new_flows;
+  }
+  return sum;
+}
+
+void BpfDataPlane::reset_counters(CounterMap map, uint32_t id) {
+  std::vector<ballast_traffic_counters> zero(ncpus_);
+  check(bpf_map_update_elem(counter_fd(map), &id, zero.data(), BPF_ANY), "resetting counters");
+}
+
+std::vector<ballast_reason_counters> BpfDataPlane::read_reasons() {
+  std::vector<ballast_reason_counters> out(BALLAST_REASON_COUNT);
+  std::vector<ballast_reason_counters> per_cpu(ncpus_);
+  for (uint32_t r = 0; r < BALLAST_REASON_COUNT; r++) {
+    check(bpf_map_lookup_elem(fds_.reason_stats, &r, per_cpu.data()), "reading reason counters");
+    for (const auto& c : per_cpu) {
+      out[r].packets += c.packets;
+      out[r].bytes += c.bytes;
+    }
+  }
+  return out;
+}
+
+}  // namespace ballast

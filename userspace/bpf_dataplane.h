@@ -1,0 +1,51 @@
+// bpf_dataplane.h: DataPlane over the balancer's BPF maps (by fd), plus the
+// static_asserts that keep the shared ABI structs' layout fixed.
+#pragma once
+
+#include <cstddef>
+
+#include "dataplane.h"
+
+namespace ballast {
+
+static_assert(sizeof(ballast_addr) == 16);
+static_assert(sizeof(ballast_vip_key) == 20);
+static_assert(sizeof(ballast_vip_info) == 8);
+static_assert(sizeof(ballast_backend) == 32);
+static_assert(offsetof(ballast_backend, mac) == 16);
+static_assert(sizeof(ballast_flow_key) == 40);  // 10 words: the flow hash input
+static_assert(sizeof(ballast_conn) == 8);
+static_assert(sizeof(ballast_traffic_counters) == 24);
+static_assert(sizeof(ballast_reason_counters) == 16);
+
+struct MapFds {
+  int vips = -1;
+  int backends = -1;
+  int maglev_tables = -1;
+  int conn_table = -1;
+  int vip_stats = -1;
+  int backend_stats = -1;
+  int reason_stats = -1;
+};
+
+class BpfDataPlane : public DataPlane {
+ public:
+  explicit BpfDataPlane(MapFds fds);
+
+  void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override;
+  void delete_vip(const ballast_vip_key& key) override;
+  void put_backend(uint32_t id, const ballast_backend& backend) override;
+  void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override;
+  void remove_table(uint32_t vip_id) override;
+  ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
+  void reset_counters(CounterMap map, uint32_t id) override;
+  std::vector<ballast_reason_counters> read_reasons() override;
+
+ private:
+  int counter_fd(CounterMap map) const;
+
+  MapFds fds_;
+  int ncpus_;
+};
+
+}  // namespace ballast

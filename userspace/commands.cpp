@@ -1,0 +1,142 @@
+#include "commands.h"
+
+#include <algorithm>
+
+#include "error.h"
+#include "log.h"
+#include "stats.h"
+
+namespace ballast {
+namespace {
+
+using nlohmann::json;
+
+std::string arg_string(const json& args, const char* name) {
+  if (!args.is_object() || !args.contains(name) || !args[name].is_string())
+    throw Error(std::string("missing argument '") + name + "'");
+  return args[name].get<std::string>();
+}
+
+uint32_t arg_weight(const json& args) {
+  if (!args.contains("weight")) return 1;
+  const auto& w = args["weight"];
+  if (!w.is_number_integer() || w.get<long long>() < 0 || w.get<long long>() > kMaxWeight)
+    throw Error("weight must be an integer 0.." + std::to_string(kMaxWeight) + ", got " + w.dump());
+  return w.get<uint32_t>();
+}
+
+IpAddress arg_address(const json& args) {
+  const std::string text = arg_string(args, "address");
+  auto a = IpAddress::parse(text);
+  if (!a) throw Error("'" + text + "' is not an IP address");
+  return *a;
+}
+
+VipConfig& find_vip_or_throw(Config& config, const VipKey& key) {
+  auto* vip = config.find_vip(key);
+  if (!vip) throw Error("VIP " + key.str() + " is not configured");
+  return *vip;
+}
+
+BackendConfig& find_backend_or_throw(VipConfig& vip, const IpAddress& address) {
+  for (auto& b : vip.backends)
+    if (b.address == address) return b;
+  throw Error("backend " + address.str() + " is not in VIP " + vip.key.str());
+}
+
+json backend_json(const VipView& vip, const BackendView& b) {
+  return {{"vip", vip.key.str()},
+          {"address", b.address.str()},
+          {"weight", b.weight},
+          {"id", b.id},
+          {"mac", b.mac ? json(mac_str(*b.mac)) : json(nullptr)},
+          {"state", b.mac ? "active" : "unresolved"},
+          {"table_entries", b.table_entries}};
+}
+
+}  // namespace
+
+Commands::Commands(BalancerState& state, DataPlane& dataplane, StatusFn status)
+    : state_(state), dataplane_(dataplane), status_(std::move(status)) {}
+
+json Commands::apply_edit(Config next, const PeerCred& peer) {
+  require_valid(next);
+  auto changes = state_.apply(next);
+  for (const auto& c : changes)
+    log_line(LogLevel::info, "change by uid=" + std::to_string(peer.uid) +
+                                 " pid=" + std::to_string(peer.pid) + ": " + c);
+  return {{"changes", changes}};
+}
+
+json Commands::vip_list() const {
+  json out = json::array();
+  for (const auto& vip : state_.view()) {
+    json backends = json::array();
+    for (const auto& b : vip.backends) backends.push_back(backend_json(vip, b));
+    out.push_back({{"vip", vip.key.str()},
+                   {"address", vip.key.address.str()},
+                   {"port", vip.key.port},
+                   {"protocol", protocol_name(vip.key.protocol)},
+                   {"id", vip.id},
+                   {"backends", backends}});
+  }
+  return out;
+}
+
+json Commands::backend_list(const json& args) const {
+  std::optional<VipKey> only;
+  if (args.is_object() && args.contains("vip")) {
+    only = VipKey::parse(arg_string(args, "vip"));
+    if (!state_.desired().find_vip(*only)) throw Error("VIP " + only->str() + " is not configured");
+  }
+  json out = json::array();
+  for (const auto& vip : state_.view()) {
+    if (only && vip.key != *only) continue;
+    for (const auto& b : vip.backends) out.push_back(backend_json(vip, b));
+  }
+  return out;
+}
+
+json Commands::handle(const json& request, const PeerCred& peer) {
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
+    throw Error("request must be an object with a \"command\" string");
+  const std::string cmd = request["command"];
+  const json args = request.value("args", json::object());
+
+  if (cmd == "status") return status_();
+  if (cmd == "stats") return stats_json(state_.view(), dataplane_);
+  if (cmd == "vip.list") return vip_list();
+  if (cmd == "backend.list") return backend_list(args);
+
+  Config next = state_.desired();
+  if (cmd == "vip.add") {
+    const auto key = VipKey::parse(arg_string(args, "vip"));
+    if (next.find_vip(key)) throw Error("VIP " + key.str() + " already exists");
+    next.vips.push_back(VipConfig{key, {}});
+  } else if (cmd == "vip.del") {
+    const auto key = VipKey::parse(arg_string(args, "vip"));
+    find_vip_or_throw(next, key);
+    std::erase_if(next.vips, [&](const VipConfig& v) { return v.key == key; });
+  } else if (cmd == "backend.add") {
+    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
+    const auto address = arg_address(args);
+    if (vip.find_backend(address))
+      throw Error("backend " + address.str() + " is already in VIP " + vip.key.str());
+    vip.backends.push_back(BackendConfig{address, arg_weight(args)});
+  } else if (cmd == "backend.del") {
+    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
+    const auto address = arg_address(args);
+    find_backend_or_throw(vip, address);
+    std::erase_if(vip.backends, [&](const BackendConfig& b) { return b.address == address; });
+  } else if (cmd == "backend.set_weight") {
+    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
+    if (!args.contains("weight")) throw Error("missing argument 'weight'");
+    const uint32_t weight = arg_weight(args);
+    find_backend_or_throw(vip, arg_address(args)).weight = weight;
+  } else {
+    throw Error("unknown command '" + cmd + "'");
+  }
+  return apply_edit(std::move(next), peer);
+}
+
+}  // namespace ballast

@@ -1,0 +1,271 @@
+#include "config.h"
+
+#include <net/if.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "error.h"
+
+namespace ballast {
+
+const BackendConfig* VipConfig::find_backend(const IpAddress& a) const {
+  for (const auto& b : backends)
+    if (b.address == a) return &b;
+  return nullptr;
+}
+
+const VipConfig* Config::find_vip(const VipKey& k) const {
+  for (const auto& v : vips)
+    if (v.key == k) return &v;
+  return nullptr;
+}
+
+VipConfig* Config::find_vip(const VipKey& k) {
+  for (auto& v : vips)
+    if (v.key == k) return &v;
+  return nullptr;
+}
+
+std::string attach_mode_name(AttachMode m) { return m == AttachMode::native ? "native" : "skb"; }
+
+namespace {
+
+// Collects problems while the YAML tree is walked, each prefixed with the
+// file, the line and the field path so the operator can go straight to it.
+class Problems {
+ public:
+  explicit Problems(std::string source) : source_(std::move(source)) {}
+
+  void add(const YAML::Node& at, const std::string& field, const std::string& reason) {
+    std::string where = source_;
+    if (at.IsDefined() && at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
+    list_.push_back(where + ": " + field + ": " + reason);
+  }
+  void add_plain(const std::string& line) { list_.push_back(source_ + ": " + line); }
+  bool empty() const { return list_.empty(); }
+  std::string joined() const {
+    std::string out;
+    for (const auto& l : list_) out += (out.empty() ? "" : "\n") + l;
+    return out;
+  }
+
+ private:
+  std::string source_;
+  std::vector<std::string> list_;
+};
+
+void check_known_keys(const YAML::Node& map, const std::string& path,
+                      const std::set<std::string>& known, Problems& problems) {
+  for (const auto& kv : map) {
+    auto key = kv.first.as<std::string>("");
+    if (!known.count(key)) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      problems.add(kv.first, path.empty() ? key : path + "." + key,
+                   "unknown field (known: " + list + ")");
+    }
+  }
+}
+
+// Reads a scalar as an unsigned integer within [lo, hi]; reports and returns
+// false otherwise.
+bool read_uint(const YAML::Node& node, const std::string& field, uint64_t lo, uint64_t hi,
+               uint64_t& out, Problems& problems) {
+  const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
+  if (!node.IsScalar()) {
+    problems.add(node, field, "must be an integer " + range);
+    return false;
+  }
+  const std::string text = node.Scalar();
+  size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used, 10);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < static_cast<long long>(lo) ||
+      value > static_cast<long long>(hi)) {
+    problems.add(node, field, "must be an integer " + range + ", got '" + text + "'");
+    return false;
+  }
+  out = static_cast<uint64_t>(value);
+  return true;
+}
+
+std::string scalar_or_empty(const YAML::Node& node) { return node.IsScalar() ? node.Scalar() : ""; }
+
+BackendConfig parse_backend(const YAML::Node& node, const std::string& path, Problems& problems) {
+  BackendConfig b;
+  if (!node.IsMap()) {
+    problems.add(node, path, "must be a mapping like {address: 10.0.0.11, weight: 1}");
+    return b;
+  }
+  check_known_keys(node, path, {"address", "weight"}, problems);
+  const auto addr = node["address"];
+  if (!addr) {
+    problems.add(node, path + ".address", "is required");
+  } else if (auto a = IpAddress::parse(scalar_or_empty(addr))) {
+    b.address = *a;
+  } else {
+    problems.add(addr, path + ".address", "'" + scalar_or_empty(addr) + "' is not an IP address");
+  }
+  if (const auto w = node["weight"]) {
+    uint64_t v = 0;
+    if (read_uint(w, path + ".weight", 0, kMaxWeight, v, problems)) b.weight = static_cast<uint32_t>(v);
+  }
+  return b;
+}
+
+VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& problems) {
+  VipConfig vip;
+  if (!node.IsMap()) {
+    problems.add(node, path, "must be a mapping with address, port, protocol, backends");
+    return vip;
+  }
+  check_known_keys(node, path, {"address", "port", "protocol", "backends"}, problems);
+  const auto addr = node["address"];
+  if (!addr) {
+    problems.add(node, path + ".address", "is required");
+  } else if (auto a = IpAddress::parse(scalar_or_empty(addr))) {
+    vip.key.address = *a;
+  } else {
+    problems.add(addr, path + ".address", "'" + scalar_or_empty(addr) + "' is not an IP address");
+  }
+  const auto port = node["port"];
+  uint64_t v = 0;
+  if (!port)
+    problems.add(node, path + ".port", "is required");
+  else if (read_uint(port, path + ".port", 1, 65535, v, problems))
+    vip.key.port = static_cast<uint16_t>(v);
+  const auto proto = node["protocol"];
+  if (!proto) {
+    problems.add(node, path + ".protocol", "is required (tcp or udp)");
+  } else if (auto p = parse_protocol(scalar_or_empty(proto))) {
+    vip.key.protocol = *p;
+  } else {
+    problems.add(proto, path + ".protocol", "must be tcp or udp, got '" + scalar_or_empty(proto) + "'");
+  }
+  const auto backends = node["backends"];
+  if (backends && !backends.IsSequence() && !backends.IsNull()) {
+    problems.add(backends, path + ".backends", "must be a list");
+  } else if (backends && backends.IsSequence()) {
+    for (size_t i = 0; i < backends.size(); i++)
+      vip.backends.push_back(
+          parse_backend(backends[i], path + ".backends[" + std::to_string(i) + "]", problems));
+  }
+  return vip;
+}
+
+}  // namespace
+
+std::vector<std::string> validate_config(const Config& config) {
+  std::vector<std::string> out;
+  if (config.interface.empty())
+    out.push_back("interface: is required");
+  else if (config.interface.size() >= IFNAMSIZ)
+    out.push_back("interface: '" + config.interface + "' is longer than " +
+                  std::to_string(IFNAMSIZ - 1) + " characters");
+  if (config.vips.size() > BALLAST_MAX_VIPS)
+    out.push_back("vips: at most " + std::to_string(BALLAST_MAX_VIPS) + " VIPs, got " +
+                  std::to_string(config.vips.size()));
+  std::map<VipKey, size_t> seen_vips;
+  size_t total_backends = 0;
+  for (size_t i = 0; i < config.vips.size(); i++) {
+    const auto& vip = config.vips[i];
+    const std::string path = "vips[" + std::to_string(i) + "]";
+    if (!vip.key.address.is_v4())
+      out.push_back(path + ".address: " + vip.key.address.str() +
+                    ": IPv6 VIPs are not supported yet (IPv4 only in this version)");
+    if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
+    auto [it, fresh] = seen_vips.emplace(vip.key, i);
+    if (!fresh)
+      out.push_back(path + ": duplicate VIP " + vip.key.str() + " (also vips[" +
+                    std::to_string(it->second) + "])");
+    std::map<IpAddress, size_t> seen_backends;
+    for (size_t j = 0; j < vip.backends.size(); j++) {
+      const auto& b = vip.backends[j];
+      const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
+      if (b.address.family != vip.key.address.family)
+        out.push_back(bpath + ".address: " + b.address.str() +
+                      ": must be the VIP's address family (direct server return rewrites only MACs)");
+      if (b.weight > kMaxWeight)
+        out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
+                      std::to_string(b.weight));
+      auto [bit, bfresh] = seen_backends.emplace(b.address, j);
+      if (!bfresh)
+        out.push_back(bpath + ".address: duplicate backend " + b.address.str() + " (also " + path +
+                      ".backends[" + std::to_string(bit->second) + "])");
+    }
+    total_backends += vip.backends.size();
+  }
+  if (total_backends > BALLAST_MAX_BACKENDS)
+    out.push_back("vips: at most " + std::to_string(BALLAST_MAX_BACKENDS) +
+                  " backends over all VIPs, got " + std::to_string(total_backends));
+  return out;
+}
+
+void require_valid(const Config& config) {
+  auto problems = validate_config(config);
+  if (problems.empty()) return;
+  std::string msg;
+  for (const auto& p : problems) msg += (msg.empty() ? "" : "\n") + p;
+  throw Error(msg);
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  Problems problems(source);
+  Config config;
+  if (!root.IsMap()) {
+    problems.add_plain("top level must be a mapping with interface and vips");
+    throw Error(problems.joined());
+  }
+  check_known_keys(root, "", {"interface", "attach_mode", "vips"}, problems);
+  if (const auto iface = root["interface"]; iface && iface.IsScalar())
+    config.interface = iface.Scalar();
+  else if (iface)
+    problems.add(iface, "interface", "must be an interface name");
+  if (const auto mode = root["attach_mode"]) {
+    const std::string m = scalar_or_empty(mode);
+    if (m == "native")
+      config.attach_mode = AttachMode::native;
+    else if (m == "skb")
+      config.attach_mode = AttachMode::skb;
+    else
+      problems.add(mode, "attach_mode", "must be native or skb, got '" + m + "'");
+  }
+  const auto vips = root["vips"];
+  if (!vips) {
+    problems.add(root, "vips", "is required (a list, may be empty: vips: [])");
+  } else if (vips.IsSequence()) {
+    for (size_t i = 0; i < vips.size(); i++)
+      config.vips.push_back(parse_vip(vips[i], "vips[" + std::to_string(i) + "]", problems));
+  } else if (!vips.IsNull()) {
+    problems.add(vips, "vips", "must be a list");
+  }
+  // Whole-config rules (duplicates, families, limits) once the fields parsed.
+  if (problems.empty())
+    for (const auto& p : validate_config(config)) problems.add_plain(p);
+  if (!problems.empty()) throw Error(problems.joined());
+  return config;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(errno_message("cannot read config " + path, errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace ballast

@@ -1,0 +1,56 @@
+// config.h: the desired state (what the operator asked for), parsed from
+// YAML and validated whole. No I/O to maps or the kernel: every check here
+// runs on plain data, so a bad file is refused before anything changes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "address.h"
+
+namespace ballast {
+
+constexpr uint32_t kMaxWeight = 65535;
+
+enum class AttachMode { native, skb };
+
+struct BackendConfig {
+  IpAddress address;
+  uint32_t weight = 1;
+  bool operator==(const BackendConfig&) const = default;
+};
+
+struct VipConfig {
+  VipKey key;
+  std::vector<BackendConfig> backends;
+  bool operator==(const VipConfig&) const = default;
+
+  const BackendConfig* find_backend(const IpAddress& a) const;
+};
+
+struct Config {
+  std::string interface;
+  AttachMode attach_mode = AttachMode::native;
+  std::vector<VipConfig> vips;
+
+  const VipConfig* find_vip(const VipKey& k) const;
+  VipConfig* find_vip(const VipKey& k);
+};
+
+// Parses @yaml_text; @source names the file in messages. Every problem found
+// is listed (one per line, "file:line: field: reason"), thrown as one Error.
+// The result is already validated.
+Config parse_config(const std::string& yaml_text, const std::string& source);
+Config load_config_file(const std::string& path);
+
+// Checks a whole config (the same rules the YAML parser applies, for configs
+// edited through the API). Returns the problems; empty when valid.
+std::vector<std::string> validate_config(const Config& config);
+
+// Throws Error listing validate_config's problems, if any.
+void require_valid(const Config& config);
+
+std::string attach_mode_name(AttachMode m);
+
+}  // namespace ballast

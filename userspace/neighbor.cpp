@@ -1,0 +1,130 @@
+#include "neighbor.h"
+
+#include <arpa/inet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "error.h"
+#include "fd.h"
+
+namespace ballast {
+namespace {
+
+constexpr uint16_t kValidStates =
+    NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+
+}  // namespace
+
+std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
+  std::map<IpAddress, MacAddress> out;
+  UniqueFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) throw Error(errno_message("netlink socket", errno));
+
+  struct {
+    nlmsghdr nh;
+    ndmsg nd;
+  } req{};
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
+  req.nh.nlmsg_type = RTM_GETNEIGH;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.nd.ndm_family = AF_UNSPEC;
+  if (send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0)
+    throw Error(errno_message("netlink RTM_GETNEIGH", errno));
+
+  std::vector<char> buf(64 * 1024);
+  for (;;) {
+    ssize_t n = recv(sock.get(), buf.data(), buf.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errno_message("netlink recv", errno));
+    }
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, static_cast<unsigned>(n));
+         nh = NLMSG_NEXT(nh, n)) {
+      if (nh->nlmsg_type == NLMSG_DONE) return out;
+      if (nh->nlmsg_type == NLMSG_ERROR) throw Error("netlink neighbour dump failed");
+      if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
+      auto* nd = static_cast<ndmsg*>(NLMSG_DATA(nh));
+      if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kValidStates)) continue;
+      std::optional<IpAddress> ip;
+      std::optional<MacAddress> mac;
+      int len = static_cast<int>(RTM_PAYLOAD(nh));
+      for (auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(nd) + NLMSG_ALIGN(sizeof(*nd)));
+           RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+        if (rta->rta_type == NDA_DST) {
+          IpAddress a;
+          if (RTA_PAYLOAD(rta) == 4) {
+            a.family = BALLAST_AF_INET;
+          } else if (RTA_PAYLOAD(rta) == 16) {
+            a.family = BALLAST_AF_INET6;
+          } else {
+            continue;
+          }
+          std::memcpy(a.bytes.data(), RTA_DATA(rta), RTA_PAYLOAD(rta));
+          ip = a;
+        } else if (rta->rta_type == NDA_LLADDR && RTA_PAYLOAD(rta) == 6) {
+          MacAddress m;
+          std::memcpy(m.data(), RTA_DATA(rta), 6);
+          mac = m;
+        }
+      }
+      if (ip && mac) out[*ip] = *mac;
+    }
+  }
+}
+
+void KernelNeighbors::solicit(int ifindex, const IpAddress& addr) {
+  const int family = addr.is_v4() ? AF_INET : AF_INET6;
+  UniqueFd sock(socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (sock.get() < 0) return;
+  char ifname[IF_NAMESIZE] = {};
+  if (if_indextoname(ifindex, ifname))
+    setsockopt(sock.get(), SOL_SOCKET, SO_BINDTODEVICE, ifname, strlen(ifname));
+  // Discard port: a backend that gets the datagram ignores it.
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(9);
+    std::memcpy(&sin->sin_addr, addr.bytes.data(), 4);
+    len = sizeof(*sin);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(9);
+    std::memcpy(&sin6->sin6_addr, addr.bytes.data(), 16);
+    len = sizeof(*sin6);
+  }
+  // Failure (no route, say) shows up later as "no neighbour entry".
+  (void)sendto(sock.get(), "", 0, 0, reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+int interface_index(const std::string& name) {
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0) throw Error(errno_message("interface " + name, errno));
+  return static_cast<int>(idx);
+}
+
+MacAddress interface_mac(const std::string& name) {
+  UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) throw Error(errno_message("socket", errno));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(sock.get(), SIOCGIFHWADDR, &ifr) < 0)
+    throw Error(errno_message("MAC address of " + name, errno));
+  MacAddress mac;
+  std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+  return mac;
+}
+
+}  // namespace ballast

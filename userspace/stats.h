@@ -1,0 +1,22 @@
+// stats.h: counters joined with the live state into what `ballast stats`
+// prints: per VIP and per backend packets, bytes, new flows, expected share
+// (weight over the VIP's usable weight), observed share (of new flows) and
+// skew (observed / expected); per reason packets and bytes. Pure: the
+// counters come in through DataPlane.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "balancer_state.h"
+#include "dataplane.h"
+
+namespace ballast {
+
+nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane);
+
+// Name and verdict ("tx", "pass", "drop") of a reason, from BALLAST_REASONS.
+std::string_view reason_name(uint32_t reason);
+std::string_view reason_verdict(uint32_t reason);
+
+}  // namespace ballast
