@@ -1,0 +1,151 @@
+// Config parsing and validation: every error path names the line, the field
+// and the reason, and a bad file yields no config at all.
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include "error.h"
+
+namespace ballast {
+namespace {
+
+const char* kGood = R"(interface: eth0
+vips:
+  - address: 10.0.0.100
+    port: 80
+    protocol: tcp
+    backends:
+      - {address: 10.0.0.11, weight: 1}
+      - {address: 10.0.0.12, weight: 1}
+      - {address: 10.0.0.13, weight: 2}
+)";
+
+// Parses @yaml expecting failure; returns the message.
+std::string parse_error(const std::string& yaml) {
+  try {
+    parse_config(yaml, "test.yaml");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "config was accepted:\n" << yaml;
+  return "";
+}
+
+TEST(Config, ParsesTheIssueExample) {
+  Config c = parse_config(kGood, "test.yaml");
+  EXPECT_EQ(c.interface, "eth0");
+  EXPECT_EQ(c.attach_mode, AttachMode::native) << "native is the default";
+  ASSERT_EQ(c.vips.size(), 1u);
+  EXPECT_EQ(c.vips[0].key.str(), "10.0.0.100:80/tcp");
+  ASSERT_EQ(c.vips[0].backends.size(), 3u);
+  EXPECT_EQ(c.vips[0].backends[2].address.str(), "10.0.0.13");
+  EXPECT_EQ(c.vips[0].backends[2].weight, 2u);
+}
+
+TEST(Config, WeightDefaultsToOneAndSkbModeParses) {
+  Config c = parse_config(
+      "interface: eth1\nattach_mode: skb\nvips:\n  - {address: 10.0.0.1, port: 53, protocol: udp, "
+      "backends: [{address: 10.0.0.2}]}\n",
+      "t");
+  EXPECT_EQ(c.attach_mode, AttachMode::skb);
+  EXPECT_EQ(c.vips[0].key.protocol, Protocol::udp);
+  EXPECT_EQ(c.vips[0].backends[0].weight, 1u);
+}
+
+struct BadCase {
+  const char* name;
+  std::string yaml;
+  std::string expected;  // a substring of the error
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NamesLineFieldAndReason) {
+  const auto& c = GetParam();
+  const std::string msg = parse_error(c.yaml);
+  EXPECT_NE(msg.find(c.expected), std::string::npos)
+      << "error for " << c.name << " should contain '" << c.expected << "', got:\n" << msg;
+}
+
+std::string with(const std::string& from, const std::string& to) {
+  std::string s = kGood;
+  auto pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Every, ConfigErrors,
+    ::testing::Values(
+        BadCase{"negative_weight", with("weight: 2", "weight: -3"),
+                "test.yaml:9: vips[0].backends[2].weight: must be an integer 0..65535, got '-3'"},
+        BadCase{"weight_too_big", with("weight: 2", "weight: 70000"),
+                "vips[0].backends[2].weight: must be an integer 0..65535, got '70000'"},
+        BadCase{"weight_not_number", with("weight: 2", "weight: heavy"),
+                "vips[0].backends[2].weight: must be an integer"},
+        BadCase{"bad_backend_address", with("10.0.0.12", "10.0.0.300"),
+                "test.yaml:8: vips[0].backends[1].address: '10.0.0.300' is not an IP address"},
+        BadCase{"missing_backend_address", with("{address: 10.0.0.12, weight: 1}", "{weight: 1}"),
+                "vips[0].backends[1].address: is required"},
+        BadCase{"bad_vip_address", with("10.0.0.100", "ten.0.0.100"),
+                "test.yaml:3: vips[0].address: 'ten.0.0.100' is not an IP address"},
+        BadCase{"port_zero", with("port: 80", "port: 0"), "test.yaml:4: vips[0].port: must be an integer 1..65535"},
+        BadCase{"port_too_big", with("port: 80", "port: 65536"), "vips[0].port: must be an integer 1..65535"},
+        BadCase{"missing_port", with("    port: 80\n", ""), "vips[0].port: is required"},
+        BadCase{"bad_protocol", with("protocol: tcp", "protocol: sctp"),
+                "test.yaml:5: vips[0].protocol: must be tcp or udp, got 'sctp'"},
+        BadCase{"missing_protocol", with("    protocol: tcp\n", ""), "vips[0].protocol: is required"},
+        BadCase{"missing_interface", with("interface: eth0\n", ""), "interface: is required"},
+        BadCase{"long_interface", with("eth0", "a-very-long-interface-name"),
+                "interface: 'a-very-long-interface-name' is longer than 15 characters"},
+        BadCase{"missing_vips", "interface: eth0\n", "vips: is required"},
+        BadCase{"vips_not_list", "interface: eth0\nvips: 3\n", "test.yaml:2: vips: must be a list"},
+        BadCase{"backends_not_list", with("    backends:\n", "    backends: 7\n    x:\n"),
+                "vips[0].backends: must be a list"},
+        BadCase{"unknown_top_field", with("interface: eth0", "interface: eth0\ninterfaces: eth1"),
+                "test.yaml:2: interfaces: unknown field"},
+        BadCase{"unknown_backend_field", with("weight: 2", "wieght: 2"),
+                "vips[0].backends[2].wieght: unknown field (known: address, weight)"},
+        BadCase{"bad_attach_mode", with("interface: eth0", "interface: eth0\nattach_mode: hw"),
+                "attach_mode: must be native or skb, got 'hw'"},
+        BadCase{"duplicate_backend", with("10.0.0.12", "10.0.0.11"),
+                "vips[0].backends[1].address: duplicate backend 10.0.0.11 (also vips[0].backends[0])"},
+        BadCase{"duplicate_vip",
+                std::string(kGood) + "  - {address: 10.0.0.100, port: 80, protocol: tcp}\n",
+                "vips[1]: duplicate VIP 10.0.0.100:80/tcp (also vips[0])"},
+        BadCase{"ipv6_vip", "interface: eth0\nvips:\n  - {address: '2001:db8::1', port: 80, protocol: tcp}\n",
+                "vips[0].address: 2001:db8::1: IPv6 VIPs are not supported yet"},
+        BadCase{"family_mismatch", with("10.0.0.13", "'2001:db8::13'"),
+                "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family"},
+        BadCase{"not_yaml", "interface: [eth0\n", "test.yaml:2: not valid YAML"},
+        BadCase{"not_a_mapping", "- a\n- b\n", "top level must be a mapping"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, ListsEveryProblemNotJustTheFirst) {
+  std::string yaml = with("weight: 2", "weight: -3");
+  yaml.replace(yaml.find("protocol: tcp"), 13, "protocol: icmp");
+  const std::string msg = parse_error(yaml);
+  EXPECT_NE(msg.find("weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("protocol"), std::string::npos) << msg;
+}
+
+TEST(Config, ValidateCatchesEditsTheParserNeverSaw) {
+  Config c = parse_config(kGood, "t");
+  EXPECT_TRUE(validate_config(c).empty());
+  c.vips[0].backends.push_back(c.vips[0].backends[0]);
+  auto problems = validate_config(c);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("duplicate backend 10.0.0.11"), std::string::npos) << problems[0];
+  EXPECT_THROW(require_valid(c), Error);
+}
+
+TEST(VipKey, ParsesAndPrints) {
+  EXPECT_EQ(VipKey::parse("10.0.0.100:80/tcp").str(), "10.0.0.100:80/tcp");
+  EXPECT_EQ(VipKey::parse("[2001:db8::1]:443/udp").str(), "[2001:db8::1]:443/udp");
+  for (const char* bad : {"10.0.0.100:80", "10.0.0.100/tcp", "10.0.0.100:0/tcp", "10.0.0.100:99999/tcp",
+                          "host:80/tcp", "10.0.0.100:80/icmp", "10.0.0.100:8x/tcp"})
+    EXPECT_THROW(VipKey::parse(bad), Error) << bad;
+}
+
+}  // namespace
+}  // namespace ballast
