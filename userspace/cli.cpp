@@ -184,6 +184,17 @@ int main(int argc, char** argv) {
         print = print_stats;
       });
 
+  // Subcommand help shows their own options only; name the shared ones.
+  std::function<void(CLI::App*)> add_footer = [&](CLI::App* cmd) {
+    for (auto* sub : cmd->get_subcommands({})) {
+      sub->footer("Every command also takes -s,--socket PATH (default " +
+                  std::string(ballast::kDefaultSocket) +
+                  ") and -o,--output table|json.\nErrors: one line on stderr, exit status 1.");
+      add_footer(sub);
+    }
+  };
+  add_footer(&app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
