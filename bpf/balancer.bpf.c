@@ -61,12 +61,16 @@ static __always_inline struct verdict lb4_forward(struct hdr_cursor *cur,
 	struct ballast_vip_info *vip;
 	struct ballast_backend *be;
 	struct iphdr *iph;
+	void *l3_end;
 	__u32 backend_id;
 	int is_syn = 0;
 	int new_flow = 0;
 
 	if (parse_iphdr(cur, data_end, &iph))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV4);
+	/* The transport header must lie inside the IP packet, not in the
+	 * Ethernet padding after it (checked below, after each parse). */
+	l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_TCP_UDP);
 	/* Later fragments carry no ports; fragments are handled in a later
@@ -77,7 +81,7 @@ static __always_inline struct verdict lb4_forward(struct hdr_cursor *cur,
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp;
 
-		if (parse_tcphdr(cur, data_end, &tcp))
+		if (parse_tcphdr(cur, data_end, &tcp) || cur->pos > l3_end)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_TCP);
 		flow.sport = tcp->source;
 		flow.dport = tcp->dest;
@@ -85,7 +89,8 @@ static __always_inline struct verdict lb4_forward(struct hdr_cursor *cur,
 	} else {
 		struct udphdr *udp;
 
-		if (parse_udphdr(cur, data_end, &udp))
+		if (parse_udphdr(cur, data_end, &udp) || cur->pos > l3_end ||
+		    (void *)udp + bpf_ntohs(udp->len) > l3_end)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_UDP);
 		flow.sport = udp->source;
 		flow.dport = udp->dest;

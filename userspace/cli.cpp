@@ -198,7 +198,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::cerr << "ballast: " << e.what() << " (see ballast --help)\n";
+    return 1;
   }
   try {
     json result = ballast::api_call(g.socket, request);

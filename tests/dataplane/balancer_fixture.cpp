@@ -1,0 +1,240 @@
+// balancer_fixture.cpp: loading, seeding and running the balancer for tests.
+#include "balancer_fixture.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include "balancer.skel.h"
+#include "fd.h"
+#include "jhash.h"
+
+namespace ballast::test {
+
+namespace {
+
+// Room past the input frame for the program to grow it (it does not today;
+// the kernel fails the run with ENOSPC rather than truncate).
+constexpr std::size_t out_frame_slack = 256;
+
+[[noreturn]] void fail(int negative_errno, const std::string& step) {
+  throw std::system_error(-negative_errno, std::generic_category(), step);
+}
+
+void add(ballast_reason_counters& total, const ballast_reason_counters& cpu) {
+  total.packets += cpu.packets;
+  total.bytes += cpu.bytes;
+}
+
+void add(ballast_traffic_counters& total, const ballast_traffic_counters& cpu) {
+  total.packets += cpu.packets;
+  total.bytes += cpu.bytes;
+  total.new_flows += cpu.new_flows;
+}
+
+// Per-CPU values come back one per possible CPU, each rounded up to 8 bytes.
+template <typename Counters>
+Counters sum_per_cpu(const bpf_map* map, std::uint32_t key) {
+  static_assert(sizeof(Counters) % 8 == 0, "per-CPU values are 8-byte aligned");
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) fail(cpus, "libbpf_num_possible_cpus");
+  std::vector<Counters> per_cpu(static_cast<std::size_t>(cpus));
+  if (int err = bpf_map_lookup_elem(bpf_map__fd(map), &key, per_cpu.data()); err)
+    fail(err, std::string("bpf_map_lookup_elem(") + bpf_map__name(map) + ")");
+  Counters total{};
+  for (const Counters& cpu : per_cpu) add(total, cpu);
+  return total;
+}
+
+#define BALLAST_REASON_NAME(name, str, verdict) str,
+constexpr const char* reason_names[] = {BALLAST_REASONS(BALLAST_REASON_NAME)};
+#undef BALLAST_REASON_NAME
+static_assert(std::size(reason_names) == BALLAST_REASON_COUNT);
+
+}  // namespace
+
+RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32_t repeat) {
+  RunResult result;
+  result.frame.resize(frame.size() + out_frame_slack);
+  // Every field, in declaration order: C++20 designated initializers must
+  // follow it, and GCC's -Wextra flags any field left out.
+  bpf_test_run_opts opts{
+      .sz = sizeof(opts),
+      .data_in = frame.data(),
+      .data_out = result.frame.data(),
+      .data_size_in = static_cast<std::uint32_t>(frame.size()),
+      .data_size_out = static_cast<std::uint32_t>(result.frame.size()),
+      .ctx_in = nullptr,
+      .ctx_out = nullptr,
+      .ctx_size_in = 0,
+      .ctx_size_out = 0,
+      .retval = 0,
+      .repeat = static_cast<int>(repeat),
+      .duration = 0,
+      .flags = 0,
+      .cpu = 0,
+      .batch_size = 0,
+  };
+  result.error = bpf_prog_test_run_opts(prog_fd, &opts);
+  result.action = opts.retval;
+  result.duration_ns = opts.duration;
+  result.frame.resize(result.error ? 0 : opts.data_size_out);
+  return result;
+}
+
+BalancerHarness::BalancerHarness(MacAddr lb_mac) {
+  skel_ = balancer::open();
+  if (!skel_) fail(-errno, "balancer::open");
+  std::copy(lb_mac.begin(), lb_mac.end(), skel_->rodata->lb_mac);
+  if (int err = balancer::load(skel_); err) {
+    balancer::destroy(skel_);
+    fail(err, "balancer::load");
+  }
+}
+
+BalancerHarness::~BalancerHarness() { balancer::destroy(skel_); }
+
+void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id) {
+  const ballast_vip_info info{.vip_id = vip_id, .flags = 0};
+  if (int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.vips), &key, &info, BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(vips)");
+}
+
+void BalancerHarness::set_backend(std::uint32_t backend_id, const ballast_backend& slot) {
+  if (int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.backends), &backend_id, &slot, BPF_ANY);
+      err)
+    fail(err, "bpf_map_update_elem(backends)");
+}
+
+ballast_backend BalancerHarness::backend(std::uint32_t backend_id) const {
+  ballast_backend slot{};
+  if (int err = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.backends), &backend_id, &slot); err)
+    fail(err, "bpf_map_lookup_elem(backends)");
+  return slot;
+}
+
+void BalancerHarness::install_maglev_table(std::uint32_t vip_id,
+                                           std::span<const std::uint32_t> entries) {
+  if (entries.size() != BALLAST_MAGLEV_SIZE)
+    throw std::invalid_argument(
+        "install_maglev_table: a table has BALLAST_MAGLEV_SIZE entries, got " +
+        std::to_string(entries.size()));
+  // Key, value and size must match the inner map declared in maps.h, or
+  // the kernel refuses the fd in maglev_tables.
+  ballast::UniqueFd table(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(std::uint32_t),
+                                         sizeof(std::uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
+  if (table.get() < 0) fail(table.get(), "bpf_map_create(maglev_table)");
+
+  std::vector<std::uint32_t> keys(entries.size());
+  for (std::uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
+  auto count = static_cast<std::uint32_t>(entries.size());
+  if (int err = bpf_map_update_batch(table.get(), keys.data(), entries.data(), &count, nullptr);
+      err)
+    fail(err, "bpf_map_update_batch(maglev_table)");
+
+  // The outer map holds its own reference; ours closes with `table`.
+  const int table_fd = table.get();
+  if (int err =
+          bpf_map_update_elem(bpf_map__fd(skel_->maps.maglev_tables), &vip_id, &table_fd, BPF_ANY);
+      err)
+    fail(err, "bpf_map_update_elem(maglev_tables)");
+}
+
+std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) const {
+  ballast_conn value{};
+  int err = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.conn_table), &flow, &value);
+  if (err == -ENOENT) return std::nullopt;
+  if (err) fail(err, "bpf_map_lookup_elem(conn_table)");
+  return value;
+}
+
+RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_t repeat) const {
+  return test_run(bpf_program__fd(skel_->progs.ballast_xdp), frame, repeat);
+}
+
+ballast_reason_counters BalancerHarness::reason_counters(ballast_reason reason) const {
+  return sum_per_cpu<ballast_reason_counters>(skel_->maps.reason_stats, reason);
+}
+
+ballast_traffic_counters BalancerHarness::vip_counters(std::uint32_t vip_id) const {
+  return sum_per_cpu<ballast_traffic_counters>(skel_->maps.vip_stats, vip_id);
+}
+
+ballast_traffic_counters BalancerHarness::backend_counters(std::uint32_t backend_id) const {
+  return sum_per_cpu<ballast_traffic_counters>(skel_->maps.backend_stats, backend_id);
+}
+
+ballast_vip_key vip_key_v4(Ipv4Addr addr, std::uint16_t port, std::uint8_t proto) {
+  ballast_vip_key key{};
+  key.addr.v4 = addr.be32();
+  key.port = htons(port);
+  key.proto = proto;
+  key.family = BALLAST_AF_INET;
+  return key;
+}
+
+ballast_backend backend_slot_v4(Ipv4Addr addr, MacAddr mac, std::uint32_t vip_id,
+                                std::uint32_t flags) {
+  ballast_backend slot{};
+  slot.addr.v4 = addr.be32();
+  std::copy(mac.begin(), mac.end(), slot.mac);
+  slot.family = BALLAST_AF_INET;
+  slot.flags = flags;
+  slot.vip_id = vip_id;
+  return slot;
+}
+
+ballast_flow_key flow_key_v4(Ipv4Addr src, std::uint16_t sport, Ipv4Addr dst, std::uint16_t dport,
+                             std::uint8_t proto) {
+  ballast_flow_key flow{};
+  flow.src.v4 = src.be32();
+  flow.dst.v4 = dst.be32();
+  flow.sport = htons(sport);
+  flow.dport = htons(dport);
+  flow.proto = proto;
+  flow.family = BALLAST_AF_INET;
+  return flow;
+}
+
+std::uint32_t maglev_index(const ballast_flow_key& flow) {
+  static_assert(sizeof(flow) % 4 == 0, "select.h hashes the key as 32-bit words");
+  std::uint32_t words[sizeof(flow) / 4];
+  std::memcpy(words, &flow, sizeof(flow));
+  return ballast_jhash2(words, sizeof(flow) / 4, 0) % BALLAST_MAGLEV_SIZE;
+}
+
+std::vector<std::uint32_t> round_robin_table(std::span<const std::uint32_t> backend_ids) {
+  std::vector<std::uint32_t> table(BALLAST_MAGLEV_SIZE, BALLAST_NO_BACKEND);
+  if (!backend_ids.empty())
+    for (std::size_t i = 0; i < table.size(); i++) table[i] = backend_ids[i % backend_ids.size()];
+  return table;
+}
+
+std::optional<std::string> frame_mismatch(std::span<const std::uint8_t> expected,
+                                          std::span<const std::uint8_t> actual) {
+  auto [exp_it, act_it] =
+      std::mismatch(expected.begin(), expected.end(), actual.begin(), actual.end());
+  if (exp_it == expected.end() && act_it == actual.end()) return std::nullopt;
+  const auto offset = static_cast<std::size_t>(exp_it - expected.begin());
+  return "frames differ at offset " + std::to_string(offset) + " (expected " +
+         std::to_string(expected.size()) + " bytes, got " + std::to_string(actual.size()) +
+         ")\nexpected:\n" + hex_dump(expected) + "actual:\n" + hex_dump(actual);
+}
+
+MacAddr dst_mac_of(std::span<const std::uint8_t> frame) {
+  MacAddr mac{};
+  if (frame.size() >= mac.size()) std::copy_n(frame.begin(), mac.size(), mac.begin());
+  return mac;
+}
+
+const char* reason_name(ballast_reason reason) {
+  return reason < BALLAST_REASON_COUNT ? reason_names[reason] : "(unknown reason)";
+}
+
+}  // namespace ballast::test

@@ -1,0 +1,89 @@
+// balancer_fixture.h: the balancer's XDP program, loaded for real, with its
+// maps seeded from the test and its entry point run by BPF_PROG_TEST_RUN
+// (after cilium's bpf/tests and Katran's BpfTester).
+//
+// BalancerHarness owns the skeleton (opened, lb_mac set, loaded; destroyed in
+// its destructor). Every step that fails throws std::system_error naming the
+// step, which GoogleTest reports as the test's failure. No GoogleTest here:
+// the bench links this file too.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ballast_abi.h"
+#include "packet_builder.h"
+
+struct balancer;
+
+namespace ballast::test {
+
+// What one BPF_PROG_TEST_RUN call reported.
+struct RunResult {
+  int error = 0;                  // 0, or the negative errno of the syscall
+  std::uint32_t action = 0;       // the program's return value (XDP_*)
+  Bytes frame;                    // the frame as the program left it
+  std::uint32_t duration_ns = 0;  // the kernel's average per repetition
+};
+
+// Runs the XDP program @prog_fd once over @frame, or @repeat times over the
+// same buffer (each run sees the previous run's output).
+RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32_t repeat = 1);
+
+class BalancerHarness {
+ public:
+  explicit BalancerHarness(MacAddr lb_mac = mac_lb);
+  ~BalancerHarness();
+  BalancerHarness(const BalancerHarness&) = delete;
+  BalancerHarness& operator=(const BalancerHarness&) = delete;
+
+  void add_vip(const ballast_vip_key& key, std::uint32_t vip_id);
+  void set_backend(std::uint32_t backend_id, const ballast_backend& slot);
+  ballast_backend backend(std::uint32_t backend_id) const;
+  // Builds a new inner table holding @entries (BALLAST_MAGLEV_SIZE of
+  // them) and swaps it into maglev_tables[vip_id] in one update, as the
+  // daemon does.
+  void install_maglev_table(std::uint32_t vip_id, std::span<const std::uint32_t> entries);
+  std::optional<ballast_conn> conn(const ballast_flow_key& flow) const;
+
+  // test_run() on the balancer's entry point.
+  RunResult run(std::span<const std::uint8_t> frame, std::uint32_t repeat = 1) const;
+
+  // Counters summed over every possible CPU.
+  ballast_reason_counters reason_counters(ballast_reason reason) const;
+  ballast_traffic_counters vip_counters(std::uint32_t vip_id) const;
+  ballast_traffic_counters backend_counters(std::uint32_t backend_id) const;
+
+ private:
+  balancer* skel_ = nullptr;
+};
+
+// Map keys and values, built the way the program builds them.
+ballast_vip_key vip_key_v4(Ipv4Addr addr, std::uint16_t port, std::uint8_t proto);
+ballast_backend backend_slot_v4(Ipv4Addr addr, MacAddr mac, std::uint32_t vip_id,
+                                std::uint32_t flags = BALLAST_BACKEND_F_ACTIVE);
+ballast_flow_key flow_key_v4(Ipv4Addr src, std::uint16_t sport, Ipv4Addr dst, std::uint16_t dport,
+                             std::uint8_t proto);
+
+// The Maglev table index select.h computes for @flow: jhash % table size.
+std::uint32_t maglev_index(const ballast_flow_key& flow);
+
+// A table whose entry i is backend_ids[i % n]: every backend owns a known,
+// even share of entries. An empty list gives a table of BALLAST_NO_BACKEND.
+std::vector<std::uint32_t> round_robin_table(std::span<const std::uint32_t> backend_ids);
+
+// The two frames in hex and the first offset where they differ, or nothing
+// when they are equal.
+std::optional<std::string> frame_mismatch(std::span<const std::uint8_t> expected,
+                                          std::span<const std::uint8_t> actual);
+
+// The destination MAC of an Ethernet frame (zeros when it is shorter).
+MacAddr dst_mac_of(std::span<const std::uint8_t> frame);
+
+// "tx_forwarded", "drop_no_backend", ... as ballast_abi.h names them.
+const char* reason_name(ballast_reason reason);
+
+}  // namespace ballast::test

@@ -1,0 +1,715 @@
+# shellcheck shell=bash
+#
+# lib.sh: the world Ballast's end-to-end tests run in, sourced by
+# tests/e2e/test_*.sh and scripts/demo.sh. It builds a private L2 segment out
+# of network namespaces, starts backends and ballastd in it, runs the test
+# functions and tears every piece down again on any exit (success, failure,
+# error, Ctrl-C, SIGTERM). Modelled on xdp-tools' lib/testing/test_runner.sh.
+#
+# Topology (P = a per-run prefix carried by every namespace and link name, so
+# that concurrent runs never collide and teardown deletes exactly what this
+# run made):
+#
+#   netns P-cl   client   eth0 10.231.0.2/24 ---+
+#   netns P-lb   ballastd eth0 10.231.0.3/24 ---+--- bridge P-br (netns P-sw),
+#   netns P-be1  backend  eth0 10.231.0.11/24 --+    one veth port per node:
+#   netns P-be2  backend  eth0 10.231.0.12/24 --+    P-cl, P-lb, P-be1, ...
+#   netns P-be3  backend  eth0 10.231.0.13/24 --+
+#
+# L2 direct server return: the client routes the VIP range 10.231.100.0/24 via
+# the lb; ballastd's XDP program rewrites the destination MAC to a backend's
+# and sends the frame back out (XDP_TX); backends hold every VIP on lo and
+# answer the client directly.
+#
+# Use:
+#   source tests/e2e/lib.sh
+#   e2e_init "$BUILD_DIR"        # checks, prefix, state dir, traps
+#   e2e_setup                    # topology and backend servers
+#   E2E_TESTS=(test_a test_b); run_tests "$@"    # exits
+#
+# Test functions run in a subshell under `set -e`, in their own process group
+# (so teardown can end everything a test started). Inside one: fail "why",
+# skip "why", lb_start/lb_stop/lb_cli, client_run, backend_count, assert_*.
+
+# --- Address plan: only inside our own namespaces ---------------------------
+readonly E2E_SUBNET_LEN=24
+readonly CLIENT_IP=10.231.0.2
+readonly LB_IP=10.231.0.3
+readonly BE_NAMES=(be1 be2 be3)
+readonly BE_IPS=(10.231.0.11 10.231.0.12 10.231.0.13)
+# The client routes this whole range via the lb; backends hold VIP1 and VIP2.
+readonly VIP_RANGE=10.231.100.0/24
+readonly VIP1=10.231.100.1
+readonly VIP2=10.231.100.2
+readonly HTTP_PORT=80
+readonly UDP_PORT=9000
+
+# Exit status a test uses to say "skipped" (as xdp-tools' runner does): any
+# value a shell command would not return by accident.
+readonly E2E_SKIP_RC=249
+# How long ballastd may take to print "ready", and to exit after SIGTERM.
+readonly LB_READY_TIMEOUT_S=30
+readonly LB_STOP_TIMEOUT_S=10
+
+E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$E2E_LIB_DIR/../.." && pwd)
+
+# Set by e2e_init.
+BUILD_DIR=
+PYTHON=
+PREFIX=
+STATE_DIR=
+NS_SW='' NS_CL='' NS_LB=''
+NS_BE=()
+PIN_DIR=
+LB_SOCK=
+LB_NSENTER=()
+E2E_MAIN_PID=
+E2E_TEST_PID=
+E2E_TORN_DOWN=0
+
+# --- Messages ----------------------------------------------------------------
+
+e2e_log() {
+	printf '[%s] %s\n' "$(date +%T)" "$*" >&2
+}
+
+# fail REASON: ends the current test as FAIL with a one-line reason.
+fail() {
+	e2e_log "FAIL: $*"
+	printf '%s\n' "$*" >"$STATE_DIR/reason"
+	exit 1
+}
+
+# oneline: stdin's lines joined by "|", for one-line reasons.
+oneline() {
+	paste -sd '|' -
+}
+
+# problem WHAT: notes a failed check and lets the test go on, so that one
+# run lists every case that is wrong; fail_if_problems ends the test.
+problem() {
+	e2e_log "problem: $*"
+	printf '%s\n' "$*" >>"$STATE_DIR/problems"
+}
+
+# fail_if_problems: FAIL with every problem noted so far, if any.
+fail_if_problems() {
+	[[ -s $STATE_DIR/problems ]] || return 0
+	fail "$(grep -c '' "$STATE_DIR/problems") problem(s): $(awk 'NR > 1 { printf "; " } { printf "%s", $0 }' "$STATE_DIR/problems")"
+}
+
+# e2e_on_err STATUS WHERE COMMAND: the tests' ERR trap. The last one wins:
+# a failure inside $(...) fires here twice, inner command first.
+e2e_on_err() {
+	printf '%s: "%s" returned %s\n' "$2" "$3" "$1" >"$STATE_DIR/reason"
+}
+
+# skip REASON: ends the current test (or, outside a test, the script) as SKIP.
+skip() {
+	e2e_log "SKIP: $*"
+	printf '%s\n' "$*" >"$STATE_DIR/reason"
+	exit "$E2E_SKIP_RC"
+}
+
+# --- Set-up and teardown -----------------------------------------------------
+
+# e2e_init BUILD_DIR: checks what the tests need, picks the run's prefix,
+# makes the state dir and installs the traps. Prints "SKIP all: ..." and exits
+# 0 when the machine cannot run these tests at all (not root, no netns).
+e2e_init() {
+	local build=${1:-build}
+	local tool
+
+	if [[ $EUID -ne 0 ]]; then
+		echo "SKIP all: needs root (network namespaces, XDP)"
+		exit 0
+	fi
+	for tool in ip ethtool python3 timeout; do
+		if ! command -v "$tool" >/dev/null; then
+			echo "SKIP all: missing tool: $tool"
+			exit 0
+		fi
+	done
+	# Relative to the current directory when it exists there, else to the
+	# repository root; absolute from here on (tests run elsewhere).
+	if [[ -d $build ]]; then
+		BUILD_DIR=$(cd "$build" && pwd)
+	else
+		BUILD_DIR=$REPO_ROOT/$build
+	fi
+	# The real interpreter, not a version-manager shim: it is started often,
+	# inside `ip netns exec`.
+	PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+
+	# bpffs is not mounted at boot here; ballastd pins under it. It stays
+	# mounted afterwards: other users of this machine may rely on it.
+	if ! mountpoint -q /sys/fs/bpf; then
+		mount -t bpf bpf /sys/fs/bpf
+	fi
+
+	# Short prefix: link names are "P-be1" and must fit IFNAMSIZ (15).
+	while :; do
+		PREFIX=$(printf 'bl%05x' $(((RANDOM << 8 ^ $$) & 0xfffff)))
+		[[ -e /run/netns/$PREFIX-sw || -e /sys/fs/bpf/ballast-$PREFIX ]] || break
+	done
+	NS_SW=$PREFIX-sw
+	NS_CL=$PREFIX-cl
+	NS_LB=$PREFIX-lb
+	NS_BE=("$PREFIX-be1" "$PREFIX-be2" "$PREFIX-be3")
+	PIN_DIR=/sys/fs/bpf/ballast-$PREFIX
+	STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ballast-e2e-$PREFIX.XXXXXX")
+	mkdir -p "$STATE_DIR/pids"
+	LB_SOCK=$STATE_DIR/ballast.sock
+	LB_NSENTER=(nsenter "--net=/run/netns/$NS_LB" --)
+	E2E_MAIN_PID=$BASHPID
+
+	trap e2e_teardown EXIT
+	# exit from a signal trap runs the EXIT trap: one teardown path. The
+	# first thing each does is ignore further signals: a Ctrl-C often
+	# arrives twice (the terminal, and a wrapper like timeout forwarding
+	# it), and a second one must not cut the teardown short.
+	trap 'trap "" INT TERM; e2e_log "interrupted (SIGINT)"; exit 130' INT
+	trap 'trap "" INT TERM; e2e_log "terminated (SIGTERM)"; exit 143' TERM
+	e2e_log "run prefix $PREFIX, state in $STATE_DIR"
+}
+
+# pid_alive PID: true while PID runs (a zombie counts as gone).
+pid_alive() {
+	local state
+	state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+# track_pid NAME PID: teardown will end PID (by its id) if it still runs.
+track_pid() {
+	printf '%s\n' "$2" >"$STATE_DIR/pids/$1"
+}
+
+# stop_pid PID [TIMEOUT_S]: SIGTERM, then SIGKILL if it outlives TIMEOUT_S.
+stop_pid() {
+	local pid=$1 limit=${2:-5} i
+	pid_alive "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < limit * 10; i++)); do
+		pid_alive "$pid" || return 0
+		sleep 0.1
+	done
+	e2e_log "pid $pid ignored SIGTERM for ${limit}s: SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# stop_test_group: ends whatever the last test left running (its process
+# group: clients, ballastd, any helper).
+stop_test_group() {
+	local pgid=$E2E_TEST_PID
+	[[ -n $pgid ]] || return 0
+	E2E_TEST_PID=
+	kill -TERM -- "-$pgid" 2>/dev/null || return 0
+	sleep 0.2
+	kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
+# e2e_teardown: the EXIT trap. Safe to run twice and on a half-built world.
+e2e_teardown() {
+	local rc=$? f ns pid
+	# Subshells (tests) never tear down the world they run in.
+	[[ $BASHPID == "$E2E_MAIN_PID" && $E2E_TORN_DOWN == 0 ]] || return "$rc"
+	E2E_TORN_DOWN=1
+	set +e
+	trap '' INT TERM
+	stop_test_group
+	lb_stop_quiet
+	for f in "$STATE_DIR"/pids/*; do
+		[[ -f $f ]] || continue
+		stop_pid "$(cat "$f")" 5
+		rm -f "$f"
+	done
+	for ns in "$NS_CL" "$NS_LB" "${NS_BE[@]}" "$NS_SW"; do
+		[[ -n $ns && -e /run/netns/$ns ]] || continue
+		# A process still inside would keep the namespace (and its links)
+		# alive after its name is gone: end it first. Only our own
+		# namespaces are searched, so only our own processes are found.
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			e2e_log "process $pid left in $ns: ending it"
+			stop_pid "$pid" 2
+		done
+		ip netns del "$ns"
+	done
+	if [[ -n $PIN_DIR && -e $PIN_DIR ]]; then
+		e2e_log "pins left in $PIN_DIR: removing them"
+		rm -rf "$PIN_DIR"
+	fi
+	if [[ -n $STATE_DIR && -d $STATE_DIR ]]; then
+		if [[ ${E2E_KEEP_STATE:-0} == 1 ]]; then
+			e2e_log "state kept in $STATE_DIR (E2E_KEEP_STATE=1)"
+		else
+			rm -rf "$STATE_DIR"
+		fi
+	fi
+	return "$rc"
+}
+
+# nsx NS CMD...: runs CMD inside namespace NS.
+nsx() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# topo_create: the namespaces, the bridge and the links described at the top.
+topo_create() {
+	local i ns port
+	local nodes=("$NS_CL" "$NS_LB" "${NS_BE[@]}")
+	local ports=("$PREFIX-cl" "$PREFIX-lb" "$PREFIX-be1" "$PREFIX-be2" "$PREFIX-be3")
+	local ips=("$CLIENT_IP" "$LB_IP" "${BE_IPS[@]}")
+
+	ip netns add "$NS_SW"
+	ip -n "$NS_SW" link add "$PREFIX-br" type bridge
+	ip -n "$NS_SW" link set "$PREFIX-br" up
+	for i in "${!nodes[@]}"; do
+		ns=${nodes[$i]}
+		port=${ports[$i]}
+		ip netns add "$ns"
+		# No IPv6: its router solicitations and DAD would only add noise to
+		# the balancer's counters.
+		nsx "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+			net.ipv6.conf.default.disable_ipv6=1
+		# Created straight into the two namespaces: nothing ever appears in
+		# the root namespace.
+		ip link add "$port" netns "$NS_SW" type veth peer name eth0 netns "$ns"
+		ip -n "$NS_SW" link set "$port" master "$PREFIX-br" up
+		ip -n "$ns" link set lo up
+		ip -n "$ns" addr add "${ips[$i]}/$E2E_SUBNET_LEN" dev eth0
+		ip -n "$ns" link set eth0 up
+	done
+
+	# XDP_TX on veth only delivers when the peer runs an XDP program
+	# (shared/README.md): give the lb's bridge port a pass program.
+	ip -n "$NS_SW" link set dev "$PREFIX-lb" xdpdrv \
+		obj "$BUILD_DIR/bpf/xdp_pass.bpf.o" sec xdp
+
+	# veth leaves TCP/UDP checksums unfinished with TX offload on, and that
+	# state is lost when the frame crosses a native XDP program, so the
+	# backend would drop the client's packets as bad checksums
+	# (shared/README.md). Only the client's frames cross one (ballast on the
+	# lb's eth0, then the pass program on its port). Backends' replies go
+	# straight to the client through none, and the lb sends only ARP and
+	# ICMP of its own: both keep their offload (checked: every test passes
+	# so, and with the client's on, TCP to the VIP times out).
+	nsx "$NS_CL" ethtool -K eth0 tx off >/dev/null
+
+	# The client reaches every VIP through the balancer.
+	ip -n "$NS_CL" route add "$VIP_RANGE" via "$LB_IP" dev eth0
+
+	for i in "${!NS_BE[@]}"; do
+		ns=${NS_BE[$i]}
+		ip -n "$ns" addr add "$VIP1/32" dev lo
+		ip -n "$ns" addr add "$VIP2/32" dev lo
+		# Answer for the VIPs, never ARP for them: the lb owns the VIP on
+		# the segment as far as the client is concerned.
+		nsx "$ns" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 \
+			net.ipv4.conf.all.arp_announce=2
+	done
+	e2e_log "topology up: client $CLIENT_IP, lb $LB_IP, backends ${BE_IPS[*]}"
+}
+
+# e2e_setup: topology and backends, for a script's main. A failure here is
+# reported as one "FAIL setup: ..." line (then the EXIT trap tears down), so
+# that a runner counting FAIL lines sees it.
+e2e_setup() {
+	local f
+	for f in "$BUILD_DIR/bpf/xdp_pass.bpf.o" "$BUILD_DIR/ballastd" "$BUILD_DIR/ballast"; do
+		if [[ ! -e $f ]]; then
+			echo "FAIL setup: $f missing (run make first)"
+			exit 1
+		fi
+	done
+	set -E
+	trap 'echo "FAIL setup: ${BASH_SOURCE[0]##*/}:$LINENO: \"$BASH_COMMAND\" returned $?"' ERR
+	topo_create
+	backends_start
+	trap - ERR
+	set +E
+}
+
+# --- Backends ----------------------------------------------------------------
+
+# backends_start: an HTTP (port 80) and UDP (port 9000, bound to each VIP)
+# server in every backend namespace; each logs what it served to
+# $STATE_DIR/<name>.served.
+backends_start() {
+	local i name log deadline
+	for i in "${!NS_BE[@]}"; do
+		name=${BE_NAMES[$i]}
+		log=$STATE_DIR/$name.server.log
+		: >"$STATE_DIR/$name.served"
+		# `ip netns exec` itself (not nsx, a function, which would fork a
+		# shell): it execs, so $! is the server's own pid.
+		ip netns exec "${NS_BE[$i]}" "$PYTHON" "$E2E_LIB_DIR/backend_server.py" \
+			--name "$name" --http-port "$HTTP_PORT" --udp-port "$UDP_PORT" \
+			--vip "$VIP1" --vip "$VIP2" \
+			--served-log "$STATE_DIR/$name.served" >"$log" 2>&1 &
+		track_pid "server-$name" "$!"
+	done
+	deadline=$((SECONDS + 10))
+	for name in "${BE_NAMES[@]}"; do
+		until grep -q '^ready' "$STATE_DIR/$name.server.log" 2>/dev/null; do
+			if ((SECONDS > deadline)); then
+				cat "$STATE_DIR/$name.server.log" >&2
+				e2e_log "backend $name did not start"
+				return 1
+			fi
+			sleep 0.1
+		done
+	done
+}
+
+# backend_count NAME PROTO VIP PORT: requests NAME served for VIP:PORT/PROTO
+# since the last backends_reset_counts.
+backend_count() {
+	local n
+	# grep -c prints 0 but fails when nothing matched: no error here.
+	n=$(grep -c "^$2 $3:$4 " "$STATE_DIR/$1.served" || true)
+	echo "${n:-0}"
+}
+
+# backends_reset_counts: forget what the backends served so far.
+backends_reset_counts() {
+	local name
+	for name in "${BE_NAMES[@]}"; do
+		: >"$STATE_DIR/$name.served"
+	done
+}
+
+# backend_counts_json PROTO VIP PORT: {"be1": N, ...} (address-keyed too).
+backend_counts_json() {
+	local i sep='' out='{'
+	for i in "${!BE_NAMES[@]}"; do
+		out+="$sep\"${BE_IPS[$i]}\": $(backend_count "${BE_NAMES[$i]}" "$1" "$2" "$3")"
+		sep=', '
+	done
+	echo "$out}"
+}
+
+# --- ballastd ----------------------------------------------------------------
+
+# lb_write_config FILE W1 W2 W3: the standard config: VIP1:80/tcp and
+# VIP1:9000/udp, each over be1..be3 with weights W1..W3.
+lb_write_config() {
+	local file=$1 proto port i
+	shift
+	local weights=("$@")
+	{
+		echo "interface: eth0"
+		echo "attach_mode: native"
+		echo "vips:"
+		for proto in tcp udp; do
+			port=$HTTP_PORT
+			[[ $proto == udp ]] && port=$UDP_PORT
+			echo "  - address: $VIP1"
+			echo "    port: $port"
+			echo "    protocol: $proto"
+			echo "    backends:"
+			for i in "${!BE_IPS[@]}"; do
+				echo "      - {address: ${BE_IPS[$i]}, weight: ${weights[$i]}}"
+			done
+		done
+	} >"$file"
+}
+
+# lb_exec CMD...: runs CMD in the lb's network namespace, and only there:
+# unlike `ip netns exec`, nsenter leaves the mount namespace alone, so
+# ballastd pins into the machine's bpffs, as it would in production, where
+# the tests can see (and teardown can remove) what it pinned. (`ip netns
+# exec` remounts /sys and mounts a private bpffs, which hides the pins and
+# silently drops them with the process.)
+lb_exec() {
+	"${LB_NSENTER[@]}" "$@"
+}
+
+# lb_start CONFIG: starts ballastd in the lb namespace and waits until it
+# says "ready". Fails with ballastd's last log lines when it dies first.
+lb_start() {
+	local config=$1 pid deadline log=$STATE_DIR/ballastd.log
+	[[ -x $BUILD_DIR/ballastd ]] || fail "$BUILD_DIR/ballastd not built"
+	: >"$log"
+	# nsenter itself, not lb_exec (a function in the background would be a
+	# forked shell): nsenter execs, so $! is ballastd's own pid.
+	"${LB_NSENTER[@]}" "$BUILD_DIR/ballastd" --config "$config" \
+		--socket "$LB_SOCK" --pin-dir "$PIN_DIR" >>"$log" 2>&1 &
+	pid=$!
+	track_pid ballastd "$pid"
+	deadline=$((SECONDS + LB_READY_TIMEOUT_S))
+	until grep -qw 'ready' "$log"; do
+		if ! pid_alive "$pid"; then
+			local st=0
+			wait "$pid" 2>/dev/null || st=$?
+			fail "ballastd exited (status $st) before ready: $(tail -n 3 "$log" | tr '\n' ' ')"
+		fi
+		((SECONDS <= deadline)) ||
+			fail "ballastd not ready after ${LB_READY_TIMEOUT_S}s: $(tail -n 3 "$log" | tr '\n' ' ')"
+		sleep 0.1
+	done
+	e2e_log "ballastd ready (pid $pid)"
+}
+
+# lb_pid: the running ballastd's pid, or nothing.
+lb_pid() {
+	local f=$STATE_DIR/pids/ballastd
+	[[ -f $f ]] && cat "$f"
+	return 0
+}
+
+# lb_stop: SIGTERM to ballastd; returns its exit status when it is this
+# shell's child (else 0), 137 when it had to be killed.
+lb_stop() {
+	local pid rc=0 i
+	pid=$(lb_pid)
+	[[ -n $pid ]] || return 0
+	rm -f "$STATE_DIR/pids/ballastd"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < LB_STOP_TIMEOUT_S * 10; i++)); do
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	if pid_alive "$pid"; then
+		e2e_log "ballastd ignored SIGTERM for ${LB_STOP_TIMEOUT_S}s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		rc=137
+	fi
+	# Reaps it when it is this shell's child and yields its status; 127
+	# means it is not (started by another shell): nothing to learn then.
+	local st=0
+	wait "$pid" 2>/dev/null || st=$?
+	[[ $st == 127 ]] || rc=$st
+	e2e_log "ballastd stopped (status $rc)"
+	return "$rc"
+}
+
+# lb_stop_quiet: lb_stop for teardown paths, where the status is no news.
+lb_stop_quiet() {
+	lb_stop >/dev/null 2>&1 || true
+	# A crashed or killed ballastd leaves its pins: they would keep the
+	# program and maps alive.
+	if [[ -n $PIN_DIR && -e $PIN_DIR ]]; then
+		e2e_log "pins left in $PIN_DIR: removing them"
+		rm -rf "$PIN_DIR"
+	fi
+	return 0
+}
+
+# lb_cli ARGS...: the CLI against this run's ballastd.
+lb_cli() {
+	"$BUILD_DIR/ballast" "$@" --socket "$LB_SOCK"
+}
+
+# lb_xdp_attached: true when anything XDP is attached to the lb's eth0.
+lb_xdp_attached() {
+	ip -n "$NS_LB" link show dev eth0 | grep -q 'xdp'
+}
+
+# --- Client ------------------------------------------------------------------
+
+# client_run OUT ARGS...: client.py in the client namespace, JSON to OUT.
+client_run() {
+	local out=$1
+	shift
+	nsx "$NS_CL" "$PYTHON" "$E2E_LIB_DIR/client.py" "$@" >"$out"
+	e2e_log "client $*: $(cat "$out")"
+}
+
+# json_get FILE KEY...: the value at FILE's KEY path (dict keys, list
+# indexes), printed as JSON (strings unquoted).
+json_get() {
+	"$PYTHON" - "$@" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(v if isinstance(v, str) else json.dumps(v))
+PY
+}
+
+# --- Assertions (each prints its working and ends the test on failure) ------
+
+# assert_all_ok CLIENT_JSON N: all N requests answered.
+assert_all_ok() {
+	local why
+	if ! why=$("$PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+if r["ok"] != n or r["failed"] != 0:
+    print(f"{r['ok']} of {n} requests answered, {r['failed']} failed {r.get('errors', {})}")
+    sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+}
+
+# assert_shares CLIENT_JSON TOL_PP NAME=WEIGHT...: each backend's share of
+# the answered requests within TOL_PP percentage points of its weight share;
+# a weight-0 backend must have none at all.
+assert_shares() {
+	local json=$1 tol=$2 why
+	shift 2
+	if ! why=$("$PYTHON" - "$json" "$tol" "$@" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); tol = float(sys.argv[2]) / 100
+weights = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
+total_w = sum(weights.values()); ok = r["ok"]; by = r["by_backend"]
+bad = []
+print(f"{'backend':8} {'weight':>6} {'expected':>8} {'observed':>8} {'count':>6}", file=sys.stderr)
+for name, w in weights.items():
+    exp = w / total_w; got = by.get(name, 0); obs = got / ok if ok else 0
+    print(f"{name:8} {w:6} {exp:8.3f} {obs:8.3f} {got:6}", file=sys.stderr)
+    if w == 0 and got:
+        bad.append(f"{name} (weight 0) got {got} requests")
+    elif abs(obs - exp) > tol:
+        bad.append(f"{name} share {obs:.3f}, expected {exp:.3f} +- {tol:.2f}")
+strays = set(by) - set(weights)
+if strays:
+    bad.append(f"answers from unexpected backends {sorted(strays)}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+}
+
+# stats_json OUT: `ballast stats -o json` to OUT, checked to be JSON.
+stats_json() {
+	lb_cli stats -o json >"$1" || fail "ballast stats -o json failed"
+	"$PYTHON" -m json.tool "$1" >/dev/null ||
+		fail "ballast stats -o json printed no JSON: $(head -c 200 "$1")"
+}
+
+# assert_stats_match STATS_JSON VIP COUNTS_JSON NAME=WEIGHT...: for every
+# backend of VIP, the balancer's new_flows is at least what the backend
+# counted (COUNTS_JSON: address -> count) and at most 1% (at least 1) more;
+# the VIP's new_flows is the sum of its backends'; expected_share,
+# observed_share and skew agree with the weights and the counts.
+assert_stats_match() {
+	local why
+	if ! why=$("$PYTHON" - "$@" "${BE_NAMES[*]}" "${BE_IPS[*]}" <<'PY'
+import json, math, sys
+stats = json.load(open(sys.argv[1])); vip = sys.argv[2]
+counted = json.loads(sys.argv[3])
+addr_of = dict(zip(sys.argv[-2].split(), sys.argv[-1].split()))
+weights = {addr_of[k]: int(w) for k, w in (a.split("=") for a in sys.argv[4:-2])}
+v = next((v for v in stats["vips"] if v["vip"] == vip), None)
+if v is None:
+    print(f"{vip} not in ballast stats"); sys.exit(1)
+bad = []
+rows = {b["address"]: b for b in v["backends"]}
+total = sum(b["new_flows"] for b in rows.values())
+total_w = sum(weights.values())
+print(f"{vip}: {'backend':12} {'served':>7} {'new_flows':>9} {'expected':>8} {'observed':>8} {'skew':>6}",
+      file=sys.stderr)
+for addr, n in counted.items():
+    b = rows.get(addr)
+    if b is None:
+        bad.append(f"{addr} missing from stats"); continue
+    f = b["new_flows"]
+    print(f"{vip}: {addr:12} {n:7} {f:9} {b['expected_share']:8.4f} {b['observed_share']:8.4f} "
+          f"{b['skew']:6.3f}", file=sys.stderr)
+    slack = max(1, math.ceil(n * 0.01))
+    if f < n:
+        bad.append(f"{addr}: new_flows {f} < {n} served")
+    elif f > n + slack:
+        bad.append(f"{addr}: new_flows {f} > {n} served + {slack}")
+    exp = weights[addr] / total_w
+    obs = f / total if total else 0.0
+    if abs(b["expected_share"] - exp) > 0.001:
+        bad.append(f"{addr}: expected_share {b['expected_share']}, weights say {exp:.4f}")
+    if abs(b["observed_share"] - obs) > 0.001:
+        bad.append(f"{addr}: observed_share {b['observed_share']}, new_flows say {obs:.4f}")
+    if exp and abs(b["skew"] - obs / exp) > 0.01:
+        bad.append(f"{addr}: skew {b['skew']}, shares say {obs / exp:.3f}")
+if v["new_flows"] != total:
+    bad.append(f"VIP new_flows {v['new_flows']} != sum over backends {total}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+}
+
+# --- Runner ------------------------------------------------------------------
+
+# run_one NAME: runs test NAME in a subshell (own process group, `set -e`),
+# prints PASS/FAIL/SKIP, cleans up after it, counts a failure in
+# E2E_FAILED. Never call it (or run_tests) from a condition (`if`, `||`):
+# bash would then ignore `set -e` inside the test too.
+E2E_FAILED=0
+run_one() {
+	local t=$1 rc reason
+	local log=$STATE_DIR/$t.log
+	rm -f "$STATE_DIR/reason" "$STATE_DIR/ballastd.log" "$STATE_DIR/problems"
+	e2e_log "--- $t"
+	set +e
+	# Job control for this one fork only: the test gets its own process
+	# group, which stop_test_group ends whole, and a Ctrl-C reaches this
+	# shell's trap rather than half of the test.
+	set -m
+	(
+		# -E: the ERR trap holds in functions too; it names the command
+		# that ended the test when no fail() said why.
+		set -eE
+		trap 'e2e_on_err "$?" "${BASH_SOURCE[0]##*/}:$LINENO" "$BASH_COMMAND"' ERR
+		"$t"
+	) >"$log" 2>&1 &
+	E2E_TEST_PID=$!
+	set +m
+	wait "$E2E_TEST_PID"
+	rc=$?
+	set -e
+	stop_test_group
+	lb_stop_quiet
+	backends_reset_counts
+
+	reason=
+	[[ -f $STATE_DIR/reason ]] && reason=$(head -n 1 "$STATE_DIR/reason")
+	case $rc in
+	0)
+		echo "PASS $t"
+		;;
+	"$E2E_SKIP_RC")
+		echo "SKIP $t: ${reason:-no reason given}"
+		;;
+	*)
+		[[ -n $reason ]] || reason="exit status $rc"
+		echo "FAIL $t: $reason"
+		# The log says why in full; indented so that only the verdict line
+		# starts with FAIL.
+		tail -n "${E2E_LOG_LINES:-25}" "$log" | sed 's/^/    | /'
+		if [[ -s $STATE_DIR/ballastd.log ]]; then
+			echo "    ballastd log (last lines):"
+			tail -n 10 "$STATE_DIR/ballastd.log" | sed 's/^/    | /'
+		fi
+		E2E_FAILED=$((E2E_FAILED + 1))
+		;;
+	esac
+	return 0
+}
+
+# run_tests [NAME...]: runs the named tests, or all of E2E_TESTS, in order,
+# then exits: 0 when none failed, 1 otherwise.
+run_tests() {
+	local t
+	local tests=("$@")
+	((${#tests[@]})) || tests=("${E2E_TESTS[@]}")
+	for t in "${tests[@]}"; do
+		if ! declare -F "$t" >/dev/null; then
+			echo "FAIL $t: no such test"
+			E2E_FAILED=$((E2E_FAILED + 1))
+			continue
+		fi
+		run_one "$t"
+	done
+	((E2E_FAILED == 0)) || exit 1
+	exit 0
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+#
+# run-all.sh: every Ballast test suite, one verdict.
+#
+# Usage: tests/run-all.sh [BUILD_DIR]    (BUILD_DIR defaults to build)
+#
+# Runs, from the repository root:
+#   BUILD_DIR/unit_tests, BUILD_DIR/dataplane_tests  (GoogleTest)
+#   tests/e2e/test_*.sh BUILD_DIR                     (PASS/FAIL/SKIP lines)
+# prints each suite's output and summary, and ends with exactly one last line
+# "N passed, N failed" summed over all suites. Exit status 0 iff no failure.
+#
+# Counting rules (so that nothing broken can look green):
+#   GoogleTest: "[  PASSED  ] N" and "[  FAILED  ] N" from --gtest_brief=1
+#   output; a missing binary, a crash (no summary) or a non-zero exit with no
+#   failed test counted is one failure.
+#   e2e: one per PASS or FAIL line (SKIP counts neither); a script that exits
+#   non-zero without printing a FAIL line is one failure.
+#
+# Environment: GTEST_TIMEOUT_S (default 600), E2E_TIMEOUT_S (default 1800):
+# a suite that outlives its limit is stopped and counted as failed.
+# Needs only bash, coreutils and what the suites need themselves.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-build}
+# The suites run from the repository root: a build dir given relative to the
+# current directory is made absolute first.
+[[ ! -d $BUILD ]] || BUILD=$(cd "$BUILD" && pwd)
+GTEST_TIMEOUT_S=${GTEST_TIMEOUT_S:-600}
+E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1800}
+
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+SUMMARY=()
+LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ballast-run-all.XXXXXX")
+
+trap 'rm -rf "$LOG_DIR"' EXIT
+# A suite handles Ctrl-C itself (e2e scripts tear their world down) and
+# exits; without these traps bash would then go on to the next suite.
+trap 'echo "run-all: interrupted" >&2; exit 130' INT
+trap 'echo "run-all: terminated" >&2; exit 143' TERM
+
+# record NAME PASSED FAILED [NOTE]: adds one suite's result.
+record() {
+	local line="$1: $2 passed, $3 failed${4:+ ($4)}"
+	TOTAL_PASSED=$((TOTAL_PASSED + $2))
+	TOTAL_FAILED=$((TOTAL_FAILED + $3))
+	SUMMARY+=("$line")
+	echo "== $line"
+	echo
+}
+
+# run_logged LOG TIMEOUT CMD...: runs CMD (output shown and saved to LOG)
+# under TIMEOUT seconds; returns its status (124 on timeout).
+run_logged() {
+	local log=$1 limit=$2 rc=0
+	shift 2
+	# --foreground: the suite stays in our process group, so a Ctrl-C at the
+	# terminal reaches it (and its teardown) directly. -k: SIGKILL if SIGTERM
+	# at the limit is not enough.
+	timeout --foreground -k 30 "$limit" "$@" 2>&1 | tee "$log" || rc=$?
+	return "$rc"
+}
+
+# describe_status RC: how a suite ended, in words.
+describe_status() {
+	if (($1 == 124)); then
+		echo "timed out"
+	elif (($1 > 128)); then
+		echo "killed by signal $(($1 - 128))"
+	else
+		echo "exit status $1"
+	fi
+}
+
+# run_gtest NAME: one GoogleTest binary from BUILD.
+run_gtest() {
+	local name=$1 bin=$BUILD/$1 log=$LOG_DIR/$1.log rc=0 passed failed
+	echo "== $name"
+	if [[ ! -x $bin ]]; then
+		echo "$bin: not built"
+		record "$name" 0 1 "binary missing"
+		return
+	fi
+	run_logged "$log" "$GTEST_TIMEOUT_S" "$bin" --gtest_brief=1 || rc=$?
+	passed=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+	# --gtest_brief=1 prints one "[  FAILED  ] Suite.Test (N ms)" line per
+	# failed test and no "N tests, listed below" summary (without brief, it
+	# prints both, each test twice): count distinct test names.
+	failed=$(grep '^\[  FAILED  \] ' "$log" | grep -v ', listed below' |
+		sed 's/^\[  FAILED  \] //; s/, where GetParam().*//; s/ ([0-9]* ms)$//' |
+		sort -u | grep -c '' || true)
+	passed=${passed:-0}
+	failed=${failed:-0}
+	if [[ $rc -ne 0 && $failed -eq 0 ]]; then
+		# Crashed, hung or failed outside any test (no summary to trust).
+		record "$name" "$passed" 1 "$(describe_status "$rc") without a failed test listed"
+	elif ! grep -q '^\[==========\] .* ran\.' "$log"; then
+		record "$name" "$passed" $((failed + 1)) "no GoogleTest summary"
+	else
+		record "$name" "$passed" "$failed"
+	fi
+}
+
+# run_e2e SCRIPT: one end-to-end script.
+run_e2e() {
+	local script=$1 name log rc=0 passed failed skipped note=''
+	name=e2e/$(basename "$script")
+	log=$LOG_DIR/$(basename "$script").log
+	echo "== $name"
+	run_logged "$log" "$E2E_TIMEOUT_S" "$script" "$BUILD" || rc=$?
+	passed=$(grep -c '^PASS ' "$log" || true)
+	failed=$(grep -c '^FAIL ' "$log" || true)
+	skipped=$(grep -c '^SKIP ' "$log" || true)
+	if [[ $rc -ne 0 && $failed -eq 0 ]]; then
+		record "$name" "$passed" 1 "$(describe_status "$rc") without a FAIL line"
+	else
+		((skipped == 0)) || note="$skipped skipped"
+		record "$name" "$passed" "$failed" "$note"
+	fi
+}
+
+main() {
+	local script
+	cd "$ROOT"
+	run_gtest unit_tests
+	run_gtest dataplane_tests
+	for script in tests/e2e/test_*.sh; do
+		[[ -e $script ]] || continue
+		run_e2e "$script"
+	done
+
+	echo "== Summary"
+	printf '  %s\n' "${SUMMARY[@]}"
+	echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+	((TOTAL_FAILED == 0))
+}
+
+main
