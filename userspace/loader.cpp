@@ -37,13 +37,14 @@ bpf_map* map_by_name(balancer* skel, const char* name) {
 constexpr const char* kPinnedMaps[] = {"vips",      "backends",      "maglev_tables", "conn_table",
                                        "vip_stats", "backend_stats", "reason_stats"};
 
+// libbpf's info level is object-parsing chatter; its warnings matter.
 int print_libbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
+  if (level != LIBBPF_WARN) return 0;
   char buf[1024];
   vsnprintf(buf, sizeof(buf), fmt, args);
   std::string line(buf);
   while (!line.empty() && line.back() == '\n') line.pop_back();
-  log_line(level == LIBBPF_WARN ? LogLevel::warning : LogLevel::info, line);
+  log_line(LogLevel::warning, line);
   return 0;
 }
 
