@@ -55,15 +55,21 @@ struct ballast_vip_info {
 
 enum ballast_backend_flags {
 	/* Slot holds a backend the data plane may send to. Cleared when the
-	 * backend is removed, so established flows pinned to it re-select. */
+	 * backend is removed or fails its health check, so established flows
+	 * pinned to it re-select on their next packet. */
 	BALLAST_BACKEND_F_ACTIVE = 1u << 0,
+	/* The two below are ballastd's state, kept in the pinned map so that a
+	 * restarted daemon adopts them; the data plane ignores them. */
+	BALLAST_BACKEND_F_DRAINED = 1u << 1,   /* no new flows (operator) */
+	BALLAST_BACKEND_F_DOWN = 1u << 2,      /* failed its health check */
 };
 
-/* backends map value, indexed by backend id. */
+/* backends map value, indexed by backend id. A slot is in use when
+ * family != 0; ballastd zeroes a slot it frees. */
 struct ballast_backend {
 	union ballast_addr addr;
 	__u8 mac[6];      /* next-hop MAC for L2 direct server return */
-	__u8 family;      /* enum ballast_family */
+	__u8 family;      /* enum ballast_family; 0: slot free */
 	__u8 pad0;
 	__u32 flags;      /* enum ballast_backend_flags */
 	__u32 vip_id;     /* the VIP this slot serves */
@@ -84,7 +90,13 @@ struct ballast_flow_key {
 struct ballast_conn {
 	__u32 backend_id;
 	__u32 pad;
+	/* CLOCK_MONOTONIC (coarse) ns of the flow's last packet, refreshed at
+	 * most every BALLAST_CONN_TOUCH_NS: how ballastd tells active flows
+	 * (drain --wait) from entries the LRU has not evicted yet. */
+	__u64 last_seen_ns;
 };
+
+#define BALLAST_CONN_TOUCH_NS 1000000000ull
 
 /* Per-CPU counters for one VIP or one backend slot. */
 struct ballast_traffic_counters {

@@ -65,6 +65,12 @@ select_backend(__u32 vip_id, struct ballast_flow_key *flow, int is_syn,
 			id = conn->backend_id;
 			be = bpf_map_lookup_elem(&backends, &id);
 			if (backend_is_usable(be, vip_id)) {
+				__u64 now = bpf_ktime_get_coarse_ns();
+
+				/* Refresh rarely: a write per packet would dirty
+				 * the entry's cache line on every CPU it visits. */
+				if (now - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS)
+					conn->last_seen_ns = now;
 				*new_flow = 0;
 				*backend_id = id;
 				return be;
@@ -81,6 +87,7 @@ select_backend(__u32 vip_id, struct ballast_flow_key *flow, int is_syn,
 		return NULL;
 
 	fresh.backend_id = id;
+	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
 	/* A full table evicts its least recently used flow (LRU map). */
 	bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
 	*new_flow = 1;

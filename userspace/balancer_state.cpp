@@ -1,5 +1,7 @@
 #include "balancer_state.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -8,9 +10,57 @@
 #include "maglev.h"
 
 namespace ballast {
+namespace {
+
+// plan()'s data plane: every write is dropped.
+class NullDataPlane : public DataPlane {
+ public:
+  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
+  void delete_vip(const ballast_vip_key&) override {}
+  void put_backend(uint32_t, const ballast_backend&) override {}
+  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
+  void remove_table(uint32_t) override {}
+  ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
+  void reset_counters(CounterMap, uint32_t) override {}
+  std::vector<ballast_reason_counters> read_reasons() override { return {}; }
+  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
+  LiveSnapshot snapshot() override { return {}; }
+};
+
+bool mac_is_zero(const uint8_t* mac) {
+  static const uint8_t zero[6] = {};
+  return std::memcmp(mac, zero, 6) == 0;
+}
+
+VipKey vip_key_from_abi(const ballast_vip_key& k) {
+  VipKey key;
+  key.address.family = k.family;
+  std::memcpy(key.address.bytes.data(), k.addr.bytes, k.family == BALLAST_AF_INET ? 4 : 16);
+  key.port = ntohs(k.port);
+  key.protocol = static_cast<Protocol>(k.proto);
+  return key;
+}
+
+bool same_slot(const ballast_backend& a, const ballast_backend& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+}  // namespace
 
 BalancerState::BalancerState(DataPlane& dataplane, NeighborSource& neighbors, int ifindex)
     : dataplane_(dataplane), neighbors_(neighbors), ifindex_(ifindex) {}
+
+BalancerState::BalancerState(const BalancerState& other, DataPlane& dataplane)
+    : dataplane_(dataplane),
+      neighbors_(other.neighbors_),
+      ifindex_(other.ifindex_),
+      desired_(other.desired_),
+      vips_(other.vips_),
+      used_vip_ids_(other.used_vip_ids_),
+      used_backend_ids_(other.used_backend_ids_),
+      next_backend_id_(other.next_backend_id_),
+      written_slots_(other.written_slots_),
+      dry_run_(true) {}
 
 uint32_t BalancerState::allocate_vip_id() {
   for (uint32_t id = 0; id < BALLAST_MAX_VIPS; id++)
@@ -31,64 +81,171 @@ uint32_t BalancerState::allocate_backend_id() {
   throw Error("no free backend slot (at most " + std::to_string(BALLAST_MAX_BACKENDS) + ")");
 }
 
-void BalancerState::write_backend(const LiveVip& vip, const LiveBackend& b) {
-  ballast_backend slot{};
-  slot.addr = b.config.address.to_abi();
-  slot.family = b.config.address.family;
-  slot.vip_id = vip.id;
-  if (b.mac) {
-    std::memcpy(slot.mac, b.mac->data(), 6);
-    slot.flags = BALLAST_BACKEND_F_ACTIVE;
-  }
-  dataplane_.put_backend(b.id, slot);
+// Healthy enough for new flows, and allowed them by the operator.
+bool BalancerState::takes_new_flows(const LiveBackend& b, bool failing_open) {
+  if (!b.mac || b.config.weight == 0 || b.drained) return false;
+  return b.health == Health::up || failing_open;
 }
 
-void BalancerState::deactivate_backend(uint32_t id) {
+// fail_open and no backend can take new flows on its own health.
+bool BalancerState::failing_open(const LiveVip& vip) {
+  if (!vip.config.fail_open) return false;
+  return std::none_of(vip.backends.begin(), vip.backends.end(),
+                      [](const LiveBackend& b) { return takes_new_flows(b, false); });
+}
+
+void BalancerState::free_backend(uint32_t id) {
   dataplane_.put_backend(id, ballast_backend{});
   used_backend_ids_.erase(id);
+  written_slots_.erase(id);
 }
 
-void BalancerState::sync_table(LiveVip& vip) {
-  // Only backends with a MAC can take traffic; weight 0 takes no new flows.
-  std::vector<maglev::Endpoint> endpoints;
-  std::vector<uint32_t> ids;
-  for (const auto& b : vip.backends) {
-    if (!b.mac) continue;
-    endpoints.push_back({b.config.address.str(), b.config.weight});
-    ids.push_back(b.id);
+void BalancerState::sync_vip(LiveVip& vip) {
+  const bool fo = failing_open(vip);
+
+  // The slots as they should be: ACTIVE (forward to it, established flows
+  // stay) unless it has no MAC or is down (a down backend's flows move).
+  std::vector<ballast_backend> want(vip.backends.size());
+  for (size_t i = 0; i < vip.backends.size(); i++) {
+    const auto& b = vip.backends[i];
+    ballast_backend& slot = want[i];
+    slot.addr = b.config.address.to_abi();
+    slot.family = b.config.address.family;
+    slot.vip_id = vip.id;
+    if (b.mac) std::memcpy(slot.mac, b.mac->data(), 6);
+    if (b.mac && (b.health != Health::down || fo)) slot.flags |= BALLAST_BACKEND_F_ACTIVE;
+    if (b.drained) slot.flags |= BALLAST_BACKEND_F_DRAINED;
+    if (b.health == Health::down) slot.flags |= BALLAST_BACKEND_F_DOWN;
   }
-  auto table = maglev::build_table(endpoints, BALLAST_MAGLEV_SIZE);
-  for (auto& e : table)
-    if (e != maglev::kNoBackend) e = ids[e];
-  if (table == vip.table) return;
-  dataplane_.install_table(vip.id, table);
-  vip.table = std::move(table);
+  auto& written = written_slots_;
+  auto write_if = [&](bool activating) {
+    for (size_t i = 0; i < vip.backends.size(); i++) {
+      const uint32_t id = vip.backends[i].id;
+      const bool active = want[i].flags & BALLAST_BACKEND_F_ACTIVE;
+      auto it = written.find(id);
+      if (it != written.end() && same_slot(it->second, want[i])) continue;
+      if (active != activating) continue;
+      dataplane_.put_backend(id, want[i]);
+      written[id] = want[i];
+    }
+  };
+
+  // 1. Slots that (still) take traffic, before any table names them.
+  write_if(true);
+  // 2. The table, swapped whole. The base table holds every backend that
+  // could take traffic (resolved, weight > 0); backends that are down or
+  // drained give their entries, and only theirs, to the others, as a table
+  // of the usable backends alone says. So a failure moves only the failed
+  // backend's flows, and its recovery restores the base table exactly.
+  std::vector<maglev::Endpoint> base, usable;
+  std::vector<uint32_t> base_ids, usable_ids;
+  std::set<uint32_t> usable_set;
+  for (const auto& b : vip.backends) {
+    if (!b.mac || b.config.weight == 0) continue;
+    base.push_back({b.config.address.str(), b.config.weight});
+    base_ids.push_back(b.id);
+    if (!takes_new_flows(b, fo)) continue;
+    usable.push_back(base.back());
+    usable_ids.push_back(b.id);
+    usable_set.insert(b.id);
+  }
+  auto to_ids = [](std::vector<uint32_t> t, const std::vector<uint32_t>& ids) {
+    for (auto& e : t)
+      if (e != maglev::kNoBackend) e = ids[e];
+    return t;
+  };
+  auto table = to_ids(maglev::build_table(base, BALLAST_MAGLEV_SIZE), base_ids);
+  if (usable.size() != base.size()) {
+    const auto fallback = to_ids(maglev::build_table(usable, BALLAST_MAGLEV_SIZE), usable_ids);
+    for (uint32_t i = 0; i < table.size(); i++)
+      if (!usable_set.count(table[i])) table[i] = fallback[i];
+  }
+  if (table != vip.table) {
+    dataplane_.install_table(vip.id, table);
+    vip.table = std::move(table);
+  }
+  // 3. Slots that stop taking traffic, once no table names them.
+  write_if(false);
+}
+
+std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Config& desired) {
+  std::vector<std::string> out;
+  std::set<uint32_t> claimed;
+  for (const auto& [abi_key, info] : live.vips) {
+    LiveVip vip;
+    vip.id = info.vip_id;
+    const VipKey key = vip_key_from_abi(abi_key);
+    const VipConfig* want = desired.find_vip(key);
+    vip.config = want ? *want : empty_vip(key);
+    vip.config.backends.clear();
+    for (const auto& [id, slot] : live.backends) {
+      if (slot.vip_id != vip.id) continue;
+      LiveBackend b;
+      b.id = id;
+      b.config.address.family = slot.family;
+      std::memcpy(b.config.address.bytes.data(), slot.addr.bytes,
+                  slot.family == BALLAST_AF_INET ? 4 : 16);
+      // Weights and checks are not in the maps: take the desired ones
+      // (apply() then finds nothing to change when they match).
+      const BackendConfig* cfg = want ? want->find_backend(b.config.address) : nullptr;
+      b.config.weight = cfg ? cfg->weight : 0;
+      b.config.check = cfg ? cfg->check : vip.config.check;
+      if (!mac_is_zero(slot.mac)) {
+        MacAddress mac;
+        std::memcpy(mac.data(), slot.mac, 6);
+        b.mac = mac;
+      }
+      b.health = (slot.flags & BALLAST_BACKEND_F_DOWN) ? Health::down : Health::up;
+      b.drained = slot.flags & BALLAST_BACKEND_F_DRAINED;
+      vip.config.backends.push_back(b.config);
+      vip.backends.push_back(b);
+      used_backend_ids_.insert(id);
+      written_slots_[id] = slot;
+      claimed.insert(id);
+      next_backend_id_ = std::max(next_backend_id_, (id + 1) % BALLAST_MAX_BACKENDS);
+    }
+    if (auto t = live.tables.find(vip.id); t != live.tables.end()) vip.table = t->second;
+    used_vip_ids_.insert(vip.id);
+    out.push_back("adopt vip " + key.str() + " id " + std::to_string(vip.id) + " with " +
+                  std::to_string(vip.backends.size()) + " backends");
+    desired_.vips.push_back(vip.config);
+    vips_.push_back(std::move(vip));
+  }
+  // Slots no VIP names (a daemon died between writes): free them.
+  for (const auto& [id, slot] : live.backends)
+    if (!claimed.count(id)) dataplane_.put_backend(id, ballast_backend{});
+  desired_.interface = desired.interface;
+  desired_.attach_mode = desired.attach_mode;
+  return out;
 }
 
 std::vector<std::string> BalancerState::apply(const Config& desired) {
   std::vector<std::string> changes;
   std::vector<LiveVip> next;
+  std::vector<uint32_t> new_backends;
 
   // Neighbour table read once per apply (only when a backend is new).
   std::optional<std::map<IpAddress, MacAddress>> known_macs;
   auto mac_for = [&](const IpAddress& a) -> std::optional<MacAddress> {
     if (!known_macs) known_macs = neighbors_.macs(ifindex_);
     if (auto it = known_macs->find(a); it != known_macs->end()) return it->second;
-    neighbors_.solicit(ifindex_, a);
+    if (!dry_run_) neighbors_.solicit(ifindex_, a);
     return std::nullopt;
   };
 
-  // 1. Backends first: a slot exists before any table names it.
   for (const auto& vip_cfg : desired.vips) {
     auto old = std::find_if(vips_.begin(), vips_.end(),
                             [&](const LiveVip& v) { return v.config.key == vip_cfg.key; });
+    const std::string vname = vip_cfg.key.str();
     LiveVip vip;
     if (old != vips_.end()) {
       vip.id = old->id;
       vip.table = old->table;
+      if (old->config.fail_open != vip_cfg.fail_open)
+        changes.push_back("vip fail-open " + vname + " " + (vip_cfg.fail_open ? "on" : "off"));
     } else {
       vip.id = allocate_vip_id();
-      changes.push_back("vip add " + vip_cfg.key.str());
+      changes.push_back("vip add " + vname);
     }
     vip.config = vip_cfg;
     for (const auto& b_cfg : vip_cfg.backends) {
@@ -96,27 +253,37 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
       if (old != vips_.end())
         for (const auto& b : old->backends)
           if (b.config.address == b_cfg.address) prev = &b;
-      LiveBackend b{prev ? prev->id : allocate_backend_id(), b_cfg,
-                    prev ? prev->mac : std::nullopt};
-      if (!prev) {
+      const std::string bname = vname + " " + b_cfg.address.str();
+      LiveBackend b;
+      if (prev) {
+        b = *prev;
+        if (prev->config.weight != b_cfg.weight)
+          changes.push_back("backend set-weight " + bname + " " +
+                            std::to_string(prev->config.weight) + " -> " +
+                            std::to_string(b_cfg.weight));
+        if (prev->config.check != b_cfg.check)
+          changes.push_back("backend check " + bname + ": " + check_description(b_cfg.check));
+      } else {
+        b.id = allocate_backend_id();
         b.mac = mac_for(b_cfg.address);
-        dataplane_.reset_counters(CounterMap::backend, b.id);
-        write_backend(vip, b);
-        changes.push_back("backend add " + vip_cfg.key.str() + " " + b_cfg.address.str() +
-                          " weight " + std::to_string(b_cfg.weight));
-      } else if (prev->config.weight != b_cfg.weight) {
-        changes.push_back("backend set-weight " + vip_cfg.key.str() + " " + b_cfg.address.str() +
-                          " " + std::to_string(prev->config.weight) + " -> " +
-                          std::to_string(b_cfg.weight));
+        // Without a check a backend is up; with one, its first result decides.
+        b.health = b_cfg.check.type == CheckType::none ? Health::up : Health::unknown;
+        new_backends.push_back(b.id);
+        changes.push_back("backend add " + bname + " weight " + std::to_string(b_cfg.weight));
       }
+      b.config = b_cfg;
+      if (b_cfg.check.type == CheckType::none) b.health = Health::up;
       vip.backends.push_back(b);
     }
     next.push_back(std::move(vip));
   }
 
-  // 2. Tables, swapped whole; 3. then new VIPs become visible.
+  // New slots start from zeroed counters.
+  for (uint32_t id : new_backends) dataplane_.reset_counters(CounterMap::backend, id);
+
+  // Tables (and slots) first; then new VIPs become visible.
   for (auto& vip : next) {
-    sync_table(vip);
+    sync_vip(vip);
     const bool is_new = std::none_of(vips_.begin(), vips_.end(),
                                      [&](const LiveVip& v) { return v.id == vip.id; });
     if (is_new) {
@@ -125,7 +292,7 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
     }
   }
 
-  // 4. What left: VIPs stop matching before their table and backends go;
+  // What left: VIPs stop matching before their table and backends go;
   // backends leave after the table that no longer names them.
   for (const auto& old : vips_) {
     auto kept = std::find_if(next.begin(), next.end(),
@@ -133,14 +300,14 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
     if (kept == next.end()) {
       dataplane_.delete_vip(old.config.key.to_abi());
       dataplane_.remove_table(old.id);
-      for (const auto& b : old.backends) deactivate_backend(b.id);
+      for (const auto& b : old.backends) free_backend(b.id);
       used_vip_ids_.erase(old.id);
       changes.push_back("vip del " + old.config.key.str());
       continue;
     }
     for (const auto& b : old.backends) {
       if (kept->config.find_backend(b.config.address)) continue;
-      deactivate_backend(b.id);
+      free_backend(b.id);
       changes.push_back("backend del " + old.config.key.str() + " " + b.config.address.str());
     }
   }
@@ -148,6 +315,56 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   vips_ = std::move(next);
   desired_ = desired;
   return changes;
+}
+
+std::vector<std::string> BalancerState::plan(const Config& desired) const {
+  NullDataPlane null;
+  BalancerState copy(*this, null);  // dry_run_: reads neighbours, never solicits
+  return copy.apply(desired);
+}
+
+BalancerState::LiveBackend* BalancerState::find_backend(uint32_t id, LiveVip** vip_out) {
+  for (auto& vip : vips_)
+    for (auto& b : vip.backends)
+      if (b.id == id) {
+        *vip_out = &vip;
+        return &b;
+      }
+  return nullptr;
+}
+
+std::vector<std::string> BalancerState::set_health(uint32_t id, Health health,
+                                                   const std::string& detail) {
+  LiveVip* vip = nullptr;
+  LiveBackend* b = find_backend(id, &vip);
+  if (!b || b->health == health || health == Health::unknown) return {};
+  const Health from = b->health;
+  b->health = health;
+  sync_vip(*vip);
+  return {"backend health " + vip->config.key.str() + " " + b->config.address.str() + " " +
+          std::string(health_name(from)) + " -> " + std::string(health_name(health)) +
+          (detail.empty() ? "" : " (" + detail + ")")};
+}
+
+uint32_t BalancerState::backend_id(const VipKey& key, const IpAddress& address) const {
+  for (const auto& vip : vips_) {
+    if (vip.config.key != key) continue;
+    for (const auto& b : vip.backends)
+      if (b.config.address == address) return b.id;
+    throw Error("backend " + address.str() + " is not in VIP " + key.str());
+  }
+  throw Error("VIP " + key.str() + " is not configured");
+}
+
+std::vector<std::string> BalancerState::set_drained(const VipKey& key, const IpAddress& address,
+                                                    bool drained) {
+  LiveVip* vip = nullptr;
+  LiveBackend* b = find_backend(backend_id(key, address), &vip);
+  if (b->drained == drained) return {};
+  b->drained = drained;
+  sync_vip(*vip);
+  return {std::string(drained ? "backend drain " : "backend undrain ") + key.str() + " " +
+          address.str()};
 }
 
 std::vector<std::string> BalancerState::refresh_neighbors() {
@@ -168,10 +385,9 @@ std::vector<std::string> BalancerState::refresh_neighbors() {
                         (b.mac ? mac_str(*b.mac) : std::string("unresolved")) + " -> " +
                         mac_str(it->second));
       b.mac = it->second;
-      write_backend(vip, b);
       changed = true;
     }
-    if (changed) sync_table(vip);
+    if (changed) sync_vip(vip);
   }
   return changes;
 }
@@ -184,14 +400,23 @@ std::vector<std::string> BalancerState::unresolved() const {
   return out;
 }
 
+std::map<uint64_t, HealthTarget> BalancerState::health_targets() const {
+  std::map<uint64_t, HealthTarget> out;
+  for (const auto& vip : vips_)
+    for (const auto& b : vip.backends) out[b.id] = HealthTarget{b.config.address, b.config.check};
+  return out;
+}
+
 std::vector<VipView> BalancerState::view() const {
   std::vector<VipView> out;
   for (const auto& vip : vips_) {
     std::map<uint32_t, uint32_t> entries;
     for (uint32_t e : vip.table) entries[e]++;
-    VipView v{vip.id, vip.config.key, {}};
+    const bool fo = failing_open(vip);
+    VipView v{vip.id, vip.config.key, vip.config.fail_open, fo, {}};
     for (const auto& b : vip.backends)
-      v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, entries[b.id]});
+      v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
+                            takes_new_flows(b, fo), entries[b.id], b.config.check});
     out.push_back(std::move(v));
   }
   return out;

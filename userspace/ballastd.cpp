@@ -11,10 +11,12 @@
 #include "api.h"
 #include "balancer_state.h"
 #include "bpf_dataplane.h"
+#include "changelog.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
 #include "fd.h"
+#include "health.h"
 #include "loader.h"
 #include "log.h"
 #include "neighbor.h"
@@ -22,7 +24,7 @@
 namespace ballast {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock;  // (health checks take theirs from SteadyClock)
 
 // How long start-up waits for backend MACs before serving with what it has,
 // and how often MACs are looked at afterwards (sooner while some are missing).
@@ -43,18 +45,25 @@ class Daemon {
         loader_(LoaderOptions{config.interface, config.attach_mode, options.pin_dir}),
         dataplane_(loader_.map_fds()),
         state_(dataplane_, neighbors_, loader_.ifindex()),
-        commands_(state_, dataplane_, [this] { return status(); }) {
-    log_changes("config " + options_.config_path, state_.apply(config));
+        checker_(clock_),
+        commands_(
+            state_, dataplane_, changes_, [this] { return status(); },
+            [this](uint32_t id) { return checker_.last_result(id); }) {
+    log_line(LogLevel::info, loader_.story());
+    const std::string actor = "config " + options_.config_path;
+    if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
+    changes_.record(actor, state_.apply(config));
     const auto deadline = Clock::now() + kInitialResolveWait;
     while (!state_.unresolved().empty() && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      log_changes("neighbour table", state_.refresh_neighbors());
+      changes_.record("neighbour table", state_.refresh_neighbors());
     }
     for (const auto& b : state_.unresolved())
       log_line(LogLevel::warning, "backend " + b + ": no MAC on " + config.interface +
                                       " (no neighbour entry after ARP; is it on " +
                                       config.interface +
                                       "'s subnet?). It takes no traffic until it resolves.");
+    checker_.set_targets(state_.health_targets());
   }
 
   void run(int signal_fd) {
@@ -65,8 +74,9 @@ class Daemon {
                                  server.path());
     auto next_refresh = Clock::now();
     for (;;) {
-      pollfd fds[2] = {{signal_fd, POLLIN, 0}, {server.fd(), POLLIN, 0}};
-      int ret = poll(fds, 2, 200);
+      pollfd fds[3] = {{signal_fd, POLLIN, 0}, {server.fd(), POLLIN, 0}, {checker_.fd(), POLLIN, 0}};
+      const auto wait = std::min<long long>(checker_.time_to_next().count(), 200);
+      int ret = poll(fds, 3, static_cast<int>(wait));
       if (ret < 0 && errno != EINTR) throw Error(errno_message("poll", errno));
       if (fds[0].revents & POLLIN) {
         signalfd_siginfo si{};
@@ -79,13 +89,19 @@ class Daemon {
           }
         }
       }
-      if (fds[1].revents & POLLIN)
+      if (fds[1].revents & POLLIN) {
         server.serve_one([this](const nlohmann::json& req, const PeerCred& peer) {
           return commands_.handle(req, peer);
         });
+        // An edit may have added, removed or changed backends.
+        checker_.set_targets(state_.health_targets());
+      }
+      for (const auto& event : checker_.run())
+        changes_.record("health-check", state_.set_health(static_cast<uint32_t>(event.id),
+                                                          event.to, event.detail));
       if (Clock::now() >= next_refresh) {
         try {
-          log_changes("neighbour table", state_.refresh_neighbors());
+          changes_.record("neighbour table", state_.refresh_neighbors());
         } catch (const Error& e) {
           log_line(LogLevel::warning, e.what());
         }
@@ -104,17 +120,16 @@ class Daemon {
       if (next.interface != loader_.options().interface ||
           next.attach_mode != loader_.options().mode)
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
-      log_changes("reload " + options_.config_path, state_.apply(next));
+      changes_.record("reload " + options_.config_path, state_.apply(next));
+      checker_.set_targets(state_.health_targets());
     } catch (const Error& e) {
       log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
     }
   }
 
-  void log_changes(const std::string& by, const std::vector<std::string>& changes) {
-    for (const auto& c : changes) log_line(LogLevel::info, "change by " + by + ": " + c);
-  }
-
   nlohmann::json status() const {
+    size_t backends = 0;
+    for (const auto& v : state_.desired().vips) backends += v.backends.size();
     return {{"interface", loader_.options().interface},
             {"ifindex", loader_.ifindex()},
             {"attach_mode", attach_mode_name(loader_.options().mode)},
@@ -122,11 +137,7 @@ class Daemon {
             {"pin_dir", loader_.options().pin_dir},
             {"config", options_.config_path},
             {"vips", state_.desired().vips.size()},
-            {"backends", [&] {
-               size_t n = 0;
-               for (const auto& v : state_.desired().vips) n += v.backends.size();
-               return n;
-             }()},
+            {"backends", backends},
             {"unresolved_backends", state_.unresolved()},
             {"uptime_seconds",
              std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
@@ -138,6 +149,9 @@ class Daemon {
   BpfDataPlane dataplane_;
   KernelNeighbors neighbors_;
   BalancerState state_;
+  SteadyClock clock_;
+  HealthChecker checker_;
+  ChangeLog changes_;
   Commands commands_;
 };
 

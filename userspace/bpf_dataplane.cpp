@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <string>
 
@@ -93,6 +95,74 @@ std::vector<ballast_reason_counters> BpfDataPlane::read_reasons() {
     }
   }
   return out;
+}
+
+namespace {
+
+uint64_t monotonic_coarse_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+// Reads a whole hash map with batch lookups, calling @visit per entry.
+template <typename K, typename V, typename F>
+void for_each_entry(int fd, const std::string& what, F visit) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<K> keys(kBatch);
+  std::vector<V> values(kBatch);
+  K out_batch{};
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    int ret = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(),
+                                   values.data(), &count, nullptr);
+    const int err = ret < 0 ? errno : 0;
+    if (ret < 0 && err != ENOENT) throw Error(errno_message("reading " + what, err));
+    for (uint32_t i = 0; i < count; i++) visit(keys[i], values[i]);
+    if (err == ENOENT) return;  // the last batch
+    first = false;
+  }
+}
+
+}  // namespace
+
+std::map<uint32_t, uint64_t> BpfDataPlane::active_flows(uint64_t idle_ns) {
+  std::map<uint32_t, uint64_t> out;
+  const uint64_t now = monotonic_coarse_ns();
+  const uint64_t since = now > idle_ns ? now - idle_ns : 0;
+  for_each_entry<ballast_flow_key, ballast_conn>(
+      fds_.conn_table, "conn_table", [&](const ballast_flow_key&, const ballast_conn& c) {
+        if (c.last_seen_ns >= since) out[c.backend_id]++;
+      });
+  return out;
+}
+
+LiveSnapshot BpfDataPlane::snapshot() {
+  LiveSnapshot snap;
+  for_each_entry<ballast_vip_key, ballast_vip_info>(
+      fds_.vips, "vips", [&](const ballast_vip_key& k, const ballast_vip_info& v) {
+        snap.vips.emplace_back(k, v);
+      });
+  std::vector<uint32_t> keys(BALLAST_MAX_BACKENDS);
+  std::vector<ballast_backend> slots(BALLAST_MAX_BACKENDS);
+  for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
+  for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
+    check(bpf_map_lookup_elem(fds_.backends, &keys[i], &slots[i]), "reading backends map");
+  for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
+    if (slots[i].family != 0) snap.backends[i] = slots[i];
+  for (const auto& [key, info] : snap.vips) {
+    uint32_t inner_id = 0;
+    uint32_t vip_id = info.vip_id;
+    if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &inner_id) < 0) continue;
+    UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+    if (!inner.valid()) throw Error(errno_message("opening Maglev table map", errno));
+    std::vector<uint32_t> table(BALLAST_MAGLEV_SIZE);
+    for (uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++)
+      check(bpf_map_lookup_elem(inner.get(), &i, &table[i]), "reading Maglev table");
+    snap.tables[vip_id] = std::move(table);
+  }
+  return snap;
 }
 
 }  // namespace ballast

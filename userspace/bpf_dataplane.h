@@ -14,7 +14,7 @@ static_assert(sizeof(ballast_vip_info) == 8);
 static_assert(sizeof(ballast_backend) == 32);
 static_assert(offsetof(ballast_backend, mac) == 16);
 static_assert(sizeof(ballast_flow_key) == 40);  // 10 words: the flow hash input
-static_assert(sizeof(ballast_conn) == 8);
+static_assert(sizeof(ballast_conn) == 16);
 static_assert(sizeof(ballast_traffic_counters) == 24);
 static_assert(sizeof(ballast_reason_counters) == 16);
 
@@ -40,6 +40,8 @@ class BpfDataPlane : public DataPlane {
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;
+  std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) override;
+  LiveSnapshot snapshot() override;
 
  private:
   int counter_fd(CounterMap map) const;

@@ -1,12 +1,17 @@
 // ballast: the command-line client of ballastd's control API. It only talks
 // to the API: every rule and every change lives in the daemon.
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "api.h"
 #include "config.h"
+#include "health.h"
 #include "error.h"
 #include "table.h"
 
@@ -63,11 +68,28 @@ void print_vips(const json& vips) {
 }
 
 void print_backends(const json& backends) {
-  Table t({"VIP", "BACKEND", "WEIGHT", "STATE", "MAC", "TABLE ENTRIES"});
+  Table t({"VIP", "BACKEND", "WEIGHT", "HEALTH", "DRAINED", "MAC", "TABLE ENTRIES", "LAST CHECK"});
   for (const auto& b : backends)
-    t.add({text(b["vip"]), text(b["address"]), text(b["weight"]), text(b["state"]), text(b["mac"]),
-           text(b["table_entries"])});
+    t.add({text(b["vip"]), text(b["address"]), text(b["weight"]), text(b["health"]),
+           b["drained"].get<bool>() ? "yes" : "no", b["resolved"].get<bool>() ? text(b["mac"]) : "unresolved",
+           text(b["table_entries"]), text(b["last_check"])});
   t.print();
+}
+
+void print_log(const json& entries) {
+  Table t({"TIME", "BY", "CHANGE"});
+  for (const auto& e : entries) t.add({text(e["time"]), text(e["actor"]), text(e["change"])});
+  t.print();
+}
+
+// "30s", "5m", "500ms", "2h" -> milliseconds; throws CLI::ValidationError.
+int64_t duration_ms(const std::string& text) {
+  if (text.size() > 1 && text.back() == 'h')
+    if (auto ms = ballast::parse_duration(text.substr(0, text.size() - 1) + "m"))
+      return ms->count() * 60;
+  auto ms = ballast::parse_duration(text);
+  if (!ms) throw CLI::ValidationError("'" + text + "' is not a duration (e.g. 500ms, 30s, 5m, 2h)");
+  return ms->count();
 }
 
 void print_stats(const json& stats) {
@@ -92,6 +114,29 @@ void print_stats(const json& stats) {
 void print_changes(const json& result) {
   if (result["changes"].empty()) std::cout << "no change\n";
   for (const auto& c : result["changes"]) std::cout << text(c) << "\n";
+  if (!result.value("applied", true)) std::cout << "(dry run: nothing was changed)\n";
+}
+
+// drain --wait: asks for the backend's active flows once a second until
+// none are left or the timeout passes.
+int wait_for_drain(const std::string& socket, json args, int64_t timeout_ms, int64_t idle_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  args["idle_ms"] = idle_ms;
+  for (;;) {
+    const uint64_t flows =
+        ballast::api_call(socket, {{"command", "backend.flows"}, {"args", args}})["flows"];
+    if (flows == 0) {
+      std::cout << "drained: no active flows\n";
+      return 0;
+    }
+    if (Clock::now() >= deadline) {
+      std::cerr << "ballast: " << flows << " active flows left after " << timeout_ms / 1000.0
+                << " s\n";
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
 }
 
 }  // namespace
@@ -176,6 +221,59 @@ int main(int argc, char** argv) {
     print = print_changes;
   });
 
+  std::string wait_timeout = "300s", wait_idle = "5s";
+  bool wait_flag = false;
+  auto* drain = backend->add_subcommand(
+      "drain", "no new flows to a backend; its established flows go on until they end");
+  drain->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
+  drain->add_option("ADDRESS", address_arg, "backend IP address")->required();
+  drain->add_flag("--wait", wait_flag,
+                  "return once the backend has no active flows (exit 1 after --timeout)");
+  drain->add_option("--timeout", wait_timeout, "how long --wait waits")->capture_default_str();
+  drain->add_option("--idle", wait_idle, "a flow with no packet for this long is over")
+      ->capture_default_str();
+  drain->callback([&] {
+    request = {{"command", "backend.drain"}, {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
+    print = print_changes;
+  });
+  auto* undrain = backend->add_subcommand("undrain", "let a drained backend take new flows again");
+  undrain->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
+  undrain->add_option("ADDRESS", address_arg, "backend IP address")->required();
+  undrain->callback([&] {
+    request = {{"command", "backend.undrain"},
+               {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
+    print = print_changes;
+  });
+
+  std::string apply_file;
+  bool dry_run = false;
+  auto* apply = app.add_subcommand(
+      "apply", "apply a whole config file as one change (validated whole; prints what changes)");
+  apply->add_option("-f,--file", apply_file, "YAML config file")->required()->check(CLI::ExistingFile);
+  apply->add_flag("--dry-run", dry_run, "print what would change, change nothing");
+  apply->callback([&] {
+    std::ifstream in(apply_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    request = {{"command", "apply"},
+               {"args", {{"config", ss.str()}, {"source", apply_file}, {"dry_run", dry_run}}}};
+    print = print_changes;
+  });
+
+  std::string since;
+  auto* log = app.add_subcommand("log", "the change log: who changed what, when (newest last)");
+  log->add_option("--since", since, "only the last DURATION (e.g. 10m, 2h)");
+  log->callback([&] {
+    request = {{"command", "log"}, {"args", json::object()}};
+    if (!since.empty()) {
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      request["args"]["since_unix_ms"] = now_ms - duration_ms(since);
+    }
+    print = print_log;
+  });
+
   app.add_subcommand("stats",
                      "packets, bytes and new flows per VIP and backend, with expected and observed "
                      "shares and skew; packets per verdict reason")
@@ -208,6 +306,9 @@ int main(int argc, char** argv) {
       std::cout << result.dump(2) << "\n";
     else
       print(result);
+    if (drain->parsed() && wait_flag)
+      return wait_for_drain(g.socket, request["args"], duration_ms(wait_timeout),
+                            duration_ms(wait_idle));
   } catch (const std::exception& e) {
     std::cerr << "ballast: " << e.what() << "\n";
     return 1;

@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "error.h"
 #include "log.h"
@@ -44,40 +45,78 @@ BackendConfig& find_backend_or_throw(VipConfig& vip, const IpAddress& address) {
   throw Error("backend " + address.str() + " is not in VIP " + vip.key.str());
 }
 
-json backend_json(const VipView& vip, const BackendView& b) {
+json backend_json(const VipView& vip, const BackendView& b, const std::string& last_check) {
   return {{"vip", vip.key.str()},
           {"address", b.address.str()},
           {"weight", b.weight},
           {"id", b.id},
           {"mac", b.mac ? json(mac_str(*b.mac)) : json(nullptr)},
-          {"state", b.mac ? "active" : "unresolved"},
-          {"table_entries", b.table_entries}};
+          {"resolved", b.mac.has_value()},
+          {"health", health_name(b.health)},
+          {"drained", b.drained},
+          {"takes_new_flows", b.takes_new_flows},
+          {"table_entries", b.table_entries},
+          {"check", check_description(b.check)},
+          {"last_check", last_check}};
+}
+
+std::string actor(const PeerCred& peer) {
+  return "uid=" + std::to_string(peer.uid) + " pid=" + std::to_string(peer.pid);
+}
+
+uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
+  if (!args.contains(name)) return fallback;
+  const auto& v = args[name];
+  if (!v.is_number_unsigned()) throw Error(std::string(name) + " must be a number of milliseconds");
+  return v.get<uint64_t>();
 }
 
 }  // namespace
 
-Commands::Commands(BalancerState& state, DataPlane& dataplane, StatusFn status)
-    : state_(state), dataplane_(dataplane), status_(std::move(status)) {}
+Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
+                   LastCheckFn last_check)
+    : state_(state),
+      dataplane_(dataplane),
+      log_(log),
+      status_(std::move(status)),
+      last_check_(std::move(last_check)) {}
 
 json Commands::apply_edit(Config next, const PeerCred& peer) {
   require_valid(next);
   auto changes = state_.apply(next);
-  for (const auto& c : changes)
-    log_line(LogLevel::info, "change by uid=" + std::to_string(peer.uid) +
-                                 " pid=" + std::to_string(peer.pid) + ": " + c);
-  return {{"changes", changes}};
+  log_.record(actor(peer), changes);
+  return {{"changes", changes}, {"applied", true}};
+}
+
+// A whole config file, as one change. The interface and attach mode belong
+// to the running program: changing them needs a restart.
+json Commands::apply_file(const json& args, const PeerCred& peer) {
+  const std::string source = args.value("source", std::string("apply"));
+  Config next = parse_config(arg_string(args, "config"), source);
+  const Config& live = state_.desired();
+  if (next.interface != live.interface)
+    throw Error(source + ": interface: cannot change from " + live.interface + " to " +
+                next.interface + " while running; restart ballastd");
+  if (next.attach_mode != live.attach_mode)
+    throw Error(source + ": attach_mode: cannot change while running; restart ballastd");
+  if (args.value("dry_run", false)) return {{"changes", state_.plan(next)}, {"applied", false}};
+  auto changes = state_.apply(next);
+  log_.record(actor(peer) + " apply " + source, changes);
+  return {{"changes", changes}, {"applied", true}};
 }
 
 json Commands::vip_list() const {
   json out = json::array();
   for (const auto& vip : state_.view()) {
     json backends = json::array();
-    for (const auto& b : vip.backends) backends.push_back(backend_json(vip, b));
+    for (const auto& b : vip.backends) backends.push_back(backend_json(vip, b, last_check_(b.id)));
     out.push_back({{"vip", vip.key.str()},
                    {"address", vip.key.address.str()},
                    {"port", vip.key.port},
                    {"protocol", protocol_name(vip.key.protocol)},
                    {"id", vip.id},
+                   {"fail_open", vip.fail_open},
+                   {"failing_open", vip.failing_open},
                    {"backends", backends}});
   }
   return out;
@@ -92,7 +131,7 @@ json Commands::backend_list(const json& args) const {
   json out = json::array();
   for (const auto& vip : state_.view()) {
     if (only && vip.key != *only) continue;
-    for (const auto& b : vip.backends) out.push_back(backend_json(vip, b));
+    for (const auto& b : vip.backends) out.push_back(backend_json(vip, b, last_check_(b.id)));
   }
   return out;
 }
@@ -107,12 +146,39 @@ json Commands::handle(const json& request, const PeerCred& peer) {
   if (cmd == "stats") return stats_json(state_.view(), dataplane_);
   if (cmd == "vip.list") return vip_list();
   if (cmd == "backend.list") return backend_list(args);
+  if (cmd == "apply") return apply_file(args, peer);
+  if (cmd == "log") {
+    const auto since = std::chrono::system_clock::time_point(
+        std::chrono::milliseconds(arg_ms(args, "since_unix_ms", 0)));
+    json out = json::array();
+    for (const auto& e : log_.since(since))
+      out.push_back({{"time", iso8601_utc(e.time)},
+                     {"unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     e.time.time_since_epoch())
+                                     .count()},
+                     {"actor", e.actor},
+                     {"change", e.change}});
+    return out;
+  }
+  if (cmd == "backend.drain" || cmd == "backend.undrain") {
+    const auto key = VipKey::parse(arg_string(args, "vip"));
+    auto changes = state_.set_drained(key, arg_address(args), cmd == "backend.drain");
+    log_.record(actor(peer), changes);
+    return {{"changes", changes}, {"applied", true}};
+  }
+  if (cmd == "backend.flows") {
+    const uint32_t id = state_.backend_id(VipKey::parse(arg_string(args, "vip")), arg_address(args));
+    const uint64_t idle_ms = arg_ms(args, "idle_ms", 5000);
+    const auto flows = dataplane_.active_flows(idle_ms * 1000000ull);
+    auto it = flows.find(id);
+    return {{"flows", it == flows.end() ? 0 : it->second}, {"idle_ms", idle_ms}};
+  }
 
   Config next = state_.desired();
   if (cmd == "vip.add") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
     if (next.find_vip(key)) throw Error("VIP " + key.str() + " already exists");
-    next.vips.push_back(VipConfig{key, {}});
+    next.vips.push_back(empty_vip(key));
   } else if (cmd == "vip.del") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
     find_vip_or_throw(next, key);
@@ -122,7 +188,7 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     const auto address = arg_address(args);
     if (vip.find_backend(address))
       throw Error("backend " + address.str() + " is already in VIP " + vip.key.str());
-    vip.backends.push_back(BackendConfig{address, arg_weight(args)});
+    vip.backends.push_back(BackendConfig{address, arg_weight(args), vip.check});
   } else if (cmd == "backend.del") {
     auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
     const auto address = arg_address(args);

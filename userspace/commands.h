@@ -1,7 +1,8 @@
 // commands.h: the control API's commands. Each edit builds a whole new
-// desired config from the live one, validates it whole and applies it
-// through BalancerState::apply, the same path a config file takes; a bad
-// edit throws before anything is written. No sockets, no libbpf: unit
+// desired config from the live one (or parses a whole file, for apply),
+// validates it whole and applies it through BalancerState::apply, the same
+// path a config file takes; a bad edit throws before anything is written.
+// Every change is recorded in the change log with the peer's uid and pid. No sockets, no libbpf: unit
 // tests drive it with fakes.
 #pragma once
 
@@ -10,6 +11,7 @@
 
 #include "api.h"
 #include "balancer_state.h"
+#include "changelog.h"
 #include "dataplane.h"
 
 namespace ballast {
@@ -17,8 +19,11 @@ namespace ballast {
 class Commands {
  public:
   using StatusFn = std::function<nlohmann::json()>;
+  // The last health-check result of a backend slot ("ok 1.2 ms").
+  using LastCheckFn = std::function<std::string(uint32_t backend_id)>;
 
-  Commands(BalancerState& state, DataPlane& dataplane, StatusFn status);
+  Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
+           LastCheckFn last_check = [](uint32_t) { return std::string(); });
 
   // Dispatches {"command": ..., "args": {...}}; throws Error on a bad
   // command, bad arguments or a change that does not validate.
@@ -26,12 +31,15 @@ class Commands {
 
  private:
   nlohmann::json apply_edit(Config next, const PeerCred& peer);
+  nlohmann::json apply_file(const nlohmann::json& args, const PeerCred& peer);
   nlohmann::json vip_list() const;
   nlohmann::json backend_list(const nlohmann::json& args) const;
 
   BalancerState& state_;
   DataPlane& dataplane_;
+  ChangeLog& log_;
   StatusFn status_;
+  LastCheckFn last_check_;
 };
 
 }  // namespace ballast

@@ -18,6 +18,13 @@ const BackendConfig* VipConfig::find_backend(const IpAddress& a) const {
   return nullptr;
 }
 
+VipConfig empty_vip(const VipKey& key) {
+  VipConfig v;
+  v.key = key;
+  v.check.port = key.port;
+  return v;
+}
+
 const VipConfig* Config::find_vip(const VipKey& k) const {
   for (const auto& v : vips)
     if (v.key == k) return &v;
@@ -99,13 +106,75 @@ bool read_uint(const YAML::Node& node, const std::string& field, uint64_t lo, ui
 
 std::string scalar_or_empty(const YAML::Node& node) { return node.IsScalar() ? node.Scalar() : ""; }
 
-BackendConfig parse_backend(const YAML::Node& node, const std::string& path, Problems& problems) {
+// A health_check mapping, its fields over @base (the VIP's check for a
+// backend's override, the defaults for a VIP's).
+CheckSpec parse_check(const YAML::Node& node, const std::string& path, CheckSpec base,
+                      uint16_t vip_port, Problems& problems) {
+  CheckSpec c = std::move(base);
+  if (!node.IsMap()) {
+    problems.add(node, path, "must be a mapping like {type: http, path: /healthz}");
+    return c;
+  }
+  check_known_keys(node, path,
+                   {"type", "port", "path", "host", "expect_status", "payload", "expect",
+                    "interval", "timeout", "rise", "fall"},
+                   problems);
+  if (const auto t = node["type"]) {
+    if (auto type = parse_check_type(scalar_or_empty(t)))
+      c.type = *type;
+    else
+      problems.add(t, path + ".type",
+                   "must be none, tcp, http or udp, got '" + scalar_or_empty(t) + "'");
+  }
+  uint64_t v = 0;
+  if (const auto p = node["port"]; p && read_uint(p, path + ".port", 1, 65535, v, problems))
+    c.port = static_cast<uint16_t>(v);
+  if (const auto p = node["path"]) {
+    c.http_path = scalar_or_empty(p);
+    if (c.http_path.empty() || c.http_path[0] != '/')
+      problems.add(p, path + ".path", "must start with /, got '" + c.http_path + "'");
+  }
+  if (const auto h = node["host"]) c.http_host = scalar_or_empty(h);
+  if (const auto e = node["expect_status"]) {
+    c.http_expect.clear();
+    auto add = [&](const YAML::Node& n) {
+      if (read_uint(n, path + ".expect_status", 100, 599, v, problems))
+        c.http_expect.push_back(static_cast<uint16_t>(v));
+    };
+    if (e.IsSequence())
+      for (const auto& n : e) add(n);
+    else
+      add(e);
+  }
+  if (const auto p = node["payload"]) c.udp_payload = scalar_or_empty(p);
+  if (const auto e = node["expect"]) c.udp_expect = scalar_or_empty(e);
+  for (auto [key, field] : {std::pair{"interval", &c.interval}, std::pair{"timeout", &c.timeout}}) {
+    if (const auto d = node[key]) {
+      if (auto ms = parse_duration(scalar_or_empty(d)))
+        *field = *ms;
+      else
+        problems.add(d, path + "." + key,
+                     "must be a duration like 500ms, 1s or 2.5s, got '" + scalar_or_empty(d) + "'");
+    }
+  }
+  for (auto [key, field] : {std::pair{"rise", &c.rise}, std::pair{"fall", &c.fall}})
+    if (const auto n = node[key]; n && read_uint(n, path + "." + key, 1, 100, v, problems))
+      *field = static_cast<uint32_t>(v);
+  if (c.port == 0) c.port = vip_port;
+  return c;
+}
+
+BackendConfig parse_backend(const YAML::Node& node, const std::string& path,
+                            const VipConfig& vip, Problems& problems) {
   BackendConfig b;
+  b.check = vip.check;
   if (!node.IsMap()) {
     problems.add(node, path, "must be a mapping like {address: 10.0.0.11, weight: 1}");
     return b;
   }
-  check_known_keys(node, path, {"address", "weight"}, problems);
+  check_known_keys(node, path, {"address", "weight", "health_check"}, problems);
+  if (const auto hc = node["health_check"])
+    b.check = parse_check(hc, path + ".health_check", vip.check, vip.key.port, problems);
   const auto addr = node["address"];
   if (!addr) {
     problems.add(node, path + ".address", "is required");
@@ -127,7 +196,9 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
     problems.add(node, path, "must be a mapping with address, port, protocol, backends");
     return vip;
   }
-  check_known_keys(node, path, {"address", "port", "protocol", "backends"}, problems);
+  check_known_keys(node, path,
+                   {"address", "port", "protocol", "backends", "fail_open", "health_check"},
+                   problems);
   const auto addr = node["address"];
   if (!addr) {
     problems.add(node, path + ".address", "is required");
@@ -150,13 +221,23 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   } else {
     problems.add(proto, path + ".protocol", "must be tcp or udp, got '" + scalar_or_empty(proto) + "'");
   }
+  if (const auto fo = node["fail_open"]) {
+    const std::string text = scalar_or_empty(fo);
+    if (text == "true" || text == "false")
+      vip.fail_open = text == "true";
+    else
+      problems.add(fo, path + ".fail_open", "must be true or false, got '" + text + "'");
+  }
+  vip.check.port = vip.key.port;
+  if (const auto hc = node["health_check"])
+    vip.check = parse_check(hc, path + ".health_check", CheckSpec{}, vip.key.port, problems);
   const auto backends = node["backends"];
   if (backends && !backends.IsSequence() && !backends.IsNull()) {
     problems.add(backends, path + ".backends", "must be a list");
   } else if (backends && backends.IsSequence()) {
     for (size_t i = 0; i < backends.size(); i++)
       vip.backends.push_back(
-          parse_backend(backends[i], path + ".backends[" + std::to_string(i) + "]", problems));
+          parse_backend(backends[i], path + ".backends[" + std::to_string(i) + "]", vip, problems));
   }
   return vip;
 }
@@ -186,6 +267,8 @@ std::vector<std::string> validate_config(const Config& config) {
     if (!fresh)
       out.push_back(path + ": duplicate VIP " + vip.key.str() + " (also vips[" +
                     std::to_string(it->second) + "])");
+    if (auto err = check_spec_error(vip.check); !err.empty())
+      out.push_back(path + ".health_check." + err);
     std::map<IpAddress, size_t> seen_backends;
     for (size_t j = 0; j < vip.backends.size(); j++) {
       const auto& b = vip.backends[j];
@@ -196,6 +279,9 @@ std::vector<std::string> validate_config(const Config& config) {
       if (b.weight > kMaxWeight)
         out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
                       std::to_string(b.weight));
+      if (b.check != vip.check)
+        if (auto err = check_spec_error(b.check); !err.empty())
+          out.push_back(bpath + ".health_check." + err);
       auto [bit, bfresh] = seen_backends.emplace(b.address, j);
       if (!bfresh)
         out.push_back(bpath + ".address: duplicate backend " + b.address.str() + " (also " + path +

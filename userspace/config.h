@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "address.h"
+#include "health.h"
 
 namespace ballast {
 
@@ -18,16 +19,28 @@ enum class AttachMode { native, skb };
 struct BackendConfig {
   IpAddress address;
   uint32_t weight = 1;
+  // The check this backend gets: the VIP's, with the backend's own
+  // health_check fields over it; port filled (the VIP's port by default).
+  CheckSpec check;
   bool operator==(const BackendConfig&) const = default;
 };
 
 struct VipConfig {
   VipKey key;
   std::vector<BackendConfig> backends;
+  // When every backend is down: true keeps sending new flows to all of
+  // them (better a sick backend than none), false drops them, counted.
+  bool fail_open = false;
+  // The default check of the VIP's backends (and of backends added later
+  // through the API), port filled.
+  CheckSpec check;
   bool operator==(const VipConfig&) const = default;
 
   const BackendConfig* find_backend(const IpAddress& a) const;
 };
+
+// A VIP with no backends and the default (none) check on its own port.
+VipConfig empty_vip(const VipKey& key);
 
 struct Config {
   std::string interface;

@@ -1,10 +1,12 @@
-// dataplane.h: what the policy code (userspace/balancer.h) may do to the
-// data plane, as an interface over the ABI structs. The real one writes BPF
-// maps (userspace/bpf_dataplane.h); unit tests use a fake, so policy code
+// dataplane.h: what the policy code (userspace/balancer_state.h) may do to
+// the data plane, as an interface over the ABI structs. The real one writes
+// BPF maps (userspace/bpf_dataplane.h); unit tests use a fake, so policy code
 // never includes libbpf.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "ballast_abi.h"
@@ -12,6 +14,14 @@
 namespace ballast {
 
 enum class CounterMap { vip, backend };
+
+// What the pinned maps hold: read by a restarted ballastd to adopt the live
+// state instead of rebuilding it.
+struct LiveSnapshot {
+  std::vector<std::pair<ballast_vip_key, ballast_vip_info>> vips;
+  std::map<uint32_t, ballast_backend> backends;      // slots in use (family != 0)
+  std::map<uint32_t, std::vector<uint32_t>> tables;  // vip_id -> Maglev table
+};
 
 class DataPlane {
  public:
@@ -29,6 +39,11 @@ class DataPlane {
   virtual ballast_traffic_counters read_counters(CounterMap map, uint32_t id) = 0;
   virtual void reset_counters(CounterMap map, uint32_t id) = 0;
   virtual std::vector<ballast_reason_counters> read_reasons() = 0;
+
+  // Connection-table entries per backend id whose last packet is at most
+  // @idle_ns old: the flows still alive.
+  virtual std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) = 0;
+  virtual LiveSnapshot snapshot() = 0;
 };
 
 }  // namespace ballast

@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 
 #include "balancer.skel.h"
 #include "error.h"
+#include "fd.h"
 #include "log.h"
 #include "neighbor.h"
 
@@ -76,37 +78,52 @@ void ensure_bpffs_mounted() {
 
 Loader::Loader(const LoaderOptions& options) : options_(options) {
   ifindex_ = interface_index(options_.interface);
-  const MacAddress mac = interface_mac(options_.interface);
+  mac_ = interface_mac(options_.interface);
   ensure_bpffs_mounted();
+  std::filesystem::create_directories(options_.pin_dir);
+  const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
   try {
-    remove_stale_state();
-    std::filesystem::create_directories(options_.pin_dir);
+    const uint32_t old_id = find_attached_ballast();
+    adopted_ = load_reusing_pins();
+    const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
 
-    skel_ = balancer::open();
-    if (!skel_) throw Error(errno_message("opening BPF object", errno));
-    std::memcpy(const_cast<uint8_t*>(skel_->rodata->lb_mac), mac.data(), mac.size());
-    for (const char* name : kPinnedMaps) {
-      const std::string path = options_.pin_dir + "/" + name;
-      int err = bpf_map__set_pin_path(map_by_name(skel_, name), path.c_str());
-      if (err) throw Error(errno_message("setting pin path " + path, err));
+    if (old_id) {
+      // A ballastd died and left its program forwarding: swap ours in with
+      // one netlink request that names the old program, so no packet meets
+      // an interface without a program.
+      UniqueFd old_fd(bpf_prog_get_fd_by_id(old_id));
+      if (!old_fd.valid()) throw Error(errno_message("opening attached program", errno));
+      LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd.get());
+      const __u32 flags = XDP_FLAGS_REPLACE |
+                          (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+      int err = bpf_xdp_attach(ifindex_, new_fd, flags, &opts);
+      if (err)
+        throw Error(errno_message("replacing the ballast program attached to " +
+                                      options_.interface + " in " +
+                                      attach_mode_name(options_.mode) + " mode",
+                                  err));
+      attach_ = Attach::replaced;
+      story_ = "replaced program " + std::to_string(old_id) + " with " +
+               std::to_string(program_id()) + " atomically";
+    } else {
+      // libxdp attaches through its dispatcher where the kernel allows it,
+      // so other XDP programs can share the interface.
+      prog_ = xdp_program__from_fd(new_fd);
+      int err = libxdp_get_error(prog_);
+      if (err) {
+        prog_ = nullptr;
+        throw Error(errno_message("wrapping the program for libxdp", err));
+      }
+      err = xdp_program__attach(prog_, ifindex_, mode, 0);
+      if (err)
+        throw Error(errno_message("attaching XDP program to " + options_.interface + " in " +
+                                      attach_mode_name(options_.mode) + " mode",
+                                  err));
+      attach_ = Attach::libxdp;
+      story_ = "attached program " + std::to_string(program_id());
     }
-
-    // libxdp loads the object (pinning the maps) and attaches it through its
-    // dispatcher, so other XDP programs can share the interface.
-    DECLARE_LIBXDP_OPTS(xdp_program_opts, xdp_opts, .obj = skel_->obj, .prog_name = kProgramName);
-    prog_ = xdp_program__create(&xdp_opts);
-    int err = libxdp_get_error(prog_);
-    if (err) {
-      prog_ = nullptr;
-      throw Error(errno_message("creating XDP program", err));
-    }
-    const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
-    err = xdp_program__attach(prog_, ifindex_, mode, 0);
-    if (err)
-      throw Error(errno_message("attaching XDP program to " + options_.interface + " in " +
-                                    attach_mode_name(options_.mode) + " mode",
-                                err));
-    attached_ = true;
+    story_ += adopted_ ? ", adopted the pinned maps in " + options_.pin_dir
+                       : ", maps pinned in " + options_.pin_dir;
   } catch (...) {
     teardown();
     throw;
@@ -115,61 +132,87 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
 
 Loader::~Loader() { teardown(); }
 
+void Loader::open_and_pin() {
+  skel_ = balancer::open();
+  if (!skel_) throw Error(errno_message("opening BPF object", errno));
+  std::memcpy(const_cast<uint8_t*>(skel_->rodata->lb_mac), mac_.data(), mac_.size());
+  for (const char* name : kPinnedMaps) {
+    const std::string path = options_.pin_dir + "/" + name;
+    int err = bpf_map__set_pin_path(map_by_name(skel_, name), path.c_str());
+    if (err) throw Error(errno_message("setting pin path " + path, err));
+  }
+}
+
+// Loads the object; libbpf reuses every map already pinned at its path when
+// its type, sizes and flags match. Pins of another layout (an upgrade that
+// changed a map) cannot be reused: they are removed and the load starts
+// fresh, which re-hashes established flows. Returns whether pins were reused.
+bool Loader::load_reusing_pins() {
+  const bool had_pins = std::filesystem::exists(options_.pin_dir + "/conn_table");
+  open_and_pin();
+  int err = balancer::load(skel_);
+  if (err == 0) return had_pins;
+  if (!had_pins) throw Error(errno_message("loading the BPF program", err));
+  log_line(LogLevel::warning, errno_message("cannot reuse the maps pinned in " + options_.pin_dir +
+                                                " (a different layout?); starting with fresh "
+                                                "maps: established flows will be re-hashed",
+                                            err));
+  balancer::destroy(skel_);
+  skel_ = nullptr;
+  remove_pins();
+  open_and_pin();
+  err = balancer::load(skel_);
+  if (err) throw Error(errno_message("loading the BPF program", err));
+  return false;
+}
+
+void Loader::remove_pins() {
+  for (const char* name : kPinnedMaps) {
+    std::error_code ec;
+    std::filesystem::remove(options_.pin_dir + "/" + name, ec);
+  }
+}
+
+// The id of a ballast_xdp program attached to our interface directly (not
+// through a libxdp dispatcher), or 0.
+uint32_t Loader::find_attached_ballast() const {
+  uint32_t id = 0;
+  if (bpf_xdp_query_id(ifindex_, 0, &id) || id == 0) return 0;
+  UniqueFd fd(bpf_prog_get_fd_by_id(id));
+  if (!fd.valid()) return 0;
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len)) return 0;
+  if (std::strncmp(info.name, kProgramName, sizeof(info.name) - 1) == 0) return id;
+  throw Error("another XDP program (" + std::string(info.name) + ", id " + std::to_string(id) +
+              ") is attached to " + options_.interface + "; detach it first");
+}
+
 void Loader::teardown() noexcept {
-  if (attached_ && prog_) {
-    const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
+  const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
+  if (attach_ == Attach::libxdp && prog_) {
     int err = xdp_program__detach(prog_, ifindex_, mode, 0);
     if (err) log_line(LogLevel::warning, errno_message("detaching XDP program", err));
-    attached_ = false;
+  } else if (attach_ == Attach::replaced && skel_) {
+    LIBBPF_OPTS(bpf_xdp_attach_opts, opts,
+                .old_prog_fd = bpf_program__fd(skel_->progs.ballast_xdp));
+    const __u32 flags = XDP_FLAGS_REPLACE |
+                        (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+    int err = bpf_xdp_detach(ifindex_, flags, &opts);
+    if (err) log_line(LogLevel::warning, errno_message("detaching XDP program", err));
   }
-  if (skel_) {
-    for (const char* name : kPinnedMaps) {
-      bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name);
-      if (m) bpf_map__unpin(m, nullptr);
-    }
+  // Pins go only with a program we detached: after a failed start the maps
+  // may still feed a program another daemon left attached.
+  if (attach_ != Attach::none) {
+    remove_pins();
+    std::error_code ec;
+    std::filesystem::remove(options_.pin_dir, ec);
   }
-  std::error_code ec;
-  std::filesystem::remove(options_.pin_dir, ec);
-  // The xdp_program wraps skel_->obj without owning it; close it first.
+  attach_ = Attach::none;
   if (prog_) xdp_program__close(prog_);
   prog_ = nullptr;
   if (skel_) balancer::destroy(skel_);
   skel_ = nullptr;
-}
-
-// A ballastd that died without cleaning up leaves its program attached and
-// its maps pinned. This version starts fresh: detach our program, drop the
-// pins. (Adopting the live state instead is issue #3's hitless restart.)
-void Loader::remove_stale_state() {
-  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
-  if (mp && !libxdp_get_error(mp)) {
-    const auto mode = xdp_multiprog__attach_mode(mp);
-    if (xdp_multiprog__is_legacy(mp)) {
-      xdp_program* p = xdp_multiprog__main_prog(mp);
-      if (p && std::strcmp(xdp_program__name(p), kProgramName) == 0) {
-        log_line(LogLevel::warning, "detaching a " + std::string(kProgramName) +
-                                        " left attached to " + options_.interface);
-        xdp_program__detach(p, ifindex_, mode, 0);
-      }
-    } else {
-      for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p;
-           p = xdp_multiprog__next_prog(p, mp)) {
-        if (std::strcmp(xdp_program__name(p), kProgramName) != 0) continue;
-        log_line(LogLevel::warning, "detaching a " + std::string(kProgramName) +
-                                        " left attached to " + options_.interface);
-        int err = xdp_program__detach(p, ifindex_, mode, 0);
-        if (err) throw Error(errno_message("detaching the stale program", err));
-        break;
-      }
-    }
-    xdp_multiprog__close(mp);
-  }
-  for (const char* name : kPinnedMaps) {
-    const std::string path = options_.pin_dir + "/" + name;
-    std::error_code ec;
-    if (std::filesystem::remove(path, ec))
-      log_line(LogLevel::warning, "removed stale pin " + path);
-  }
 }
 
 MapFds Loader::map_fds() const {
@@ -184,6 +227,12 @@ MapFds Loader::map_fds() const {
   };
 }
 
-uint32_t Loader::program_id() const { return prog_ ? xdp_program__id(prog_) : 0; }
+uint32_t Loader::program_id() const {
+  if (!skel_) return 0;
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.ballast_xdp), &info, &len)) return 0;
+  return info.id;
+}
 
 }  // namespace ballast

@@ -1,6 +1,8 @@
 // loader.h: the balancer program's lifecycle, owned by one RAII object:
-// open the skeleton, set load-time knobs, pin maps, load and attach with
-// libxdp, and on destruction detach, unpin and close, in that order.
+// open the skeleton, set load-time knobs, pin maps (reusing the pinned maps
+// a previous ballastd left, so flows and counters survive a restart), load,
+// attach (atomically replacing a ballast program left attached), and on
+// destruction (clean shutdown) detach, unpin and close, in that order.
 #pragma once
 
 #include <cstdint>
@@ -34,16 +36,32 @@ class Loader {
   int ifindex() const { return ifindex_; }
   uint32_t program_id() const;
   const LoaderOptions& options() const { return options_; }
+  // True when the maps were pinned by an earlier ballastd and are reused:
+  // the caller adopts their state instead of starting from nothing.
+  bool adopted() const { return adopted_; }
+  // What happened at start, for the log ("adopted pinned maps, replaced
+  // program 12 with 57").
+  const std::string& story() const { return story_; }
 
  private:
-  void remove_stale_state();
+  // How the program went on: libxdp (fresh) or an atomic replace of a
+  // ballast program that was already attached.
+  enum class Attach { none, libxdp, replaced };
+
+  void open_and_pin();
+  bool load_reusing_pins();
+  void remove_pins();
+  uint32_t find_attached_ballast() const;
   void teardown() noexcept;
 
   LoaderOptions options_;
   int ifindex_ = 0;
+  MacAddress mac_{};
   balancer* skel_ = nullptr;
   xdp_program* prog_ = nullptr;
-  bool attached_ = false;
+  Attach attach_ = Attach::none;
+  bool adopted_ = false;
+  std::string story_;
 };
 
 // Mounts bpffs on /sys/fs/bpf unless it already is.

@@ -27,17 +27,20 @@ nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane
     const auto vc = dataplane.read_counters(CounterMap::vip, vip.id);
     double usable_weight = 0;
     for (const auto& b : vip.backends)
-      if (b.mac) usable_weight += b.weight;
+      if (b.takes_new_flows) usable_weight += b.weight;
     nlohmann::json backends = nlohmann::json::array();
     for (const auto& b : vip.backends) {
       const auto bc = dataplane.read_counters(CounterMap::backend, b.id);
-      const double expected = (b.mac && usable_weight > 0) ? b.weight / usable_weight : 0.0;
+      const double expected =
+          (b.takes_new_flows && usable_weight > 0) ? b.weight / usable_weight : 0.0;
       const double observed = vc.new_flows ? double(bc.new_flows) / vc.new_flows : 0.0;
       nlohmann::json skew = nullptr;  // undefined when nothing is expected
       if (expected > 0) skew = observed / expected;
       backends.push_back({{"address", b.address.str()},
                           {"weight", b.weight},
                           {"resolved", b.mac.has_value()},
+                          {"health", health_name(b.health)},
+                          {"drained", b.drained},
                           {"packets", bc.packets},
                           {"bytes", bc.bytes},
                           {"new_flows", bc.new_flows},

@@ -1,6 +1,7 @@
 // stats.h: counters joined with the live state into what `ballast stats`
 // prints: per VIP and per backend packets, bytes, new flows, expected share
-// (weight over the VIP's usable weight), observed share (of new flows) and
+// (weight over the weight of the VIP's backends that take new flows:
+// up, undrained, resolved), observed share (of new flows) and
 // skew (observed / expected); per reason packets and bytes. Pure: the
 // counters come in through DataPlane.
 #pragma once

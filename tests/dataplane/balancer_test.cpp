@@ -7,6 +7,8 @@
 // output bytes, reason); behaviour over several packets (Maglev consistency,
 // the connection table) has its own tests below.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <linux/bpf.h>
 
 #include <cctype>
@@ -346,6 +348,12 @@ TEST_P(BalancerPacketTest, VerdictOutputAndCounters) {
   const std::optional<ballast_conn> conn = lb_.conn(fwd.flow);
   ASSERT_TRUE(conn.has_value()) << "conn_table entry for the flow";
   EXPECT_EQ(conn->backend_id, fwd.backend_id) << "conn_table backend_id";
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  const std::uint64_t now_ns = std::uint64_t(now.tv_sec) * 1000000000ull + now.tv_nsec;
+  EXPECT_GT(conn->last_seen_ns, 0u) << "conn_table last_seen_ns set on a new flow";
+  EXPECT_LE(conn->last_seen_ns, now_ns + 20000000ull)
+      << "conn_table last_seen_ns is CLOCK_MONOTONIC_COARSE, not in the future";
 }
 
 std::string row_name(const ::testing::TestParamInfo<PacketCase>& info) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 
 #include "commands.h"
@@ -62,6 +63,20 @@ class FakeDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
+  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return flows; }
+  LiveSnapshot snapshot() override {
+    LiveSnapshot snap;
+    for (const auto& [k, id] : vips) {
+      ballast_vip_key key;
+      std::memcpy(&key, k.data(), sizeof(key));
+      snap.vips.push_back({key, ballast_vip_info{id, 0}});
+    }
+    for (const auto& [id, b] : backends)
+      if (b.family) snap.backends[id] = b;
+    snap.tables = tables;
+    return snap;
+  }
+  std::map<uint32_t, uint64_t> flows;
 
   static std::string key_str(const ballast_vip_key& k) {
     return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
@@ -83,11 +98,22 @@ class FakeNeighbors : public NeighborSource {
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
 
-Config three_backends() {
+// The example: weights 1, 1, 2; @check for every backend.
+Config three_backends(CheckSpec check = {}) {
   Config c;
   c.interface = "eth0";
-  c.vips.push_back({VipKey::parse("10.0.0.100:80/tcp"),
-                    {{ip("10.0.0.11"), 1}, {ip("10.0.0.12"), 1}, {ip("10.0.0.13"), 2}}});
+  VipConfig vip = empty_vip(VipKey::parse("10.0.0.100:80/tcp"));
+  check.port = 80;
+  vip.check = check;
+  for (auto [addr, weight] : {std::pair{"10.0.0.11", 1u}, {"10.0.0.12", 1u}, {"10.0.0.13", 2u}})
+    vip.backends.push_back(BackendConfig{ip(addr), weight, check});
+  c.vips.push_back(vip);
+  return c;
+}
+
+CheckSpec tcp_check() {
+  CheckSpec c;
+  c.type = CheckType::tcp;
   return c;
 }
 
@@ -182,6 +208,117 @@ TEST_F(BalancerStateTest, KnownMacSurvivesTheKernelForgettingIt) {
   EXPECT_TRUE(state.unresolved().empty());
 }
 
+TEST_F(BalancerStateTest, CheckedBackendsWaitForTheirFirstResult) {
+  state.apply(three_backends(tcp_check()));
+  EXPECT_EQ(dp.entries_per_slot(0),
+            (std::map<uint32_t, uint32_t>{{BALLAST_NO_BACKEND, BALLAST_MAGLEV_SIZE}}))
+      << "health unknown: no new flows yet";
+  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "first check");
+  EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
+}
+
+TEST_F(BalancerStateTest, DownBackendLeavesTableThenSlotOthersKeepTheirEntries) {
+  state.apply(three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
+  const auto before = dp.tables.at(0);
+  dp.log.clear();
+  auto changes = state.set_health(1, Health::down, "3 failures");
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "backend health 10.0.0.100:80/tcp 10.0.0.12 up -> down (3 failures)");
+  EXPECT_EQ(dp.log, (std::vector<std::string>{"install_table 0", "put_backend 1"}))
+      << "table without it first, then its slot inactive (its flows re-select)";
+  EXPECT_FALSE(dp.backends[1].flags & BALLAST_BACKEND_F_ACTIVE);
+  EXPECT_TRUE(dp.backends[1].flags & BALLAST_BACKEND_F_DOWN) << "kept in the map for a restart";
+  const auto& after = dp.tables.at(0);
+  for (uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++) {
+    if (before[i] != 1) {
+      ASSERT_EQ(after[i], before[i]) << "entry " << i << " moved needlessly";
+    }
+  }
+  auto shares = dp.entries_per_slot(0);
+  EXPECT_NEAR(shares[0] / double(BALLAST_MAGLEV_SIZE), 1.0 / 3, 0.005) << "weight 1 of 3 left";
+  EXPECT_NEAR(shares[2] / double(BALLAST_MAGLEV_SIZE), 2.0 / 3, 0.005) << "weight 2 of 3 left";
+  EXPECT_TRUE(state.set_health(1, Health::down, "again").empty()) << "no change, no entry";
+  state.set_health(1, Health::up, "2 successes");
+  EXPECT_EQ(dp.tables.at(0), before) << "recovery restores the same table";
+  EXPECT_TRUE(dp.backends[1].flags & BALLAST_BACKEND_F_ACTIVE);
+}
+
+TEST_F(BalancerStateTest, AllDownDropsUnlessFailOpen) {
+  Config c = three_backends(tcp_check());
+  state.apply(c);
+  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::down, "");
+  EXPECT_EQ(dp.entries_per_slot(0).count(BALLAST_NO_BACKEND), 1u) << "fail_open false: drop";
+  c.vips[0].fail_open = true;
+  auto changes = state.apply(c);
+  EXPECT_EQ(changes, std::vector<std::string>{"vip fail-open 10.0.0.100:80/tcp on"});
+  EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005)
+      << "fail open: every backend by weight";
+  for (uint32_t id : {0u, 1u, 2u})
+    EXPECT_TRUE(dp.backends[id].flags & BALLAST_BACKEND_F_ACTIVE) << "slot " << id;
+  EXPECT_TRUE(state.view()[0].failing_open);
+  state.set_health(0, Health::up, "");
+  EXPECT_EQ(dp.entries_per_slot(0), (std::map<uint32_t, uint32_t>{{0, BALLAST_MAGLEV_SIZE}}))
+      << "one up backend: fail-open ends";
+  EXPECT_FALSE(dp.backends[1].flags & BALLAST_BACKEND_F_ACTIVE);
+}
+
+TEST_F(BalancerStateTest, DrainKeepsFlowsAndSurvivesRecoveryAndApply) {
+  state.apply(three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
+  auto changes = state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), true);
+  EXPECT_EQ(changes, std::vector<std::string>{"backend drain 10.0.0.100:80/tcp 10.0.0.13"});
+  EXPECT_EQ(dp.entries_per_slot(0).count(2), 0u) << "drained: no new flows";
+  EXPECT_TRUE(dp.backends[2].flags & BALLAST_BACKEND_F_ACTIVE) << "established flows stay";
+  EXPECT_TRUE(dp.backends[2].flags & BALLAST_BACKEND_F_DRAINED);
+  state.set_health(2, Health::down, "");
+  state.set_health(2, Health::up, "");
+  state.apply(three_backends(tcp_check()));
+  EXPECT_EQ(dp.entries_per_slot(0).count(2), 0u) << "recovered and re-applied: still drained";
+  state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), false);
+  EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
+  EXPECT_THROW(state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.99"), true), Error);
+}
+
+TEST_F(BalancerStateTest, PlanWritesNothing) {
+  state.apply(three_backends());
+  dp.log.clear();
+  Config c = three_backends();
+  c.vips[0].backends[0].weight = 5;
+  c.vips[0].backends.pop_back();
+  auto planned = state.plan(c);
+  EXPECT_EQ(planned, (std::vector<std::string>{"backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 5",
+                                               "backend del 10.0.0.100:80/tcp 10.0.0.13"}));
+  EXPECT_TRUE(dp.log.empty());
+  EXPECT_EQ(state.desired().vips[0].backends.size(), 3u);
+  EXPECT_EQ(state.apply(c), planned) << "apply does what plan said";
+}
+
+TEST_F(BalancerStateTest, RestartAdoptsIdsHealthDrainsAndTables) {
+  state.apply(three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
+  state.set_health(0, Health::down, "");
+  state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.12"), true);
+  const auto table = dp.tables.at(0);
+
+  BalancerState restarted(dp, neighbors, 1);
+  dp.log.clear();
+  restarted.adopt(dp.snapshot(), three_backends(tcp_check()));
+  EXPECT_TRUE(restarted.apply(three_backends(tcp_check())).empty()) << "nothing to change";
+  EXPECT_TRUE(dp.log.empty()) << "adoption rewrote the maps";
+  auto view = restarted.view();
+  ASSERT_EQ(view.size(), 1u);
+  EXPECT_EQ(view[0].backends[0].health, Health::down);
+  EXPECT_TRUE(view[0].backends[1].drained);
+  EXPECT_EQ(view[0].backends[2].health, Health::up);
+  EXPECT_EQ(dp.tables.at(0), table);
+  // A backend added after the restart takes a fresh slot.
+  Config more = three_backends(tcp_check());
+  more.vips[0].backends.push_back(BackendConfig{ip("10.0.0.14"), 1, more.vips[0].check});
+  restarted.apply(more);
+  EXPECT_EQ(restarted.view()[0].backends[3].id, 3u);
+}
+
 TEST_F(BalancerStateTest, AllWeightsZeroLeavesNoBackendEntries) {
   Config c = three_backends();
   for (auto& b : c.vips[0].backends) b.weight = 0;
@@ -199,7 +336,8 @@ class CommandsTest : public BalancerStateTest {
   nlohmann::json run(const std::string& cmd, nlohmann::json args) {
     return commands.handle({{"command", cmd}, {"args", args}}, PeerCred{});
   }
-  Commands commands{state, dp, [] { return nlohmann::json::object(); }};
+  ChangeLog changes;
+  Commands commands{state, dp, changes, [] { return nlohmann::json::object(); }};
 };
 
 TEST_F(CommandsTest, BadEditsChangeNothing) {
@@ -246,10 +384,45 @@ TEST_F(CommandsTest, EditsGoLive) {
   EXPECT_EQ(dp.vips.size(), 2u);
   run("vip.del", {{"vip", "10.0.0.100:80/tcp"}});
   EXPECT_EQ(dp.vips.size(), 1u);
+  EXPECT_GE(changes.size(), 5u) << "every edit is in the change log";
+  EXPECT_EQ(changes.since({})[0].actor, "uid=0 pid=0");
   auto list = run("backend.list", nlohmann::json::object());
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0]["vip"], "10.0.0.101:53/udp");
   EXPECT_EQ(list[0]["table_entries"], BALLAST_MAGLEV_SIZE);
+}
+
+TEST_F(CommandsTest, ApplyDryRunAndRefusals) {
+  const std::string yaml =
+      "interface: eth0\nvips:\n  - address: 10.0.0.100\n    port: 80\n    protocol: tcp\n"
+      "    backends: [{address: 10.0.0.11, weight: 3}]\n";
+  auto r = run("apply", {{"config", yaml}, {"source", "new.yaml"}, {"dry_run", true}});
+  EXPECT_EQ(r["applied"], false);
+  EXPECT_EQ(r["changes"].size(), 3u) << r.dump();
+  EXPECT_TRUE(dp.log.empty()) << "dry run wrote to the data plane";
+  EXPECT_EQ(state.desired().vips[0].backends.size(), 3u);
+  EXPECT_THROW(run("apply", {{"config", "interface: eth1\nvips: []\n"}}), Error)
+      << "the interface cannot change while running";
+  EXPECT_THROW(run("apply", {{"config", "interface: eth0\nvips: [{port: 0}]\n"}}), Error);
+  EXPECT_TRUE(dp.log.empty());
+  r = run("apply", {{"config", yaml}, {"source", "new.yaml"}});
+  EXPECT_EQ(r["applied"], true);
+  EXPECT_EQ(state.desired().vips[0].backends.size(), 1u);
+  EXPECT_EQ(changes.since({}).back().actor, "uid=0 pid=0 apply new.yaml");
+}
+
+TEST_F(CommandsTest, DrainAndFlows) {
+  dp.flows = {{2, 7}};
+  auto r = run("backend.flows", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.13"}});
+  EXPECT_EQ(r["flows"], 7);
+  run("backend.drain", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.13"}});
+  auto list = run("backend.list", {{"vip", "10.0.0.100:80/tcp"}});
+  EXPECT_EQ(list[2]["drained"], true);
+  EXPECT_EQ(list[2]["table_entries"], 0);
+  EXPECT_THROW(run("backend.drain", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}}), Error);
+  auto log = run("log", nlohmann::json::object());
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["change"], "backend drain 10.0.0.100:80/tcp 10.0.0.13");
 }
 
 }  // namespace

@@ -105,7 +105,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"unknown_top_field", with("interface: eth0", "interface: eth0\ninterfaces: eth1"),
                 "test.yaml:2: interfaces: unknown field"},
         BadCase{"unknown_backend_field", with("weight: 2", "wieght: 2"),
-                "vips[0].backends[2].wieght: unknown field (known: address, weight)"},
+                "vips[0].backends[2].wieght: unknown field (known: address, health_check, weight)"},
         BadCase{"bad_attach_mode", with("interface: eth0", "interface: eth0\nattach_mode: hw"),
                 "attach_mode: must be native or skb, got 'hw'"},
         BadCase{"duplicate_backend", with("10.0.0.12", "10.0.0.11"),

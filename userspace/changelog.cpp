@@ -1,0 +1,40 @@
+#include "changelog.h"
+
+#include <ctime>
+
+#include "log.h"
+
+namespace ballast {
+
+ChangeLog::ChangeLog(size_t capacity, Now now) : capacity_(capacity), now_(std::move(now)) {}
+
+void ChangeLog::record(const std::string& actor, const std::vector<std::string>& changes) {
+  const auto t = now_();
+  for (const auto& c : changes) {
+    log_line(LogLevel::info, "change by " + actor + ": " + c);
+    entries_.push_back({t, actor, c});
+    if (entries_.size() > capacity_) entries_.pop_front();
+  }
+}
+
+std::vector<ChangeEntry> ChangeLog::since(std::chrono::system_clock::time_point since) const {
+  std::vector<ChangeEntry> out;
+  for (const auto& e : entries_)
+    if (e.time >= since) out.push_back(e);
+  return out;
+}
+
+std::string iso8601_utc(std::chrono::system_clock::time_point t) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+}  // namespace ballast

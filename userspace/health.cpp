@@ -1,0 +1,546 @@
+#include "health.h"
+
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "error.h"
+
+namespace ballast {
+namespace {
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+
+constexpr int kMaxEvents = 256;          // epoll events taken per epoll_wait
+constexpr size_t kRecvBuffer = 4096;     // one recv; a small response is read whole
+constexpr size_t kMaxStatusLine = 1024;  // http: the status line must end within this
+constexpr size_t kMaxUdpPayload = 65507;
+constexpr auto kIdleWait = std::chrono::seconds(60);  // time_to_next() with nothing scheduled
+constexpr int64_t kMaxDurationMs = 24 * 3600 * 1000;
+
+std::string ms_text(milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+std::string elapsed_text(nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f ms", static_cast<double>(d.count()) / 1e6);
+  return buf;
+}
+
+// @text with bytes that would garble a log line escaped, cut at 64 bytes.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text.substr(0, 64)) {
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (text.size() > 64) out += "...";
+  return out;
+}
+
+bool has_control_or_space(std::string_view text) {
+  return std::any_of(text.begin(), text.end(),
+                     [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
+}
+
+bool status_expected(const CheckSpec& spec, int status) {
+  if (spec.http_expect.empty()) return status >= 200 && status <= 399;
+  return std::find(spec.http_expect.begin(), spec.http_expect.end(), status) !=
+         spec.http_expect.end();
+}
+
+// "HTTP/1.1 200 OK" -> 200; nullopt when @line is not a status line.
+std::optional<int> parse_status_line(std::string_view line) {
+  if (!line.starts_with("HTTP/")) return std::nullopt;
+  const size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || line.size() < sp + 4) return std::nullopt;
+  const std::string_view code = line.substr(sp + 1, 3);
+  if (!std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  if (line.size() > sp + 4 && line[sp + 4] != ' ') return std::nullopt;
+  return (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
+}
+
+std::string plural(uint32_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+}  // namespace
+
+std::optional<CheckType> parse_check_type(std::string_view text) {
+  for (CheckType t : {CheckType::none, CheckType::tcp, CheckType::http, CheckType::udp})
+    if (text == check_type_name(t)) return t;
+  return std::nullopt;
+}
+
+std::string_view check_type_name(CheckType type) {
+  switch (type) {
+    case CheckType::none:
+      return "none";
+    case CheckType::tcp:
+      return "tcp";
+    case CheckType::http:
+      return "http";
+    case CheckType::udp:
+      return "udp";
+  }
+  return "?";
+}
+
+std::optional<milliseconds> parse_duration(std::string_view text) {
+  // digits [ "." digits ] [ "ms" | "s" | "m" ]
+  size_t i = 0;
+  int64_t whole = 0, fraction = 0, fraction_scale = 1;
+  const size_t whole_start = i;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    whole = whole * 10 + (text[i++] - '0');
+    if (whole > kMaxDurationMs) return std::nullopt;  // past a day in any unit
+  }
+  if (i == whole_start) return std::nullopt;
+  if (i < text.size() && text[i] == '.') {
+    const size_t fraction_start = ++i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (i - fraction_start >= 6) return std::nullopt;
+      fraction = fraction * 10 + (text[i++] - '0');
+      fraction_scale *= 10;
+    }
+    if (i == fraction_start) return std::nullopt;
+  }
+  const std::string_view unit = text.substr(i);
+  int64_t unit_ms;
+  if (unit.empty() || unit == "ms") {
+    unit_ms = 1;
+  } else if (unit == "s") {
+    unit_ms = 1000;
+  } else if (unit == "m") {
+    unit_ms = 60 * 1000;
+  } else {
+    return std::nullopt;
+  }
+  const int64_t scaled = (whole * fraction_scale + fraction) * unit_ms;
+  if (scaled % fraction_scale != 0) return std::nullopt;  // not whole milliseconds
+  const int64_t ms = scaled / fraction_scale;
+  if (ms > kMaxDurationMs) return std::nullopt;
+  return milliseconds(ms);
+}
+
+std::string check_spec_error(const CheckSpec& spec) {
+  if (spec.interval.count() < 1)
+    return "interval: must be at least 1ms, got " + std::to_string(spec.interval.count()) + "ms";
+  if (spec.timeout.count() < 1)
+    return "timeout: must be at least 1ms, got " + std::to_string(spec.timeout.count()) + "ms";
+  if (spec.rise < 1) return "rise: must be at least 1, got 0";
+  if (spec.fall < 1) return "fall: must be at least 1, got 0";
+  if (spec.type == CheckType::http) {
+    if (!spec.http_path.starts_with("/"))
+      return "http_path: must start with '/', got \"" + printable(spec.http_path) + "\"";
+    if (has_control_or_space(spec.http_path))
+      return "http_path: must not hold spaces or control characters, got \"" +
+             printable(spec.http_path) + "\"";
+    if (has_control_or_space(spec.http_host))
+      return "http_host: must not hold spaces or control characters, got \"" +
+             printable(spec.http_host) + "\"";
+    for (uint16_t code : spec.http_expect)
+      if (code < 100 || code > 599)
+        return "http_expect: status codes are 100..599, got " + std::to_string(code);
+  }
+  if (spec.type == CheckType::udp && spec.udp_payload.size() > kMaxUdpPayload)
+    return "udp_payload: at most " + std::to_string(kMaxUdpPayload) + " bytes, got " +
+           std::to_string(spec.udp_payload.size());
+  return "";
+}
+
+std::string check_description(const CheckSpec& spec) {
+  if (spec.type == CheckType::none) return "none (always up)";
+  std::string out(check_type_name(spec.type));
+  if (spec.type == CheckType::http) {
+    out += " GET " + spec.http_path;
+    if (!spec.http_host.empty()) out += " host " + spec.http_host;
+  }
+  out += spec.port ? " :" + std::to_string(spec.port) : std::string(" :vip-port");
+  if (spec.type == CheckType::http) {
+    out += " expect ";
+    if (spec.http_expect.empty()) out += "200-399";
+    for (size_t i = 0; i < spec.http_expect.size(); ++i)
+      out += (i ? "," : "") + std::to_string(spec.http_expect[i]);
+  } else if (spec.type == CheckType::udp) {
+    out += " send " + plural(spec.udp_payload.size(), "byte", "bytes") + " expect " +
+           (spec.udp_expect.empty() ? "any reply" : "\"" + printable(spec.udp_expect) + "\"");
+  }
+  out += " every " + std::to_string(spec.interval.count()) + "ms timeout " +
+         std::to_string(spec.timeout.count()) + "ms rise " + std::to_string(spec.rise) +
+         " fall " + std::to_string(spec.fall);
+  return out;
+}
+
+microseconds first_check_delay(uint64_t id, milliseconds interval) {
+  // id * 2^64/phi, read as a fraction of 2^64, times the interval.
+  const uint64_t fraction = id * 0x9E3779B97F4A7C15ull;
+  const uint64_t interval_us = static_cast<uint64_t>(microseconds(interval).count());
+  return microseconds(static_cast<int64_t>(
+      (static_cast<unsigned __int128>(fraction) * interval_us) >> 64));
+}
+
+std::string_view health_name(Health health) {
+  switch (health) {
+    case Health::unknown:
+      return "unknown";
+    case Health::up:
+      return "up";
+    case Health::down:
+      return "down";
+  }
+  return "?";
+}
+
+HealthState::HealthState(uint32_t rise, uint32_t fall)
+    : rise_(std::max(rise, 1u)), fall_(std::max(fall, 1u)) {}
+
+bool HealthState::record(bool success) {
+  uint32_t& streak = success ? successes_ : failures_;
+  if (streak < UINT32_MAX) ++streak;
+  (success ? failures_ : successes_) = 0;
+  const Health before = state_;
+  if (state_ == Health::unknown)
+    state_ = success ? Health::up : Health::down;
+  else if (state_ == Health::up && failures_ >= fall_)
+    state_ = Health::down;
+  else if (state_ == Health::down && successes_ >= rise_)
+    state_ = Health::up;
+  return state_ != before;
+}
+
+// One target: its config, state machine, schedule and the probe in flight.
+struct HealthChecker::Target {
+  enum class Phase { idle, connecting, reading };
+
+  Target(uint64_t id_, const HealthTarget& config_)
+      : id(id_), config(config_), health(config_.spec.rise, config_.spec.fall) {}
+
+  uint64_t id;
+  HealthTarget config;
+  HealthState health;
+  std::string last_result;
+  sockaddr_storage peer{};
+  socklen_t peer_len = 0;
+  std::string request;  // http: the whole request, built once
+
+  // The slot of the current or last probe; the next ones follow every
+  // interval. The armed timer is the next slot while idle, else the deadline.
+  Clock::time_point slot{};
+  std::optional<Clock::time_point> timer;
+
+  // The probe in flight (phase != idle): its socket, start and deadline.
+  Phase phase = Phase::idle;
+  UniqueFd sock;
+  Clock::time_point started{}, deadline{};
+  std::string response;  // http: bytes so far, up to the status line
+};
+
+HealthChecker::HealthChecker(Clock& clock)
+    : clock_(clock), epoll_(epoll_create1(EPOLL_CLOEXEC)) {
+  if (!epoll_.valid()) throw Error(errno_message("health checks: epoll_create1", errno));
+}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::set_targets(const std::map<uint64_t, HealthTarget>& targets) {
+  for (const auto& [id, target] : targets) {
+    std::string why = check_spec_error(target.spec);
+    if (why.empty() && target.spec.type != CheckType::none && target.spec.port == 0)
+      why = "port: 0 (the caller fills in the VIP's port)";
+    if (!why.empty())
+      throw Error("health check of target " + std::to_string(id) + " (" + target.address.str() +
+                  "): " + why);
+  }
+  for (auto it = targets_.begin(); it != targets_.end();) {
+    auto wanted = targets.find(it->first);
+    if (wanted != targets.end() && wanted->second == it->second->config) {
+      ++it;
+    } else {
+      cancel(*it->second);
+      it = targets_.erase(it);
+    }
+  }
+  const auto now = clock_.now();
+  for (const auto& [id, target] : targets) {
+    if (targets_.count(id)) continue;
+    auto t = std::make_unique<Target>(id, target);
+    const CheckSpec& spec = target.spec;
+    if (target.address.is_v4()) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(&t->peer);
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(spec.port);
+      std::memcpy(&sin->sin_addr, target.address.bytes.data(), 4);
+      t->peer_len = sizeof(*sin);
+    } else {
+      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&t->peer);
+      sin6->sin6_family = AF_INET6;
+      sin6->sin6_port = htons(spec.port);
+      std::memcpy(&sin6->sin6_addr, target.address.bytes.data(), 16);
+      t->peer_len = sizeof(*sin6);
+    }
+    if (spec.type == CheckType::http) {
+      std::string host = spec.http_host;
+      if (host.empty()) {
+        host = target.address.is_v4() ? target.address.str() : "[" + target.address.str() + "]";
+        if (spec.port != 80) host += ":" + std::to_string(spec.port);
+      }
+      t->request = "GET " + spec.http_path + " HTTP/1.0\r\nHost: " + host +
+                   "\r\nUser-Agent: ballast-health\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+    }
+    t->slot = spec.type == CheckType::none ? now : now + first_check_delay(id, spec.interval);
+    arm(*t, t->slot);
+    targets_.emplace(id, std::move(t));
+  }
+}
+
+std::chrono::milliseconds HealthChecker::time_to_next() const {
+  if (timers_.empty()) return kIdleWait;
+  const auto wait = timers_.begin()->first - clock_.now();
+  if (wait <= nanoseconds::zero()) return milliseconds::zero();
+  return std::min<milliseconds>(std::chrono::ceil<milliseconds>(wait), kIdleWait);
+}
+
+std::vector<HealthEvent> HealthChecker::run() {
+  std::vector<HealthEvent> events;
+  epoll_event ready[kMaxEvents];
+  for (;;) {
+    const int n = epoll_wait(epoll_.get(), ready, kMaxEvents, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(errno_message("health checks: epoll_wait", errno));
+    const auto now = clock_.now();
+    for (int i = 0; i < n; ++i) {
+      auto it = targets_.find(ready[i].data.u64);
+      if (it != targets_.end() && it->second->phase != Target::Phase::idle)
+        on_ready(*it->second, ready[i].events, now, events);
+    }
+    if (n < kMaxEvents) break;
+  }
+
+  const auto now = clock_.now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    const auto [when, id] = *timers_.begin();
+    Target& t = *targets_.at(id);
+    disarm(t);
+    if (t.phase == Target::Phase::idle) {
+      start(t, now, events);
+      continue;
+    }
+    // Past its deadline: the probe ended then, whenever run() got to it.
+    const CheckSpec& spec = t.config.spec;
+    std::string why;
+    if (t.phase == Target::Phase::connecting)
+      why = "connect: timeout after " + ms_text(spec.timeout);
+    else if (spec.type == CheckType::http)
+      why = "http: no response within " + ms_text(spec.timeout);
+    else
+      why = "udp: no reply within " + ms_text(spec.timeout);
+    finish(t, false, std::move(why), when, events);
+  }
+  return events;
+}
+
+Health HealthChecker::state(uint64_t id) const {
+  auto it = targets_.find(id);
+  return it == targets_.end() ? Health::unknown : it->second->health.state();
+}
+
+std::string HealthChecker::last_result(uint64_t id) const {
+  auto it = targets_.find(id);
+  return it == targets_.end() ? "" : it->second->last_result;
+}
+
+void HealthChecker::arm(Target& t, Clock::time_point when) {
+  disarm(t);
+  timers_.emplace(when, t.id);
+  t.timer = when;
+}
+
+void HealthChecker::disarm(Target& t) {
+  if (t.timer) timers_.erase({*t.timer, t.id});
+  t.timer.reset();
+}
+
+void HealthChecker::cancel(Target& t) {
+  disarm(t);
+  if (t.phase != Target::Phase::idle) --stats_.in_flight;
+  t.phase = Target::Phase::idle;
+  t.sock.reset();  // closing it also takes it off the epoll set
+}
+
+void HealthChecker::start(Target& t, Clock::time_point now, std::vector<HealthEvent>& events) {
+  ++stats_.started;
+  t.started = now;
+  const CheckSpec& spec = t.config.spec;
+  if (spec.type == CheckType::none) {
+    finish(t, true, "ok (no check)", now, events);
+    return;
+  }
+  const bool udp = spec.type == CheckType::udp;
+  const char* what = udp ? "udp: " : "";
+  UniqueFd sock(
+      socket(t.peer.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) {
+    finish(t, false, errno_message(std::string(what) + "socket", errno), now, events);
+    return;
+  }
+  // UDP connects too: the peer filters replies, and ICMP errors reach us.
+  if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&t.peer), t.peer_len) < 0 &&
+      errno != EINPROGRESS) {
+    finish(t, false, errno_message(std::string(what) + "connect", errno), now, events);
+    return;
+  }
+  if (udp && send(sock.get(), spec.udp_payload.data(), spec.udp_payload.size(), 0) < 0) {
+    finish(t, false,
+           errno == ECONNREFUSED ? "udp: ICMP port unreachable" : errno_message("udp: send", errno),
+           now, events);
+    return;
+  }
+  // Edge-triggered: each event is read until EAGAIN, and a socket that is
+  // ready when added is reported once.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET | (udp ? 0 : EPOLLOUT | EPOLLRDHUP);
+  ev.data.u64 = t.id;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.get(), &ev) < 0) {
+    finish(t, false, errno_message("epoll_ctl", errno), now, events);
+    return;
+  }
+  t.sock = std::move(sock);
+  t.phase = udp ? Target::Phase::reading : Target::Phase::connecting;
+  t.deadline = now + spec.timeout;
+  ++stats_.in_flight;
+  arm(t, t.deadline);
+}
+
+void HealthChecker::on_ready(Target& t, uint32_t ready, Clock::time_point now,
+                             std::vector<HealthEvent>& events) {
+  const CheckSpec& spec = t.config.spec;
+  if (t.phase == Target::Phase::connecting) {
+    if (!(ready & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(t.sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (err != 0) {
+      finish(t, false, errno_message("connect", err), now, events);
+      return;
+    }
+    if (spec.type == CheckType::tcp) {
+      finish(t, true, "ok " + elapsed_text(now - t.started), now, events);
+      return;
+    }
+    // The request is far smaller than any socket buffer: one send takes it
+    // whole or fails.
+    const ssize_t sent = send(t.sock.get(), t.request.data(), t.request.size(), MSG_NOSIGNAL);
+    if (sent != static_cast<ssize_t>(t.request.size())) {
+      finish(t, false, sent < 0 ? errno_message("http: send", errno) : "http: send: short write",
+             now, events);
+      return;
+    }
+    t.phase = Target::Phase::reading;
+  }
+  if (spec.type == CheckType::http)
+    read_http(t, now, events);
+  else
+    read_udp(t, now, events);
+}
+
+void HealthChecker::read_http(Target& t, Clock::time_point now, std::vector<HealthEvent>& events) {
+  const CheckSpec& spec = t.config.spec;
+  char buf[kRecvBuffer];
+  for (;;) {
+    const ssize_t n = recv(t.sock.get(), buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      finish(t, false, errno_message("http: recv", errno), now, events);
+      return;
+    }
+    t.response.append(buf, std::min(static_cast<size_t>(n), kMaxStatusLine - t.response.size()));
+    const size_t eol = t.response.find('\n');
+    if (eol == std::string::npos && n > 0 && t.response.size() < kMaxStatusLine) continue;
+    // The status line is in, or the server closed (a last line without
+    // "\r\n" still counts), or it sent too much without one. We close once
+    // the status line is in: the body, if any, is not read.
+    std::string_view line(t.response);
+    line = line.substr(0, eol);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    const std::optional<int> status = parse_status_line(line);
+    if (!status) {
+      finish(t, false,
+             line.empty() && n == 0
+                 ? std::string("http: connection closed before the status line")
+                 : "http: malformed status line \"" + printable(line) + "\"",
+             now, events);
+    } else if (!status_expected(spec, *status)) {
+      finish(t, false, "http status " + std::to_string(*status), now, events);
+    } else {
+      finish(t, true,
+             "ok " + elapsed_text(now - t.started) + " (http " + std::to_string(*status) + ")",
+             now, events);
+    }
+    return;
+  }
+}
+
+void HealthChecker::read_udp(Target& t, Clock::time_point now, std::vector<HealthEvent>& events) {
+  const CheckSpec& spec = t.config.spec;
+  char buf[kRecvBuffer];
+  for (;;) {
+    const ssize_t n = recv(t.sock.get(), buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      finish(t, false,
+             errno == ECONNREFUSED ? "udp: ICMP port unreachable" : errno_message("udp: recv", errno),
+             now, events);
+      return;
+    }
+    // The first reply decides; a reply longer than the buffer is searched
+    // in its first kRecvBuffer bytes.
+    const std::string_view reply(buf, static_cast<size_t>(n));
+    if (spec.udp_expect.empty() || reply.find(spec.udp_expect) != std::string_view::npos)
+      finish(t, true, "ok " + elapsed_text(now - t.started), now, events);
+    else
+      finish(t, false, "udp: reply without \"" + printable(spec.udp_expect) + "\"", now, events);
+    return;
+  }
+}
+
+void HealthChecker::finish(Target& t, bool success, std::string result, Clock::time_point done,
+                           std::vector<HealthEvent>& events) {
+  cancel(t);
+  t.response.clear();
+  ++(success ? stats_.succeeded : stats_.failed);
+  const Health from = t.health.state();
+  if (t.health.record(success)) {
+    std::string detail =
+        from == Health::unknown
+            ? "first check: " + result
+            : (success ? plural(t.health.streak(), "success", "successes")
+                       : plural(t.health.streak(), "failure", "failures")) +
+                  ", last: " + result;
+    events.push_back({t.id, from, t.health.state(), std::move(detail)});
+  }
+  t.last_result = std::move(result);
+  if (t.config.spec.type == CheckType::none) return;  // up for good: nothing to check
+  // The first slot after this probe's that the probe has not run into.
+  const nanoseconds interval = t.config.spec.interval;
+  Clock::time_point next = t.slot + interval;
+  if (next < done) next += ((done - next + interval - nanoseconds(1)) / interval) * interval;
+  t.slot = next;
+  arm(t, next);
+}
+
+}  // namespace ballast

@@ -1,0 +1,184 @@
+// health.h: active health checks of backends (tcp connect, http GET, udp
+// request/reply) from the daemon's one thread, without a thread per backend:
+// every probe is a non-blocking socket on one epoll instance with its own
+// deadline, and each target's results go through a rise/fall state machine.
+// No BPF and no threads; time comes from an injectable Clock.
+//
+// The daemon's loop polls fd() with its other fds, with a timeout of at most
+// time_to_next(), and calls run() whenever fd() is readable or the timeout
+// ran out. run() never blocks and returns the state transitions.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "address.h"
+#include "fd.h"
+
+namespace ballast {
+
+// Steady time, injectable: unit tests drive the checker with a fake.
+class Clock {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  virtual ~Clock() = default;
+  virtual time_point now() const = 0;
+};
+
+class SteadyClock final : public Clock {
+ public:
+  time_point now() const override { return std::chrono::steady_clock::now(); }
+};
+
+enum class CheckType { none, tcp, http, udp };
+
+struct CheckSpec {
+  CheckType type = CheckType::none;
+  uint16_t port = 0;                  // 0 = the caller fills it (the VIP's port)
+  std::string http_path = "/";        // sent as "GET <path> HTTP/1.0"
+  std::string http_host;              // empty: Host is the backend's address[:port]
+  std::vector<uint16_t> http_expect;  // empty: 200..399
+  std::string udp_payload;            // bytes to send (may be empty)
+  std::string udp_expect;             // empty: any reply is success
+  std::chrono::milliseconds interval{1000}, timeout{500};
+  uint32_t rise = 2, fall = 3;
+  bool operator==(const CheckSpec&) const = default;
+};
+
+// "none", "tcp", "http", "udp"; nullopt otherwise.
+std::optional<CheckType> parse_check_type(std::string_view text);
+std::string_view check_type_name(CheckType type);
+
+// "500ms", "1s", "2.5s", "1m"; a plain number is milliseconds ("250"), as in
+// HAProxy. nullopt for anything else: a sign, spaces, another unit, a value
+// that is not a whole number of milliseconds ("1.5ms"), more than one day.
+// Zero parses ("0s"); check_spec_error() rejects a zero interval or timeout.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// Empty when @spec can be run; otherwise what is wrong with it, as
+// "field: reason" ("rise: must be at least 1, got 0"), for the config parser
+// to prefix with where the spec came from. Port 0 is allowed here.
+std::string check_spec_error(const CheckSpec& spec);
+
+// One line for logs and status: "http GET /healthz :80 expect 200-399 every
+// 1000ms timeout 500ms rise 2 fall 3".
+std::string check_description(const CheckSpec& spec);
+
+// When a target's first check starts, after set_targets() adds it: a fixed
+// fraction of @interval chosen by @id (Fibonacci hashing), so checks of many
+// targets are spread over the interval, and consecutive ids evenly so.
+std::chrono::microseconds first_check_delay(uint64_t id, std::chrono::milliseconds interval);
+
+enum class Health { unknown, up, down };
+std::string_view health_name(Health health);  // "unknown", "up", "down"
+
+// The rise/fall state machine of one target, without sockets or time. The
+// first result decides from unknown; afterwards @rise consecutive successes
+// take a down target up and @fall consecutive failures take an up target
+// down, so a target whose results alternate keeps its state when both are 2
+// or more.
+class HealthState {
+ public:
+  HealthState(uint32_t rise, uint32_t fall);  // 0 counts as 1
+
+  // Records one result; true when the state changed.
+  bool record(bool success);
+  Health state() const { return state_; }
+  // Consecutive results equal to the last one (successes or failures).
+  uint32_t streak() const { return successes_ > 0 ? successes_ : failures_; }
+
+ private:
+  uint32_t rise_, fall_;
+  Health state_ = Health::unknown;
+  uint32_t successes_ = 0, failures_ = 0;
+};
+
+struct HealthTarget {
+  IpAddress address;
+  CheckSpec spec;
+  bool operator==(const HealthTarget&) const = default;
+};
+
+struct HealthEvent {
+  uint64_t id;
+  Health from, to;
+  // "first check: ok 0.4 ms", "3 failures, last: connect: Connection refused",
+  // "2 successes, last: ok 1.2 ms".
+  std::string detail;
+};
+
+struct HealthCheckerStats {
+  uint64_t started = 0;    // probes started since construction
+  uint64_t succeeded = 0;  // probes finished, by outcome
+  uint64_t failed = 0;
+  size_t in_flight = 0;  // probes running now, each holding one socket
+};
+
+class HealthChecker {
+ public:
+  explicit HealthChecker(Clock& clock);  // throws Error when epoll fails
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  // The whole set of targets, by the caller's id. A target whose (address,
+  // spec) is unchanged keeps its state, counters and schedule; a new or
+  // changed one starts at unknown, first checked after first_check_delay()
+  // (a `none` target at the next run()); a removed one is cancelled, its
+  // socket closed. Throws Error, changing nothing, when a spec is invalid or
+  // a tcp/http/udp spec has port 0. Starts no probe and returns no events.
+  void set_targets(const std::map<uint64_t, HealthTarget>& targets);
+
+  // The epoll fd: readable when run() has socket work.
+  int fd() const { return epoll_.get(); }
+  // Until the next probe start or deadline, rounded up to whole ms; 0 when
+  // one is due; 60 s when nothing is scheduled.
+  std::chrono::milliseconds time_to_next() const;
+  // Advances every probe whose socket is ready, times out those past their
+  // deadline, starts those whose slot has come. Never blocks. A probe still
+  // running when its next slot comes is not started twice: that slot is
+  // skipped and the next one after the probe ends is used.
+  std::vector<HealthEvent> run();
+
+  // unknown and "" for an id that is not a target.
+  Health state(uint64_t id) const;
+  // The last probe's outcome: "ok 1.2 ms", "ok 0.8 ms (http 200)",
+  // "connect: Connection refused", "connect: timeout after 500 ms",
+  // "http status 503", "udp: no reply within 500 ms",
+  // "udp: ICMP port unreachable"; "" before the first one ends.
+  std::string last_result(uint64_t id) const;
+  HealthCheckerStats stats() const { return stats_; }
+
+ private:
+  struct Target;
+  using Timer = std::pair<Clock::time_point, uint64_t>;  // (when, target id)
+
+  void arm(Target& t, Clock::time_point when);
+  void disarm(Target& t);
+  void cancel(Target& t);
+  void start(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
+  void on_ready(Target& t, uint32_t ready, Clock::time_point now,
+                std::vector<HealthEvent>& events);
+  void read_http(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
+  void read_udp(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
+  // Ends the probe (or records an immediate result) at @done, feeds the
+  // state machine and schedules the next slot.
+  void finish(Target& t, bool success, std::string result, Clock::time_point done,
+              std::vector<HealthEvent>& events);
+
+  Clock& clock_;
+  UniqueFd epoll_;
+  std::map<uint64_t, std::unique_ptr<Target>> targets_;
+  std::set<Timer> timers_;  // one per target: its next start, or its deadline
+  HealthCheckerStats stats_;
+};
+
+}  // namespace ballast
