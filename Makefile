@@ -43,10 +43,11 @@ DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_S
 DP_LIB_OBJS := $(filter-out %_test.o,$(DP_OBJS))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
+# One binary per bench/*_bench.cpp main: dataplane (BPF_PROG_TEST_RUN) and health (checker CPU).
 
 BINS       := $(BUILD)/ballastd $(BUILD)/ballast
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
-BENCH_BINS := $(if $(BENCH_SRCS),$(BUILD)/bench_dataplane)
+BENCH_BINS := $(patsubst bench/%_bench.cpp,$(BUILD)/bench_%,$(BENCH_SRCS))
 
 .PHONY: all deps test demo bench clean format
 .DEFAULT_GOAL := all
@@ -104,7 +105,11 @@ $(BUILD)/dataplane_tests: $(DP_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
 
-$(BUILD)/bench_dataplane: $(BENCH_OBJS) $(DP_LIB_OBJS) $(LIB)
+$(BUILD)/bench_dataplane: $(BUILD)/obj/bench/dataplane_bench.o $(DP_LIB_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench_health: $(BUILD)/obj/bench/health_bench.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
@@ -124,6 +129,7 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(BUILD)/bench_dataplane
+	$(Q)$(BUILD)/bench_health
 
 clean:
 	$(Q)rm -rf $(BUILD)

@@ -129,8 +129,12 @@ void for_each_entry(int fd, const std::string& what, F visit) {
 
 std::map<uint32_t, uint64_t> BpfDataPlane::active_flows(uint64_t idle_ns) {
   std::map<uint32_t, uint64_t> out;
+  // The data plane refreshes last_seen_ns at most every
+  // BALLAST_CONN_TOUCH_NS: a flow may be that much younger than it looks,
+  // so count it active for that much longer (err on waiting too long).
   const uint64_t now = monotonic_coarse_ns();
-  const uint64_t since = now > idle_ns ? now - idle_ns : 0;
+  const uint64_t window = idle_ns + BALLAST_CONN_TOUCH_NS;
+  const uint64_t since = now > window ? now - window : 0;
   for_each_entry<ballast_flow_key, ballast_conn>(
       fds_.conn_table, "conn_table", [&](const ballast_flow_key&, const ballast_conn& c) {
         if (c.last_seen_ns >= since) out[c.backend_id]++;

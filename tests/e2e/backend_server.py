@@ -2,24 +2,36 @@
 """One backend of Ballast's end-to-end topology (tests/e2e/lib.sh).
 
 Runs inside a backend's network namespace, where the VIPs sit on lo:
-  - HTTP on 0.0.0.0:HTTP_PORT: every GET is answered with the backend's name,
-    one new connection per request (HTTP/1.0, the server closes).
+  - HTTP on 0.0.0.0:HTTP_PORT: every GET is answered with the backend's name.
+    One request per connection (HTTP/1.0, the server closes), unless the
+    client asks for "Connection: keep-alive": then the connection stays open
+    for the next request (the e2e client's long-lived connections).
+  - The health path (--health-path, default /healthz) is what ballastd's
+    HTTP health checks ask for, at the backend's own address. Its answer
+    follows the control file (--control), read on every check:
+        absent, empty or "up"  200
+        "sick"                 503 (the VIP's own traffic is still served)
+        "flap"                 503, 200, 503, 200, ... one per check, starting
+                               with 503 whenever the file changes to "flap"
   - UDP on VIP:UDP_PORT for each --vip: every datagram is answered with the
     name. Bound to the VIP itself so that the reply's source is the VIP, as
     direct server return needs (the client's socket is connected to it).
 
 What was served is appended to --served-log, one line per request:
   "<tcp|udp> <local addr>:<local port> <peer addr>:<peer port>"
-The line is written before the answer is sent, so once a client holds an
+and one line per health check:
+  "check <local addr>:<local port> <peer addr>:<peer port> <status>"
+A line is written before the answer is sent, so once a client holds an
 answer the line is already there. The local address tells VIP traffic apart
-from anything else that reaches the backend (a health check to its own
-address, say): tests count only the VIP's lines.
+from anything else that reaches the backend: tests count only the VIP's
+lines.
 
 Prints "ready <name>" on stdout once every socket is bound.
 """
 
 import argparse
 import http.server
+import os
 import socket
 import sys
 import threading
@@ -34,26 +46,77 @@ class ServedLog:
         self._file = open(path, "a", buffering=1, encoding="ascii")
         self._lock = threading.Lock()
 
-    def record(self, proto, local, peer):
+    def record(self, proto, local, peer, extra=""):
         with self._lock:
-            self._file.write(f"{proto} {local[0]}:{local[1]} {peer[0]}:{peer[1]}\n")
+            self._file.write(f"{proto} {local[0]}:{local[1]} {peer[0]}:{peer[1]}{extra}\n")
 
 
-def make_http_handler(name, served):
+class HealthControl:
+    """The health path's answers, as the control file says (see above)."""
+
+    def __init__(self, path):
+        self._path = path
+        self._lock = threading.Lock()
+        self._mode = "up"
+        self._flap_next_ok = False
+
+    def _read_mode(self):
+        if not self._path:
+            return "up"
+        try:
+            with open(self._path, encoding="ascii") as f:
+                return f.read().strip() or "up"
+        except FileNotFoundError:
+            return "up"
+
+    def status(self):
+        """The HTTP status for this health check."""
+        with self._lock:
+            mode = self._read_mode()
+            if mode != self._mode:
+                self._mode = mode
+                self._flap_next_ok = False
+            if mode == "sick":
+                return 503
+            if mode == "flap":
+                ok = self._flap_next_ok
+                self._flap_next_ok = not ok
+                return 200 if ok else 503
+            return 200
+
+
+def make_http_handler(name, served, health, health_path):
     body = (name + "\n").encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        # HTTP/1.0: one request per connection, so each request the client
-        # makes is one new flow at the balancer.
+        # HTTP/1.0: one request per connection unless the client asks for
+        # keep-alive, so each request of the ordinary client is one new flow
+        # at the balancer.
         protocol_version = "HTTP/1.0"
 
         def do_GET(self):
-            served.record("tcp", self.connection.getsockname(), self.client_address)
-            self.send_response(200)
+            local = self.connection.getsockname()
+            if self.path.split("?")[0] == health_path:
+                status = health.status()
+                served.record("check", local, self.client_address, f" {status}")
+                self._answer(status, b"ok\n" if status == 200 else b"sick\n")
+                return
+            served.record("tcp", local, self.client_address)
+            self._answer(200, body)
+
+        def _answer(self, status, payload):
+            keep = self.headers.get("Connection", "").lower() == "keep-alive"
+            self.send_response(status)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(payload)))
+            if keep:
+                self.send_header("Connection", "keep-alive")
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(payload)
+            # BaseHTTPRequestHandler's HTTP/1.0 closes after each request;
+            # a keep-alive client gets its connection kept.
+            if keep:
+                self.close_connection = False
 
         def log_message(self, format, *args):  # pylint: disable=redefined-builtin
             pass  # thousands of requests per test: the served log is enough
@@ -87,18 +150,25 @@ def main():
                         help="VIP to bind a UDP socket to (repeatable)")
     parser.add_argument("--served-log", required=True,
                         help="file to append one line per request to")
+    parser.add_argument("--health-path", default="/healthz",
+                        help="HTTP path answered as a health check")
+    parser.add_argument("--control", default="",
+                        help="file whose word (up, sick, flap) sets the health "
+                             "path's answers; read on every check")
     args = parser.parse_args()
 
     served = ServedLog(args.served_log)
+    health = HealthControl(args.control)
     http_server = HttpServer(("0.0.0.0", args.http_port),
-                             make_http_handler(args.name, served))
+                             make_http_handler(args.name, served, health,
+                                               args.health_path))
     for vip in args.vip:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((vip, args.udp_port))
         threading.Thread(target=serve_udp, args=(sock, args.name, served),
                          daemon=True).start()
 
-    print(f"ready {args.name}", flush=True)
+    print(f"ready {args.name} pid {os.getpid()}", flush=True)
     http_server.serve_forever()
 
 

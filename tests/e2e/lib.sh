@@ -15,6 +15,7 @@
 #   netns P-be1  backend  eth0 10.231.0.11/24 --+    one veth port per node:
 #   netns P-be2  backend  eth0 10.231.0.12/24 --+    P-cl, P-lb, P-be1, ...
 #   netns P-be3  backend  eth0 10.231.0.13/24 --+
+#  (netns P-be4  backend  eth0 10.231.0.14/24 --+    with E2E_BACKENDS=4)
 #
 # L2 direct server return: the client routes the VIP range 10.231.100.0/24 via
 # the lb; ballastd's XDP program rewrites the destination MAC to a backend's
@@ -29,14 +30,31 @@
 #
 # Test functions run in a subshell under `set -e`, in their own process group
 # (so teardown can end everything a test started). Inside one: fail "why",
-# skip "why", lb_start/lb_stop/lb_cli, client_run, backend_count, assert_*.
+# skip "why", lb_start/lb_stop/lb_cli, client_run, backend_count, assert_*;
+# for failures and long-lived traffic: backend_kill/backend_start,
+# backend_health (the health path's answers), client_bg/client_wait (stream,
+# hold and flood modes of client.py), hold_start/hold_stop, wait_backend
+# (poll `ballast backend list` for a condition), lb_log_json, stat_value.
+# A script may define e2e_after_each, which run_tests calls in the main shell
+# after each test (test_resilience.sh restores the backends with it).
 
 # --- Address plan: only inside our own namespaces ---------------------------
 readonly E2E_SUBNET_LEN=24
 readonly CLIENT_IP=10.231.0.2
 readonly LB_IP=10.231.0.3
-readonly BE_NAMES=(be1 be2 be3)
-readonly BE_IPS=(10.231.0.11 10.231.0.12 10.231.0.13)
+# Three backends unless the sourcing script sets E2E_BACKENDS (1..9) first.
+E2E_BACKENDS=${E2E_BACKENDS:-3}
+((E2E_BACKENDS >= 1 && E2E_BACKENDS <= 9)) || {
+	echo "lib.sh: E2E_BACKENDS must be 1..9, got $E2E_BACKENDS" >&2
+	exit 1
+}
+BE_NAMES=() BE_IPS=()
+for ((_i = 1; _i <= E2E_BACKENDS; _i++)); do
+	BE_NAMES+=("be$_i")
+	BE_IPS+=("10.231.0.1$_i")
+done
+unset _i
+readonly BE_NAMES BE_IPS
 # The client routes this whole range via the lb; backends hold VIP1 and VIP2.
 readonly VIP_RANGE=10.231.100.0/24
 readonly VIP1=10.231.100.1
@@ -156,7 +174,7 @@ e2e_init() {
 	NS_SW=$PREFIX-sw
 	NS_CL=$PREFIX-cl
 	NS_LB=$PREFIX-lb
-	NS_BE=("$PREFIX-be1" "$PREFIX-be2" "$PREFIX-be3")
+	NS_BE=("${BE_NAMES[@]/#/$PREFIX-}")
 	PIN_DIR=/sys/fs/bpf/ballast-$PREFIX
 	STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ballast-e2e-$PREFIX.XXXXXX")
 	mkdir -p "$STATE_DIR/pids"
@@ -261,7 +279,7 @@ nsx() {
 topo_create() {
 	local i ns port
 	local nodes=("$NS_CL" "$NS_LB" "${NS_BE[@]}")
-	local ports=("$PREFIX-cl" "$PREFIX-lb" "$PREFIX-be1" "$PREFIX-be2" "$PREFIX-be3")
+	local ports=("$PREFIX-cl" "$PREFIX-lb" "${BE_NAMES[@]/#/$PREFIX-}")
 	local ips=("$CLIENT_IP" "$LB_IP" "${BE_IPS[@]}")
 
 	ip netns add "$NS_SW"
@@ -339,29 +357,105 @@ e2e_setup() {
 # server in every backend namespace; each logs what it served to
 # $STATE_DIR/<name>.served.
 backends_start() {
-	local i name log deadline
-	for i in "${!NS_BE[@]}"; do
-		name=${BE_NAMES[$i]}
-		log=$STATE_DIR/$name.server.log
-		: >"$STATE_DIR/$name.served"
-		# `ip netns exec` itself (not nsx, a function, which would fork a
-		# shell): it execs, so $! is the server's own pid.
-		ip netns exec "${NS_BE[$i]}" "$PYTHON" "$E2E_LIB_DIR/backend_server.py" \
-			--name "$name" --http-port "$HTTP_PORT" --udp-port "$UDP_PORT" \
-			--vip "$VIP1" --vip "$VIP2" \
-			--served-log "$STATE_DIR/$name.served" >"$log" 2>&1 &
-		track_pid "server-$name" "$!"
-	done
-	deadline=$((SECONDS + 10))
+	local name
 	for name in "${BE_NAMES[@]}"; do
-		until grep -q '^ready' "$STATE_DIR/$name.server.log" 2>/dev/null; do
-			if ((SECONDS > deadline)); then
-				cat "$STATE_DIR/$name.server.log" >&2
-				e2e_log "backend $name did not start"
-				return 1
-			fi
-			sleep 0.1
-		done
+		: >"$STATE_DIR/$name.served"
+		backend_spawn "$name"
+	done
+	for name in "${BE_NAMES[@]}"; do
+		backend_wait_ready "$name" || return 1
+	done
+}
+
+# be_index NAME: NAME's index in BE_NAMES (be1 -> 0).
+be_index() {
+	local i
+	for i in "${!BE_NAMES[@]}"; do
+		[[ ${BE_NAMES[$i]} == "$1" ]] && echo "$i" && return 0
+	done
+	e2e_log "no backend named $1"
+	return 1
+}
+
+# backend_spawn NAME: starts NAME's server in the background (tracked for
+# teardown), without waiting for it. Its health path answers as the file
+# $STATE_DIR/NAME.control says (backend_server.py; absent = up).
+backend_spawn() {
+	local name=$1 i
+	i=$(be_index "$name")
+	# `ip netns exec` itself (not nsx, a function, which would fork a
+	# shell): it execs, so $! is the server's own pid.
+	ip netns exec "${NS_BE[$i]}" "$PYTHON" "$E2E_LIB_DIR/backend_server.py" \
+		--name "$name" --http-port "$HTTP_PORT" --udp-port "$UDP_PORT" \
+		--vip "$VIP1" --vip "$VIP2" --control "$STATE_DIR/$name.control" \
+		--served-log "$STATE_DIR/$name.served" >"$STATE_DIR/$name.server.log" 2>&1 &
+	track_pid "server-$name" "$!"
+	# Not a job of this shell: a killed server would be reported ("Killed").
+	disown "$!"
+}
+
+# backend_wait_ready NAME: waits (10 s at most) for NAME's server's "ready".
+backend_wait_ready() {
+	local name=$1 deadline=$((SECONDS + 10))
+	until grep -q '^ready' "$STATE_DIR/$name.server.log" 2>/dev/null; do
+		if ((SECONDS > deadline)); then
+			cat "$STATE_DIR/$name.server.log" >&2
+			e2e_log "backend $name did not start"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# backend_start NAME: starts NAME's server and waits until it serves.
+backend_start() {
+	backend_spawn "$1"
+	backend_wait_ready "$1" || fail "backend $1 did not start: $(tail -n 2 "$STATE_DIR/$1.server.log" | oneline)"
+	e2e_log "backend $1 started (pid $(cat "$STATE_DIR/pids/server-$1"))"
+}
+
+# backend_kill NAME: SIGKILL to NAME's server: its ports refuse connections
+# (TCP answers RST, UDP ICMP port unreachable) from then on.
+backend_kill() {
+	local f=$STATE_DIR/pids/server-$1 pid i
+	pid=$(cat "$f")
+	kill -KILL "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		pid_alive "$pid" || break
+		sleep 0.02
+	done
+	pid_alive "$pid" && fail "backend $1 (pid $pid) survived SIGKILL"
+	e2e_log "backend $1 killed (pid $pid)"
+}
+
+# backend_alive NAME: true while NAME's server runs.
+backend_alive() {
+	local f=$STATE_DIR/pids/server-$1
+	[[ -f $f ]] && pid_alive "$(cat "$f")"
+}
+
+# backend_health NAME up|sick|flap: how NAME's health path answers from its
+# next check on (backend_server.py); VIP traffic is served throughout.
+backend_health() {
+	printf '%s\n' "$2" >"$STATE_DIR/$1.control.tmp"
+	mv -f "$STATE_DIR/$1.control.tmp" "$STATE_DIR/$1.control"
+	e2e_log "backend $1 health path: $2"
+}
+
+# backends_restore: every backend's server running, its health path up. For
+# use between tests (a test may kill a server or make it sick).
+backends_restore() {
+	local name started=()
+	for name in "${BE_NAMES[@]}"; do
+		rm -f "$STATE_DIR/$name.control"
+		if ! backend_alive "$name"; then
+			backend_spawn "$name"
+			started+=("$name")
+		fi
+	done
+	for name in "${started[@]}"; do
+		backend_wait_ready "$name" || return 1
+		e2e_log "backend $name restarted"
 	done
 }
 
@@ -433,6 +527,8 @@ lb_exec() {
 lb_start() {
 	local config=$1 pid deadline log=$STATE_DIR/ballastd.log
 	[[ -x $BUILD_DIR/ballastd ]] || fail "$BUILD_DIR/ballastd not built"
+	# A second start in one test (a restart) keeps the first one's log.
+	[[ -s $log ]] && cat "$log" >>"$STATE_DIR/ballastd.earlier.log"
 	: >"$log"
 	# nsenter itself, not lb_exec (a function in the background would be a
 	# forked shell): nsenter execs, so $! is ballastd's own pid.
@@ -504,6 +600,14 @@ lb_cli() {
 	"$BUILD_DIR/ballast" "$@" --socket "$LB_SOCK"
 }
 
+# lb_cli_ok ARGS...: lb_cli; when it fails, the test fails naming the
+# command and what it said.
+lb_cli_ok() {
+	local err=$STATE_DIR/cli_ok.err rc=0
+	lb_cli "$@" 2>"$err" || rc=$?
+	((rc == 0)) || fail "ballast $* exited $rc: $(oneline <"$err")"
+}
+
 # lb_xdp_attached: true when anything XDP is attached to the lb's eth0.
 lb_xdp_attached() {
 	ip -n "$NS_LB" link show dev eth0 | grep -q 'xdp'
@@ -528,6 +632,173 @@ v = json.load(open(sys.argv[1]))
 for k in sys.argv[2:]:
     v = v[int(k)] if isinstance(v, list) else v[k]
 print(v if isinstance(v, str) else json.dumps(v))
+PY
+}
+
+# client_bg OUT ARGS...: client.py in the background (stream, hold or flood
+# mode: see client.py), JSON to OUT, stderr to OUT.err. Sets CLIENT_PID to
+# its pid (python's own: `ip netns exec` execs), for client_wait.
+CLIENT_PID=
+client_bg() {
+	local out=$1
+	shift
+	ip netns exec "$NS_CL" "$PYTHON" "$E2E_LIB_DIR/client.py" "$@" >"$out" 2>"$out.err" &
+	CLIENT_PID=$!
+	e2e_log "client (pid $CLIENT_PID) started: $*"
+}
+
+# client_wait PID OUT: waits for a background client; fails the test when it
+# exited non-zero or printed no JSON. Logs its report (requests left out).
+client_wait() {
+	local pid=$1 out=$2 st=0
+	wait "$pid" || st=$?
+	((st == 0)) || fail "client (pid $pid) exited $st: $(tail -n 3 "$out.err" | oneline)"
+	"$PYTHON" - "$out" >&2 <<'PY' || fail "client (pid $pid) printed no JSON: $(head -c 200 "$out")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+r.pop("requests", None)
+for c in r.get("connections", []):
+    c.pop("first_error_unix", None)
+print("[client report]", json.dumps(r))
+PY
+}
+
+# hold_start OUT K NAMES [ARGS...]: long-lived keep-alive connections, K on
+# each backend named in NAMES (comma-separated), one request each every
+# 100 ms, until OUT.stop exists (hold_stop). Returns once every connection
+# is held (their list in OUT.ready); sets HOLD_PID.
+HOLD_PID=
+hold_start() {
+	local out=$1 k=$2 names=$3 deadline
+	shift 3
+	rm -f "$out.stop" "$out.ready"
+	client_bg "$out" --vip "$VIP1" --port "$HTTP_PORT" --hold "$k" --on "$names" \
+		--interval 0.1 --timeout 3 --stop-file "$out.stop" --ready-file "$out.ready" "$@"
+	HOLD_PID=$CLIENT_PID
+	deadline=$((SECONDS + 20))
+	until [[ -e $out.ready ]]; do
+		pid_alive "$HOLD_PID" ||
+			fail "hold client exited before holding its connections: $(tail -n 2 "$out.err" | oneline)"
+		((SECONDS <= deadline)) || fail "hold client not ready after 20 s"
+		sleep 0.05
+	done
+	e2e_log "holding: $(cat "$out.ready")"
+}
+
+# hold_stop OUT: closes the held connections and waits for the report.
+hold_stop() {
+	: >"$1.stop"
+	client_wait "$HOLD_PID" "$1"
+}
+
+# now: wall-clock seconds (fractional), comparable with client.py's times
+# and `ballast log`'s unix_ms / 1000.
+now() {
+	date +%s.%N
+}
+
+# time_add T SECONDS: T + SECONDS (fractional).
+time_add() {
+	awk -v t="$1" -v d="$2" 'BEGIN { printf "%.4f\n", t + d }'
+}
+
+# time_diff A B: A - B in seconds (fractional).
+time_diff() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'
+}
+
+# backend_row VIP ADDRESS [FIELD]: VIP's backend ADDRESS from `ballast
+# backend list -o json` (the whole row as JSON, or one field).
+backend_row() {
+	lb_cli backend list -o json | "$PYTHON" -c '
+import json, sys
+vip, addr = sys.argv[1], sys.argv[2]
+rows = [b for b in json.load(sys.stdin) if b["vip"] == vip and b["address"] == addr]
+if not rows:
+    sys.exit(f"backend list has no {addr} in {vip}")
+v = rows[0] if len(sys.argv) < 4 else rows[0][sys.argv[3]]
+print(v if isinstance(v, str) else json.dumps(v))' "$@"
+}
+
+# wait_backend VIP ADDRESS CONDITION DEADLINE: polls `ballast backend list
+# -o json` every 0.1 s until the row of ADDRESS in VIP satisfies CONDITION
+# (a Python expression over `b`, the row, e.g. 'b["health"] == "down"') or
+# DEADLINE (unix seconds) has passed; there is always one poll started after
+# the deadline, so a state reached in time is seen. Prints "START END" (unix
+# seconds) of the first poll that saw it; returns 1 (printing the last row on
+# stderr) when none did.
+wait_backend() {
+	"$PYTHON" - "$BUILD_DIR/ballast" "$LB_SOCK" "$@" <<'PY'
+import json, subprocess, sys, time
+cli, sock, vip, addr, cond, deadline = sys.argv[1:7]
+deadline = float(deadline)
+row = None
+while True:
+    start = time.time()
+    p = subprocess.run([cli, "backend", "list", "-o", "json", "--socket", sock],
+                       capture_output=True, text=True)
+    end = time.time()
+    if p.returncode == 0:
+        rows = [b for b in json.loads(p.stdout) if b["vip"] == vip and b["address"] == addr]
+        row = rows[0] if rows else None
+        try:
+            ok = row is not None and eval(cond, {}, {"b": row})
+        except Exception as exc:  # a missing field, say: not (yet) true
+            ok = False
+            row = {"row": row, "error": repr(exc)}
+        if ok:
+            print(f"{start:.4f} {end:.4f}")
+            sys.exit(0)
+    else:
+        row = "ballast backend list: " + p.stderr.strip()
+    if start > deadline:
+        print(f"wait_backend {vip} {addr} [{cond}]: last seen {json.dumps(row)}", file=sys.stderr)
+        sys.exit(1)
+    time.sleep(max(0.0, min(0.1, deadline - time.time() + 0.001)))
+PY
+}
+
+# wait_backend_for SECONDS VIP ADDRESS CONDITION: wait_backend with a
+# deadline SECONDS from now; fails the test when it is not met.
+wait_backend_for() {
+	local limit=$1 out
+	shift
+	out=$(wait_backend "$@" "$(time_add "$(now)" "$limit")" 2>"$STATE_DIR/wait.err") ||
+		fail "not within ${limit}s: $(cat "$STATE_DIR/wait.err")"
+	e2e_log "$2 in $1: [$3] (seen at $out)"
+}
+
+# lb_log_json OUT [ARGS...]: `ballast log -o json` to OUT, checked to be a
+# JSON array.
+lb_log_json() {
+	local out=$1
+	shift
+	lb_cli log -o json "$@" >"$out" 2>"$out.err" ||
+		fail "ballast log -o json failed: $(oneline <"$out.err")"
+	"$PYTHON" -c 'import json, sys; assert isinstance(json.load(open(sys.argv[1])), list)' "$out" ||
+		fail "ballast log -o json printed no JSON array: $(head -c 200 "$out")"
+}
+
+# stat_value STATS_JSON WHAT: one counter from `ballast stats -o json`:
+#   reason:NAME              packets counted for a verdict reason
+#   vip:VIP:FIELD            a VIP's packets, bytes or new_flows
+#   backend:VIP:ADDR:FIELD   a backend's (of VIP)
+stat_value() {
+	"$PYTHON" - "$@" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); what = sys.argv[2]
+kind, rest = what.split(":", 1)
+if kind == "reason":
+    print(next(r["packets"] for r in s["reasons"] if r["reason"] == rest))
+else:
+    # A VIP contains ":" itself (ADDRESS:PORT/PROTO).
+    parts = rest.split(":")
+    vip = parts[0] + ":" + parts[1]
+    v = next(v for v in s["vips"] if v["vip"] == vip)
+    if kind == "vip":
+        print(v[parts[2]])
+    else:
+        print(next(b for b in v["backends"] if b["address"] == parts[2])[parts[3]])
 PY
 }
 
@@ -648,7 +919,8 @@ E2E_FAILED=0
 run_one() {
 	local t=$1 rc reason
 	local log=$STATE_DIR/$t.log
-	rm -f "$STATE_DIR/reason" "$STATE_DIR/ballastd.log" "$STATE_DIR/problems"
+	rm -f "$STATE_DIR/reason" "$STATE_DIR/ballastd.log" "$STATE_DIR/problems" \
+		"$STATE_DIR/ballastd.earlier.log"
 	e2e_log "--- $t"
 	set +e
 	# Job control for this one fork only: the test gets its own process
@@ -670,6 +942,10 @@ run_one() {
 	stop_test_group
 	lb_stop_quiet
 	backends_reset_counts
+	# A script's own clean-up between tests, in this (the main) shell.
+	if declare -F e2e_after_each >/dev/null && ! e2e_after_each; then
+		e2e_log "e2e_after_each failed after $t: later tests may fail too"
+	fi
 
 	reason=
 	[[ -f $STATE_DIR/reason ]] && reason=$(head -n 1 "$STATE_DIR/reason")
