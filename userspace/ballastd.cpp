@@ -2,6 +2,7 @@
 // the config and the control API, and detaches it on SIGTERM.
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 
 #include <CLI/CLI.hpp>
@@ -63,7 +64,7 @@ class Daemon {
                                       " (no neighbour entry after ARP; is it on " +
                                       config.interface +
                                       "'s subnet?). It takes no traffic until it resolves.");
-    checker_.set_targets(state_.health_targets());
+    sync_checker();
   }
 
   void run(int signal_fd) {
@@ -94,7 +95,7 @@ class Daemon {
           return commands_.handle(req, peer);
         });
         // An edit may have added, removed or changed backends.
-        checker_.set_targets(state_.health_targets());
+        sync_checker();
       }
       for (const auto& event : checker_.run())
         changes_.record("health-check", state_.set_health(static_cast<uint32_t>(event.id),
@@ -121,10 +122,26 @@ class Daemon {
           next.attach_mode != loader_.options().mode)
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
       changes_.record("reload " + options_.config_path, state_.apply(next));
-      checker_.set_targets(state_.health_targets());
+      sync_checker();
     } catch (const Error& e) {
       log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
     }
+  }
+
+  // Gives the checker the current backends. A target it starts afresh
+  // (new, or its check changed) continues from the health the state already
+  // knows (adopted after a restart, or before the change), so one result
+  // alone never flips it; rise and fall apply.
+  void sync_checker() {
+    try {
+      checker_.set_targets(state_.health_targets());
+    } catch (const Error& e) {
+      log_line(LogLevel::error, std::string("health checks not updated: ") + e.what());
+      return;
+    }
+    for (const auto& vip : state_.view())
+      for (const auto& b : vip.backends)
+        if (b.health != Health::unknown) checker_.assume(b.id, b.health);
   }
 
   nlohmann::json status() const {
@@ -170,6 +187,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   route_library_logs();
+  // Each health check in flight holds a socket: 1,000 backends that do not
+  // answer would exhaust the default 1,024 descriptors.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   // Signals are read from a signalfd in the main loop: block them first.
   sigset_t mask;
   sigemptyset(&mask);

@@ -84,9 +84,6 @@ void print_log(const json& entries) {
 
 // "30s", "5m", "500ms", "2h" -> milliseconds; throws CLI::ValidationError.
 int64_t duration_ms(const std::string& text) {
-  if (text.size() > 1 && text.back() == 'h')
-    if (auto ms = ballast::parse_duration(text.substr(0, text.size() - 1) + "m"))
-      return ms->count() * 60;
   auto ms = ballast::parse_duration(text);
   if (!ms) throw CLI::ValidationError("'" + text + "' is not a duration (e.g. 500ms, 30s, 5m, 2h)");
   return ms->count();

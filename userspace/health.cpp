@@ -23,14 +23,18 @@ constexpr size_t kRecvBuffer = 4096;     // one recv; a small response is read w
 constexpr size_t kMaxStatusLine = 1024;  // http: the status line must end within this
 constexpr size_t kMaxUdpPayload = 65507;
 constexpr auto kIdleWait = std::chrono::seconds(60);  // time_to_next() with nothing scheduled
-constexpr int64_t kMaxDurationMs = 24 * 3600 * 1000;
+constexpr int64_t kMaxDurationMs = int64_t{365} * 24 * 3600 * 1000;  // parse_duration()
+// Checks run at one of this many evenly spaced phases of their interval, so
+// targets that share an interval are checked in batches (1,000 targets
+// every 1 s: 10 every 10 ms), one wake-up each.
+constexpr int64_t kPhases = 100;
 
 std::string ms_text(milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
+// "1.2 ms", rounded to a tenth.
 std::string elapsed_text(nanoseconds d) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f ms", static_cast<double>(d.count()) / 1e6);
-  return buf;
+  const int64_t tenths = std::max<int64_t>(0, (d.count() + 50'000) / 100'000);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " ms";
 }
 
 // @text with bytes that would garble a log line escaped, cut at 64 bytes.
@@ -72,6 +76,14 @@ std::optional<int> parse_status_line(std::string_view line) {
   return (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
 }
 
+// The first time at or after @now that is the clock's epoch + @phase + a
+// whole number of @interval.
+Clock::time_point first_slot(Clock::time_point now, microseconds phase, milliseconds interval) {
+  nanoseconds into = (now.time_since_epoch() - phase) % interval;
+  if (into < nanoseconds::zero()) into += interval;
+  return into == nanoseconds::zero() ? now : now - into + interval;
+}
+
 std::string plural(uint32_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
@@ -99,15 +111,14 @@ std::string_view check_type_name(CheckType type) {
 }
 
 std::optional<milliseconds> parse_duration(std::string_view text) {
-  // digits [ "." digits ] [ "ms" | "s" | "m" ]
+  // digits [ "." digits ] [ "ms" | "s" | "m" | "h" ]
   size_t i = 0;
   int64_t whole = 0, fraction = 0, fraction_scale = 1;
-  const size_t whole_start = i;
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
     whole = whole * 10 + (text[i++] - '0');
-    if (whole > kMaxDurationMs) return std::nullopt;  // past a day in any unit
+    if (whole > kMaxDurationMs) return std::nullopt;  // too long in any unit; no overflow below
   }
-  if (i == whole_start) return std::nullopt;
+  if (i == 0) return std::nullopt;
   if (i < text.size() && text[i] == '.') {
     const size_t fraction_start = ++i;
     while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
@@ -125,12 +136,13 @@ std::optional<milliseconds> parse_duration(std::string_view text) {
     unit_ms = 1000;
   } else if (unit == "m") {
     unit_ms = 60 * 1000;
+  } else if (unit == "h") {
+    unit_ms = 3600 * 1000;
   } else {
     return std::nullopt;
   }
-  const int64_t scaled = (whole * fraction_scale + fraction) * unit_ms;
-  if (scaled % fraction_scale != 0) return std::nullopt;  // not whole milliseconds
-  const int64_t ms = scaled / fraction_scale;
+  if (fraction * unit_ms % fraction_scale != 0) return std::nullopt;  // not whole milliseconds
+  const int64_t ms = whole * unit_ms + fraction * unit_ms / fraction_scale;
   if (ms > kMaxDurationMs) return std::nullopt;
   return milliseconds(ms);
 }
@@ -179,17 +191,17 @@ std::string check_description(const CheckSpec& spec) {
            (spec.udp_expect.empty() ? "any reply" : "\"" + printable(spec.udp_expect) + "\"");
   }
   out += " every " + std::to_string(spec.interval.count()) + "ms timeout " +
-         std::to_string(spec.timeout.count()) + "ms rise " + std::to_string(spec.rise) +
-         " fall " + std::to_string(spec.fall);
+         std::to_string(spec.timeout.count()) + "ms rise " + std::to_string(spec.rise) + " fall " +
+         std::to_string(spec.fall);
   return out;
 }
 
-microseconds first_check_delay(uint64_t id, milliseconds interval) {
-  // id * 2^64/phi, read as a fraction of 2^64, times the interval.
+microseconds check_phase(uint64_t id, milliseconds interval) {
+  // id * 2^64/phi, read as a fraction of 2^64, picks one of the phases.
   const uint64_t fraction = id * 0x9E3779B97F4A7C15ull;
-  const uint64_t interval_us = static_cast<uint64_t>(microseconds(interval).count());
-  return microseconds(static_cast<int64_t>(
-      (static_cast<unsigned __int128>(fraction) * interval_us) >> 64));
+  const uint64_t phase =
+      static_cast<uint64_t>((static_cast<unsigned __int128>(fraction) * kPhases) >> 64);
+  return microseconds(interval) * static_cast<int64_t>(phase) / kPhases;
 }
 
 std::string_view health_name(Health health) {
@@ -222,11 +234,16 @@ bool HealthState::record(bool success) {
 }
 
 // One target: its config, state machine, schedule and the probe in flight.
+void HealthState::assume(Health health) {
+  state_ = health;
+  successes_ = failures_ = 0;
+}
+
 struct HealthChecker::Target {
   enum class Phase { idle, connecting, reading };
 
-  Target(uint64_t id_, const HealthTarget& config_)
-      : id(id_), config(config_), health(config_.spec.rise, config_.spec.fall) {}
+  Target(uint64_t target_id, const HealthTarget& target)
+      : id(target_id), config(target), health(target.spec.rise, target.spec.fall) {}
 
   uint64_t id;
   HealthTarget config;
@@ -248,8 +265,7 @@ struct HealthChecker::Target {
   std::string response;  // http: bytes so far, up to the status line
 };
 
-HealthChecker::HealthChecker(Clock& clock)
-    : clock_(clock), epoll_(epoll_create1(EPOLL_CLOEXEC)) {
+HealthChecker::HealthChecker(Clock& clock) : clock_(clock), epoll_(epoll_create1(EPOLL_CLOEXEC)) {
   if (!epoll_.valid()) throw Error(errno_message("health checks: epoll_create1", errno));
 }
 
@@ -300,7 +316,9 @@ void HealthChecker::set_targets(const std::map<uint64_t, HealthTarget>& targets)
       t->request = "GET " + spec.http_path + " HTTP/1.0\r\nHost: " + host +
                    "\r\nUser-Agent: ballast-health\r\nAccept: */*\r\nConnection: close\r\n\r\n";
     }
-    t->slot = spec.type == CheckType::none ? now : now + first_check_delay(id, spec.interval);
+    t->slot = spec.type == CheckType::none
+                  ? now
+                  : first_slot(now, check_phase(id, spec.interval), spec.interval);
     arm(*t, t->slot);
     targets_.emplace(id, std::move(t));
   }
@@ -308,34 +326,23 @@ void HealthChecker::set_targets(const std::map<uint64_t, HealthTarget>& targets)
 
 std::chrono::milliseconds HealthChecker::time_to_next() const {
   if (timers_.empty()) return kIdleWait;
-  const auto wait = timers_.begin()->first - clock_.now();
+  const auto wait = std::get<0>(*timers_.begin()) - clock_.now();
   if (wait <= nanoseconds::zero()) return milliseconds::zero();
   return std::min<milliseconds>(std::chrono::ceil<milliseconds>(wait), kIdleWait);
 }
 
 std::vector<HealthEvent> HealthChecker::run() {
   std::vector<HealthEvent> events;
-  epoll_event ready[kMaxEvents];
-  for (;;) {
-    const int n = epoll_wait(epoll_.get(), ready, kMaxEvents, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error(errno_message("health checks: epoll_wait", errno));
-    const auto now = clock_.now();
-    for (int i = 0; i < n; ++i) {
-      auto it = targets_.find(ready[i].data.u64);
-      if (it != targets_.end() && it->second->phase != Target::Phase::idle)
-        on_ready(*it->second, ready[i].events, now, events);
-    }
-    if (n < kMaxEvents) break;
-  }
-
+  read_sockets(events);
   const auto now = clock_.now();
-  while (!timers_.empty() && timers_.begin()->first <= now) {
-    const auto [when, id] = *timers_.begin();
-    Target& t = *targets_.at(id);
+  bool started = false;
+  while (!timers_.empty() && std::get<0>(*timers_.begin()) <= now) {
+    const auto [when, id, target] = *timers_.begin();
+    Target& t = *target;
     disarm(t);
     if (t.phase == Target::Phase::idle) {
       start(t, now, events);
+      started = true;
       continue;
     }
     // Past its deadline: the probe ended then, whenever run() got to it.
@@ -349,7 +356,27 @@ std::vector<HealthEvent> HealthChecker::run() {
       why = "udp: no reply within " + ms_text(spec.timeout);
     finish(t, false, std::move(why), when, events);
   }
+  // A near backend (loopback, a refusal) may have answered within connect():
+  // take that now rather than in a second wake-up.
+  if (started) read_sockets(events);
   return events;
+}
+
+void HealthChecker::read_sockets(std::vector<HealthEvent>& events) {
+  epoll_event ready[kMaxEvents];
+  for (;;) {
+    const int n = epoll_wait(epoll_.get(), ready, kMaxEvents, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(errno_message("health checks: epoll_wait", errno));
+    const auto now = clock_.now();
+    for (int i = 0; i < n; ++i) {
+      // Only a probe in flight has a socket, and a target's socket is
+      // closed before the target goes: the pointer is valid.
+      Target& t = *static_cast<Target*>(ready[i].data.ptr);
+      if (t.phase != Target::Phase::idle) on_ready(t, ready[i].events, now, events);
+    }
+    if (n < kMaxEvents) return;
+  }
 }
 
 Health HealthChecker::state(uint64_t id) const {
@@ -364,12 +391,12 @@ std::string HealthChecker::last_result(uint64_t id) const {
 
 void HealthChecker::arm(Target& t, Clock::time_point when) {
   disarm(t);
-  timers_.emplace(when, t.id);
+  timers_.emplace(when, t.id, &t);
   t.timer = when;
 }
 
 void HealthChecker::disarm(Target& t) {
-  if (t.timer) timers_.erase({*t.timer, t.id});
+  if (t.timer) timers_.erase({*t.timer, t.id, &t});
   t.timer.reset();
 }
 
@@ -396,6 +423,11 @@ void HealthChecker::start(Target& t, Clock::time_point now, std::vector<HealthEv
     finish(t, false, errno_message(std::string(what) + "socket", errno), now, events);
     return;
   }
+  if (!udp) {
+    // Ends the probe with a reset, not FIN and TIME_WAIT (as HAProxy does).
+    const linger abort{1, 0};
+    setsockopt(sock.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+  }
   // UDP connects too: the peer filters replies, and ICMP errors reach us.
   if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&t.peer), t.peer_len) < 0 &&
       errno != EINPROGRESS) {
@@ -412,7 +444,7 @@ void HealthChecker::start(Target& t, Clock::time_point now, std::vector<HealthEv
   // ready when added is reported once.
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLET | (udp ? 0 : EPOLLOUT | EPOLLRDHUP);
-  ev.data.u64 = t.id;
+  ev.data.ptr = &t;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.get(), &ev) < 0) {
     finish(t, false, errno_message("epoll_ctl", errno), now, events);
     return;
@@ -429,9 +461,13 @@ void HealthChecker::on_ready(Target& t, uint32_t ready, Clock::time_point now,
   const CheckSpec& spec = t.config.spec;
   if (t.phase == Target::Phase::connecting) {
     if (!(ready & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    // Writable without an error flag: connected. An error is read only when
+    // flagged, which saves a syscall per probe.
     int err = 0;
     socklen_t len = sizeof(err);
-    if (getsockopt(t.sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if ((ready & (EPOLLERR | EPOLLHUP)) &&
+        getsockopt(t.sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+      err = errno;
     if (err != 0) {
       finish(t, false, errno_message("connect", err), now, events);
       return;
@@ -449,6 +485,9 @@ void HealthChecker::on_ready(Target& t, uint32_t ready, Clock::time_point now,
       return;
     }
     t.phase = Target::Phase::reading;
+    // Edge-triggered: a response that arrives from now on raises its own
+    // event, so there is nothing to read yet unless this one says so.
+    if (!(ready & EPOLLIN)) return;
   }
   if (spec.type == CheckType::http)
     read_http(t, now, events);
@@ -479,16 +518,15 @@ void HealthChecker::read_http(Target& t, Clock::time_point now, std::vector<Heal
     const std::optional<int> status = parse_status_line(line);
     if (!status) {
       finish(t, false,
-             line.empty() && n == 0
-                 ? std::string("http: connection closed before the status line")
-                 : "http: malformed status line \"" + printable(line) + "\"",
+             line.empty() && n == 0 ? std::string("http: connection closed before the status line")
+                                    : "http: malformed status line \"" + printable(line) + "\"",
              now, events);
     } else if (!status_expected(spec, *status)) {
       finish(t, false, "http status " + std::to_string(*status), now, events);
     } else {
       finish(t, true,
-             "ok " + elapsed_text(now - t.started) + " (http " + std::to_string(*status) + ")",
-             now, events);
+             "ok " + elapsed_text(now - t.started) + " (http " + std::to_string(*status) + ")", now,
+             events);
     }
     return;
   }
@@ -502,9 +540,10 @@ void HealthChecker::read_udp(Target& t, Clock::time_point now, std::vector<Healt
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      finish(t, false,
-             errno == ECONNREFUSED ? "udp: ICMP port unreachable" : errno_message("udp: recv", errno),
-             now, events);
+      finish(
+          t, false,
+          errno == ECONNREFUSED ? "udp: ICMP port unreachable" : errno_message("udp: recv", errno),
+          now, events);
       return;
     }
     // The first reply decides; a reply longer than the buffer is searched
@@ -525,12 +564,11 @@ void HealthChecker::finish(Target& t, bool success, std::string result, Clock::t
   ++(success ? stats_.succeeded : stats_.failed);
   const Health from = t.health.state();
   if (t.health.record(success)) {
-    std::string detail =
-        from == Health::unknown
-            ? "first check: " + result
-            : (success ? plural(t.health.streak(), "success", "successes")
-                       : plural(t.health.streak(), "failure", "failures")) +
-                  ", last: " + result;
+    std::string detail = from == Health::unknown
+                             ? "first check: " + result
+                             : (success ? plural(t.health.streak(), "success", "successes")
+                                        : plural(t.health.streak(), "failure", "failures")) +
+                                   ", last: " + result;
     events.push_back({t.id, from, t.health.state(), std::move(detail)});
   }
   t.last_result = std::move(result);
@@ -541,6 +579,12 @@ void HealthChecker::finish(Target& t, bool success, std::string result, Clock::t
   if (next < done) next += ((done - next + interval - nanoseconds(1)) / interval) * interval;
   t.slot = next;
   arm(t, next);
+}
+
+void HealthChecker::assume(uint64_t id, Health health) {
+  auto it = targets_.find(id);
+  if (it == targets_.end() || it->second->health.state() != Health::unknown) return;
+  it->second->health.assume(health);
 }
 
 }  // namespace ballast

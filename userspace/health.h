@@ -7,6 +7,19 @@
 // The daemon's loop polls fd() with its other fds, with a timeout of at most
 // time_to_next(), and calls run() whenever fd() is readable or the timeout
 // ran out. run() never blocks and returns the state transitions.
+//
+// What a probe does:
+//   tcp   connect; success once connected.
+//   http  connect, send "GET <path> HTTP/1.0" with Host, User-Agent
+//         ballast-health and Connection: close; success when the status line's
+//         code is expected. The body is not waited for.
+//   udp   connect (so ICMP errors come back), send the payload; success on the
+//         first datagram from the backend's address:port that holds
+//         udp_expect (any datagram when empty). A datagram without it fails.
+// tcp and http probes end with a reset (SO_LINGER 0), as HAProxy's do: no
+// TIME_WAIT left on the balancer for every check. Each probe in flight holds
+// one fd: with N targets up to N more, so the daemon's RLIMIT_NOFILE must
+// leave room.
 #pragma once
 
 #include <chrono>
@@ -17,6 +30,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -57,10 +71,11 @@ struct CheckSpec {
 std::optional<CheckType> parse_check_type(std::string_view text);
 std::string_view check_type_name(CheckType type);
 
-// "500ms", "1s", "2.5s", "1m"; a plain number is milliseconds ("250"), as in
-// HAProxy. nullopt for anything else: a sign, spaces, another unit, a value
-// that is not a whole number of milliseconds ("1.5ms"), more than one day.
-// Zero parses ("0s"); check_spec_error() rejects a zero interval or timeout.
+// "500ms", "1s", "2.5s", "1m", "2h"; a plain number is milliseconds ("250"),
+// as in HAProxy. nullopt for anything else: a sign, spaces, another unit, a
+// value that is not a whole number of milliseconds ("1.5ms"), more than 365
+// days. Zero parses ("0s"); check_spec_error() rejects a zero interval or
+// timeout.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // Empty when @spec can be run; otherwise what is wrong with it, as
@@ -72,10 +87,13 @@ std::string check_spec_error(const CheckSpec& spec);
 // 1000ms timeout 500ms rise 2 fall 3".
 std::string check_description(const CheckSpec& spec);
 
-// When a target's first check starts, after set_targets() adds it: a fixed
-// fraction of @interval chosen by @id (Fibonacci hashing), so checks of many
-// targets are spread over the interval, and consecutive ids evenly so.
-std::chrono::microseconds first_check_delay(uint64_t id, std::chrono::milliseconds interval);
+// Where in its interval target @id is checked: its checks start at the
+// clock's epoch + phase + a whole number of intervals. One of 100 evenly
+// spaced phases, chosen by @id (Fibonacci hashing): the checks of many
+// targets are spread over the interval (consecutive ids evenly), and those
+// that share a phase and an interval start together, in one wake-up,
+// whenever each was added.
+std::chrono::microseconds check_phase(uint64_t id, std::chrono::milliseconds interval);
 
 enum class Health { unknown, up, down };
 std::string_view health_name(Health health);  // "unknown", "up", "down"
@@ -91,6 +109,10 @@ class HealthState {
 
   // Records one result; true when the state changed.
   bool record(bool success);
+  // Starts from @health instead of unknown (a state known before this
+  // checker, e.g. adopted after a daemon restart): rise/fall apply from the
+  // first result on, instead of that result deciding alone.
+  void assume(Health health);
   Health state() const { return state_; }
   // Consecutive results equal to the last one (successes or failures).
   uint32_t streak() const { return successes_ > 0 ? successes_ : failures_; }
@@ -130,11 +152,12 @@ class HealthChecker {
   HealthChecker& operator=(const HealthChecker&) = delete;
 
   // The whole set of targets, by the caller's id. A target whose (address,
-  // spec) is unchanged keeps its state, counters and schedule; a new or
-  // changed one starts at unknown, first checked after first_check_delay()
-  // (a `none` target at the next run()); a removed one is cancelled, its
-  // socket closed. Throws Error, changing nothing, when a spec is invalid or
-  // a tcp/http/udp spec has port 0. Starts no probe and returns no events.
+  // spec) is unchanged keeps its state, counters and schedule. A new or
+  // changed one starts over at unknown, first checked at its next phase (see
+  // check_phase()); a `none` one is up at the next run() and never checked
+  // again. A removed one is cancelled, its socket closed. Throws Error,
+  // changing nothing, when a spec is invalid (check_spec_error()) or a
+  // tcp/http/udp spec has port 0. Starts no probe and returns no events.
   void set_targets(const std::map<uint64_t, HealthTarget>& targets);
 
   // The epoll fd: readable when run() has socket work.
@@ -148,6 +171,10 @@ class HealthChecker {
   // skipped and the next one after the probe ends is used.
   std::vector<HealthEvent> run();
 
+  // For a target still unknown: continue from @health (HealthState::assume).
+  // No event; ignored for an id that is not a target or already decided.
+  void assume(uint64_t id, Health health);
+
   // unknown and "" for an id that is not a target.
   Health state(uint64_t id) const;
   // The last probe's outcome: "ok 1.2 ms", "ok 0.8 ms (http 200)",
@@ -159,14 +186,16 @@ class HealthChecker {
 
  private:
   struct Target;
-  using Timer = std::pair<Clock::time_point, uint64_t>;  // (when, target id)
+  // (when, target id, target): ordered by time, then id; the pointer saves
+  // a lookup and is valid while the timer is armed.
+  using Timer = std::tuple<Clock::time_point, uint64_t, Target*>;
 
+  void read_sockets(std::vector<HealthEvent>& events);
   void arm(Target& t, Clock::time_point when);
   void disarm(Target& t);
   void cancel(Target& t);
   void start(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
-  void on_ready(Target& t, uint32_t ready, Clock::time_point now,
-                std::vector<HealthEvent>& events);
+  void on_ready(Target& t, uint32_t ready, Clock::time_point now, std::vector<HealthEvent>& events);
   void read_http(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
   void read_udp(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
   // Ends the probe (or records an immediate result) at @done, feeds the
