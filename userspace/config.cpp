@@ -47,10 +47,11 @@ class Problems {
  public:
   explicit Problems(std::string source) : source_(std::move(source)) {}
 
+  // @reason empty: @field already holds "field: reason".
   void add(const YAML::Node& at, const std::string& field, const std::string& reason) {
     std::string where = source_;
     if (at.IsDefined() && at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
-    list_.push_back(where + ": " + field + ": " + reason);
+    list_.push_back(where + ": " + field + (reason.empty() ? "" : ": " + reason));
   }
   void add_plain(const std::string& line) { list_.push_back(source_ + ": " + line); }
   bool empty() const { return list_.empty(); }
@@ -161,6 +162,9 @@ CheckSpec parse_check(const YAML::Node& node, const std::string& path, CheckSpec
     if (const auto n = node[key]; n && read_uint(n, path + "." + key, 1, 100, v, problems))
       *field = static_cast<uint32_t>(v);
   if (c.port == 0) c.port = vip_port;
+  // Rules across fields (a zero interval, a Host with a space), with this
+  // mapping's line.
+  if (auto err = check_spec_error(c); !err.empty()) problems.add(node, path + "." + err, "");
   return c;
 }
 

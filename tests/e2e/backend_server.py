@@ -2,7 +2,8 @@
 """One backend of Ballast's end-to-end topology (tests/e2e/lib.sh).
 
 Runs inside a backend's network namespace, where the VIPs sit on lo:
-  - HTTP on 0.0.0.0:HTTP_PORT: every GET is answered with the backend's name.
+  - HTTP on 0.0.0.0:HTTP_PORT: a GET of / is answered with the backend's name
+    (any other path but the health path: 404, for checks that must fail).
     One request per connection (HTTP/1.0, the server closes), unless the
     client asks for "Connection: keep-alive": then the connection stays open
     for the next request (the e2e client's long-lived connections).
@@ -13,6 +14,17 @@ Runs inside a backend's network namespace, where the VIPs sit on lo:
         "sick"                 503 (the VIP's own traffic is still served)
         "flap"                 503, 200, 503, 200, ... one per check, starting
                                with 503 whenever the file changes to "flap"
+        "silent", "closed"     200 (these two are for the UDP responder)
+  - A UDP health responder on --udp-check-addr:--udp-check-port (the
+    backend's own address, as ballastd's UDP checks ask; only with
+    --udp-check-port), following the same control file, read on every
+    datagram and every 50 ms:
+        absent, empty, "up", "flap"  "pong\n" to "ping", "what?\n" to anything else
+        "sick"                       "sick\n" (a reply without "pong")
+        "silent"                     no reply at all (the check times out)
+        "closed"                     the socket is closed within 50 ms, so the
+                                     kernel answers ICMP port unreachable (bound
+                                     again once the word changes)
   - UDP on VIP:UDP_PORT for each --vip: every datagram is answered with the
     name. Bound to the VIP itself so that the reply's source is the VIP, as
     direct server return needs (the client's socket is connected to it).
@@ -21,6 +33,8 @@ What was served is appended to --served-log, one line per request:
   "<tcp|udp> <local addr>:<local port> <peer addr>:<peer port>"
 and one line per health check:
   "check <local addr>:<local port> <peer addr>:<peer port> <status>"
+  "miss <local addr>:<local port> <peer addr>:<peer port> 404 <path>"
+  "udpcheck <local addr>:<local port> <peer addr>:<peer port> <pong|what?|sick|silent>"
 A line is written before the answer is sent, so once a client holds an
 answer the line is already there. The local address tells VIP traffic apart
 from anything else that reaches the backend: tests count only the VIP's
@@ -32,9 +46,11 @@ Prints "ready <name>" on stdout once every socket is bound.
 import argparse
 import http.server
 import os
+import select
 import socket
 import sys
 import threading
+import time
 
 
 class ServedLog:
@@ -69,6 +85,12 @@ class HealthControl:
         except FileNotFoundError:
             return "up"
 
+    def word(self):
+        """The control file's word now (for the UDP responder; it leaves the
+        HTTP health path's flap sequence alone)."""
+        with self._lock:
+            return self._read_mode()
+
     def status(self):
         """The HTTP status for this health check."""
         with self._lock:
@@ -101,6 +123,10 @@ def make_http_handler(name, served, health, health_path):
                 served.record("check", local, self.client_address, f" {status}")
                 self._answer(status, b"ok\n" if status == 200 else b"sick\n")
                 return
+            if self.path.split("?")[0] != "/":
+                served.record("miss", local, self.client_address, f" 404 {self.path}")
+                self._answer(404, b"not found\n")
+                return
             served.record("tcp", local, self.client_address)
             self._answer(200, body)
 
@@ -131,6 +157,14 @@ class HttpServer(http.server.ThreadingHTTPServer):
     request_queue_size = 512
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # ballastd's tcp checks connect and reset at once (SO_LINGER 0), as
+        # HAProxy's do: a peer gone mid-request is normal, not worth a
+        # traceback in the server's log per check.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def serve_udp(sock, name, served):
     reply = (name + "\n").encode()
@@ -139,6 +173,47 @@ def serve_udp(sock, name, served):
         _, peer = sock.recvfrom(2048)
         served.record("udp", local, peer)
         sock.sendto(reply, peer)
+
+
+def udp_health_responder(addr, port, health, served):
+    """The UDP health responder (see the top), for the process's life."""
+
+    def bind():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((addr, port))
+        return s
+
+    # Bound before "ready" unless the backend starts "closed".
+    sock = None if health.word() == "closed" else bind()
+
+    def loop():
+        nonlocal sock
+        while True:
+            word = health.word()
+            if word == "closed":
+                if sock is not None:
+                    sock.close()
+                    sock = None
+                time.sleep(0.05)
+                continue
+            if sock is None:
+                sock = bind()
+            if not select.select([sock], [], [], 0.05)[0]:
+                continue
+            data, peer = sock.recvfrom(2048)
+            word = health.word()
+            if word in ("silent", "closed"):
+                reply = None
+            elif word == "sick":
+                reply = b"sick\n"
+            else:
+                reply = b"pong\n" if data.strip() == b"ping" else b"what?\n"
+            what = reply.decode().strip() if reply else "silent"
+            served.record("udpcheck", sock.getsockname(), peer, f" {what}")
+            if reply:
+                sock.sendto(reply, peer)
+
+    threading.Thread(target=loop, daemon=True).start()
 
 
 def main():
@@ -155,6 +230,11 @@ def main():
     parser.add_argument("--control", default="",
                         help="file whose word (up, sick, flap) sets the health "
                              "path's answers; read on every check")
+    parser.add_argument("--udp-check-addr", default="0.0.0.0",
+                        help="address of the UDP health responder (the "
+                             "backend's own)")
+    parser.add_argument("--udp-check-port", type=int, default=0,
+                        help="port of the UDP health responder (0: none)")
     args = parser.parse_args()
 
     served = ServedLog(args.served_log)
@@ -167,6 +247,8 @@ def main():
         sock.bind((vip, args.udp_port))
         threading.Thread(target=serve_udp, args=(sock, args.name, served),
                          daemon=True).start()
+    if args.udp_check_port:
+        udp_health_responder(args.udp_check_addr, args.udp_check_port, health, served)
 
     print(f"ready {args.name} pid {os.getpid()}", flush=True)
     http_server.serve_forever()

@@ -61,6 +61,9 @@ readonly VIP1=10.231.100.1
 readonly VIP2=10.231.100.2
 readonly HTTP_PORT=80
 readonly UDP_PORT=9000
+# Each backend's UDP health responder, on its own address (not a VIP's):
+# the target of UDP health checks (backend_server.py).
+readonly UDP_CHECK_PORT=9100
 
 # Exit status a test uses to say "skipped" (as xdp-tools' runner does): any
 # value a shell command would not return by accident.
@@ -354,7 +357,8 @@ e2e_setup() {
 # --- Backends ----------------------------------------------------------------
 
 # backends_start: an HTTP (port 80) and UDP (port 9000, bound to each VIP)
-# server in every backend namespace; each logs what it served to
+# server in every backend namespace, with a UDP health responder on the
+# backend's own address (port 9100); each logs what it served to
 # $STATE_DIR/<name>.served.
 backends_start() {
 	local name
@@ -379,7 +383,8 @@ be_index() {
 
 # backend_spawn NAME: starts NAME's server in the background (tracked for
 # teardown), without waiting for it. Its health path answers as the file
-# $STATE_DIR/NAME.control says (backend_server.py; absent = up).
+# $STATE_DIR/NAME.control says (backend_server.py; absent = up), and so
+# does its UDP health responder on its own address, port UDP_CHECK_PORT.
 backend_spawn() {
 	local name=$1 i
 	i=$(be_index "$name")
@@ -388,6 +393,7 @@ backend_spawn() {
 	ip netns exec "${NS_BE[$i]}" "$PYTHON" "$E2E_LIB_DIR/backend_server.py" \
 		--name "$name" --http-port "$HTTP_PORT" --udp-port "$UDP_PORT" \
 		--vip "$VIP1" --vip "$VIP2" --control "$STATE_DIR/$name.control" \
+		--udp-check-addr "${BE_IPS[$i]}" --udp-check-port "$UDP_CHECK_PORT" \
 		--served-log "$STATE_DIR/$name.served" >"$STATE_DIR/$name.server.log" 2>&1 &
 	track_pid "server-$name" "$!"
 	# Not a job of this shell: a killed server would be reported ("Killed").
@@ -434,8 +440,9 @@ backend_alive() {
 	[[ -f $f ]] && pid_alive "$(cat "$f")"
 }
 
-# backend_health NAME up|sick|flap: how NAME's health path answers from its
-# next check on (backend_server.py); VIP traffic is served throughout.
+# backend_health NAME up|sick|flap|silent|closed: how NAME's health path
+# and UDP health responder answer from their next check on
+# (backend_server.py); VIP traffic is served throughout.
 backend_health() {
 	printf '%s\n' "$2" >"$STATE_DIR/$1.control.tmp"
 	mv -f "$STATE_DIR/$1.control.tmp" "$STATE_DIR/$1.control"
@@ -884,8 +891,10 @@ for addr, n in counted.items():
     if b is None:
         bad.append(f"{addr} missing from stats"); continue
     f = b["new_flows"]
+    # skew is null where nothing is expected (a backend taking no new flows).
+    skew = "-" if b["skew"] is None else f"{b['skew']:.3f}"
     print(f"{vip}: {addr:12} {n:7} {f:9} {b['expected_share']:8.4f} {b['observed_share']:8.4f} "
-          f"{b['skew']:6.3f}", file=sys.stderr)
+          f"{skew:>6}", file=sys.stderr)
     slack = max(1, math.ceil(n * 0.01))
     if f < n:
         bad.append(f"{addr}: new_flows {f} < {n} served")
@@ -897,8 +906,10 @@ for addr, n in counted.items():
         bad.append(f"{addr}: expected_share {b['expected_share']}, weights say {exp:.4f}")
     if abs(b["observed_share"] - obs) > 0.001:
         bad.append(f"{addr}: observed_share {b['observed_share']}, new_flows say {obs:.4f}")
-    if exp and abs(b["skew"] - obs / exp) > 0.01:
+    if exp and (b["skew"] is None or abs(b["skew"] - obs / exp) > 0.01):
         bad.append(f"{addr}: skew {b['skew']}, shares say {obs / exp:.3f}")
+    if not exp and b["skew"] is not None:
+        bad.append(f"{addr}: skew {b['skew']} where no new flows are expected (want null)")
 if v["new_flows"] != total:
     bad.append(f"VIP new_flows {v['new_flows']} != sum over backends {total}")
 if bad:
@@ -988,4 +999,17 @@ run_tests() {
 	done
 	((E2E_FAILED == 0)) || exit 1
 	exit 0
+}
+
+# e2e_main [BUILD_DIR] [test_name...]: a test file's whole main, after it
+# set E2E_TESTS. The first argument is the build dir unless it names a test.
+e2e_main() {
+	local build=build
+	if [[ $# -gt 0 && $1 != test_* ]]; then
+		build=$1
+		shift
+	fi
+	e2e_init "$build"
+	e2e_setup
+	run_tests "$@"
 }

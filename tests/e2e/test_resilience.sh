@@ -1093,16 +1093,4 @@ E2E_TESTS=(
 	test_hitless_restart
 )
 
-main() {
-	local build=build
-	# The first argument is the build dir unless it names a test.
-	if [[ $# -gt 0 && $1 != test_* ]]; then
-		build=$1
-		shift
-	fi
-	e2e_init "$build"
-	e2e_setup
-	run_tests "$@"
-}
-
-main "$@"
+e2e_main "$@"

@@ -117,9 +117,37 @@ INSTANTIATE_TEST_SUITE_P(
                 "vips[0].address: 2001:db8::1: IPv6 VIPs are not supported yet"},
         BadCase{"family_mismatch", with("10.0.0.13", "'2001:db8::13'"),
                 "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family"},
+        BadCase{"zero_check_interval",
+                with("    backends:\n", "    health_check: {type: tcp, interval: 0ms}\n    backends:\n"),
+                "test.yaml:6: vips[0].health_check.interval: must be at least 1ms, got 0ms"},
+        BadCase{"bad_check_type",
+                with("    backends:\n", "    health_check: {type: icmp}\n    backends:\n"),
+                "test.yaml:6: vips[0].health_check.type: must be none, tcp, http or udp, got 'icmp'"},
+        BadCase{"bad_check_duration",
+                with("    backends:\n", "    health_check: {timeout: soon}\n    backends:\n"),
+                "vips[0].health_check.timeout: must be a duration like 500ms, 1s or 2.5s, got 'soon'"},
+        BadCase{"bad_fail_open", with("    backends:\n", "    fail_open: maybe\n    backends:\n"),
+                "test.yaml:6: vips[0].fail_open: must be true or false, got 'maybe'"},
         BadCase{"not_yaml", "interface: [eth0\n", "test.yaml:2: not valid YAML"},
         BadCase{"not_a_mapping", "- a\n- b\n", "top level must be a mapping"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, HealthChecksMergeOverTheVipDefault) {
+  Config c = parse_config(with("    backends:\n",
+                               "    health_check: {type: http, path: /healthz, interval: 2s}\n"
+                               "    backends:\n") +
+                              "      - address: 10.0.0.14\n        health_check: {type: tcp, port: 22}\n",
+                          "t");
+  const auto& vip = c.vips[0];
+  EXPECT_EQ(vip.check.type, CheckType::http);
+  EXPECT_EQ(vip.check.port, 80) << "check port defaults to the VIP's";
+  EXPECT_EQ(vip.backends[0].check, vip.check) << "no override: the VIP's check";
+  const auto& over = vip.backends[3].check;
+  EXPECT_EQ(over.type, CheckType::tcp);
+  EXPECT_EQ(over.port, 22);
+  EXPECT_EQ(over.interval, std::chrono::milliseconds(2000)) << "unset fields come from the VIP";
+  EXPECT_FALSE(vip.fail_open) << "fail_open defaults to false";
+}
 
 TEST(Config, ListsEveryProblemNotJustTheFirst) {
   std::string yaml = with("weight: 2", "weight: -3");
