@@ -83,7 +83,8 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
   std::filesystem::create_directories(options_.pin_dir);
   const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
   try {
-    const uint32_t old_id = find_attached_ballast();
+    const AttachedBallast old = find_attached_ballast();
+    const uint32_t old_id = old.direct_id;
     adopted_ = load_reusing_pins();
     const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
 
@@ -121,6 +122,12 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
                                   err));
       attach_ = Attach::libxdp;
       story_ = "attached program " + std::to_string(program_id());
+      // An old ballast program in libxdp's dispatcher: ours runs beside it
+      // now (same maps, same choices); take the old one out.
+      if (old.in_dispatcher) {
+        detach_old_from_dispatcher();
+        story_ += ", detached the previous ballast program from the dispatcher";
+      }
     }
     story_ += adopted_ ? ", adopted the pinned maps in " + options_.pin_dir
                        : ", maps pinned in " + options_.pin_dir;
@@ -173,19 +180,46 @@ void Loader::remove_pins() {
   }
 }
 
-// The id of a ballast_xdp program attached to our interface directly (not
-// through a libxdp dispatcher), or 0.
-uint32_t Loader::find_attached_ballast() const {
-  uint32_t id = 0;
-  if (bpf_xdp_query_id(ifindex_, 0, &id) || id == 0) return 0;
-  UniqueFd fd(bpf_prog_get_fd_by_id(id));
-  if (!fd.valid()) return 0;
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len)) return 0;
-  if (std::strncmp(info.name, kProgramName, sizeof(info.name) - 1) == 0) return id;
-  throw Error("another XDP program (" + std::string(info.name) + ", id " + std::to_string(id) +
-              ") is attached to " + options_.interface + "; detach it first");
+// A ballast_xdp program already on our interface: attached directly (its
+// id), or inside libxdp's dispatcher. Any other program directly attached
+// is refused: replacing it would cut someone else's traffic.
+Loader::AttachedBallast Loader::find_attached_ballast() const {
+  AttachedBallast out;
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
+  if (!mp || libxdp_get_error(mp)) return out;
+  if (xdp_multiprog__is_legacy(mp)) {
+    xdp_program* p = xdp_multiprog__main_prog(mp);
+    if (p && std::strcmp(xdp_program__name(p), kProgramName) == 0) {
+      out.direct_id = xdp_program__id(p);
+    } else if (p) {
+      const std::string name = xdp_program__name(p);
+      const uint32_t id = xdp_program__id(p);
+      xdp_multiprog__close(mp);
+      throw Error("another XDP program (" + name + ", id " + std::to_string(id) +
+                  ") is attached to " + options_.interface + "; detach it first");
+    }
+  } else {
+    for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p;
+         p = xdp_multiprog__next_prog(p, mp))
+      if (std::strcmp(xdp_program__name(p), kProgramName) == 0) out.in_dispatcher = true;
+  }
+  xdp_multiprog__close(mp);
+  return out;
+}
+
+void Loader::detach_old_from_dispatcher() {
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
+  if (!mp || libxdp_get_error(mp)) return;
+  const uint32_t ours = program_id();
+  for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p;
+       p = xdp_multiprog__next_prog(p, mp)) {
+    if (std::strcmp(xdp_program__name(p), kProgramName) != 0 || xdp_program__id(p) == ours)
+      continue;
+    int err = xdp_program__detach(p, ifindex_, xdp_multiprog__attach_mode(mp), 0);
+    if (err) log_line(LogLevel::warning, errno_message("detaching the previous program", err));
+    break;
+  }
+  xdp_multiprog__close(mp);
 }
 
 void Loader::teardown() noexcept {
@@ -203,11 +237,9 @@ void Loader::teardown() noexcept {
   }
   // Pins go only with a program we detached: after a failed start the maps
   // may still feed a program another daemon left attached.
-  if (attach_ != Attach::none) {
-    remove_pins();
-    std::error_code ec;
-    std::filesystem::remove(options_.pin_dir, ec);
-  }
+  if (attach_ != Attach::none) remove_pins();
+  std::error_code ec;
+  std::filesystem::remove(options_.pin_dir, ec);  // only when empty
   attach_ = Attach::none;
   if (prog_) xdp_program__close(prog_);
   prog_ = nullptr;

@@ -51,7 +51,12 @@ class Loader {
   void open_and_pin();
   bool load_reusing_pins();
   void remove_pins();
-  uint32_t find_attached_ballast() const;
+  struct AttachedBallast {
+    uint32_t direct_id = 0;      // attached on its own (legacy XDP attach)
+    bool in_dispatcher = false;  // one of the programs in libxdp's dispatcher
+  };
+  AttachedBallast find_attached_ballast() const;
+  void detach_old_from_dispatcher();
   void teardown() noexcept;
 
   LoaderOptions options_;
