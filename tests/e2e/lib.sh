@@ -1013,3 +1013,33 @@ e2e_main() {
 	e2e_setup
 	run_tests "$@"
 }
+
+# --- Shared by the test files ---------------------------------------------------
+
+# A batch stops after this many failed requests: the test fails either way,
+# and a dead path would otherwise cost N timeouts (minutes).
+readonly GIVE_UP=50
+
+# cfg_head: a config's first lines (the lb's interface, native XDP).
+cfg_head() {
+	printf 'interface: eth0\nattach_mode: native\nvips:\n'
+}
+
+# tcp_batch OUT N [client args...]: N new HTTP connections to VIP1.
+tcp_batch() {
+	local out=$1 n=$2
+	shift 2
+	client_run "$out" --vip "$VIP1" --port "$HTTP_PORT" --proto tcp -n "$n" \
+		--give-up-after "$GIVE_UP" "$@"
+}
+
+# Between tests (run_one calls it once ballastd is stopped): every backend
+# serving and healthy again, no program left on the lb's eth0 (a test that
+# killed ballastd and failed before restarting it would leave one).
+e2e_after_each() {
+	if lb_xdp_attached; then
+		e2e_log "XDP left on the lb's eth0 with no ballastd: detaching it"
+		ip -n "$NS_LB" link set dev eth0 xdp off || true
+	fi
+	backends_restore
+}

@@ -29,9 +29,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly N=2000
 readonly TOL_PP=5
-# A batch stops after this many failed requests: the test fails either way,
-# and a dead path would otherwise cost N timeouts (minutes).
-readonly GIVE_UP=50
 readonly VIP_TCP=$VIP1:$HTTP_PORT/tcp
 readonly VIP_UDP=$VIP1:$UDP_PORT/udp
 readonly VIP_NEW=$VIP2:$HTTP_PORT/tcp
@@ -41,14 +38,6 @@ readonly BE1=${BE_IPS[0]} BE2=${BE_IPS[1]} BE3=${BE_IPS[2]}
 lb_start_weights() {
 	lb_write_config "$STATE_DIR/ballast.yaml" "$@"
 	lb_start "$STATE_DIR/ballast.yaml"
-}
-
-# tcp_batch OUT N [client args...]: N new HTTP connections to VIP1.
-tcp_batch() {
-	local out=$1 n=$2
-	shift 2
-	client_run "$out" --vip "$VIP1" --port "$HTTP_PORT" --proto tcp -n "$n" \
-		--give-up-after "$GIVE_UP" "$@"
 }
 
 test_tcp_distribution() {

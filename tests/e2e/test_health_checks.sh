@@ -35,7 +35,6 @@ set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-readonly GIVE_UP=50
 readonly CHANGE_S=5
 readonly VIP_TCP=$VIP1:$HTTP_PORT/tcp
 readonly VIP_UDP=$VIP1:$UDP_PORT/udp
@@ -44,22 +43,7 @@ readonly BE1=${BE_IPS[0]} BE2=${BE_IPS[1]} BE3=${BE_IPS[2]}
 readonly TIMING="interval: 500ms, timeout: 300ms, rise: 2, fall: 2"
 readonly TIMING_DESC="every 500ms timeout 300ms rise 2 fall 2"
 
-# Between tests (lib.sh's run_one, once ballastd is stopped): every backend
-# serving, its control file gone; no program left on the lb's eth0.
-e2e_after_each() {
-	if lb_xdp_attached; then
-		e2e_log "XDP left on the lb's eth0 with no ballastd: detaching it"
-		ip -n "$NS_LB" link set dev eth0 xdp off || true
-	fi
-	backends_restore
-}
-
 # --- Configs -------------------------------------------------------------------
-
-# cfg_head: a config's first lines (the lb's interface, native XDP).
-cfg_head() {
-	printf 'interface: eth0\nattach_mode: native\nvips:\n'
-}
 
 # cfg_vip ADDRESS PORT PROTO CHECK BACKEND...: one VIP; CHECK is its
 # health_check (a YAML flow mapping) or "" (none); each BACKEND is the
@@ -83,12 +67,6 @@ be() {
 }
 
 # --- Helpers -------------------------------------------------------------------
-
-# tcp_batch OUT N: N new HTTP connections to VIP1:80.
-tcp_batch() {
-	client_run "$1" --vip "$VIP1" --port "$HTTP_PORT" --proto tcp -n "$2" \
-		--give-up-after "$GIVE_UP"
-}
 
 # wait_all_up VIP ADDRESS...: each backend up and in the table.
 wait_all_up() {

@@ -46,7 +46,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly N=1000
 readonly TOL_PP=7
-readonly GIVE_UP=50
 readonly FLOOD_PORT=9001
 readonly VIP_TCP=$VIP1:$HTTP_PORT/tcp
 readonly VIP_UDP=$VIP1:$UDP_PORT/udp
@@ -58,23 +57,7 @@ readonly FLIPS=${E2E_FLIPS:-1000}
 # that depends on particular numbers spells its own.
 readonly FAST_CHECK="{type: http, path: /healthz, interval: 250ms, timeout: 200ms, rise: 2, fall: 2}"
 
-# Between tests (lib.sh's run_one, once ballastd is stopped): every backend
-# serving, its health path up; no program left on the lb's eth0 (a test that
-# killed ballastd and failed before restarting it would leave one).
-e2e_after_each() {
-	if lb_xdp_attached; then
-		e2e_log "XDP left on the lb's eth0 with no ballastd: detaching it"
-		ip -n "$NS_LB" link set dev eth0 xdp off || true
-	fi
-	backends_restore
-}
-
 # --- Configs -------------------------------------------------------------------
-
-# cfg_head: a config's first lines (the lb's interface, native XDP).
-cfg_head() {
-	printf 'interface: eth0\nattach_mode: native\nvips:\n'
-}
 
 # cfg_vip ADDRESS PORT PROTO FAIL_OPEN CHECK W1 W2...: one VIP over be1,
 # be2, ... with weights W1, W2, ...; a weight "-" leaves that backend out.
@@ -107,14 +90,6 @@ lb_start_tcp() {
 }
 
 # --- Traffic -------------------------------------------------------------------
-
-# tcp_batch OUT N [client args...]: N new HTTP connections to VIP1.
-tcp_batch() {
-	local out=$1 n=$2
-	shift 2
-	client_run "$out" --vip "$VIP1" --port "$HTTP_PORT" --proto tcp -n "$n" \
-		--give-up-after "$GIVE_UP" "$@"
-}
 
 # stream_start OUT RATE [client args...]: new HTTP connections to VIP1 at
 # RATE per second until stream_stop; sets STREAM_PID.
@@ -634,6 +609,27 @@ PY
 	fail_if_problems
 }
 
+# check_apply_json FILE APPLIED REGEX...: `ballast apply -o json` output in
+# FILE says applied=APPLIED (true/false) and lists exactly one change per
+# REGEX, and no other; prints what is wrong and fails otherwise.
+check_apply_json() {
+	"$PYTHON" - "$@" <<'PY'
+import json, re, sys
+r = json.load(open(sys.argv[1])); applied = sys.argv[2] == "true"; want = sys.argv[3:]
+bad = []
+if r.get("applied") is not applied:
+    bad.append(f"applied is {r.get('applied')!r}, want {applied}")
+ch = r.get("changes", [])
+for w in want:
+    if sum(1 for c in ch if re.search(w, c)) != 1:
+        bad.append(f"changes has not exactly one /{w}/")
+if len(ch) != len(want):
+    bad.append(f"{len(ch)} changes, want {len(want)}: {ch}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+}
+
 # Rule: `ballast apply` changes the live config to the file's as one change
 # and prints one line per change; --dry-run prints the same and changes
 # nothing; an invalid file changes nothing (exit 1); SIGHUP applies the
@@ -699,21 +695,8 @@ if bad:
 PY
 	lb_cli apply -f "$b" --dry-run -o json >"$STATE_DIR/dry.json" ||
 		fail "apply --dry-run -o json exited non-zero"
-	"$PYTHON" - "$STATE_DIR/dry.json" false "${want[@]}" <<'PY' >"$STATE_DIR/j.err" || problem "apply --dry-run -o json: $(cat "$STATE_DIR/j.err")"
-import json, re, sys
-r = json.load(open(sys.argv[1])); applied = sys.argv[2] == "true"; want = sys.argv[3:]
-bad = []
-if r.get("applied") is not applied:
-    bad.append(f"applied is {r.get('applied')!r}, want {applied}")
-ch = r.get("changes", [])
-for w in want:
-    if sum(1 for c in ch if re.search(w, c)) != 1:
-        bad.append(f"changes has not exactly one /{w}/")
-if len(ch) != len(want):
-    bad.append(f"{len(ch)} changes, want {len(want)}: {ch}")
-if bad:
-    print("; ".join(bad)); sys.exit(1)
-PY
+	check_apply_json "$STATE_DIR/dry.json" false "${want[@]}" >"$STATE_DIR/j.err" ||
+		problem "apply --dry-run -o json: $(cat "$STATE_DIR/j.err")"
 	lb_cli backend list -o json >"$STATE_DIR/list1.json"
 	lb_cli vip list -o json >"$STATE_DIR/vips1.json"
 	cmp -s "$STATE_DIR/list0.json" "$STATE_DIR/list1.json" ||
@@ -731,21 +714,8 @@ PY
 	pid=$!
 	wait "$pid" || rc=$?
 	((rc == 0)) || fail "apply -f b exited $rc: $(oneline <"$STATE_DIR/apply.err")"
-	"$PYTHON" - "$STATE_DIR/apply.json" true "${want[@]}" <<'PY' >"$STATE_DIR/j.err" || problem "apply -o json: $(cat "$STATE_DIR/j.err")"
-import json, re, sys
-r = json.load(open(sys.argv[1])); applied = sys.argv[2] == "true"; want = sys.argv[3:]
-bad = []
-if r.get("applied") is not applied:
-    bad.append(f"applied is {r.get('applied')!r}, want {applied}")
-ch = r.get("changes", [])
-for w in want:
-    if sum(1 for c in ch if re.search(w, c)) != 1:
-        bad.append(f"changes has not exactly one /{w}/")
-if len(ch) != len(want):
-    bad.append(f"{len(ch)} changes, want {len(want)}: {ch}")
-if bad:
-    print("; ".join(bad)); sys.exit(1)
-PY
+	check_apply_json "$STATE_DIR/apply.json" true "${want[@]}" >"$STATE_DIR/j.err" ||
+		problem "apply -o json: $(cat "$STATE_DIR/j.err")"
 	[[ $(backend_row "$VIP_TCP" "$BE1" weight) == 2 ]] || problem "after apply, be1's weight is $(backend_row "$VIP_TCP" "$BE1" weight), want 2"
 	backend_row "$VIP_TCP" "$BE3" >/dev/null 2>&1 && problem "after apply, be3 is still in $VIP_TCP"
 	[[ $(backend_row "$VIP_NEW" "$BE3" weight 2>/dev/null) == 1 ]] || problem "after apply, $VIP_NEW has no be3 of weight 1"
