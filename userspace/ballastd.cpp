@@ -75,7 +75,9 @@ class Daemon {
                                  server.path());
     auto next_refresh = Clock::now();
     for (;;) {
-      pollfd fds[3] = {{signal_fd, POLLIN, 0}, {server.fd(), POLLIN, 0}, {checker_.fd(), POLLIN, 0}};
+      pollfd fds[3] = {{signal_fd, POLLIN, 0},
+                       {server.fd(), POLLIN, 0},
+                       {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0}};
       const auto wait = std::min<long long>(checker_.time_to_next().count(), 200);
       int ret = poll(fds, 3, static_cast<int>(wait));
       if (ret < 0 && errno != EINTR) throw Error(errno_message("poll", errno));
@@ -98,16 +100,16 @@ class Daemon {
         sync_checker();
       }
       for (const auto& event : checker_.run())
-        changes_.record("health-check", state_.set_health(static_cast<uint32_t>(event.id),
-                                                          event.to, event.detail));
+        changes_.record("health-check",
+                        state_.set_health(static_cast<uint32_t>(event.id), event.to, event.detail));
       if (Clock::now() >= next_refresh) {
         try {
           changes_.record("neighbour table", state_.refresh_neighbors());
         } catch (const Error& e) {
           log_line(LogLevel::warning, e.what());
         }
-        next_refresh = Clock::now() +
-                       (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
+        next_refresh =
+            Clock::now() + (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
       }
     }
   }
@@ -180,8 +182,7 @@ int main(int argc, char** argv) {
   Options options;
   CLI::App app{"ballastd: the Ballast XDP load balancer daemon"};
   app.add_option("-c,--config", options.config_path, "YAML config file")->required();
-  app.add_option("-s,--socket", options.socket_path, "control socket path")
-      ->capture_default_str();
+  app.add_option("-s,--socket", options.socket_path, "control socket path")->capture_default_str();
   app.add_option("--pin-dir", options.pin_dir, "bpffs directory for the pinned maps")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -26,8 +26,13 @@ constexpr auto kIdleWait = std::chrono::seconds(60);  // time_to_next() with not
 constexpr int64_t kMaxDurationMs = int64_t{365} * 24 * 3600 * 1000;  // parse_duration()
 // Checks run at one of this many evenly spaced phases of their interval, so
 // targets that share an interval are checked in batches (1,000 targets
-// every 1 s: 10 every 10 ms), one wake-up each.
-constexpr int64_t kPhases = 100;
+// every 1 s: 50 every 50 ms). Fewer, bigger batches cost less per probe:
+// bench_health measured 1,000 tcp checks a second at 4.3-4.7% of a core with
+// 100 phases and 3.2-3.3% with 20 (wake-ups, timer reprogramming and cold
+// caches are paid per batch, not per probe).
+constexpr int64_t kPhases = 20;
+// How long answers gather before run() reads them (watch_fd()).
+constexpr auto kAnswerBatch = std::chrono::milliseconds(5);
 
 std::string ms_text(milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
@@ -324,15 +329,24 @@ void HealthChecker::set_targets(const std::map<uint64_t, HealthTarget>& targets)
   }
 }
 
+bool HealthChecker::watch_fd() const { return clock_.now() >= answers_batched_until_; }
+
 std::chrono::milliseconds HealthChecker::time_to_next() const {
-  if (timers_.empty()) return kIdleWait;
-  const auto wait = std::get<0>(*timers_.begin()) - clock_.now();
+  const auto now = clock_.now();
+  std::optional<Clock::time_point> next;
+  if (!timers_.empty()) next = std::get<0>(*timers_.begin());
+  if (stats_.in_flight > 0 && now < answers_batched_until_ &&
+      (!next || answers_batched_until_ < *next))
+    next = answers_batched_until_;
+  if (!next) return kIdleWait;
+  const auto wait = *next - now;
   if (wait <= nanoseconds::zero()) return milliseconds::zero();
   return std::min<milliseconds>(std::chrono::ceil<milliseconds>(wait), kIdleWait);
 }
 
 std::vector<HealthEvent> HealthChecker::run() {
   std::vector<HealthEvent> events;
+  const uint64_t answered = stats_.succeeded + stats_.failed;
   read_sockets(events);
   const auto now = clock_.now();
   bool started = false;
@@ -359,6 +373,9 @@ std::vector<HealthEvent> HealthChecker::run() {
   // A near backend (loopback, a refusal) may have answered within connect():
   // take that now rather than in a second wake-up.
   if (started) read_sockets(events);
+  // Probes just started or answers just read: more answers are coming.
+  if (started || stats_.succeeded + stats_.failed != answered)
+    answers_batched_until_ = clock_.now() + kAnswerBatch;
   return events;
 }
 
@@ -401,10 +418,26 @@ void HealthChecker::disarm(Target& t) {
 }
 
 void HealthChecker::cancel(Target& t) {
+  end_probe(t);
+  t.sock.reset();  // closing it also takes it off the epoll set
+}
+
+void HealthChecker::end_probe(Target& t) {
   disarm(t);
   if (t.phase != Target::Phase::idle) --stats_.in_flight;
   t.phase = Target::Phase::idle;
-  t.sock.reset();  // closing it also takes it off the epoll set
+  if (!t.sock.valid() || t.config.spec.type == CheckType::udp) {
+    t.sock.reset();
+    return;
+  }
+  // A tcp or http probe's socket is kept for the next probe: connect() to
+  // AF_UNSPEC ends the connection (a reset when it got that far, as a
+  // SO_LINGER 0 close would) and leaves the socket unconnected, still on
+  // the epoll set. That saves socket(), setsockopt(), epoll_ctl() and
+  // close() per probe, about a third of a probe's kernel time.
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  if (connect(t.sock.get(), &unspec, sizeof(unspec)) < 0) t.sock.reset();
 }
 
 void HealthChecker::start(Target& t, Clock::time_point now, std::vector<HealthEvent>& events) {
@@ -417,42 +450,46 @@ void HealthChecker::start(Target& t, Clock::time_point now, std::vector<HealthEv
   }
   const bool udp = spec.type == CheckType::udp;
   const char* what = udp ? "udp: " : "";
-  UniqueFd sock(
-      socket(t.peer.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) {
-    finish(t, false, errno_message(std::string(what) + "socket", errno), now, events);
-    return;
+  if (!t.sock.valid()) {
+    UniqueFd sock(socket(t.peer.ss_family,
+                         (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) {
+      finish(t, false, errno_message(std::string(what) + "socket", errno), now, events);
+      return;
+    }
+    if (!udp) {
+      // Closed (target removed) mid-probe: a reset, not FIN and TIME_WAIT.
+      const linger abort{1, 0};
+      setsockopt(sock.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+    }
+    // Edge-triggered: each event is read until EAGAIN. An event left over
+    // from an earlier probe on a kept socket is harmless: epoll reports the
+    // socket's state when it is read, not when the event was raised.
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLET | (udp ? 0 : EPOLLOUT | EPOLLRDHUP);
+    ev.data.ptr = &t;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.get(), &ev) < 0) {
+      finish(t, false, errno_message("epoll_ctl", errno), now, events);
+      return;
+    }
+    t.sock = std::move(sock);
   }
-  if (!udp) {
-    // Ends the probe with a reset, not FIN and TIME_WAIT (as HAProxy does).
-    const linger abort{1, 0};
-    setsockopt(sock.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
-  }
+  // In flight from here on: every way out goes through finish().
+  t.phase = udp ? Target::Phase::reading : Target::Phase::connecting;
+  ++stats_.in_flight;
   // UDP connects too: the peer filters replies, and ICMP errors reach us.
-  if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&t.peer), t.peer_len) < 0 &&
+  if (connect(t.sock.get(), reinterpret_cast<const sockaddr*>(&t.peer), t.peer_len) < 0 &&
       errno != EINPROGRESS) {
     finish(t, false, errno_message(std::string(what) + "connect", errno), now, events);
     return;
   }
-  if (udp && send(sock.get(), spec.udp_payload.data(), spec.udp_payload.size(), 0) < 0) {
+  if (udp && send(t.sock.get(), spec.udp_payload.data(), spec.udp_payload.size(), 0) < 0) {
     finish(t, false,
            errno == ECONNREFUSED ? "udp: ICMP port unreachable" : errno_message("udp: send", errno),
            now, events);
     return;
   }
-  // Edge-triggered: each event is read until EAGAIN, and a socket that is
-  // ready when added is reported once.
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLET | (udp ? 0 : EPOLLOUT | EPOLLRDHUP);
-  ev.data.ptr = &t;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.get(), &ev) < 0) {
-    finish(t, false, errno_message("epoll_ctl", errno), now, events);
-    return;
-  }
-  t.sock = std::move(sock);
-  t.phase = udp ? Target::Phase::reading : Target::Phase::connecting;
   t.deadline = now + spec.timeout;
-  ++stats_.in_flight;
   arm(t, t.deadline);
 }
 
@@ -559,7 +596,7 @@ void HealthChecker::read_udp(Target& t, Clock::time_point now, std::vector<Healt
 
 void HealthChecker::finish(Target& t, bool success, std::string result, Clock::time_point done,
                            std::vector<HealthEvent>& events) {
-  cancel(t);
+  end_probe(t);
   t.response.clear();
   ++(success ? stats_.succeeded : stats_.failed);
   const Health from = t.health.state();

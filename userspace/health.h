@@ -162,8 +162,16 @@ class HealthChecker {
 
   // The epoll fd: readable when run() has socket work.
   int fd() const { return epoll_.get(); }
-  // Until the next probe start or deadline, rounded up to whole ms; 0 when
-  // one is due; 60 s when nothing is scheduled.
+  // Whether to wake for fd() now. After a run() that started probes or
+  // read answers, the checker lets answers gather for kAnswerBatch and reads
+  // them in one run(), so a batch of probes costs a few wake-ups rather
+  // than one or two per probe. Meanwhile the caller polls without fd()
+  // (time_to_next() ends the wait). Nothing is missed: run() always reads
+  // every ready socket before it looks at deadlines.
+  bool watch_fd() const;
+  // Until the next probe start or deadline, or the end of the answer batch
+  // while probes are in flight, rounded up to whole ms; 0 when one is due;
+  // 60 s when nothing is scheduled.
   std::chrono::milliseconds time_to_next() const;
   // Advances every probe whose socket is ready, times out those past their
   // deadline, starts those whose slot has come. Never blocks. A probe still
@@ -193,7 +201,10 @@ class HealthChecker {
   void read_sockets(std::vector<HealthEvent>& events);
   void arm(Target& t, Clock::time_point when);
   void disarm(Target& t);
+  // Ends @t's probe and closes its socket.
   void cancel(Target& t);
+  // Ends @t's probe; keeps a tcp or http socket for the next one.
+  void end_probe(Target& t);
   void start(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
   void on_ready(Target& t, uint32_t ready, Clock::time_point now, std::vector<HealthEvent>& events);
   void read_http(Target& t, Clock::time_point now, std::vector<HealthEvent>& events);
@@ -206,7 +217,8 @@ class HealthChecker {
   Clock& clock_;
   UniqueFd epoll_;
   std::map<uint64_t, std::unique_ptr<Target>> targets_;
-  std::set<Timer> timers_;  // one per target: its next start, or its deadline
+  std::set<Timer> timers_;                     // one per target: its next start, or its deadline
+  Clock::time_point answers_batched_until_{};  // see watch_fd()
   HealthCheckerStats stats_;
 };
 

@@ -435,21 +435,23 @@ TEST(HealthParseTest, SpecErrorsNameTheField) {
 // ---- schedule (fake clock) ----
 
 TEST(HealthScheduleTest, PhasesSpreadOverTheInterval) {
-  // 1,000 consecutive ids over 1 s: about 10 per 10 ms, none outside.
-  std::vector<int> per_10ms(100, 0);
+  // 20 phases per interval. 1,000 consecutive ids over 1 s: about 50 per
+  // 50 ms, none outside, and every phase starts on a 50 ms boundary.
+  std::vector<int> per_50ms(20, 0);
   for (uint64_t id = 0; id < 1000; ++id) {
     const auto phase = check_phase(id, 1000ms);
     ASSERT_GE(phase.count(), 0);
     ASSERT_LT(phase, 1000ms) << "id " << id;
-    ++per_10ms[static_cast<size_t>(phase.count() / 10000)];
+    ASSERT_EQ(phase.count() % 50000, 0) << "id " << id;
+    ++per_50ms[static_cast<size_t>(phase.count() / 50000)];
   }
-  EXPECT_LE(*std::max_element(per_10ms.begin(), per_10ms.end()), 15);
-  EXPECT_GE(*std::min_element(per_10ms.begin(), per_10ms.end()), 5);
-  // Scattered ids too: no 10 ms holds more than 3% of them.
-  std::fill(per_10ms.begin(), per_10ms.end(), 0);
+  EXPECT_LE(*std::max_element(per_50ms.begin(), per_50ms.end()), 60);
+  EXPECT_GE(*std::min_element(per_50ms.begin(), per_50ms.end()), 40);
+  // Scattered ids too: no 50 ms holds more than 8% of them.
+  std::fill(per_50ms.begin(), per_50ms.end(), 0);
   for (uint64_t id = 1; id <= 1000; ++id)
-    ++per_10ms[static_cast<size_t>(check_phase(id * 7919 + (id << 40), 1000ms).count() / 10000)];
-  EXPECT_LE(*std::max_element(per_10ms.begin(), per_10ms.end()), 30);
+    ++per_50ms[static_cast<size_t>(check_phase(id * 7919 + (id << 40), 1000ms).count() / 50000)];
+  EXPECT_LE(*std::max_element(per_50ms.begin(), per_50ms.end()), 80);
   EXPECT_EQ(check_phase(12345, 1000ms), check_phase(12345, 1000ms));
 }
 
@@ -520,7 +522,28 @@ TEST(HealthCheckerScheduleTest, FirstChecksOfManyTargetsAreSpread) {
   }
   checker.run();
   EXPECT_EQ(checker.stats().started, 200u) << "each target checked once in its first interval";
-  EXPECT_LE(most_in_one_step, 8u) << "200 first checks over 1 s: about 2 per 10 ms";
+  EXPECT_LE(most_in_one_step, 16u) << "200 first checks over 1 s: about 10 per 50 ms phase";
+  EXPECT_GE(most_in_one_step, 5u) << "checks start in batches, one per phase";
+}
+
+TEST(HealthCheckerScheduleTest, AnswersGatherBeforeTheyAreRead) {
+  // A probe started: the caller stops watching fd() for the answer batch,
+  // and time_to_next() ends the wait when the batch does.
+  UniqueFd sink = bound_socket(SOCK_DGRAM, kLoopback, 0);
+  FakeClock clock;
+  HealthChecker checker(clock);
+  checker.set_targets({{1, {kLoopback, udp_spec(port_of(sink))}}});
+  EXPECT_TRUE(checker.watch_fd()) << "nothing started yet";
+  clock.advance(checker.time_to_next());
+  checker.run();
+  ASSERT_EQ(checker.stats().in_flight, 1u);
+  EXPECT_FALSE(checker.watch_fd());
+  EXPECT_EQ(checker.time_to_next(), 5ms) << "the batch ends before the 2 s deadline";
+  clock.advance(5ms);
+  EXPECT_TRUE(checker.watch_fd());
+  EXPECT_EQ(checker.time_to_next(), 1995ms) << "then the deadline";
+  EXPECT_TRUE(checker.run().empty());
+  EXPECT_TRUE(checker.watch_fd()) << "nothing answered: nothing more to gather";
 }
 
 TEST(HealthCheckerScheduleTest, RunningCheckIsNotStartedTwice) {
@@ -785,6 +808,19 @@ TEST(HealthCheckerHttpTest, ExpectedStatusIsUpAndTheRequestIsWellFormed) {
   EXPECT_EQ(request.rfind("GET /healthz HTTP/1.0\r\n", 0), 0u) << request;
   EXPECT_NE(request.find("\r\nHost: example.com\r\n"), std::string::npos) << request;
   EXPECT_TRUE(request.ends_with("\r\n\r\n")) << request;
+}
+
+TEST(HealthCheckerHttpTest, EveryProbeOnTheKeptSocketSucceeds) {
+  // tcp and http probes reuse one socket, ended with connect(AF_UNSPEC)
+  // after each probe: the next connect and request must work the same.
+  HttpServer server("HTTP/1.0 200 OK\r\n\r\n");
+  FakeClock clock;
+  HealthChecker checker(clock);
+  checker.set_targets({{1, {kLoopback, http_spec(server.port())}}});
+  for (int i = 0; i < 4; ++i) next_check(checker, clock);
+  EXPECT_EQ(checker.state(1), Health::up) << checker.last_result(1);
+  EXPECT_EQ(checker.stats().started, 4u);
+  EXPECT_EQ(checker.stats().succeeded, 4u) << checker.last_result(1);
 }
 
 TEST(HealthCheckerHttpTest, HostDefaultsToTheAddress) {
