@@ -15,6 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"
 
 readonly REQUESTS=1000
 readonly WEIGHTS=(1 1 2)
+readonly SKEW_WINDOW=60s
 
 # print_table CLIENT_JSON STATS_JSON: the operator's view.
 print_table() {
@@ -63,6 +64,8 @@ main() {
 		"XDP, L2 direct server return) -> backends ${BE_IPS[*]}," \
 		"which answer the client directly."
 	lb_write_config "$STATE_DIR/demo.yaml" "${WEIGHTS[@]}"
+	# A window long enough to hold the whole demo's traffic.
+	echo "skew: {window: $SKEW_WINDOW}" >>"$STATE_DIR/demo.yaml"
 	echo "ballastd config:"
 	sed 's/^/  /' "$STATE_DIR/demo.yaml"
 	lb_start "$STATE_DIR/demo.yaml"
@@ -70,6 +73,17 @@ main() {
 		--proto tcp -n "$REQUESTS"
 	lb_cli stats -o json >"$STATE_DIR/stats.json"
 	print_table "$STATE_DIR/client.json" "$STATE_DIR/stats.json"
+	sleep 1.2  # the next skew sample (one a second)
+	echo
+	echo "\$ ballast skew      (the last ${SKEW_WINDOW} of traffic against the weights)"
+	lb_cli skew
+	echo
+	echo "\$ ballast top -n 1  (the live view; without -n it refreshes until Ctrl-C)"
+	lb_cli top -n 1
+	echo
+	echo "Prometheus metrics: curl http://127.0.0.1:9469/metrics inside the balancer's namespace:"
+	lb_exec curl -s http://127.0.0.1:9469/metrics | grep -E '^ballast_(backend_skew_ratio|vip_skew_ratio)' |
+		grep -v 'measure="bytes"' | sed 's/^/  /'
 	lb_stop
 	# The EXIT trap removes the namespaces, links, pins and processes.
 }

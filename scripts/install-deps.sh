@@ -12,6 +12,8 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev
   # run, test and demo
   iproute2 ethtool xdp-tools python3 curl procps
+  # metrics and alert rules: promtool (make test checks both)
+  prometheus
 )
 
 missing=()

@@ -29,6 +29,21 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<ListenAddress> parse_listen_address(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view host = text.substr(0, colon), port_text = text.substr(colon + 1);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  auto addr = IpAddress::parse(host);
+  if (!addr || addr->is_v4() == bracketed) return std::nullopt;  // IPv6 needs brackets
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535)
+    return std::nullopt;
+  return ListenAddress{*addr, static_cast<uint16_t>(port)};
+}
+
 std::string IpAddress::str() const {
   char buf[INET6_ADDRSTRLEN];
   inet_ntop(is_v4() ? AF_INET : AF_INET6, bytes.data(), buf, sizeof(buf));
@@ -58,8 +73,7 @@ VipKey VipKey::parse(std::string_view text) {
   if (!proto) throw Error("VIP '" + shown + "': protocol must be tcp or udp");
   std::string_view hostport = text.substr(0, slash);
   auto colon = hostport.rfind(':');
-  if (colon == std::string_view::npos)
-    throw Error("VIP '" + shown + "': missing :PORT");
+  if (colon == std::string_view::npos) throw Error("VIP '" + shown + "': missing :PORT");
   std::string_view host = hostport.substr(0, colon);
   std::string_view port_text = hostport.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')

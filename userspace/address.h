@@ -25,6 +25,13 @@ struct IpAddress {
   auto operator<=>(const IpAddress&) const = default;
 };
 
+// A listening address, ADDR:PORT or [ADDR6]:PORT (port 1..65535).
+struct ListenAddress {
+  IpAddress address;
+  uint16_t port = 0;
+};
+std::optional<ListenAddress> parse_listen_address(std::string_view text);
+
 enum class Protocol : uint8_t { tcp = 6, udp = 17 };  // IPPROTO_* values
 
 std::optional<Protocol> parse_protocol(std::string_view text);

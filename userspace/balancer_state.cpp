@@ -25,6 +25,7 @@ class NullDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override { return {}; }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
   LiveSnapshot snapshot() override { return {}; }
+  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
 };
 
 bool mac_is_zero(const uint8_t* mac) {
@@ -284,8 +285,8 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   // Tables (and slots) first; then new VIPs become visible.
   for (auto& vip : next) {
     sync_vip(vip);
-    const bool is_new = std::none_of(vips_.begin(), vips_.end(),
-                                     [&](const LiveVip& v) { return v.id == vip.id; });
+    const bool is_new =
+        std::none_of(vips_.begin(), vips_.end(), [&](const LiveVip& v) { return v.id == vip.id; });
     if (is_new) {
       dataplane_.reset_counters(CounterMap::vip, vip.id);
       dataplane_.put_vip(vip.config.key.to_abi(), ballast_vip_info{vip.id, 0});
@@ -295,8 +296,8 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   // What left: VIPs stop matching before their table and backends go;
   // backends leave after the table that no longer names them.
   for (const auto& old : vips_) {
-    auto kept = std::find_if(next.begin(), next.end(),
-                             [&](const LiveVip& v) { return v.id == old.id; });
+    auto kept =
+        std::find_if(next.begin(), next.end(), [&](const LiveVip& v) { return v.id == old.id; });
     if (kept == next.end()) {
       dataplane_.delete_vip(old.config.key.to_abi());
       dataplane_.remove_table(old.id);

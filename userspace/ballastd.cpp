@@ -18,9 +18,12 @@
 #include "error.h"
 #include "fd.h"
 #include "health.h"
+#include "http_server.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "neighbor.h"
+#include "skew.h"
 
 namespace ballast {
 namespace {
@@ -32,6 +35,8 @@ using Clock = std::chrono::steady_clock;  // (health checks take theirs from Ste
 constexpr auto kInitialResolveWait = std::chrono::seconds(3);
 constexpr auto kRefreshUnresolved = std::chrono::seconds(1);
 constexpr auto kRefreshResolved = std::chrono::seconds(10);
+// How often skew samples the counters (the window slides by this much).
+constexpr auto kSkewSample = std::chrono::seconds(1);
 
 struct Options {
   std::string config_path;
@@ -47,9 +52,11 @@ class Daemon {
         dataplane_(loader_.map_fds()),
         state_(dataplane_, neighbors_, loader_.ifindex()),
         checker_(clock_),
+        skew_(config.skew),
         commands_(
             state_, dataplane_, changes_, [this] { return status(); },
-            [this](uint32_t id) { return checker_.last_result(id); }) {
+            [this](uint32_t id) { return checker_.last_result(id); }, &skew_),
+        metrics_listen_(config.metrics_listen) {
     log_line(LogLevel::info, loader_.story());
     const std::string actor = "config " + options_.config_path;
     if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
@@ -65,6 +72,14 @@ class Daemon {
                                       config.interface +
                                       "'s subnet?). It takes no traffic until it resolves.");
     sync_checker();
+    if (!metrics_listen_.empty()) {
+      const auto at = parse_listen_address(metrics_listen_);
+      if (!at) throw Error("metrics.listen: not ADDRESS:PORT: " + metrics_listen_);
+      metrics_ = std::make_unique<HttpServer>(
+          *at, [this](const std::string& method, const std::string& path) {
+            return serve_http(method, path);
+          });
+    }
   }
 
   void run(int signal_fd) {
@@ -72,14 +87,18 @@ class Daemon {
     log_line(LogLevel::info, "ready: program id " + std::to_string(loader_.program_id()) + " on " +
                                  loader_.options().interface + " (" +
                                  attach_mode_name(loader_.options().mode) + "), control socket " +
-                                 server.path());
+                                 server.path() +
+                                 (metrics_ ? ", metrics http://" + metrics_listen_ + "/metrics"
+                                           : ", no metrics endpoint"));
     auto next_refresh = Clock::now();
+    auto next_skew = Clock::now();
     for (;;) {
-      pollfd fds[3] = {{signal_fd, POLLIN, 0},
+      pollfd fds[4] = {{signal_fd, POLLIN, 0},
                        {server.fd(), POLLIN, 0},
-                       {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0}};
+                       {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0},
+                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
       const auto wait = std::min<long long>(checker_.time_to_next().count(), 200);
-      int ret = poll(fds, 3, static_cast<int>(wait));
+      int ret = poll(fds, 4, static_cast<int>(wait));
       if (ret < 0 && errno != EINTR) throw Error(errno_message("poll", errno));
       if (fds[0].revents & POLLIN) {
         signalfd_siginfo si{};
@@ -102,6 +121,12 @@ class Daemon {
       for (const auto& event : checker_.run())
         changes_.record("health-check",
                         state_.set_health(static_cast<uint32_t>(event.id), event.to, event.detail));
+      if (Clock::now() >= next_skew) {
+        skew_.record(clock_.now(), state_.view(), dataplane_);
+        next_skew += kSkewSample;
+        if (next_skew < Clock::now()) next_skew = Clock::now() + kSkewSample;  // fell behind
+      }
+      if (fds[3].revents & POLLIN) metrics_->serve();
       if (Clock::now() >= next_refresh) {
         try {
           changes_.record("neighbour table", state_.refresh_neighbors());
@@ -125,6 +150,10 @@ class Daemon {
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
       changes_.record("reload " + options_.config_path, state_.apply(next));
       sync_checker();
+      skew_.set_settings(next.skew);
+      if (next.metrics_listen != metrics_listen_)
+        log_line(LogLevel::warning, "metrics.listen changed to '" + next.metrics_listen +
+                                        "': takes effect at the next restart");
     } catch (const Error& e) {
       log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
     }
@@ -146,6 +175,24 @@ class Daemon {
         if (b.health != Health::unknown) checker_.assume(b.id, b.health);
   }
 
+  // The metrics endpoint: GET /metrics, and a pointer to it at /.
+  HttpResponse serve_http(const std::string& method, const std::string& path) {
+    if (method != "GET") return {405, "text/plain; charset=utf-8", "GET only\n"};
+    if (path == "/") return {200, "text/plain; charset=utf-8", "Ballast metrics: /metrics\n"};
+    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+    const auto vips = state_.view();
+    const auto report = skew_.report(vips, &dataplane_);
+    MetricsInput in;
+    in.vips = &vips;
+    in.skew = &report;
+    in.dataplane = &dataplane_;
+    in.skew_settings = skew_.settings();
+    in.interface = loader_.options().interface;
+    in.attach_mode = attach_mode_name(loader_.options().mode);
+    in.program_attached = loader_.is_attached();
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(in)};
+  }
+
   nlohmann::json status() const {
     size_t backends = 0;
     for (const auto& v : state_.desired().vips) backends += v.backends.size();
@@ -158,6 +205,8 @@ class Daemon {
             {"vips", state_.desired().vips.size()},
             {"backends", backends},
             {"unresolved_backends", state_.unresolved()},
+            {"version", kBallastVersion},
+            {"metrics", metrics_ ? "http://" + metrics_listen_ + "/metrics" : ""},
             {"uptime_seconds",
              std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
   }
@@ -170,8 +219,11 @@ class Daemon {
   BalancerState state_;
   SteadyClock clock_;
   HealthChecker checker_;
+  SkewTracker skew_;
   ChangeLog changes_;
   Commands commands_;
+  std::string metrics_listen_;  // as configured at start; "" for none
+  std::unique_ptr<HttpServer> metrics_;
 };
 
 }  // namespace

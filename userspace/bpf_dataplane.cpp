@@ -2,7 +2,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-
 #include <time.h>
 
 #include <cerrno>
@@ -145,9 +144,8 @@ std::map<uint32_t, uint64_t> BpfDataPlane::active_flows(uint64_t idle_ns) {
 LiveSnapshot BpfDataPlane::snapshot() {
   LiveSnapshot snap;
   for_each_entry<ballast_vip_key, ballast_vip_info>(
-      fds_.vips, "vips", [&](const ballast_vip_key& k, const ballast_vip_info& v) {
-        snap.vips.emplace_back(k, v);
-      });
+      fds_.vips, "vips",
+      [&](const ballast_vip_key& k, const ballast_vip_info& v) { snap.vips.emplace_back(k, v); });
   std::vector<uint32_t> keys(BALLAST_MAX_BACKENDS);
   std::vector<ballast_backend> slots(BALLAST_MAX_BACKENDS);
   for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
@@ -155,18 +153,34 @@ LiveSnapshot BpfDataPlane::snapshot() {
     check(bpf_map_lookup_elem(fds_.backends, &keys[i], &slots[i]), "reading backends map");
   for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
     if (slots[i].family != 0) snap.backends[i] = slots[i];
-  for (const auto& [key, info] : snap.vips) {
-    uint32_t inner_id = 0;
-    uint32_t vip_id = info.vip_id;
-    if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &inner_id) < 0) continue;
-    UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
-    if (!inner.valid()) throw Error(errno_message("opening Maglev table map", errno));
-    std::vector<uint32_t> table(BALLAST_MAGLEV_SIZE);
-    for (uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++)
-      check(bpf_map_lookup_elem(inner.get(), &i, &table[i]), "reading Maglev table");
-    snap.tables[vip_id] = std::move(table);
-  }
+  for (const auto& [key, info] : snap.vips)
+    if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);
   return snap;
+}
+
+std::optional<std::vector<uint32_t>> BpfDataPlane::read_table(uint32_t vip_id) {
+  uint32_t inner_id = 0;
+  if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &inner_id) < 0) return std::nullopt;
+  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+  if (!inner.valid()) throw Error(errno_message("opening Maglev table map", errno));
+  // One batch lookup for the whole array (the kernel may return fewer per
+  // call; go on from where it stopped).
+  std::vector<uint32_t> keys(BALLAST_MAGLEV_SIZE), table(BALLAST_MAGLEV_SIZE);
+  uint32_t done = 0, next = 0;
+  bool first = true;
+  while (done < BALLAST_MAGLEV_SIZE) {
+    uint32_t count = BALLAST_MAGLEV_SIZE - done;
+    const int err = bpf_map_lookup_batch(inner.get(), first ? nullptr : &next, &next,
+                                         keys.data() + done, table.data() + done, &count, nullptr);
+    first = false;
+    done += count;
+    if (err == -ENOENT) break;  // the end of the array
+    check(err, "reading Maglev table");
+  }
+  if (done != BALLAST_MAGLEV_SIZE) throw Error("reading Maglev table: short read");
+  for (uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++)
+    if (keys[i] != i) throw Error("reading Maglev table: keys out of order");
+  return table;
 }
 
 }  // namespace ballast

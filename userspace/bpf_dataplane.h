@@ -42,6 +42,7 @@ class BpfDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override;
   std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) override;
   LiveSnapshot snapshot() override;
+  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override;
 
  private:
   int counter_fd(CounterMap map) const;

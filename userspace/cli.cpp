@@ -1,24 +1,27 @@
 // ballast: the command-line client of ballastd's control API. It only talks
 // to the API: every rule and every change lives in the daemon.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <fstream>
-#include <sstream>
-#include <thread>
 #include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "api.h"
 #include "config.h"
-#include "health.h"
 #include "error.h"
+#include "health.h"
 #include "table.h"
 
 namespace {
 
-using nlohmann::json;
 using ballast::Table;
+using nlohmann::json;
 
 struct Globals {
   std::string socket = ballast::kDefaultSocket;
@@ -47,11 +50,12 @@ std::string text(const json& v) {
 
 void print_status(const json& s) {
   Table t({"FIELD", "VALUE"});
-  for (const char* k : {"interface", "attach_mode", "program_id", "pin_dir", "config", "vips",
-                        "backends", "uptime_seconds"})
+  for (const char* k : {"version", "interface", "attach_mode", "program_id", "pin_dir", "config",
+                        "metrics", "vips", "backends", "uptime_seconds"})
     t.add({k, text(s[k])});
   std::string unresolved;
-  for (const auto& u : s["unresolved_backends"]) unresolved += (unresolved.empty() ? "" : ", ") + text(u);
+  for (const auto& u : s["unresolved_backends"])
+    unresolved += (unresolved.empty() ? "" : ", ") + text(u);
   t.add({"unresolved_backends", unresolved.empty() ? "none" : unresolved});
   t.print();
 }
@@ -71,8 +75,9 @@ void print_backends(const json& backends) {
   Table t({"VIP", "BACKEND", "WEIGHT", "HEALTH", "DRAINED", "MAC", "TABLE ENTRIES", "LAST CHECK"});
   for (const auto& b : backends)
     t.add({text(b["vip"]), text(b["address"]), text(b["weight"]), text(b["health"]),
-           b["drained"].get<bool>() ? "yes" : "no", b["resolved"].get<bool>() ? text(b["mac"]) : "unresolved",
-           text(b["table_entries"]), text(b["last_check"])});
+           b["drained"].get<bool>() ? "yes" : "no",
+           b["resolved"].get<bool>() ? text(b["mac"]) : "unresolved", text(b["table_entries"]),
+           text(b["last_check"])});
   t.print();
 }
 
@@ -106,6 +111,84 @@ void print_stats(const json& stats) {
   for (const auto& x : stats["reasons"])
     r.add({text(x["reason"]), text(x["verdict"]), text(x["packets"]), text(x["bytes"])});
   r.print();
+}
+
+// One backend's verdict in `skew` and `top`.
+std::string skew_status(const json& vip, const json& b) {
+  if (!b["skew"]["new_flows"].is_number())
+    return b["takes_new_flows"].get<bool>() ? "-" : "no share";
+  if (!b["skewed_seconds"].is_null()) return "SKEWED " + text(b["skewed_seconds"]) + "s";
+  if (!vip["confident"].get<bool>()) return "low sample";
+  if (b["significant"].get<bool>()) return "significant";
+  return "ok";
+}
+
+std::string per_second(const json& v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.0f", v.is_number() ? v.get<double>() : 0.0);
+  return buf;
+}
+
+void print_skew(const json& s) {
+  std::printf(
+      "window %s s, confident from %s new flows per VIP, skewed above %.2f for %s s "
+      "(|z| >= %.1f)\n\n",
+      text(s["window_seconds"]).c_str(), text(s["min_new_flows"]).c_str(),
+      s["threshold"].get<double>(), text(s["hold_seconds"]).c_str(), s["z_min"].get<double>());
+  Table t({"VIP", "BACKEND", "HEALTH", "WEIGHT", "EXPECTED", "NEW FLOWS", "OBSERVED", "SKEW",
+           "PKT SKEW", "Z", "RING", "RING SKEW", "STATUS"});
+  for (const auto& v : s["vips"]) {
+    t.add({text(v["vip"]), "(all)", "", "", "", text(v["window"]["new_flows"]), "",
+           ratio(v["skew"]), "", "", "", "",
+           v["confident"].get<bool>() ? "confident" : "low sample"});
+    for (const auto& b : v["backends"])
+      t.add({"", text(b["address"]),
+             text(b["health"]) + (b["drained"].get<bool>() ? ",drained" : ""), text(b["weight"]),
+             share(b["expected_share"]), text(b["window"]["new_flows"]),
+             share(b["observed_share"]["new_flows"]), ratio(b["skew"]["new_flows"]),
+             ratio(b["skew"]["packets"]), ratio(b["z"]), share(b["ring_share"]),
+             ratio(b["ring_skew"]), skew_status(v, b)});
+  }
+  t.print();
+}
+
+// `top`: a bar of the observed new-flow share ('#') with the expected
+// share marked ('|'), @width characters for 100%.
+std::string share_bar(double observed, double expected, size_t width) {
+  std::string bar(width, ' ');
+  const auto fill = static_cast<size_t>(std::min(1.0, std::max(0.0, observed)) * width + 0.5);
+  for (size_t i = 0; i < fill; ++i) bar[i] = '#';
+  if (expected > 0) {
+    const auto mark = std::min(width - 1, static_cast<size_t>(expected * width));
+    bar[mark] = '|';
+  }
+  return "[" + bar + "]";
+}
+
+void print_top(const json& s, bool clear) {
+  if (clear) std::cout << "\033[H\033[2J";
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char when[32];
+  std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&now));
+  std::printf(
+      "ballast top  %s  window %s s  bar: # observed new-flow share, | expected  "
+      "(Ctrl-C quits)\n",
+      when, text(s["window_seconds"]).c_str());
+  for (const auto& v : s["vips"]) {
+    std::printf("\n%s  %s pps  %s new flows in window  skew %s  %s\n", text(v["vip"]).c_str(),
+                per_second(v["pps"]).c_str(), text(v["window"]["new_flows"]).c_str(),
+                ratio(v["skew"]).c_str(), v["confident"].get<bool>() ? "" : "(low sample)");
+    Table t({"  BACKEND", "SHARE", "OBSERVED", "EXPECTED", "SKEW", "PPS", "HEALTH", "STATUS"});
+    for (const auto& b : v["backends"])
+      t.add({"  " + text(b["address"]),
+             share_bar(b["observed_share"]["new_flows"].get<double>(),
+                       b["expected_share"].get<double>(), 30),
+             share(b["observed_share"]["new_flows"]), share(b["expected_share"]),
+             ratio(b["skew"]["new_flows"]), per_second(b["pps"]),
+             text(b["health"]) + (b["drained"].get<bool>() ? ",drained" : ""), skew_status(v, b)});
+    t.print();
+  }
+  std::cout.flush();
 }
 
 void print_changes(const json& result) {
@@ -154,7 +237,8 @@ int main(int argc, char** argv) {
   json request;
   std::function<void(const json&)> print;
 
-  auto* status = app.add_subcommand("status", "the daemon: interface, program, VIP and backend counts");
+  auto* status =
+      app.add_subcommand("status", "the daemon: interface, program, VIP and backend counts");
   status->callback([&] {
     request = {{"command", "status"}};
     print = print_status;
@@ -168,7 +252,8 @@ int main(int argc, char** argv) {
   });
   std::string vip_arg, address_arg;
   int64_t weight_arg = 1;
-  auto* vip_add = vip->add_subcommand("add", "add a VIP (no backends yet: it drops until one is added)");
+  auto* vip_add =
+      vip->add_subcommand("add", "add a VIP (no backends yet: it drops until one is added)");
   vip_add->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
   vip_add->callback([&] {
     request = {{"command", "vip.add"}, {"args", {{"vip", vip_arg}}}};
@@ -230,7 +315,8 @@ int main(int argc, char** argv) {
   drain->add_option("--idle", wait_idle, "a flow with no packet for this long is over")
       ->capture_default_str();
   drain->callback([&] {
-    request = {{"command", "backend.drain"}, {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
+    request = {{"command", "backend.drain"},
+               {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
     print = print_changes;
   });
   auto* undrain = backend->add_subcommand("undrain", "let a drained backend take new flows again");
@@ -246,7 +332,9 @@ int main(int argc, char** argv) {
   bool dry_run = false;
   auto* apply = app.add_subcommand(
       "apply", "apply a whole config file as one change (validated whole; prints what changes)");
-  apply->add_option("-f,--file", apply_file, "YAML config file")->required()->check(CLI::ExistingFile);
+  apply->add_option("-f,--file", apply_file, "YAML config file")
+      ->required()
+      ->check(CLI::ExistingFile);
   apply->add_flag("--dry-run", dry_run, "print what would change, change nothing");
   apply->callback([&] {
     std::ifstream in(apply_file);
@@ -279,6 +367,25 @@ int main(int argc, char** argv) {
         print = print_stats;
       });
 
+  app.add_subcommand("skew",
+                     "each backend's observed share of new flows (and packets) in the sliding "
+                     "window against its expected share; ring share of the live Maglev table")
+      ->callback([&] {
+        request = {{"command", "skew"}};
+        print = print_skew;
+      });
+  std::string top_interval = "1s";
+  int top_count = 0;
+  auto* top = app.add_subcommand(
+      "top", "live view, one line per backend: share bar, expected share, skew, pps, health");
+  top->add_option("-i,--interval", top_interval, "refresh period")->capture_default_str();
+  top->add_option("-n,--count", top_count, "frames to show, then exit (0: until Ctrl-C)")
+      ->capture_default_str();
+  top->callback([&] {
+    request = {{"command", "skew"}};
+    print = [](const json& s) { print_top(s, false); };
+  });
+
   // Subcommand help shows their own options only; name the shared ones.
   std::function<void(CLI::App*)> add_footer = [&](CLI::App* cmd) {
     for (auto* sub : cmd->get_subcommands({})) {
@@ -298,6 +405,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    if (top->parsed() && g.output == "table") {
+      // Refreshes in place on a terminal; frames one after another otherwise.
+      const bool tty = isatty(STDOUT_FILENO);
+      const auto period = std::chrono::milliseconds(duration_ms(top_interval));
+      for (int frame = 0; top_count == 0 || frame < top_count; ++frame) {
+        if (frame > 0) std::this_thread::sleep_for(period);
+        print_top(ballast::api_call(g.socket, request), tty);
+      }
+      return 0;
+    }
     json result = ballast::api_call(g.socket, request);
     if (g.output == "json")
       std::cout << result.dump(2) << "\n";

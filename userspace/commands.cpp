@@ -74,12 +74,13 @@ uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
 }  // namespace
 
 Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
-                   LastCheckFn last_check)
+                   LastCheckFn last_check, const SkewTracker* skew)
     : state_(state),
       dataplane_(dataplane),
       log_(log),
       status_(std::move(status)),
-      last_check_(std::move(last_check)) {}
+      last_check_(std::move(last_check)),
+      skew_(skew) {}
 
 json Commands::apply_edit(Config next, const PeerCred& peer) {
   require_valid(next);
@@ -144,6 +145,11 @@ json Commands::handle(const json& request, const PeerCred& peer) {
 
   if (cmd == "status") return status_();
   if (cmd == "stats") return stats_json(state_.view(), dataplane_);
+  if (cmd == "skew") {
+    if (!skew_) throw Error("skew is not tracked here");
+    const auto vips = state_.view();
+    return skew_json(vips, skew_->report(vips, &dataplane_), skew_->settings());
+  }
   if (cmd == "vip.list") return vip_list();
   if (cmd == "backend.list") return backend_list(args);
   if (cmd == "apply") return apply_file(args, peer);
@@ -167,7 +173,8 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     return {{"changes", changes}, {"applied", true}};
   }
   if (cmd == "backend.flows") {
-    const uint32_t id = state_.backend_id(VipKey::parse(arg_string(args, "vip")), arg_address(args));
+    const uint32_t id =
+        state_.backend_id(VipKey::parse(arg_string(args, "vip")), arg_address(args));
     const uint64_t idle_ms = arg_ms(args, "idle_ms", 5000);
     const auto flows = dataplane_.active_flows(idle_ms * 1000000ull);
     auto it = flows.find(id);

@@ -2,8 +2,8 @@
 // desired config from the live one (or parses a whole file, for apply),
 // validates it whole and applies it through BalancerState::apply, the same
 // path a config file takes; a bad edit throws before anything is written.
-// Every change is recorded in the change log with the peer's uid and pid. No sockets, no libbpf: unit
-// tests drive it with fakes.
+// Every change is recorded in the change log with the peer's uid and pid. No sockets, no libbpf:
+// unit tests drive it with fakes.
 #pragma once
 
 #include <functional>
@@ -13,6 +13,7 @@
 #include "balancer_state.h"
 #include "changelog.h"
 #include "dataplane.h"
+#include "skew.h"
 
 namespace ballast {
 
@@ -22,8 +23,12 @@ class Commands {
   // The last health-check result of a backend slot ("ok 1.2 ms").
   using LastCheckFn = std::function<std::string(uint32_t backend_id)>;
 
-  Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
-           LastCheckFn last_check = [](uint32_t) { return std::string(); });
+  // @skew: the daemon's tracker for the `skew` command (none: the command
+  // fails).
+  Commands(
+      BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
+      LastCheckFn last_check = [](uint32_t) { return std::string(); },
+      const SkewTracker* skew = nullptr);
 
   // Dispatches {"command": ..., "args": {...}}; throws Error on a bad
   // command, bad arguments or a change that does not validate.
@@ -40,6 +45,7 @@ class Commands {
   ChangeLog& log_;
   StatusFn status_;
   LastCheckFn last_check_;
+  const SkewTracker* skew_;
 };
 
 }  // namespace ballast

@@ -107,6 +107,58 @@ bool read_uint(const YAML::Node& node, const std::string& field, uint64_t lo, ui
 
 std::string scalar_or_empty(const YAML::Node& node) { return node.IsScalar() ? node.Scalar() : ""; }
 
+// A number in [lo, hi] (decimal point allowed); reports and returns false
+// otherwise.
+bool read_double(const YAML::Node& node, const std::string& field, double lo, double hi,
+                 double& out, Problems& problems) {
+  const std::string text = scalar_or_empty(node);
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !(value >= lo && value <= hi)) {
+    std::ostringstream range;
+    range << lo << ".." << hi;
+    problems.add(node, field, "must be a number " + range.str() + ", got '" + text + "'");
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+// The skew mapping: window, min_new_flows, z_min, threshold, hold.
+SkewSettings parse_skew(const YAML::Node& node, Problems& problems) {
+  SkewSettings s;
+  if (!node.IsMap()) {
+    problems.add(node, "skew", "must be a mapping like {window: 10s, threshold: 2}");
+    return s;
+  }
+  check_known_keys(node, "skew", {"window", "min_new_flows", "z_min", "threshold", "hold"},
+                   problems);
+  for (auto [key, field] : {std::pair{"window", &s.window}, std::pair{"hold", &s.hold}}) {
+    if (const auto d = node[key]) {
+      const auto ms = parse_duration(scalar_or_empty(d));
+      if (ms && *ms >= std::chrono::seconds(1) && *ms <= std::chrono::hours(1) &&
+          ms->count() % 1000 == 0)
+        *field = std::chrono::duration_cast<std::chrono::seconds>(*ms);
+      else
+        problems.add(d, std::string("skew.") + key,
+                     "must be whole seconds from 1s to 3600s, got '" + scalar_or_empty(d) + "'");
+    }
+  }
+  uint64_t v = 0;
+  if (const auto n = node["min_new_flows"];
+      n && read_uint(n, "skew.min_new_flows", 1, 1000000000, v, problems))
+    s.min_new_flows = v;
+  if (const auto n = node["z_min"]) read_double(n, "skew.z_min", 0, 100, s.z_min, problems);
+  if (const auto n = node["threshold"])
+    read_double(n, "skew.threshold", 1, 1000, s.threshold, problems);
+  return s;
+}
+
 // A health_check mapping, its fields over @base (the VIP's check for a
 // backend's override, the defaults for a VIP's).
 CheckSpec parse_check(const YAML::Node& node, const std::string& path, CheckSpec base,
@@ -168,8 +220,8 @@ CheckSpec parse_check(const YAML::Node& node, const std::string& path, CheckSpec
   return c;
 }
 
-BackendConfig parse_backend(const YAML::Node& node, const std::string& path,
-                            const VipConfig& vip, Problems& problems) {
+BackendConfig parse_backend(const YAML::Node& node, const std::string& path, const VipConfig& vip,
+                            Problems& problems) {
   BackendConfig b;
   b.check = vip.check;
   if (!node.IsMap()) {
@@ -189,7 +241,8 @@ BackendConfig parse_backend(const YAML::Node& node, const std::string& path,
   }
   if (const auto w = node["weight"]) {
     uint64_t v = 0;
-    if (read_uint(w, path + ".weight", 0, kMaxWeight, v, problems)) b.weight = static_cast<uint32_t>(v);
+    if (read_uint(w, path + ".weight", 0, kMaxWeight, v, problems))
+      b.weight = static_cast<uint32_t>(v);
   }
   return b;
 }
@@ -223,7 +276,8 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   } else if (auto p = parse_protocol(scalar_or_empty(proto))) {
     vip.key.protocol = *p;
   } else {
-    problems.add(proto, path + ".protocol", "must be tcp or udp, got '" + scalar_or_empty(proto) + "'");
+    problems.add(proto, path + ".protocol",
+                 "must be tcp or udp, got '" + scalar_or_empty(proto) + "'");
   }
   if (const auto fo = node["fail_open"]) {
     const std::string text = scalar_or_empty(fo);
@@ -278,8 +332,9 @@ std::vector<std::string> validate_config(const Config& config) {
       const auto& b = vip.backends[j];
       const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
       if (b.address.family != vip.key.address.family)
-        out.push_back(bpath + ".address: " + b.address.str() +
-                      ": must be the VIP's address family (direct server return rewrites only MACs)");
+        out.push_back(
+            bpath + ".address: " + b.address.str() +
+            ": must be the VIP's address family (direct server return rewrites only MACs)");
       if (b.weight > kMaxWeight)
         out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
                       std::to_string(b.weight));
@@ -320,7 +375,25 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
     problems.add_plain("top level must be a mapping with interface and vips");
     throw Error(problems.joined());
   }
-  check_known_keys(root, "", {"interface", "attach_mode", "vips"}, problems);
+  check_known_keys(root, "", {"interface", "attach_mode", "vips", "skew", "metrics"}, problems);
+  if (const auto skew = root["skew"]) config.skew = parse_skew(skew, problems);
+  if (const auto metrics = root["metrics"]) {
+    if (!metrics.IsMap()) {
+      problems.add(metrics, "metrics", "must be a mapping like {listen: 127.0.0.1:9469}");
+    } else {
+      check_known_keys(metrics, "metrics", {"listen"}, problems);
+      if (const auto listen = metrics["listen"]) {
+        const std::string text = scalar_or_empty(listen);
+        if (text == "off" || text == "")
+          config.metrics_listen.clear();
+        else if (!parse_listen_address(text))
+          problems.add(listen, "metrics.listen",
+                       "must be ADDRESS:PORT (IPv6 as [ADDRESS]:PORT) or off, got '" + text + "'");
+        else
+          config.metrics_listen = text;
+      }
+    }
+  }
   if (const auto iface = root["interface"]; iface && iface.IsScalar())
     config.interface = iface.Scalar();
   else if (iface)

@@ -3,6 +3,7 @@
 // runs on plain data, so a bad file is refused before anything changes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +16,16 @@ namespace ballast {
 constexpr uint32_t kMaxWeight = 65535;
 
 enum class AttachMode { native, skb };
+
+// How skew is judged (userspace/skew.h explains each field). YAML `skew:`.
+struct SkewSettings {
+  std::chrono::seconds window{10};  // sliding window of the observed shares
+  uint64_t min_new_flows = 100;     // a VIP's new flows in the window to be confident
+  double z_min = 3.0;               // standard deviations for a significant deviation
+  double threshold = 2.0;           // skew (observed / expected) that counts as skewed
+  std::chrono::seconds hold{30};    // how long skewed before audits report it
+  bool operator==(const SkewSettings&) const = default;
+};
 
 struct BackendConfig {
   IpAddress address;
@@ -46,6 +57,10 @@ struct Config {
   std::string interface;
   AttachMode attach_mode = AttachMode::native;
   std::vector<VipConfig> vips;
+  SkewSettings skew;
+  // Prometheus endpoint, "address:port" (YAML `metrics: {listen: ...}`);
+  // empty: no endpoint. Fixed for the daemon's life, like the interface.
+  std::string metrics_listen = "127.0.0.1:9469";
 
   const VipConfig* find_vip(const VipKey& k) const;
   VipConfig* find_vip(const VipKey& k);

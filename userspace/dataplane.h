@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,8 @@ class DataPlane {
   // @idle_ns old: the flows still alive.
   virtual std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) = 0;
   virtual LiveSnapshot snapshot() = 0;
+  // The VIP's live Maglev table as the program sees it now (nullopt: none).
+  virtual std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) = 0;
 };
 
 }  // namespace ballast

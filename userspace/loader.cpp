@@ -27,7 +27,6 @@ namespace {
 constexpr const char* kProgramName = "ballast_xdp";
 constexpr const char* kBpffs = "/sys/fs/bpf";
 
-
 bpf_map* map_by_name(balancer* skel, const char* name) {
   bpf_map* m = bpf_object__find_map_by_name(skel->obj, name);
   if (!m) throw Error(std::string("BPF object has no map ") + name);
@@ -95,8 +94,8 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
       UniqueFd old_fd(bpf_prog_get_fd_by_id(old_id));
       if (!old_fd.valid()) throw Error(errno_message("opening attached program", errno));
       LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd.get());
-      const __u32 flags = XDP_FLAGS_REPLACE |
-                          (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+      const __u32 flags =
+          XDP_FLAGS_REPLACE | (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
       int err = bpf_xdp_attach(ifindex_, new_fd, flags, &opts);
       if (err)
         throw Error(errno_message("replacing the ballast program attached to " +
@@ -207,6 +206,23 @@ Loader::AttachedBallast Loader::find_attached_ballast() const {
   return out;
 }
 
+bool Loader::is_attached() const {
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
+  if (!mp || libxdp_get_error(mp)) return false;
+  const uint32_t ours = program_id();
+  bool found = false;
+  if (xdp_multiprog__is_legacy(mp)) {
+    xdp_program* p = xdp_multiprog__main_prog(mp);
+    found = p && xdp_program__id(p) == ours;
+  } else {
+    for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p && !found;
+         p = xdp_multiprog__next_prog(p, mp))
+      found = xdp_program__id(p) == ours;
+  }
+  xdp_multiprog__close(mp);
+  return found;
+}
+
 void Loader::detach_old_from_dispatcher() {
   xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
   if (!mp || libxdp_get_error(mp)) return;
@@ -230,8 +246,8 @@ void Loader::teardown() noexcept {
   } else if (attach_ == Attach::replaced && skel_) {
     LIBBPF_OPTS(bpf_xdp_attach_opts, opts,
                 .old_prog_fd = bpf_program__fd(skel_->progs.ballast_xdp));
-    const __u32 flags = XDP_FLAGS_REPLACE |
-                        (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+    const __u32 flags =
+        XDP_FLAGS_REPLACE | (mode == XDP_MODE_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
     int err = bpf_xdp_detach(ifindex_, flags, &opts);
     if (err) log_line(LogLevel::warning, errno_message("detaching XDP program", err));
   }

@@ -36,6 +36,9 @@ class Loader {
   int ifindex() const { return ifindex_; }
   uint32_t program_id() const;
   const LoaderOptions& options() const { return options_; }
+  // Whether our program is attached to the interface now, on its own or in
+  // libxdp's dispatcher (false after someone detached or replaced it).
+  bool is_attached() const;
   // True when the maps were pinned by an earlier ballastd and are reused:
   // the caller adopts their state instead of starting from nothing.
   bool adopted() const { return adopted_; }

@@ -66,4 +66,74 @@ nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane
   return out;
 }
 
+namespace {
+
+nlohmann::json optional_number(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+nlohmann::json skew_json(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
+                         const SkewSettings& settings) {
+  using nlohmann::json;
+  json out = {{"window_seconds", settings.window.count()},
+              {"min_new_flows", settings.min_new_flows},
+              {"z_min", settings.z_min},
+              {"threshold", settings.threshold},
+              {"hold_seconds", settings.hold.count()},
+              {"vips", json::array()}};
+  for (const auto& r : report) {
+    const VipView* vip = nullptr;
+    for (const auto& v : vips)
+      if (v.id == r.id) vip = &v;
+    if (!vip) continue;
+    const double seconds = r.window_seconds > 0 ? r.window_seconds : 1.0;
+    json backends = json::array();
+    for (const auto& b : r.backends) {
+      const BackendView* view = nullptr;
+      for (const auto& v : vip->backends)
+        if (v.id == b.id) view = &v;
+      if (!view) continue;
+      backends.push_back(
+          {{"address", b.address.str()},
+           {"weight", view->weight},
+           {"health", health_name(view->health)},
+           {"drained", view->drained},
+           {"takes_new_flows", view->takes_new_flows},
+           {"window",
+            {{"new_flows", b.window.new_flows},
+             {"packets", b.window.packets},
+             {"bytes", b.window.bytes}}},
+           {"pps", static_cast<double>(b.window.packets) / seconds},
+           {"expected_share", b.expected_share},
+           {"observed_share",
+            {{"new_flows", b.observed_new_flows},
+             {"packets", b.observed_packets},
+             {"bytes", b.observed_bytes}}},
+           {"skew",
+            {{"new_flows", optional_number(b.skew_new_flows)},
+             {"packets", optional_number(b.skew_packets)},
+             {"bytes", optional_number(b.skew_bytes)}}},
+           {"z", b.z},
+           {"significant", b.significant},
+           {"skewed_seconds", b.skewed_for ? json(b.skewed_for->count()) : json(nullptr)},
+           {"ring_share", b.ring_share},
+           {"ring_skew", optional_number(b.ring_skew)}});
+    }
+    out["vips"].push_back({{"vip", r.key.str()},
+                           {"window_seconds", r.window_seconds},
+                           {"window",
+                            {{"new_flows", r.window.new_flows},
+                             {"packets", r.window.packets},
+                             {"bytes", r.window.bytes}}},
+                           {"pps", static_cast<double>(r.window.packets) / seconds},
+                           {"confident", r.confident},
+                           {"skew", optional_number(r.skew)},
+                           {"ring_foreign_share", r.ring_foreign_share},
+                           {"backends", backends}});
+  }
+  return out;
+}
+
 }  // namespace ballast

@@ -11,10 +11,18 @@
 
 #include "balancer_state.h"
 #include "dataplane.h"
+#include "skew.h"
 
 namespace ballast {
 
 nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane);
+
+// What `ballast skew` and `ballast top` show: the settings, and per VIP and
+// backend the window's counts, shares, skew, z-score, how long skewed, ring
+// share, with weight, health and drain state. @report is
+// SkewTracker::report(@vips).
+nlohmann::json skew_json(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
+                         const SkewSettings& settings);
 
 // Name and verdict ("tx", "pass", "drop") of a reason, from BALLAST_REASONS.
 std::string_view reason_name(uint32_t reason);

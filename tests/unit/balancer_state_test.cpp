@@ -64,6 +64,11 @@ class FakeDataPlane : public DataPlane {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return flows; }
+  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
+    auto it = tables.find(vip_id);
+    if (it == tables.end()) return std::nullopt;
+    return it->second;
+  }
   LiveSnapshot snapshot() override {
     LiveSnapshot snap;
     for (const auto& [k, id] : vips) {

@@ -64,7 +64,8 @@ TEST_P(ConfigErrors, NamesLineFieldAndReason) {
   const auto& c = GetParam();
   const std::string msg = parse_error(c.yaml);
   EXPECT_NE(msg.find(c.expected), std::string::npos)
-      << "error for " << c.name << " should contain '" << c.expected << "', got:\n" << msg;
+      << "error for " << c.name << " should contain '" << c.expected << "', got:\n"
+      << msg;
 }
 
 std::string with(const std::string& from, const std::string& to) {
@@ -74,9 +75,37 @@ std::string with(const std::string& from, const std::string& to) {
   return s.replace(pos, from.size(), to);
 }
 
+TEST(Config, SkewAndMetricsDefaultsAndOverrides) {
+  Config c = parse_config(kGood, "test.yaml");
+  EXPECT_EQ(c.skew, SkewSettings{});
+  EXPECT_EQ(c.skew.window, std::chrono::seconds(10));
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9469");
+  c = parse_config(with("vips:",
+                        "skew: {window: 30s, min_new_flows: 50, z_min: 2.5, threshold: 1.5, "
+                        "hold: 5s}\nmetrics: {listen: '[::1]:9100'}\nvips:"),
+                   "test.yaml");
+  EXPECT_EQ(c.skew.window, std::chrono::seconds(30));
+  EXPECT_EQ(c.skew.min_new_flows, 50u);
+  EXPECT_DOUBLE_EQ(c.skew.z_min, 2.5);
+  EXPECT_DOUBLE_EQ(c.skew.threshold, 1.5);
+  EXPECT_EQ(c.skew.hold, std::chrono::seconds(5));
+  EXPECT_EQ(c.metrics_listen, "[::1]:9100");
+  EXPECT_EQ(parse_config(with("vips:", "metrics: {listen: off}\nvips:"), "t").metrics_listen, "");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Every, ConfigErrors,
     ::testing::Values(
+        BadCase{"skew_window_not_seconds", with("vips:", "skew: {window: 1500ms}\nvips:"),
+                "test.yaml:2: skew.window: must be whole seconds from 1s to 3600s, got '1500ms'"},
+        BadCase{"skew_threshold_below_one", with("vips:", "skew: {threshold: 0.5}\nvips:"),
+                "test.yaml:2: skew.threshold: must be a number 1..1000, got '0.5'"},
+        BadCase{"skew_unknown_field", with("vips:", "skew: {windw: 10s}\nvips:"),
+                "skew.windw: unknown field (known: hold, min_new_flows, threshold, window, z_min)"},
+        BadCase{
+            "metrics_bad_listen", with("vips:", "metrics: {listen: localhost:9469}\nvips:"),
+            "test.yaml:2: metrics.listen: must be ADDRESS:PORT (IPv6 as [ADDRESS]:PORT) or off, "
+            "got 'localhost:9469'"},
         BadCase{"negative_weight", with("weight: 2", "weight: -3"),
                 "test.yaml:9: vips[0].backends[2].weight: must be an integer 0..65535, got '-3'"},
         BadCase{"weight_too_big", with("weight: 2", "weight: 70000"),
@@ -89,12 +118,15 @@ INSTANTIATE_TEST_SUITE_P(
                 "vips[0].backends[1].address: is required"},
         BadCase{"bad_vip_address", with("10.0.0.100", "ten.0.0.100"),
                 "test.yaml:3: vips[0].address: 'ten.0.0.100' is not an IP address"},
-        BadCase{"port_zero", with("port: 80", "port: 0"), "test.yaml:4: vips[0].port: must be an integer 1..65535"},
-        BadCase{"port_too_big", with("port: 80", "port: 65536"), "vips[0].port: must be an integer 1..65535"},
+        BadCase{"port_zero", with("port: 80", "port: 0"),
+                "test.yaml:4: vips[0].port: must be an integer 1..65535"},
+        BadCase{"port_too_big", with("port: 80", "port: 65536"),
+                "vips[0].port: must be an integer 1..65535"},
         BadCase{"missing_port", with("    port: 80\n", ""), "vips[0].port: is required"},
         BadCase{"bad_protocol", with("protocol: tcp", "protocol: sctp"),
                 "test.yaml:5: vips[0].protocol: must be tcp or udp, got 'sctp'"},
-        BadCase{"missing_protocol", with("    protocol: tcp\n", ""), "vips[0].protocol: is required"},
+        BadCase{"missing_protocol", with("    protocol: tcp\n", ""),
+                "vips[0].protocol: is required"},
         BadCase{"missing_interface", with("interface: eth0\n", ""), "interface: is required"},
         BadCase{"long_interface", with("eth0", "a-very-long-interface-name"),
                 "interface: 'a-very-long-interface-name' is longer than 15 characters"},
@@ -108,24 +140,29 @@ INSTANTIATE_TEST_SUITE_P(
                 "vips[0].backends[2].wieght: unknown field (known: address, health_check, weight)"},
         BadCase{"bad_attach_mode", with("interface: eth0", "interface: eth0\nattach_mode: hw"),
                 "attach_mode: must be native or skb, got 'hw'"},
-        BadCase{"duplicate_backend", with("10.0.0.12", "10.0.0.11"),
-                "vips[0].backends[1].address: duplicate backend 10.0.0.11 (also vips[0].backends[0])"},
+        BadCase{
+            "duplicate_backend", with("10.0.0.12", "10.0.0.11"),
+            "vips[0].backends[1].address: duplicate backend 10.0.0.11 (also vips[0].backends[0])"},
         BadCase{"duplicate_vip",
                 std::string(kGood) + "  - {address: 10.0.0.100, port: 80, protocol: tcp}\n",
                 "vips[1]: duplicate VIP 10.0.0.100:80/tcp (also vips[0])"},
-        BadCase{"ipv6_vip", "interface: eth0\nvips:\n  - {address: '2001:db8::1', port: 80, protocol: tcp}\n",
+        BadCase{"ipv6_vip",
+                "interface: eth0\nvips:\n  - {address: '2001:db8::1', port: 80, protocol: tcp}\n",
                 "vips[0].address: 2001:db8::1: IPv6 VIPs are not supported yet"},
         BadCase{"family_mismatch", with("10.0.0.13", "'2001:db8::13'"),
                 "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family"},
         BadCase{"zero_check_interval",
-                with("    backends:\n", "    health_check: {type: tcp, interval: 0ms}\n    backends:\n"),
+                with("    backends:\n",
+                     "    health_check: {type: tcp, interval: 0ms}\n    backends:\n"),
                 "test.yaml:6: vips[0].health_check.interval: must be at least 1ms, got 0ms"},
-        BadCase{"bad_check_type",
-                with("    backends:\n", "    health_check: {type: icmp}\n    backends:\n"),
-                "test.yaml:6: vips[0].health_check.type: must be none, tcp, http or udp, got 'icmp'"},
-        BadCase{"bad_check_duration",
-                with("    backends:\n", "    health_check: {timeout: soon}\n    backends:\n"),
-                "vips[0].health_check.timeout: must be a duration like 500ms, 1s or 2.5s, got 'soon'"},
+        BadCase{
+            "bad_check_type",
+            with("    backends:\n", "    health_check: {type: icmp}\n    backends:\n"),
+            "test.yaml:6: vips[0].health_check.type: must be none, tcp, http or udp, got 'icmp'"},
+        BadCase{
+            "bad_check_duration",
+            with("    backends:\n", "    health_check: {timeout: soon}\n    backends:\n"),
+            "vips[0].health_check.timeout: must be a duration like 500ms, 1s or 2.5s, got 'soon'"},
         BadCase{"bad_fail_open", with("    backends:\n", "    fail_open: maybe\n    backends:\n"),
                 "test.yaml:6: vips[0].fail_open: must be true or false, got 'maybe'"},
         BadCase{"not_yaml", "interface: [eth0\n", "test.yaml:2: not valid YAML"},
@@ -133,11 +170,12 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Config, HealthChecksMergeOverTheVipDefault) {
-  Config c = parse_config(with("    backends:\n",
-                               "    health_check: {type: http, path: /healthz, interval: 2s}\n"
-                               "    backends:\n") +
-                              "      - address: 10.0.0.14\n        health_check: {type: tcp, port: 22}\n",
-                          "t");
+  Config c =
+      parse_config(with("    backends:\n",
+                        "    health_check: {type: http, path: /healthz, interval: 2s}\n"
+                        "    backends:\n") +
+                       "      - address: 10.0.0.14\n        health_check: {type: tcp, port: 22}\n",
+                   "t");
   const auto& vip = c.vips[0];
   EXPECT_EQ(vip.check.type, CheckType::http);
   EXPECT_EQ(vip.check.port, 80) << "check port defaults to the VIP's";
@@ -170,8 +208,9 @@ TEST(Config, ValidateCatchesEditsTheParserNeverSaw) {
 TEST(VipKey, ParsesAndPrints) {
   EXPECT_EQ(VipKey::parse("10.0.0.100:80/tcp").str(), "10.0.0.100:80/tcp");
   EXPECT_EQ(VipKey::parse("[2001:db8::1]:443/udp").str(), "[2001:db8::1]:443/udp");
-  for (const char* bad : {"10.0.0.100:80", "10.0.0.100/tcp", "10.0.0.100:0/tcp", "10.0.0.100:99999/tcp",
-                          "host:80/tcp", "10.0.0.100:80/icmp", "10.0.0.100:8x/tcp"})
+  for (const char* bad :
+       {"10.0.0.100:80", "10.0.0.100/tcp", "10.0.0.100:0/tcp", "10.0.0.100:99999/tcp",
+        "host:80/tcp", "10.0.0.100:80/icmp", "10.0.0.100:8x/tcp"})
     EXPECT_THROW(VipKey::parse(bad), Error) << bad;
 }
 

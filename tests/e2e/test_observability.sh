@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+#
+# test_observability.sh: what Ballast tells an operator about where traffic
+# goes (docs/observability.md), with real traffic between network namespaces
+# (lib.sh): `ballast skew` against the weights and against what the backends
+# counted, the Prometheus endpoint (checked by promtool), `ballast top`, and a
+# Maglev table rewritten by hand with bpftool so that one backend owns every
+# entry, which skew, ring share and the metrics must all name.
+#
+# Usage: tests/e2e/test_observability.sh [BUILD_DIR] [test_name...]
+#   BUILD_DIR defaults to build; no names runs every test. Needs root.
+# Prints PASS/FAIL/SKIP per test; exits 0 when none failed.
+#
+# Statistics: shares over n flows allow 5 binomial standard deviations,
+# sqrt(p(1-p)/n), as test_forwarding.sh does.
+
+# Test functions are called indirectly (run_tests), which shellcheck cannot see.
+# shellcheck disable=SC2317
+set -euo pipefail
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+readonly VIP_TCP=$VIP1:$HTTP_PORT/tcp
+readonly METRICS=http://127.0.0.1:9469
+readonly N=600
+
+# cfg_observed FILE W1 W2 W3 [SKEW]: VIP1:80/tcp over be1..be3 with those
+# weights; SKEW is the skew mapping's inside (default: a window long enough
+# to hold a whole batch, and a short hold).
+cfg_observed() {
+	local file=$1 skew=${5:-window: 60s, hold: 2s}
+	{
+		cfg_head
+		echo "  - address: $VIP1"
+		echo "    port: $HTTP_PORT"
+		echo "    protocol: tcp"
+		echo "    backends:"
+		echo "      - {address: ${BE_IPS[0]}, weight: $2}"
+		echo "      - {address: ${BE_IPS[1]}, weight: $3}"
+		echo "      - {address: ${BE_IPS[2]}, weight: $4}"
+		echo "skew: {$skew}"
+	} >"$file"
+}
+
+# skew_json OUT: `ballast skew -o json` once the next sample is in (the
+# daemon samples every second).
+skew_json() {
+	sleep 1.2
+	lb_cli_ok skew -o json >"$1"
+}
+
+# scrape OUT [PATH]: GET the metrics endpoint from inside the lb namespace
+# (it listens on the lb's loopback); prints the HTTP status.
+scrape() {
+	lb_exec curl -s -o "$1" -w '%{http_code}' "$METRICS${2:-/metrics}"
+}
+
+# The skew report matches the weights and the backends' own counts: each
+# backend's window count is what it served (new flows may exceed by SYN
+# retransmissions, 1%), shares are within 5 sigma of the weights, the
+# window is confident and nobody is skewed.
+test_skew_matches_weights() {
+	cfg_observed "$STATE_DIR/cfg.yaml" 1 1 2
+	lb_start "$STATE_DIR/cfg.yaml"
+	backends_reset_counts
+	tcp_batch "$STATE_DIR/tcp.json" "$N"
+	assert_all_ok "$STATE_DIR/tcp.json" "$N"
+	skew_json "$STATE_DIR/skew.json"
+	local why
+	if ! why=$("$PYTHON" - "$STATE_DIR/skew.json" "$VIP_TCP" \
+		"$(backend_counts_json tcp "$VIP1" "$HTTP_PORT")" "$N" <<'PY'
+import json, math, sys
+s = json.load(open(sys.argv[1])); vip = sys.argv[2]
+served = json.loads(sys.argv[3]); n = int(sys.argv[4])
+v = next(v for v in s["vips"] if v["vip"] == vip)
+bad = []
+if not v["confident"]:
+    bad.append(f"not confident with {v['window']['new_flows']} new flows")
+if not n <= v["window"]["new_flows"] <= n * 1.01:
+    bad.append(f"window holds {v['window']['new_flows']} new flows, client made {n}")
+for b in v["backends"]:
+    got, exp = b["window"]["new_flows"], served.get(b["address"], 0)
+    if not exp <= got <= exp * 1.01 + 1:
+        bad.append(f"{b['address']}: {got} new flows in the window, it served {exp}")
+    p = b["expected_share"]; tol = 5 * math.sqrt(p * (1 - p) / n)
+    if abs(b["observed_share"]["new_flows"] - p) > tol:
+        bad.append(f"{b['address']}: share {b['observed_share']['new_flows']:.3f}, expected {p:.3f} +- {tol:.3f}")
+    if b["skewed_seconds"] is not None:
+        bad.append(f"{b['address']}: reported skewed ({b['skew']['new_flows']:.2f})")
+    if abs(b["ring_share"] - p) > 0.01:
+        bad.append(f"{b['address']}: ring share {b['ring_share']:.4f} vs expected {p:.4f}")
+if [round(b["expected_share"], 3) for b in v["backends"]] != [0.25, 0.25, 0.5]:
+    bad.append(f"expected shares {[b['expected_share'] for b in v['backends']]}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+	# The table names the verdicts an operator reads.
+	lb_cli_ok skew >"$STATE_DIR/skew.txt"
+	grep -q 'confident' "$STATE_DIR/skew.txt" || fail "no 'confident' in: $(oneline <"$STATE_DIR/skew.txt")"
+	[[ $(grep -c ' ok$' "$STATE_DIR/skew.txt") -eq 3 ]] ||
+		fail "not every backend ok: $(oneline <"$STATE_DIR/skew.txt")"
+}
+
+# The endpoint serves the exposition format (promtool agrees), its counters
+# equal the backends' counts, and other paths get the right status.
+test_metrics_endpoint() {
+	command -v promtool >/dev/null || skip "promtool not installed"
+	cfg_observed "$STATE_DIR/cfg.yaml" 1 1 2
+	lb_start "$STATE_DIR/cfg.yaml"
+	backends_reset_counts
+	tcp_batch "$STATE_DIR/tcp.json" 300
+	assert_all_ok "$STATE_DIR/tcp.json" 300
+	sleep 1.2
+	local code
+	code=$(scrape "$STATE_DIR/metrics.txt")
+	[[ $code == 200 ]] || fail "GET /metrics: HTTP $code"
+	if ! promtool check metrics <"$STATE_DIR/metrics.txt" >"$STATE_DIR/promtool.txt" 2>&1; then
+		fail "promtool check metrics: $(oneline <"$STATE_DIR/promtool.txt")"
+	fi
+	local why
+	if ! why=$("$PYTHON" - "$STATE_DIR/metrics.txt" "$VIP_TCP" \
+		"$(backend_counts_json tcp "$VIP1" "$HTTP_PORT")" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read(); vip = sys.argv[2]; served = json.loads(sys.argv[3])
+def value(name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(name + "{" + want + "}") or (not labels and line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+bad = []
+for addr in ("10.231.0.11", "10.231.0.12", "10.231.0.13"):
+    got = value("ballast_backend_new_flows_total", vip=vip, backend=addr)
+    exp = served.get(addr, 0)
+    if got is None or not exp <= got <= exp * 1.01 + 1:
+        bad.append(f"{addr}: new_flows_total {got}, served {exp}")
+    if value("ballast_backend_health", vip=vip, backend=addr, state="up") != 1:
+        bad.append(f"{addr}: health up not 1")
+for name in ("ballast_build_info", "ballast_vip_skew_ratio", "ballast_backend_skew_ratio",
+             "ballast_backend_ring_share_ratio", "ballast_xdp_packets_total"):
+    if f"\n# TYPE {name} " not in text:
+        bad.append(f"no {name} family")
+attached = [l for l in text.splitlines() if l.startswith("ballast_xdp_program_attached{")]
+if not attached or not attached[0].endswith(" 1"):
+    bad.append(f"program attached: {attached}")
+if value("ballast_vip_backends_usable", vip=vip) != 3:
+    bad.append("usable backends not 3")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+	code=$(scrape "$STATE_DIR/nope.txt" /nope)
+	[[ $code == 404 ]] || fail "GET /nope: HTTP $code, want 404"
+	code=$(lb_exec curl -s -o /dev/null -w '%{http_code}' -X POST "$METRICS/metrics")
+	[[ $code == 405 ]] || fail "POST /metrics: HTTP $code, want 405"
+}
+
+# `ballast top` prints one line per backend with a share bar and the skew.
+test_top_frames() {
+	cfg_observed "$STATE_DIR/cfg.yaml" 1 1 2
+	lb_start "$STATE_DIR/cfg.yaml"
+	tcp_batch "$STATE_DIR/tcp.json" 200
+	sleep 1.2
+	lb_cli_ok top -n 2 -i 200ms >"$STATE_DIR/top.txt"
+	[[ $(grep -c '^ballast top ' "$STATE_DIR/top.txt") -eq 2 ]] ||
+		fail "not 2 frames: $(oneline <"$STATE_DIR/top.txt")"
+	local addr
+	for addr in "${BE_IPS[@]}"; do
+		[[ $(grep -cE "^  $addr +\[[# |]{30}\] " "$STATE_DIR/top.txt") -eq 2 ]] ||
+			fail "no bar line for $addr in each frame: $(oneline <"$STATE_DIR/top.txt")"
+	done
+}
+
+# rewrite_table VIP_ID BACKEND_ID: every entry of the VIP's live Maglev table
+# set to one backend slot, with bpftool, behind ballastd's back.
+rewrite_table() {
+	local vip_id=$1 backend_id=$2 inner key value
+	key=$(printf '%02x %02x %02x %02x' $((vip_id & 255)) $(((vip_id >> 8) & 255)) \
+		$(((vip_id >> 16) & 255)) $((vip_id >> 24)))
+	inner=$(bpftool -j map lookup pinned "$PIN_DIR/maglev_tables" key hex $key |
+		"$PYTHON" -c '
+import json, sys
+v = json.load(sys.stdin)["value"]  # the inner map id: an integer, or its bytes (little endian)
+print(v if isinstance(v, int) else int.from_bytes(bytes(int(x, 16) for x in v), "little"))')
+	value=$(printf '%d %d %d %d' $((backend_id & 255)) $(((backend_id >> 8) & 255)) \
+		$(((backend_id >> 16) & 255)) $((backend_id >> 24)))
+	"$PYTHON" - "$inner" "$value" >"$STATE_DIR/batch.txt" <<'PY'
+import sys
+inner, value = sys.argv[1], sys.argv[2]
+for i in range(65537):
+    print(f"map update id {inner} key {i & 255} {(i >> 8) & 255} {(i >> 16) & 255} 0 value {value}")
+PY
+	bpftool batch file "$STATE_DIR/batch.txt" >/dev/null
+}
+
+# A table rewritten by hand so that be1 owns every entry: ring share says so
+# at once; once traffic flows, be1's new-flow skew is about 3, significant,
+# and reported as skewed after the hold; the metrics carry the same numbers.
+test_hand_edited_table_shows_as_skew() {
+	cfg_observed "$STATE_DIR/cfg.yaml" 1 1 1 "window: 10s, hold: 2s"
+	lb_start "$STATE_DIR/cfg.yaml"
+	local vip_id be1_id
+	lb_cli_ok backend list -o json >"$STATE_DIR/backends.json"
+	vip_id=$(lb_cli_ok vip list -o json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+	be1_id=$("$PYTHON" -c 'import json,sys; print(next(b["id"] for b in json.load(open(sys.argv[1])) if b["address"] == sys.argv[2]))' \
+		"$STATE_DIR/backends.json" "${BE_IPS[0]}")
+	rewrite_table "$vip_id" "$be1_id"
+	backends_reset_counts
+	tcp_batch "$STATE_DIR/tcp1.json" 300
+	assert_all_ok "$STATE_DIR/tcp1.json" 300
+	[[ $(backend_count be1 tcp "$VIP1" "$HTTP_PORT") -eq 300 ]] ||
+		fail "be1 served $(backend_count be1 tcp "$VIP1" "$HTTP_PORT") of 300: the rewrite did not take"
+	sleep 3  # past the 2 s hold
+	tcp_batch "$STATE_DIR/tcp2.json" 100
+	skew_json "$STATE_DIR/skew.json"
+	scrape "$STATE_DIR/metrics.txt" >/dev/null
+	local why
+	if ! why=$("$PYTHON" - "$STATE_DIR/skew.json" "$STATE_DIR/metrics.txt" "$VIP_TCP" "${BE_IPS[0]}" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); text = open(sys.argv[2]).read(); vip, be1 = sys.argv[3], sys.argv[4]
+v = next(v for v in s["vips"] if v["vip"] == vip)
+b = {x["address"]: x for x in v["backends"]}
+bad = []
+if not (v["skew"] and v["skew"] > 2.9): bad.append(f"VIP skew {v['skew']}")
+if not v["confident"]: bad.append("not confident")
+x = b[be1]
+if not (x["skew"]["new_flows"] and x["skew"]["new_flows"] > 2.9): bad.append(f"be1 skew {x['skew']}")
+if not x["significant"]: bad.append("be1 not significant")
+if x["skewed_seconds"] is None: bad.append("be1 not reported skewed after the hold")
+if abs(x["ring_share"] - 1) > 1e-9 or abs(x["ring_skew"] - 3) > 1e-6:
+    bad.append(f"be1 ring share {x['ring_share']} ring skew {x['ring_skew']}")
+for addr, o in b.items():
+    if addr != be1 and (o["ring_share"] != 0 or o["window"]["new_flows"] != 0):
+        bad.append(f"{addr}: ring {o['ring_share']} new flows {o['window']['new_flows']}")
+line = f'ballast_backend_skew_ratio{{vip="{vip}",backend="{be1}",measure="new_flows"}} '
+vals = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(line)]
+if not vals or vals[0] <= 2: bad.append(f"metric {line.strip()} = {vals}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+	lb_cli_ok skew >"$STATE_DIR/skew.txt"
+	grep -qE "${BE_IPS[0]//./\\.} .*SKEWED [0-9]+s$" "$STATE_DIR/skew.txt" ||
+		fail "the table does not say SKEWED for be1: $(oneline <"$STATE_DIR/skew.txt")"
+}
+
+E2E_TESTS=(
+	test_skew_matches_weights
+	test_metrics_endpoint
+	test_top_frames
+	test_hand_edited_table_shows_as_skew
+)
+
+e2e_main "$@"

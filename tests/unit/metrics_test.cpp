@@ -1,0 +1,211 @@
+// The exposition text (metrics.h) and the HTTP server that serves it
+// (http_server.h), over a real socket on loopback.
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "error.h"
+#include "http_server.h"
+
+namespace ballast {
+namespace {
+
+class CountersDataPlane : public DataPlane {
+ public:
+  std::map<uint32_t, ballast_traffic_counters> vip, backend;
+  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
+  void delete_vip(const ballast_vip_key&) override {}
+  void put_backend(uint32_t, const ballast_backend&) override {}
+  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
+  void remove_table(uint32_t) override {}
+  ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override {
+    return map == CounterMap::vip ? vip[id] : backend[id];
+  }
+  void reset_counters(CounterMap, uint32_t) override {}
+  std::vector<ballast_reason_counters> read_reasons() override {
+    std::vector<ballast_reason_counters> r(BALLAST_REASON_COUNT);
+    r[0] = {7, 700};
+    return r;
+  }
+  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
+  LiveSnapshot snapshot() override { return {}; }
+  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
+};
+
+BackendView backend(uint32_t id, const std::string& address, uint32_t weight, Health health) {
+  return BackendView{id,    *IpAddress::parse(address), weight, MacAddress{}, health,
+                     false, health == Health::up,       100,    CheckSpec{}};
+}
+
+struct Rendered {
+  std::string text;
+  std::vector<std::string> lines;
+};
+
+Rendered render(CountersDataPlane& dp, const std::vector<VipView>& vips, SkewTracker& tracker) {
+  const auto report = tracker.report(vips);
+  MetricsInput in;
+  in.vips = &vips;
+  in.skew = &report;
+  in.dataplane = &dp;
+  in.interface = "eth0";
+  in.attach_mode = "native";
+  in.program_attached = true;
+  in.audit_findings[{"drift", "error"}] = 1;
+  Rendered r;
+  r.text = render_metrics(in);
+  std::istringstream ss(r.text);
+  for (std::string line; std::getline(ss, line);) r.lines.push_back(line);
+  return r;
+}
+
+bool has_line(const Rendered& r, const std::string& line) {
+  return std::find(r.lines.begin(), r.lines.end(), line) != r.lines.end();
+}
+
+TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
+  CountersDataPlane dp;
+  const std::vector<VipView> vips{VipView{
+      4,
+      VipKey::parse("10.200.0.10:80/tcp"),
+      false,
+      false,
+      {backend(1, "10.200.1.1", 1, Health::up), backend(2, "10.200.1.2", 3, Health::down)}}};
+  dp.vip[4] = {30, 3000, 10};
+  dp.backend[1] = {30, 3000, 10};
+  SkewTracker tracker;
+  Clock::time_point t{};
+  tracker.record(t, vips, dp);
+  dp.backend[1].new_flows += 200;
+  tracker.record(t + std::chrono::seconds(1), vips, dp);
+  const auto r = render(dp, vips, tracker);
+  const std::string b1 = "{vip=\"10.200.0.10:80/tcp\",backend=\"10.200.1.1\"}";
+  const std::string b2 = "{vip=\"10.200.0.10:80/tcp\",backend=\"10.200.1.2\"}";
+  EXPECT_TRUE(has_line(r, "ballast_vip_packets_total{vip=\"10.200.0.10:80/tcp\"} 30"));
+  EXPECT_TRUE(has_line(r, "ballast_backend_new_flows_total" + b1 + " 210"));
+  EXPECT_TRUE(has_line(r, "ballast_backend_weight" + b2 + " 3"));
+  EXPECT_TRUE(has_line(r,
+                       "ballast_backend_health{vip=\"10.200.0.10:80/tcp\",backend=\"10.200.1.2\","
+                       "state=\"down\"} 1"));
+  EXPECT_TRUE(has_line(r,
+                       "ballast_backend_health{vip=\"10.200.0.10:80/tcp\",backend=\"10.200.1.2\","
+                       "state=\"up\"} 0"));
+  EXPECT_TRUE(has_line(r, "ballast_backend_share_expected_ratio" + b1 + " 1"))
+      << "the down backend takes no share";
+  EXPECT_TRUE(has_line(r,
+                       "ballast_backend_skew_ratio{vip=\"10.200.0.10:80/tcp\",backend="
+                       "\"10.200.1.1\",measure=\"new_flows\"} 1"));
+  EXPECT_TRUE(has_line(r, "ballast_vip_window_new_flows{vip=\"10.200.0.10:80/tcp\"} 200"));
+  EXPECT_TRUE(has_line(r, "ballast_vip_backends_usable{vip=\"10.200.0.10:80/tcp\"} 1"));
+  EXPECT_TRUE(has_line(r, "ballast_backend_ring_share_ratio" + b1 + " 0.5"));
+  EXPECT_TRUE(has_line(r, "ballast_xdp_program_attached{interface=\"eth0\",mode=\"native\"} 1"));
+  EXPECT_TRUE(has_line(r, "ballast_audit_findings{check=\"drift\",severity=\"error\"} 1"));
+  EXPECT_TRUE(
+      has_line(r, "ballast_build_info{version=\"" + std::string(kBallastVersion) + "\"} 1"));
+  // No skew sample for the backend nothing is expected of.
+  EXPECT_EQ(r.text.find("ballast_backend_skew_ratio" + b2.substr(0, b2.size() - 1)),
+            std::string::npos);
+}
+
+TEST(MetricsTest, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
+  CountersDataPlane dp;
+  const std::vector<VipView> vips{VipView{0,
+                                          VipKey::parse("[2001:db8::1]:443/tcp"),
+                                          false,
+                                          false,
+                                          {backend(0, "2001:db8::11", 1, Health::up)}}};
+  SkewTracker tracker;
+  const auto r = render(dp, vips, tracker);
+  std::set<std::string> helped, typed;
+  std::string current;
+  for (const auto& line : r.lines) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      current = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(helped.insert(current).second) << "HELP twice: " << current;
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      EXPECT_TRUE(typed.insert(line.substr(7, line.find(' ', 7) - 7)).second) << line;
+    } else {
+      const std::string name = line.substr(0, line.find_first_of("{ "));
+      EXPECT_EQ(name, current) << "sample outside its family: " << line;
+      EXPECT_EQ(name.rfind("ballast_", 0), 0u) << line;
+    }
+  }
+  EXPECT_EQ(helped, typed);
+  EXPECT_TRUE(has_line(r,
+                       "ballast_backend_weight{vip=\"[2001:db8::1]:443/tcp\","
+                       "backend=\"2001:db8::11\"} 1"));
+}
+
+// Port 0: the kernel picks one (parse_listen_address takes 1..65535 only).
+const ListenAddress kAnyLoopbackPort{*IpAddress::parse("127.0.0.1"), 0};
+
+// A client for the server under test: sends @request, returns the answer.
+std::string http_exchange(HttpServer& server, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(server.port());
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  EXPECT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  std::string answer;
+  for (int round = 0; round < 200; ++round) {
+    server.serve();
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 10) <= 0) continue;
+    char buf[65536];
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return answer;
+}
+
+TEST(HttpServerTest, AnswersEachRequestAndCloses) {
+  std::string seen;
+  HttpServer server(kAnyLoopbackPort, [&](const std::string& method, const std::string& path) {
+    seen = method + " " + path;
+    if (path != "/metrics") return HttpResponse{404, "text/plain", "no\n"};
+    return HttpResponse{200, "text/plain; version=0.0.4", std::string(300000, 'x')};
+  });
+  ASSERT_NE(server.port(), 0);
+  std::string a = http_exchange(server, "GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(seen, "GET /metrics") << "the query string is not part of the path";
+  EXPECT_EQ(a.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << a.substr(0, 80);
+  EXPECT_NE(a.find("\r\nContent-Length: 300000\r\n"), std::string::npos);
+  EXPECT_NE(a.find("\r\nContent-Type: text/plain; version=0.0.4\r\n"), std::string::npos);
+  EXPECT_EQ(a.size() - a.find("\r\n\r\n") - 4, 300000u) << "a big body arrives whole";
+  EXPECT_EQ(http_exchange(server, "GET /x HTTP/1.0\r\n\r\n").rfind("HTTP/1.1 404 Not Found\r\n", 0),
+            0u);
+  EXPECT_EQ(http_exchange(server, "nonsense\r\n\r\n").rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u);
+  const std::string big =
+      http_exchange(server, "GET / HTTP/1.0\r\nX: " + std::string(9000, 'a') + "\r\n\r\n");
+  EXPECT_EQ(big.rfind("HTTP/1.1 431 ", 0), 0u) << big.size() << ": " << big.substr(0, 100);
+}
+
+TEST(HttpServerTest, BusyPortIsANamedError) {
+  HttpServer first(kAnyLoopbackPort,
+                   [](const std::string&, const std::string&) { return HttpResponse{}; });
+  const std::string at = "127.0.0.1:" + std::to_string(first.port());
+  try {
+    HttpServer second(*parse_listen_address(at),
+                      [](const std::string&, const std::string&) { return HttpResponse{}; });
+    FAIL() << "a second server on " << at;
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "metrics: cannot listen on " + at + ": Address already in use");
+  }
+}
+
+}  // namespace
+}  // namespace ballast
