@@ -6,6 +6,7 @@
 #
 # Runs, from the repository root:
 #   BUILD_DIR/unit_tests, BUILD_DIR/dataplane_tests  (GoogleTest)
+#   tests/prometheus/test_*.sh                        (PASS/FAIL/SKIP lines: promtool)
 #   tests/e2e/test_*.sh BUILD_DIR                     (PASS/FAIL/SKIP lines)
 # prints each suite's output and summary, and ends with exactly one last line
 # "N passed, N failed" summed over all suites. Exit status 0 iff no failure.
@@ -14,8 +15,8 @@
 #   GoogleTest: "[  PASSED  ] N" and "[  FAILED  ] N" from --gtest_brief=1
 #   output; a missing binary, a crash (no summary) or a non-zero exit with no
 #   failed test counted is one failure.
-#   e2e: one per PASS or FAIL line (SKIP counts neither); a script that exits
-#   non-zero without printing a FAIL line is one failure.
+#   e2e and prometheus: one per PASS or FAIL line (SKIP counts neither); a
+#   script that exits non-zero without printing a FAIL line is one failure.
 #
 # Environment: GTEST_TIMEOUT_S (default 600), E2E_TIMEOUT_S (default 1800):
 # a suite that outlives its limit is stopped and counted as failed.
@@ -103,10 +104,10 @@ run_gtest() {
 	fi
 }
 
-# run_e2e SCRIPT: one end-to-end script.
+# run_e2e SCRIPT: one end-to-end (or promtool) script.
 run_e2e() {
 	local script=$1 name log rc=0 passed failed skipped note=''
-	name=e2e/$(basename "$script")
+	name=$(basename "$(dirname "$script")")/$(basename "$script")
 	log=$LOG_DIR/$(basename "$script").log
 	echo "== $name"
 	run_logged "$log" "$E2E_TIMEOUT_S" "$script" "$BUILD" || rc=$?
@@ -126,7 +127,7 @@ main() {
 	cd "$ROOT"
 	run_gtest unit_tests
 	run_gtest dataplane_tests
-	for script in tests/e2e/test_*.sh; do
+	for script in tests/prometheus/test_*.sh tests/e2e/test_*.sh; do
 		[[ -e $script ]] || continue
 		run_e2e "$script"
 	done
