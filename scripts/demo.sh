@@ -81,6 +81,9 @@ main() {
 	echo "\$ ballast top -n 1  (the live view; without -n it refreshes until Ctrl-C)"
 	lb_cli top -n 1
 	echo
+	echo "\$ ballast audit     (ballastd checks itself; exit 1 on any error)"
+	lb_cli audit || true
+	echo
 	echo "Prometheus metrics: curl http://127.0.0.1:9469/metrics inside the balancer's namespace:"
 	lb_exec curl -s http://127.0.0.1:9469/metrics | grep -E '^ballast_(backend_skew_ratio|vip_skew_ratio)' |
 		grep -v 'measure="bytes"' | sed 's/^/  /'

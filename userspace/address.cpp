@@ -96,6 +96,15 @@ std::string VipKey::str() const {
   return host + ":" + std::to_string(port) + "/" + std::string(protocol_name(protocol));
 }
 
+VipKey VipKey::from_abi(const ballast_vip_key& k) {
+  VipKey key;
+  key.address.family = k.family;
+  std::memcpy(key.address.bytes.data(), k.addr.bytes, k.family == BALLAST_AF_INET ? 4 : 16);
+  key.port = ntohs(k.port);
+  key.protocol = static_cast<Protocol>(k.proto);
+  return key;
+}
+
 ballast_vip_key VipKey::to_abi() const {
   ballast_vip_key k{};
   k.addr = address.to_abi();

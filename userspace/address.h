@@ -48,6 +48,7 @@ struct VipKey {
   static VipKey parse(std::string_view text);
   std::string str() const;
   ballast_vip_key to_abi() const;
+  static VipKey from_abi(const ballast_vip_key& k);
 
   auto operator<=>(const VipKey&) const = default;
 };

@@ -33,15 +33,6 @@ bool mac_is_zero(const uint8_t* mac) {
   return std::memcmp(mac, zero, 6) == 0;
 }
 
-VipKey vip_key_from_abi(const ballast_vip_key& k) {
-  VipKey key;
-  key.address.family = k.family;
-  std::memcpy(key.address.bytes.data(), k.addr.bytes, k.family == BALLAST_AF_INET ? 4 : 16);
-  key.port = ntohs(k.port);
-  key.protocol = static_cast<Protocol>(k.proto);
-  return key;
-}
-
 bool same_slot(const ballast_backend& a, const ballast_backend& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
@@ -175,7 +166,7 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
   for (const auto& [abi_key, info] : live.vips) {
     LiveVip vip;
     vip.id = info.vip_id;
-    const VipKey key = vip_key_from_abi(abi_key);
+    const VipKey key = VipKey::from_abi(abi_key);
     const VipConfig* want = desired.find_vip(key);
     vip.config = want ? *want : empty_vip(key);
     vip.config.backends.clear();
@@ -419,6 +410,64 @@ std::vector<VipView> BalancerState::view() const {
       v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
                             takes_new_flows(b, fo), entries[b.id], b.config.check});
     out.push_back(std::move(v));
+  }
+  return out;
+}
+
+LiveSnapshot BalancerState::expected() const {
+  LiveSnapshot out;
+  for (const auto& vip : vips_) {
+    out.vips.emplace_back(vip.config.key.to_abi(), ballast_vip_info{vip.id, 0});
+    if (!vip.table.empty()) out.tables[vip.id] = vip.table;
+  }
+  for (const auto& [id, slot] : written_slots_)
+    if (slot.family != 0) out.backends[id] = slot;
+  return out;
+}
+
+std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
+  std::vector<std::string> out;
+  const LiveSnapshot want = expected();
+  // Active slots before the tables that name them, inactive ones after the
+  // tables stop naming them: the same order apply() keeps.
+  auto repair_slots = [&](bool active) {
+    for (const auto& [id, slot] : want.backends) {
+      if (static_cast<bool>(slot.flags & BALLAST_BACKEND_F_ACTIVE) != active) continue;
+      auto it = live.backends.find(id);
+      if (it != live.backends.end() && same_slot(it->second, slot)) continue;
+      dataplane_.put_backend(id, slot);
+      out.push_back("repair backend slot " + std::to_string(id));
+    }
+  };
+  repair_slots(true);
+  for (const auto& [vip_id, table] : want.tables) {
+    auto it = live.tables.find(vip_id);
+    if (it != live.tables.end() && it->second == table) continue;
+    dataplane_.install_table(vip_id, table);
+    out.push_back("repair Maglev table of vip id " + std::to_string(vip_id));
+  }
+  repair_slots(false);
+  auto same_key = [](const ballast_vip_key& a, const ballast_vip_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+  };
+  for (const auto& [key, info] : want.vips) {
+    bool ok = false;
+    for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && i.vip_id == info.vip_id);
+    if (ok) continue;
+    dataplane_.put_vip(key, info);
+    out.push_back("repair vip " + VipKey::from_abi(key).str());
+  }
+  for (const auto& [k, i] : live.vips) {
+    bool known = false;
+    for (const auto& [key, info] : want.vips) known = known || same_key(k, key);
+    if (known) continue;
+    dataplane_.delete_vip(k);
+    out.push_back("remove stray vip " + VipKey::from_abi(k).str());
+  }
+  for (const auto& [id, slot] : live.backends) {
+    if (want.backends.count(id)) continue;
+    dataplane_.put_backend(id, ballast_backend{});
+    out.push_back("clear stray backend slot " + std::to_string(id));
   }
   return out;
 }

@@ -75,6 +75,17 @@ class BalancerState {
   // Every backend with its check, keyed by backend slot id.
   std::map<uint64_t, HealthTarget> health_targets() const;
 
+  // What the maps hold if nobody else wrote them: every VIP with its id,
+  // every backend slot as last written, every table as installed. The
+  // audit compares it with DataPlane::snapshot() to find drift.
+  LiveSnapshot expected() const;
+  // Rewrites every slot, table and VIP from this state whatever the maps
+  // hold now (@live, from DataPlane::snapshot()), and clears VIPs and slots
+  // the state does not know: the repair for drift (`reconcile: true`).
+  // Order: active slots, tables, inactive slots, VIPs; strays last.
+  // Returns one line per write.
+  std::vector<std::string> rewrite_all(const LiveSnapshot& live);
+
   const Config& desired() const { return desired_; }
   std::vector<VipView> view() const;
 

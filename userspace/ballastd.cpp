@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api.h"
+#include "audit.h"
 #include "balancer_state.h"
 #include "bpf_dataplane.h"
 #include "changelog.h"
@@ -37,6 +38,9 @@ constexpr auto kRefreshUnresolved = std::chrono::seconds(1);
 constexpr auto kRefreshResolved = std::chrono::seconds(10);
 // How often skew samples the counters (the window slides by this much).
 constexpr auto kSkewSample = std::chrono::seconds(1);
+// After a change the audit runs this much later, so that a burst of
+// changes (a script, a flapping backend) costs one audit.
+constexpr auto kAuditAfterChange = std::chrono::seconds(1);
 
 struct Options {
   std::string config_path;
@@ -55,7 +59,8 @@ class Daemon {
         skew_(config.skew),
         commands_(
             state_, dataplane_, changes_, [this] { return status(); },
-            [this](uint32_t id) { return checker_.last_result(id); }, &skew_),
+            [this](uint32_t id) { return checker_.last_result(id); }, &skew_,
+            [this] { return audit(); }),
         metrics_listen_(config.metrics_listen) {
     log_line(LogLevel::info, loader_.story());
     const std::string actor = "config " + options_.config_path;
@@ -72,6 +77,8 @@ class Daemon {
                                       config.interface +
                                       "'s subnet?). It takes no traffic until it resolves.");
     sync_checker();
+    // A risky config still starts (better balanced than not), loudly.
+    run_audit();
     if (!metrics_listen_.empty()) {
       const auto at = parse_listen_address(metrics_listen_);
       if (!at) throw Error("metrics.listen: not ADDRESS:PORT: " + metrics_listen_);
@@ -92,6 +99,7 @@ class Daemon {
                                            : ", no metrics endpoint"));
     auto next_refresh = Clock::now();
     auto next_skew = Clock::now();
+    next_audit_ = Clock::now() + state_.desired().audit.interval;
     for (;;) {
       pollfd fds[4] = {{signal_fd, POLLIN, 0},
                        {server.fd(), POLLIN, 0},
@@ -117,16 +125,24 @@ class Daemon {
         });
         // An edit may have added, removed or changed backends.
         sync_checker();
+        skew_.set_settings(state_.desired().skew);
+        audit_soon();
       }
-      for (const auto& event : checker_.run())
+      for (const auto& event : checker_.run()) {
         changes_.record("health-check",
                         state_.set_health(static_cast<uint32_t>(event.id), event.to, event.detail));
+        audit_soon();
+      }
       if (Clock::now() >= next_skew) {
         skew_.record(clock_.now(), state_.view(), dataplane_);
         next_skew += kSkewSample;
         if (next_skew < Clock::now()) next_skew = Clock::now() + kSkewSample;  // fell behind
       }
       if (fds[3].revents & POLLIN) metrics_->serve();
+      if (Clock::now() >= next_audit_) {
+        run_audit();
+        next_audit_ = Clock::now() + state_.desired().audit.interval;
+      }
       if (Clock::now() >= next_refresh) {
         try {
           changes_.record("neighbour table", state_.refresh_neighbors());
@@ -148,9 +164,18 @@ class Daemon {
       if (next.interface != loader_.options().interface ||
           next.attach_mode != loader_.options().mode)
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
+      // The pre-apply audit, as for `ballast apply`; a reload cannot be
+      // forced (use `ballast apply -f FILE --force`).
+      const auto view = state_.view();
+      const auto added =
+          new_findings(audit_config(state_.desired(), view), audit_config(next, view));
+      if (has_errors(added))
+        throw Error("the new config fails the pre-apply audit (apply it with `ballast apply -f " +
+                    options_.config_path + " --force` if intended):\n" + findings_text(added));
       changes_.record("reload " + options_.config_path, state_.apply(next));
       sync_checker();
       skew_.set_settings(next.skew);
+      audit_soon();
       if (next.metrics_listen != metrics_listen_)
         log_line(LogLevel::warning, "metrics.listen changed to '" + next.metrics_listen +
                                         "': takes effect at the next restart");
@@ -175,6 +200,50 @@ class Daemon {
         if (b.health != Health::unknown) checker_.assume(b.id, b.health);
   }
 
+  // Every check of audit.h, now.
+  std::vector<Finding> audit() {
+    const auto vips = state_.view();
+    const Config& desired = state_.desired();
+    auto findings = audit_config(desired, vips);
+    for (auto& f : audit_live(vips, skew_.report(vips, &dataplane_), desired.skew))
+      findings.push_back(std::move(f));
+    for (auto& f : audit_drift(state_.expected(), dataplane_.snapshot(), vips,
+                               loader_.is_attached(), loader_.options().interface))
+      findings.push_back(std::move(f));
+    return findings;
+  }
+
+  void audit_soon() { next_audit_ = std::min(next_audit_, Clock::now() + kAuditAfterChange); }
+
+  // The periodic audit: logs what appeared and what cleared since the last
+  // one, and with `reconcile: true` rewrites drifted maps from the state.
+  void run_audit() {
+    std::vector<Finding> findings;
+    try {
+      findings = audit();
+      // Map drift is repaired by rewriting the maps; a detached program is
+      // not (that needs a restart).
+      bool drift = false;
+      for (const auto& f : findings)
+        drift = drift || (f.check == "drift" && f.message.rfind("ballastd's XDP program", 0) != 0);
+      if (drift && state_.desired().reconcile) {
+        const auto repairs = state_.rewrite_all(dataplane_.snapshot());
+        changes_.record("reconcile", repairs);
+        findings = audit();
+      }
+    } catch (const Error& e) {
+      log_line(LogLevel::error, std::string("audit: ") + e.what());
+      return;
+    }
+    for (const auto& f : new_findings(findings_, findings))
+      log_line(f.severity == Severity::error ? LogLevel::error : LogLevel::warning,
+               "audit " + std::string(severity_name(f.severity)) + " " + f.check + ": " +
+                   f.message + " (hint: " + f.hint + ")");
+    for (const auto& f : new_findings(findings, findings_))
+      log_line(LogLevel::info, "audit cleared " + f.check + ": " + f.message);
+    findings_ = std::move(findings);
+  }
+
   // The metrics endpoint: GET /metrics, and a pointer to it at /.
   HttpResponse serve_http(const std::string& method, const std::string& path) {
     if (method != "GET") return {405, "text/plain; charset=utf-8", "GET only\n"};
@@ -190,6 +259,11 @@ class Daemon {
     in.interface = loader_.options().interface;
     in.attach_mode = attach_mode_name(loader_.options().mode);
     in.program_attached = loader_.is_attached();
+    for (const auto& check : audit_check_ids())
+      for (Severity sev : {Severity::error, Severity::warning, Severity::info})
+        in.audit_findings[{check, std::string(severity_name(sev))}] = 0;
+    for (const auto& f : findings_)
+      ++in.audit_findings[{f.check, std::string(severity_name(f.severity))}];
     return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(in)};
   }
 
@@ -222,7 +296,9 @@ class Daemon {
   SkewTracker skew_;
   ChangeLog changes_;
   Commands commands_;
-  std::string metrics_listen_;  // as configured at start; "" for none
+  std::string metrics_listen_;     // as configured at start; "" for none
+  std::vector<Finding> findings_;  // of the last periodic audit
+  Clock::time_point next_audit_ = Clock::now();
   std::unique_ptr<HttpServer> metrics_;
 };
 

@@ -17,6 +17,28 @@ void check(int ret, const std::string& what) {
   if (ret < 0) throw Error(errno_message(what, ret == -1 ? errno : ret));
 }
 
+// Every element of the ARRAY map @fd (@n of @value_size bytes) into
+// @values, in key order, with batch lookups (the kernel may return fewer per
+// call: go on from where it stopped).
+void read_array(int fd, uint32_t* keys, void* values, size_t value_size, uint32_t n,
+                const std::string& what) {
+  uint32_t done = 0, next = 0;
+  bool first = true;
+  while (done < n) {
+    uint32_t count = n - done;
+    const int err =
+        bpf_map_lookup_batch(fd, first ? nullptr : &next, &next, keys + done,
+                             static_cast<char*>(values) + done * value_size, &count, nullptr);
+    first = false;
+    done += count;
+    if (err == -ENOENT) break;  // the end of the array
+    check(err, what);
+  }
+  if (done != n) throw Error(what + ": short read");
+  for (uint32_t i = 0; i < n; i++)
+    if (keys[i] != i) throw Error(what + ": keys out of order");
+}
+
 }  // namespace
 
 BpfDataPlane::BpfDataPlane(MapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
@@ -148,9 +170,8 @@ LiveSnapshot BpfDataPlane::snapshot() {
       [&](const ballast_vip_key& k, const ballast_vip_info& v) { snap.vips.emplace_back(k, v); });
   std::vector<uint32_t> keys(BALLAST_MAX_BACKENDS);
   std::vector<ballast_backend> slots(BALLAST_MAX_BACKENDS);
-  for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
-  for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
-    check(bpf_map_lookup_elem(fds_.backends, &keys[i], &slots[i]), "reading backends map");
+  read_array(fds_.backends, keys.data(), slots.data(), sizeof(ballast_backend),
+             BALLAST_MAX_BACKENDS, "reading backends map");
   for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
     if (slots[i].family != 0) snap.backends[i] = slots[i];
   for (const auto& [key, info] : snap.vips)
@@ -163,23 +184,9 @@ std::optional<std::vector<uint32_t>> BpfDataPlane::read_table(uint32_t vip_id) {
   if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &inner_id) < 0) return std::nullopt;
   UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
   if (!inner.valid()) throw Error(errno_message("opening Maglev table map", errno));
-  // One batch lookup for the whole array (the kernel may return fewer per
-  // call; go on from where it stopped).
   std::vector<uint32_t> keys(BALLAST_MAGLEV_SIZE), table(BALLAST_MAGLEV_SIZE);
-  uint32_t done = 0, next = 0;
-  bool first = true;
-  while (done < BALLAST_MAGLEV_SIZE) {
-    uint32_t count = BALLAST_MAGLEV_SIZE - done;
-    const int err = bpf_map_lookup_batch(inner.get(), first ? nullptr : &next, &next,
-                                         keys.data() + done, table.data() + done, &count, nullptr);
-    first = false;
-    done += count;
-    if (err == -ENOENT) break;  // the end of the array
-    check(err, "reading Maglev table");
-  }
-  if (done != BALLAST_MAGLEV_SIZE) throw Error("reading Maglev table: short read");
-  for (uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++)
-    if (keys[i] != i) throw Error("reading Maglev table: keys out of order");
+  read_array(inner.get(), keys.data(), table.data(), sizeof(uint32_t), BALLAST_MAGLEV_SIZE,
+             "reading Maglev table");
   return table;
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -191,10 +192,44 @@ void print_top(const json& s, bool clear) {
   std::cout.flush();
 }
 
+// Findings of an audit, one block each: severity, check id, the sentence,
+// the hint.
+void print_findings(const json& findings) {
+  for (const auto& f : findings) {
+    std::string sev = text(f["severity"]);
+    for (auto& c : sev) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::printf("%-7s %-18s %s\n        hint: %s\n", sev.c_str(), text(f["check"]).c_str(),
+                text(f["message"]).c_str(), text(f["hint"]).c_str());
+  }
+}
+
+size_t count_errors(const json& findings) {
+  size_t n = 0;
+  for (const auto& f : findings) n += f["severity"] == "error";
+  return n;
+}
+
 void print_changes(const json& result) {
   if (result["changes"].empty()) std::cout << "no change\n";
   for (const auto& c : result["changes"]) std::cout << text(c) << "\n";
   if (!result.value("applied", true)) std::cout << "(dry run: nothing was changed)\n";
+  // A dry run shows every finding of the config it would apply; a change
+  // shows what it added (the rest is in `ballast audit`).
+  const json& findings = result.value("applied", true) ? result.value("new_findings", json::array())
+                                                       : result.value("findings", json::array());
+  if (!findings.empty()) {
+    std::cout << "\naudit of the " << (result.value("applied", true) ? "change" : "new config")
+              << ":\n";
+    print_findings(findings);
+  }
+}
+
+void print_audit(const json& result) {
+  print_findings(result["findings"]);
+  if (result["findings"].empty())
+    std::cout << "no findings\n";
+  else
+    std::cout << text(result["errors"]) << " errors, " << text(result["warnings"]) << " warnings\n";
 }
 
 // drain --wait: asks for the backend's active flows once a second until
@@ -252,15 +287,19 @@ int main(int argc, char** argv) {
   });
   std::string vip_arg, address_arg;
   int64_t weight_arg = 1;
+  bool force = false;
+  const char* force_help = "apply even when the pre-apply audit finds an error";
   auto* vip_add =
       vip->add_subcommand("add", "add a VIP (no backends yet: it drops until one is added)");
   vip_add->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
+  vip_add->add_flag("--force", force, force_help);
   vip_add->callback([&] {
     request = {{"command", "vip.add"}, {"args", {{"vip", vip_arg}}}};
     print = print_changes;
   });
   auto* vip_del = vip->add_subcommand("del", "delete a VIP; its traffic is no longer balanced");
   vip_del->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
+  vip_del->add_flag("--force", force, force_help);
   vip_del->callback([&] {
     request = {{"command", "vip.del"}, {"args", {{"vip", vip_arg}}}};
     print = print_changes;
@@ -280,6 +319,7 @@ int main(int argc, char** argv) {
   backend_add->add_option("ADDRESS", address_arg, "backend IP address")->required();
   backend_add->add_option("-w,--weight", weight_arg, "weight, 0..65535 (0: no new flows)")
       ->capture_default_str();
+  backend_add->add_flag("--force", force, force_help);
   backend_add->callback([&] {
     request = {{"command", "backend.add"},
                {"args", {{"vip", vip_arg}, {"address", address_arg}, {"weight", weight_arg}}}};
@@ -288,6 +328,7 @@ int main(int argc, char** argv) {
   auto* backend_del = backend->add_subcommand("del", "remove a backend; its flows move to others");
   backend_del->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
   backend_del->add_option("ADDRESS", address_arg, "backend IP address")->required();
+  backend_del->add_flag("--force", force, force_help);
   backend_del->callback([&] {
     request = {{"command", "backend.del"}, {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
     print = print_changes;
@@ -297,6 +338,7 @@ int main(int argc, char** argv) {
   set_weight->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
   set_weight->add_option("ADDRESS", address_arg, "backend IP address")->required();
   set_weight->add_option("WEIGHT", weight_arg, "0..65535 (0: no new flows)")->required();
+  set_weight->add_flag("--force", force, force_help);
   set_weight->callback([&] {
     request = {{"command", "backend.set_weight"},
                {"args", {{"vip", vip_arg}, {"address", address_arg}, {"weight", weight_arg}}}};
@@ -335,13 +377,18 @@ int main(int argc, char** argv) {
   apply->add_option("-f,--file", apply_file, "YAML config file")
       ->required()
       ->check(CLI::ExistingFile);
-  apply->add_flag("--dry-run", dry_run, "print what would change, change nothing");
+  apply->add_flag("--dry-run", dry_run,
+                  "print what would change and the audit of the new config, change nothing "
+                  "(exit 1 when the audit finds an error)");
+  apply->add_flag("--force", force, force_help);
   apply->callback([&] {
     std::ifstream in(apply_file);
     std::stringstream ss;
     ss << in.rdbuf();
-    request = {{"command", "apply"},
-               {"args", {{"config", ss.str()}, {"source", apply_file}, {"dry_run", dry_run}}}};
+    request = {
+        {"command", "apply"},
+        {"args",
+         {{"config", ss.str()}, {"source", apply_file}, {"dry_run", dry_run}, {"force", force}}}};
     print = print_changes;
   });
 
@@ -367,6 +414,13 @@ int main(int argc, char** argv) {
         print = print_stats;
       });
 
+  app.add_subcommand("audit",
+                     "ballastd checks itself: risky config, ring share, traffic skew, health, "
+                     "drift of the maps; exit 1 when any finding is an error")
+      ->callback([&] {
+        request = {{"command", "audit"}};
+        print = print_audit;
+      });
   app.add_subcommand("skew",
                      "each backend's observed share of new flows (and packets) in the sliding "
                      "window against its expected share; ring share of the live Maglev table")
@@ -415,11 +469,17 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (force && request.contains("args")) request["args"]["force"] = true;
     json result = ballast::api_call(g.socket, request);
     if (g.output == "json")
       std::cout << result.dump(2) << "\n";
     else
       print(result);
+    // An audit, or a dry run whose config the audit finds an error in.
+    if (request["command"] == "audit" && result.value("errors", 0) > 0) return 1;
+    if (request["command"] == "apply" && !result.value("applied", true) &&
+        count_errors(result.value("findings", json::array())) > 0)
+      return 1;
     if (drain->parsed() && wait_flag)
       return wait_for_drain(g.socket, request["args"], duration_ms(wait_timeout),
                             duration_ms(wait_idle));

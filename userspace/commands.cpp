@@ -74,19 +74,37 @@ uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
 }  // namespace
 
 Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
-                   LastCheckFn last_check, const SkewTracker* skew)
+                   LastCheckFn last_check, const SkewTracker* skew, AuditFn audit)
     : state_(state),
       dataplane_(dataplane),
       log_(log),
       status_(std::move(status)),
       last_check_(std::move(last_check)),
-      skew_(skew) {}
+      skew_(skew),
+      audit_(std::move(audit)) {}
 
-json Commands::apply_edit(Config next, const PeerCred& peer) {
+json Commands::pre_apply_audit(const Config& next, bool force) const {
+  const auto view = state_.view();
+  const auto after = audit_config(next, view);
+  const auto added = new_findings(audit_config(state_.desired(), view), after);
+  if (has_errors(added) && !force) {
+    std::vector<Finding> errors;
+    for (const auto& f : added)
+      if (f.severity == Severity::error) errors.push_back(f);
+    throw Error("refused by the pre-apply audit (nothing changed; --force applies it anyway):\n" +
+                findings_text(errors));
+  }
+  return {{"findings", findings_json(after)}, {"new_findings", findings_json(added)}};
+}
+
+json Commands::apply_edit(Config next, const PeerCred& peer, bool force) {
   require_valid(next);
+  json out = pre_apply_audit(next, force);
   auto changes = state_.apply(next);
-  log_.record(actor(peer), changes);
-  return {{"changes", changes}, {"applied", true}};
+  log_.record(actor(peer) + (force ? " (forced)" : ""), changes);
+  out["changes"] = changes;
+  out["applied"] = true;
+  return out;
 }
 
 // A whole config file, as one change. The interface and attach mode belong
@@ -100,10 +118,23 @@ json Commands::apply_file(const json& args, const PeerCred& peer) {
                 next.interface + " while running; restart ballastd");
   if (next.attach_mode != live.attach_mode)
     throw Error(source + ": attach_mode: cannot change while running; restart ballastd");
-  if (args.value("dry_run", false)) return {{"changes", state_.plan(next)}, {"applied", false}};
+  const bool force = args.value("force", false);
+  if (args.value("dry_run", false)) {
+    // Never refused: a dry run shows the findings; the CLI exits 1 on errors.
+    const auto view = state_.view();
+    const auto after = audit_config(next, view);
+    return {
+        {"changes", state_.plan(next)},
+        {"applied", false},
+        {"findings", findings_json(after)},
+        {"new_findings", findings_json(new_findings(audit_config(state_.desired(), view), after))}};
+  }
+  json out = pre_apply_audit(next, force);
   auto changes = state_.apply(next);
-  log_.record(actor(peer) + " apply " + source, changes);
-  return {{"changes", changes}, {"applied", true}};
+  log_.record(actor(peer) + " apply " + source + (force ? " (forced)" : ""), changes);
+  out["changes"] = changes;
+  out["applied"] = true;
+  return out;
 }
 
 json Commands::vip_list() const {
@@ -145,6 +176,16 @@ json Commands::handle(const json& request, const PeerCred& peer) {
 
   if (cmd == "status") return status_();
   if (cmd == "stats") return stats_json(state_.view(), dataplane_);
+  if (cmd == "audit") {
+    if (!audit_) throw Error("audits are not run here");
+    const auto findings = audit_();
+    size_t errors = 0, warnings = 0;
+    for (const auto& f : findings) {
+      errors += f.severity == Severity::error;
+      warnings += f.severity == Severity::warning;
+    }
+    return {{"findings", findings_json(findings)}, {"errors", errors}, {"warnings", warnings}};
+  }
   if (cmd == "skew") {
     if (!skew_) throw Error("skew is not tracked here");
     const auto vips = state_.view();
@@ -209,7 +250,7 @@ json Commands::handle(const json& request, const PeerCred& peer) {
   } else {
     throw Error("unknown command '" + cmd + "'");
   }
-  return apply_edit(std::move(next), peer);
+  return apply_edit(std::move(next), peer, args.value("force", false));
 }
 
 }  // namespace ballast

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api.h"
+#include "audit.h"
 #include "balancer_state.h"
 #include "changelog.h"
 #include "dataplane.h"
@@ -23,19 +24,25 @@ class Commands {
   // The last health-check result of a backend slot ("ok 1.2 ms").
   using LastCheckFn = std::function<std::string(uint32_t backend_id)>;
 
-  // @skew: the daemon's tracker for the `skew` command (none: the command
-  // fails).
+  // A fresh full audit (config, live and drift checks).
+  using AuditFn = std::function<std::vector<Finding>()>;
+
+  // @skew: the daemon's tracker for the `skew` command; @audit runs the
+  // `audit` command (either missing: that command fails).
   Commands(
       BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
       LastCheckFn last_check = [](uint32_t) { return std::string(); },
-      const SkewTracker* skew = nullptr);
+      const SkewTracker* skew = nullptr, AuditFn audit = nullptr);
 
   // Dispatches {"command": ..., "args": {...}}; throws Error on a bad
   // command, bad arguments or a change that does not validate.
   nlohmann::json handle(const nlohmann::json& request, const PeerCred& peer);
 
  private:
-  nlohmann::json apply_edit(Config next, const PeerCred& peer);
+  nlohmann::json apply_edit(Config next, const PeerCred& peer, bool force);
+  // The pre-apply audit of @next: throws Error when it adds error findings
+  // and @force is false; returns its findings (all, and the new ones).
+  nlohmann::json pre_apply_audit(const Config& next, bool force) const;
   nlohmann::json apply_file(const nlohmann::json& args, const PeerCred& peer);
   nlohmann::json vip_list() const;
   nlohmann::json backend_list(const nlohmann::json& args) const;
@@ -46,6 +53,7 @@ class Commands {
   StatusFn status_;
   LastCheckFn last_check_;
   const SkewTracker* skew_;
+  AuditFn audit_;
 };
 
 }  // namespace ballast

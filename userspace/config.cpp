@@ -159,6 +159,28 @@ SkewSettings parse_skew(const YAML::Node& node, Problems& problems) {
   return s;
 }
 
+// The audit mapping: interval, max_share.
+AuditSettings parse_audit(const YAML::Node& node, Problems& problems) {
+  AuditSettings a;
+  if (!node.IsMap()) {
+    problems.add(node, "audit", "must be a mapping like {interval: 30s, max_share: 0.5}");
+    return a;
+  }
+  check_known_keys(node, "audit", {"interval", "max_share"}, problems);
+  if (const auto d = node["interval"]) {
+    const auto ms = parse_duration(scalar_or_empty(d));
+    if (ms && *ms >= std::chrono::seconds(1) && *ms <= std::chrono::hours(1) &&
+        ms->count() % 1000 == 0)
+      a.interval = std::chrono::duration_cast<std::chrono::seconds>(*ms);
+    else
+      problems.add(d, "audit.interval",
+                   "must be whole seconds from 1s to 3600s, got '" + scalar_or_empty(d) + "'");
+  }
+  if (const auto n = node["max_share"])
+    read_double(n, "audit.max_share", 0.01, 1, a.max_share, problems);
+  return a;
+}
+
 // A health_check mapping, its fields over @base (the VIP's check for a
 // backend's override, the defaults for a VIP's).
 CheckSpec parse_check(const YAML::Node& node, const std::string& path, CheckSpec base,
@@ -253,9 +275,14 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
     problems.add(node, path, "must be a mapping with address, port, protocol, backends");
     return vip;
   }
-  check_known_keys(node, path,
-                   {"address", "port", "protocol", "backends", "fail_open", "health_check"},
-                   problems);
+  check_known_keys(
+      node, path,
+      {"address", "port", "protocol", "backends", "fail_open", "health_check", "max_share"},
+      problems);
+  if (const auto ms = node["max_share"]) {
+    double v = 0;
+    if (read_double(ms, path + ".max_share", 0.01, 1, v, problems)) vip.max_share = v;
+  }
   const auto addr = node["address"];
   if (!addr) {
     problems.add(node, path + ".address", "is required");
@@ -375,7 +402,17 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
     problems.add_plain("top level must be a mapping with interface and vips");
     throw Error(problems.joined());
   }
-  check_known_keys(root, "", {"interface", "attach_mode", "vips", "skew", "metrics"}, problems);
+  check_known_keys(root, "",
+                   {"interface", "attach_mode", "vips", "skew", "metrics", "audit", "reconcile"},
+                   problems);
+  if (const auto audit = root["audit"]) config.audit = parse_audit(audit, problems);
+  if (const auto rc = root["reconcile"]) {
+    const std::string text = scalar_or_empty(rc);
+    if (text == "true" || text == "false")
+      config.reconcile = text == "true";
+    else
+      problems.add(rc, "reconcile", "must be true or false, got '" + text + "'");
+  }
   if (const auto skew = root["skew"]) config.skew = parse_skew(skew, problems);
   if (const auto metrics = root["metrics"]) {
     if (!metrics.IsMap()) {

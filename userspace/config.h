@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,13 @@ namespace ballast {
 constexpr uint32_t kMaxWeight = 65535;
 
 enum class AttachMode { native, skb };
+
+// The audit (userspace/audit.h). YAML `audit:`.
+struct AuditSettings {
+  std::chrono::seconds interval{30};  // how often ballastd audits itself (and after every change)
+  double max_share = 0.5;             // the most one backend may get of a VIP by weight
+  bool operator==(const AuditSettings&) const = default;
+};
 
 // How skew is judged (userspace/skew.h explains each field). YAML `skew:`.
 struct SkewSettings {
@@ -42,6 +50,9 @@ struct VipConfig {
   // When every backend is down: true keeps sending new flows to all of
   // them (better a sick backend than none), false drops them, counted.
   bool fail_open = false;
+  // The most one backend may get of this VIP's new flows by weight before
+  // the audit calls the config risky; unset: the config's audit.max_share.
+  std::optional<double> max_share;
   // The default check of the VIP's backends (and of backends added later
   // through the API), port filled.
   CheckSpec check;
@@ -58,6 +69,10 @@ struct Config {
   AttachMode attach_mode = AttachMode::native;
   std::vector<VipConfig> vips;
   SkewSettings skew;
+  AuditSettings audit;
+  // true: when the audit finds the maps drifted from this config (someone
+  // edited a pinned map), ballastd rewrites them from it.
+  bool reconcile = false;
   // Prometheus endpoint, "address:port" (YAML `metrics: {listen: ...}`);
   // empty: no endpoint. Fixed for the daemon's life, like the interface.
   std::string metrics_listen = "127.0.0.1:9469";

@@ -95,7 +95,9 @@ test_set_weight_live() {
 	bg=$!
 	sleep 0.5
 	pid_alive "$bg" || e2e_log "note: the batch ended before set-weight"
-	lb_cli backend set-weight "$VIP_TCP" "$BE3" 6
+	# 6 of 8 is past the audit's 50% share limit: --force (the refusal is
+	# test_observability.sh's test_outage_replay).
+	lb_cli backend set-weight "$VIP_TCP" "$BE3" 6 --force
 	wait "$bg"
 	assert_all_ok "$STATE_DIR/during.json" "$N"
 
@@ -103,7 +105,7 @@ test_set_weight_live() {
 	assert_all_ok "$STATE_DIR/116.json" "$N"
 	assert_shares "$STATE_DIR/116.json" "$TOL_PP" be1=1 be2=1 be3=6
 
-	lb_cli backend set-weight "$VIP_TCP" "$BE1" 0
+	lb_cli backend set-weight "$VIP_TCP" "$BE1" 0 --force
 	backends_reset_counts
 	tcp_batch "$STATE_DIR/016.json" "$N"
 	assert_all_ok "$STATE_DIR/016.json" "$N"

@@ -141,12 +141,15 @@ for addr in ("10.231.0.11", "10.231.0.12", "10.231.0.13"):
     if value("ballast_backend_health", vip=vip, backend=addr, state="up") != 1:
         bad.append(f"{addr}: health up not 1")
 for name in ("ballast_build_info", "ballast_vip_skew_ratio", "ballast_backend_skew_ratio",
-             "ballast_backend_ring_share_ratio", "ballast_xdp_packets_total"):
+             "ballast_backend_ring_share_ratio", "ballast_xdp_packets_total",
+             "ballast_audit_findings"):
     if f"\n# TYPE {name} " not in text:
         bad.append(f"no {name} family")
 attached = [l for l in text.splitlines() if l.startswith("ballast_xdp_program_attached{")]
 if not attached or not attached[0].endswith(" 1"):
     bad.append(f"program attached: {attached}")
+if value("ballast_audit_findings", check="drift", severity="error") != 0:
+    bad.append("drift findings on a clean start")
 if value("ballast_vip_backends_usable", vip=vip) != 3:
     bad.append("usable backends not 3")
 if bad:
@@ -248,8 +251,151 @@ PY
 		fail "$why"
 	fi
 	lb_cli_ok skew >"$STATE_DIR/skew.txt"
-	grep -qE "${BE_IPS[0]//./\\.} .*SKEWED [0-9]+s$" "$STATE_DIR/skew.txt" ||
+	grep -qE "$(ere_quote "${BE_IPS[0]}") .*SKEWED [0-9]+s$" "$STATE_DIR/skew.txt" ||
 		fail "the table does not say SKEWED for be1: $(oneline <"$STATE_DIR/skew.txt")"
+}
+
+# ere_quote TEXT: TEXT as an extended regex matching it literally.
+ere_quote() {
+	sed 's/[][\.*^$+?(){}|]/\\&/g' <<<"$1"
+}
+
+# cfg_replay FILE W1 W2 W3 RECONCILE: the outage replay's config: one VIP
+# over be1..be3, a 5 s skew window, audits every 2 s.
+cfg_replay() {
+	cfg_observed "$1" "$2" "$3" "$4" "window: 5s, hold: 2s"
+	{
+		echo "audit: {interval: 2s}"
+		echo "reconcile: $5"
+	} >>"$1"
+}
+
+# prometheus_start DIR: a real Prometheus in the lb namespace scraping
+# ballastd every second and evaluating the shipped alert rules; its API on
+# 127.0.0.1:9090 there.
+prometheus_start() {
+	local dir=$1
+	mkdir -p "$dir"
+	cat >"$dir/prometheus.yml" <<-EOF
+		global: {scrape_interval: 1s, evaluation_interval: 1s}
+		rule_files: ["$REPO_ROOT/docs/prometheus/alerts.yml"]
+		scrape_configs:
+		  - job_name: ballast
+		    static_configs: [{targets: ["127.0.0.1:9469"]}]
+	EOF
+	lb_exec prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+		--web.listen-address=127.0.0.1:9090 >"$dir/prometheus.log" 2>&1 &
+	track_pid prometheus $!
+}
+
+# alert_state NAME BACKEND: the state (pending, firing) of alert NAME for
+# BACKEND in the running Prometheus, or nothing.
+alert_state() {
+	lb_exec curl -s http://127.0.0.1:9090/api/v1/alerts | "$PYTHON" -c '
+import json, sys
+name, backend = sys.argv[1], sys.argv[2]
+for a in json.load(sys.stdin)["data"]["alerts"]:
+    if a["labels"].get("alertname") == name and a["labels"].get("backend") == backend:
+        print(a["state"])
+' "$1" "$2" 2>/dev/null || true
+}
+
+# The outage Ballast exists for, replayed: (a) a config sending nearly
+# everything to one backend is refused, and applied only with --force;
+# (b) a table rewritten by hand with bpftool so that be1 owns every entry:
+# `ballast audit` names the drift and the ring skew of be1 (exit 1), be1's
+# skew metric passes 2 within one window, and a real Prometheus with the
+# shipped rules has BallastBackendSkewed pending or firing for be1;
+# (c) with reconcile: true the maps are rewritten by ballastd itself and the
+# backends' own counts are back to a third each.
+test_outage_replay() {
+	command -v prometheus >/dev/null || skip "prometheus not installed"
+	local cfg=$STATE_DIR/cfg.yaml risky=$STATE_DIR/risky.yaml rc
+	cfg_replay "$cfg" 1 1 1 false
+	lb_start "$cfg"
+	prometheus_start "$STATE_DIR/prom"
+	tcp_batch "$STATE_DIR/warm.json" 300
+	assert_all_ok "$STATE_DIR/warm.json" 300
+
+	# (a) The pre-apply audit.
+	cfg_replay "$risky" 100 1 1 false
+	rc=0
+	lb_cli apply -f "$risky" >"$STATE_DIR/a.out" 2>"$STATE_DIR/a.err" || rc=$?
+	((rc == 1)) || fail "apply of weights 100/1/1 exited $rc, want 1 (refused)"
+	grep -q "refused by the pre-apply audit" "$STATE_DIR/a.err" &&
+		grep -qF "error share-limit: Backend ${BE_IPS[0]} would get 98.0% of VIP $VIP_TCP's new flows (weight 100 of 102)" "$STATE_DIR/a.err" ||
+		fail "the refusal does not name the backend and numbers: $(oneline <"$STATE_DIR/a.err")"
+	lb_cli_ok backend list -o json >"$STATE_DIR/list.json"
+	[[ $("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["weight"])' "$STATE_DIR/list.json") == 1 ]] ||
+		fail "a refused apply changed be1's weight"
+	rc=0
+	lb_cli apply -f "$risky" --dry-run >"$STATE_DIR/dry.out" 2>&1 || rc=$?
+	((rc == 1)) && grep -q '^ERROR   share-limit' "$STATE_DIR/dry.out" ||
+		fail "dry run: exit $rc, want 1 with the share-limit error: $(oneline <"$STATE_DIR/dry.out")"
+	lb_cli_ok apply -f "$risky" --force >"$STATE_DIR/forced.out"
+	grep -q "backend set-weight $VIP_TCP ${BE_IPS[0]} 1 -> 100" "$STATE_DIR/forced.out" ||
+		fail "--force did not apply: $(oneline <"$STATE_DIR/forced.out")"
+	lb_cli_ok log -o json | grep -q '(forced)' || fail "the change log does not say forced"
+	lb_cli_ok apply -f "$cfg" >/dev/null  # back to 1/1/1: no new finding, no --force
+
+	# (b) A hand-edited table.
+	local vip_id be1_id
+	vip_id=$(lb_cli_ok vip list -o json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+	be1_id=$(lb_cli_ok backend list -o json | "$PYTHON" -c 'import json,sys; print(next(b["id"] for b in json.load(sys.stdin) if b["address"] == sys.argv[1]))' "${BE_IPS[0]}")
+	rewrite_table "$vip_id" "$be1_id"
+	local t_edit
+	t_edit=$(now)
+	rc=0
+	lb_cli audit >"$STATE_DIR/audit.txt" || rc=$?
+	((rc == 1)) || fail "ballast audit exited $rc after the edit, want 1"
+	grep -qE "^ERROR +drift +[0-9]+ of VIP $(ere_quote "$VIP_TCP")'s 65537 Maglev table entries differ .* backend $(ere_quote "${BE_IPS[0]}") now holds 65537 of them" "$STATE_DIR/audit.txt" ||
+		fail "no drift finding naming be1: $(oneline <"$STATE_DIR/audit.txt")"
+	grep -qE "^ERROR +ring-share +Backend $(ere_quote "${BE_IPS[0]}") holds 100\.0% of VIP .* \(ring skew 3\.00\)" "$STATE_DIR/audit.txt" ||
+		fail "no ring-share finding naming be1: $(oneline <"$STATE_DIR/audit.txt")"
+	# Traffic goes on; within one window (5 s, plus the 1 s sampling) of the
+	# edit be1's skew metric must pass 2.
+	local skew=0 elapsed=0
+	while :; do
+		tcp_batch "$STATE_DIR/skewed.json" 100 >/dev/null
+		skew=$(lb_exec curl -s "$METRICS/metrics" |
+			grep -F "ballast_backend_skew_ratio{vip=\"$VIP_TCP\",backend=\"${BE_IPS[0]}\",measure=\"new_flows\"} " |
+			awk '{ print $2 }')
+		elapsed=$(awk -v a="$(now)" -v b="$t_edit" 'BEGIN { printf "%.1f", a - b }')
+		awk -v s="${skew:-0}" 'BEGIN { exit !(s > 2) }' && break
+		awk -v e="$elapsed" 'BEGIN { exit !(e > 6) }' &&
+			fail "be1's skew metric is '$skew' ${elapsed} s after the edit, want > 2 within one window (5 s)"
+		sleep 0.3
+	done
+	e2e_log "be1 new-flow skew $skew, ${elapsed} s after the edit"
+	# The shipped rule on the scraped values: pending at its first
+	# evaluation (group interval 15 s), firing after its for: 30s.
+	local state='' give_up=$((SECONDS + 40))
+	while ((SECONDS < give_up)); do
+		tcp_batch "$STATE_DIR/keep.json" 50 >/dev/null 2>&1 || true
+		state=$(alert_state BallastBackendSkewed "${BE_IPS[0]}")
+		[[ -z $state ]] || break
+		sleep 1
+	done
+	[[ $state == pending || $state == firing ]] ||
+		fail "Prometheus has no BallastBackendSkewed for be1 (log: $(tail -n 3 "$STATE_DIR/prom/prometheus.log" | oneline))"
+	e2e_log "BallastBackendSkewed for be1: $state"
+
+	# (c) Reconcile.
+	cfg_replay "$cfg" 1 1 1 true
+	lb_cli_ok apply -f "$cfg" >/dev/null
+	local give=$((SECONDS + 10))
+	until lb_cli_ok log -o json | grep -q '"actor": *"reconcile"'; do
+		((SECONDS < give)) || fail "no reconcile entry in the change log within 10 s"
+		sleep 0.5
+	done
+	rc=0
+	lb_cli audit >"$STATE_DIR/audit2.txt" || rc=$?
+	grep -qE '^ERROR +(drift|ring-share)' "$STATE_DIR/audit2.txt" &&
+		fail "drift or ring-share left after reconcile: $(oneline <"$STATE_DIR/audit2.txt")"
+	backends_reset_counts
+	tcp_batch "$STATE_DIR/after.json" "$N"
+	assert_all_ok "$STATE_DIR/after.json" "$N"
+	assert_shares "$STATE_DIR/after.json" 10 be1=1 be2=1 be3=1
 }
 
 E2E_TESTS=(
@@ -257,6 +403,7 @@ E2E_TESTS=(
 	test_metrics_endpoint
 	test_top_frames
 	test_hand_edited_table_shows_as_skew
+	test_outage_replay
 )
 
 e2e_main "$@"

@@ -23,7 +23,8 @@ class FakeDataPlane : public DataPlane {
 
   void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override {
     // The table must already be there when the VIP becomes visible.
-    EXPECT_TRUE(tables.count(info.vip_id)) << "VIP " << info.vip_id << " published before its table";
+    EXPECT_TRUE(tables.count(info.vip_id))
+        << "VIP " << info.vip_id << " published before its table";
     vips[key_str(key)] = info.vip_id;
     log.push_back("put_vip " + std::to_string(info.vip_id));
   }
@@ -292,8 +293,9 @@ TEST_F(BalancerStateTest, PlanWritesNothing) {
   c.vips[0].backends[0].weight = 5;
   c.vips[0].backends.pop_back();
   auto planned = state.plan(c);
-  EXPECT_EQ(planned, (std::vector<std::string>{"backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 5",
-                                               "backend del 10.0.0.100:80/tcp 10.0.0.13"}));
+  EXPECT_EQ(planned,
+            (std::vector<std::string>{"backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 5",
+                                      "backend del 10.0.0.100:80/tcp 10.0.0.13"}));
   EXPECT_TRUE(dp.log.empty());
   EXPECT_EQ(state.desired().vips[0].backends.size(), 3u);
   EXPECT_EQ(state.apply(c), planned) << "apply does what plan said";
@@ -328,7 +330,8 @@ TEST_F(BalancerStateTest, AllWeightsZeroLeavesNoBackendEntries) {
   Config c = three_backends();
   for (auto& b : c.vips[0].backends) b.weight = 0;
   state.apply(c);
-  EXPECT_EQ(dp.entries_per_slot(0), (std::map<uint32_t, uint32_t>{{BALLAST_NO_BACKEND, BALLAST_MAGLEV_SIZE}}));
+  EXPECT_EQ(dp.entries_per_slot(0),
+            (std::map<uint32_t, uint32_t>{{BALLAST_NO_BACKEND, BALLAST_MAGLEV_SIZE}}));
 }
 
 class CommandsTest : public BalancerStateTest {
@@ -348,11 +351,15 @@ class CommandsTest : public BalancerStateTest {
 TEST_F(CommandsTest, BadEditsChangeNothing) {
   const auto before = state.desired().vips;
   const std::vector<std::pair<std::string, nlohmann::json>> bad = {
-      {"backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", -3}}},
-      {"backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", 70000}}},
+      {"backend.set_weight",
+       {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", -3}}},
+      {"backend.set_weight",
+       {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", 70000}}},
       {"backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}}},
-      {"backend.set_weight", {{"vip", "10.0.0.100:81/tcp"}, {"address", "10.0.0.11"}, {"weight", 2}}},
-      {"backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}, {"weight", 2}}},
+      {"backend.set_weight",
+       {{"vip", "10.0.0.100:81/tcp"}, {"address", "10.0.0.11"}, {"weight", 2}}},
+      {"backend.set_weight",
+       {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}, {"weight", 2}}},
       {"backend.add", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}}},
       {"backend.add", {{"vip", "10.0.0.100:80/tcp"}, {"address", "2001:db8::1"}}},
       {"backend.add", {{"vip", "10.0.0.100:80/tcp"}, {"address", "nope"}}},
@@ -371,7 +378,8 @@ TEST_F(CommandsTest, BadEditsChangeNothing) {
 
 TEST_F(CommandsTest, ErrorsSayWhatIsWrong) {
   try {
-    run("backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}, {"weight", 2}});
+    run("backend.set_weight",
+        {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}, {"weight", 2}});
     FAIL() << "accepted";
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "backend 10.0.0.99 is not in VIP 10.0.0.100:80/tcp");
@@ -379,18 +387,37 @@ TEST_F(CommandsTest, ErrorsSayWhatIsWrong) {
 }
 
 TEST_F(CommandsTest, EditsGoLive) {
-  auto r = run("backend.set_weight", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.12"}, {"weight", 0}});
+  // 1:1:2 with 10.0.0.12 at weight 0 leaves 10.0.0.13 two thirds: the
+  // pre-apply audit refuses it, naming the numbers, and writes nothing.
+  const auto writes = dp.log.size();
+  try {
+    run("backend.set_weight",
+        {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.12"}, {"weight", 0}});
+    ADD_FAILURE() << "a change past the share limit was applied";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("error share-limit: Backend 10.0.0.13 would get 66.7% of "
+                                         "VIP 10.0.0.100:80/tcp's new flows (weight 2 of 3)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(dp.log.size(), writes) << "a refused change wrote to the data plane";
+  auto r =
+      run("backend.set_weight",
+          {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.12"}, {"weight", 0}, {"force", true}});
+  ASSERT_FALSE(r["new_findings"].empty());
+  EXPECT_EQ(r["new_findings"][0]["check"], "share-limit");
+  EXPECT_EQ(changes.since({}).back().actor, "uid=0 pid=0 (forced)");
   EXPECT_EQ(r["changes"][0], "backend set-weight 10.0.0.100:80/tcp 10.0.0.12 1 -> 0");
   EXPECT_EQ(dp.entries_per_slot(0).count(1), 0u) << "weight 0: no table entries";
   run("backend.add", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.14"}, {"weight", 3}});
-  EXPECT_EQ(state.desired().vips[0].backends.size(), 4u);
+  EXPECT_EQ(state.desired().vips[0].backends.size(), 4u) << "3 of 6: not past the limit";
   run("vip.add", {{"vip", "10.0.0.101:53/udp"}});
   run("backend.add", {{"vip", "10.0.0.101:53/udp"}, {"address", "10.0.0.11"}});
   EXPECT_EQ(dp.vips.size(), 2u);
   run("vip.del", {{"vip", "10.0.0.100:80/tcp"}});
   EXPECT_EQ(dp.vips.size(), 1u);
   EXPECT_GE(changes.size(), 5u) << "every edit is in the change log";
-  EXPECT_EQ(changes.since({})[0].actor, "uid=0 pid=0");
+  EXPECT_EQ(changes.since({})[0].actor, "uid=0 pid=0 (forced)");
   auto list = run("backend.list", nlohmann::json::object());
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0]["vip"], "10.0.0.101:53/udp");
@@ -424,7 +451,8 @@ TEST_F(CommandsTest, DrainAndFlows) {
   auto list = run("backend.list", {{"vip", "10.0.0.100:80/tcp"}});
   EXPECT_EQ(list[2]["drained"], true);
   EXPECT_EQ(list[2]["table_entries"], 0);
-  EXPECT_THROW(run("backend.drain", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}}), Error);
+  EXPECT_THROW(run("backend.drain", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}}),
+               Error);
   auto log = run("log", nlohmann::json::object());
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0]["change"], "backend drain 10.0.0.100:80/tcp 10.0.0.13");

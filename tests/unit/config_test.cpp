@@ -93,9 +93,35 @@ TEST(Config, SkewAndMetricsDefaultsAndOverrides) {
   EXPECT_EQ(parse_config(with("vips:", "metrics: {listen: off}\nvips:"), "t").metrics_listen, "");
 }
 
+TEST(Config, AuditAndReconcileDefaultsAndOverrides) {
+  Config c = parse_config(kGood, "test.yaml");
+  EXPECT_EQ(c.audit, AuditSettings{});
+  EXPECT_EQ(c.audit.interval, std::chrono::seconds(30));
+  EXPECT_DOUBLE_EQ(c.audit.max_share, 0.5);
+  EXPECT_FALSE(c.reconcile) << "reconcile is opt-in";
+  EXPECT_FALSE(c.vips[0].max_share);
+  c = parse_config(with("vips:", "audit: {interval: 5s, max_share: 0.75}\nreconcile: true\nvips:"),
+                   "test.yaml");
+  EXPECT_EQ(c.audit.interval, std::chrono::seconds(5));
+  EXPECT_DOUBLE_EQ(c.audit.max_share, 0.75);
+  EXPECT_TRUE(c.reconcile);
+  c = parse_config(with("    protocol: tcp", "    protocol: tcp\n    max_share: 0.6"), "t");
+  ASSERT_TRUE(c.vips[0].max_share);
+  EXPECT_DOUBLE_EQ(*c.vips[0].max_share, 0.6);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Every, ConfigErrors,
     ::testing::Values(
+        BadCase{"audit_interval_zero", with("vips:", "audit: {interval: 0s}\nvips:"),
+                "test.yaml:2: audit.interval: must be whole seconds from 1s to 3600s, got '0s'"},
+        BadCase{"audit_max_share_above_one", with("vips:", "audit: {max_share: 1.5}\nvips:"),
+                "test.yaml:2: audit.max_share: must be a number 0.01..1, got '1.5'"},
+        BadCase{"vip_max_share_not_number",
+                with("    protocol: tcp", "    protocol: tcp\n    max_share: half"),
+                "test.yaml:6: vips[0].max_share: must be a number 0.01..1, got 'half'"},
+        BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),
+                "test.yaml:2: reconcile: must be true or false, got 'yes please'"},
         BadCase{"skew_window_not_seconds", with("vips:", "skew: {window: 1500ms}\nvips:"),
                 "test.yaml:2: skew.window: must be whole seconds from 1s to 3600s, got '1500ms'"},
         BadCase{"skew_threshold_below_one", with("vips:", "skew: {threshold: 0.5}\nvips:"),
