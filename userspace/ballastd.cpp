@@ -138,7 +138,7 @@ class Daemon {
         next_skew += kSkewSample;
         if (next_skew < Clock::now()) next_skew = Clock::now() + kSkewSample;  // fell behind
       }
-      if (fds[3].revents & POLLIN) metrics_->serve();
+      if ((fds[3].revents & POLLIN) || (metrics_ && metrics_->has_clients())) metrics_->serve();
       if (Clock::now() >= next_audit_) {
         run_audit();
         next_audit_ = Clock::now() + state_.desired().audit.interval;

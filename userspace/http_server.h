@@ -39,6 +39,9 @@ class HttpServer {
   // their deadline. Never blocks.
   void serve();
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
+  // Clients connected: call serve() now and then even when fd() is quiet,
+  // so that one that never sends is dropped at its deadline.
+  bool has_clients() const { return !connections_.empty(); }
 
  private:
   struct Connection {

@@ -348,7 +348,7 @@ test_outage_replay() {
 	rc=0
 	lb_cli audit >"$STATE_DIR/audit.txt" || rc=$?
 	((rc == 1)) || fail "ballast audit exited $rc after the edit, want 1"
-	grep -qE "^ERROR +drift +[0-9]+ of VIP $(ere_quote "$VIP_TCP")'s 65537 Maglev table entries differ .* backend $(ere_quote "${BE_IPS[0]}") now holds 65537 of them" "$STATE_DIR/audit.txt" ||
+	grep -qE "^ERROR +drift +[0-9]+ of VIP $(ere_quote "$VIP_TCP")'s 65537 Maglev table entries differ .* backend $(ere_quote "${BE_IPS[0]}") now holds [0-9]+ of them" "$STATE_DIR/audit.txt" ||
 		fail "no drift finding naming be1: $(oneline <"$STATE_DIR/audit.txt")"
 	grep -qE "^ERROR +ring-share +Backend $(ere_quote "${BE_IPS[0]}") holds 100\.0% of VIP .* \(ring skew 3\.00\)" "$STATE_DIR/audit.txt" ||
 		fail "no ring-share finding naming be1: $(oneline <"$STATE_DIR/audit.txt")"

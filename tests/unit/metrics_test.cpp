@@ -193,6 +193,24 @@ TEST(HttpServerTest, AnswersEachRequestAndCloses) {
   EXPECT_EQ(big.rfind("HTTP/1.1 431 ", 0), 0u) << big.size() << ": " << big.substr(0, 100);
 }
 
+TEST(HttpServerTest, SilentClientIsDroppedAtItsDeadlineOnly) {
+  HttpServer server(kAnyLoopbackPort,
+                    [](const std::string&, const std::string&) { return HttpResponse{}; });
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(server.port());
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  pollfd p{server.fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 1000), 1);
+  server.serve();
+  EXPECT_TRUE(server.has_clients()) << "connected, nothing sent yet: kept (10 s to send)";
+  server.serve();
+  EXPECT_TRUE(server.has_clients());
+  close(fd);
+}
+
 TEST(HttpServerTest, BusyPortIsANamedError) {
   HttpServer first(kAnyLoopbackPort,
                    [](const std::string&, const std::string&) { return HttpResponse{}; });
