@@ -4,9 +4,12 @@
  * balancer: parse, match a VIP, pick a backend, rewrite, send. Every packet
  * leaves through one exit that counts its verdict reason.
  *
- * Forwarding mode here: L2 direct server return (destination MAC -> the
- * backend's, source MAC -> ours, XDP_TX). Backends hold the VIP on lo and
- * answer the client directly.
+ * Forwarding modes, per VIP (ballast_vip_info.flags):
+ *   dsr:  L2 direct server return (destination MAC -> the backend's, source
+ *         MAC -> ours, XDP_TX). Backends hold the VIP on lo and answer the
+ *         client directly.
+ *   ipip: IPv4-in-IPv4 to the backend's address (encap.h), XDP_TX; the
+ *         backend's decap program (decap.bpf.c) strips it, then as dsr.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -18,10 +21,14 @@
 #include "maps.h"
 #include "counters.h"
 #include "select.h"
+#include "encap.h"
 
 /* The balancer interface's MAC: the source of every frame we send. Set by
  * ballastd before load (load-time knob, as xdp-bench does). */
 const volatile __u8 lb_mac[ETH_ALEN] = {};
+/* The balancer interface's IPv4 (network order): the outer source of
+ * encapsulated packets. Set by ballastd before load. */
+const volatile __be32 lb_ip4 = 0;
 
 struct verdict {
 	int action;
@@ -51,7 +58,8 @@ static __always_inline void dsr_rewrite(struct ethhdr *eth,
  * lb4_forward - the IPv4 path from the IP header on.
  * Returns: the action and the reason it is counted under.
  */
-static __always_inline struct verdict lb4_forward(struct hdr_cursor *cur,
+static __always_inline struct verdict lb4_forward(struct xdp_md *ctx,
+						  struct hdr_cursor *cur,
 						  void *data_end,
 						  struct ethhdr *eth,
 						  __u32 pkt_len)
@@ -113,9 +121,16 @@ static __always_inline struct verdict lb4_forward(struct hdr_cursor *cur,
 	if (!be)
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
 
-	dsr_rewrite(eth, be);
+	/* Counted as received (the client's frame), whatever the mode adds. */
 	count_traffic(&vip_stats, vip->vip_id, pkt_len, new_flow);
 	count_traffic(&backend_stats, backend_id, pkt_len, new_flow);
+	if (vip->flags & BALLAST_VIP_F_ENCAP_IPIP) {
+		/* Every pointer into the frame is stale after this. */
+		if (ipip4_encap(ctx, be, lb_mac, lb_ip4))
+			return verdict(XDP_DROP, BALLAST_REASON_DROP_ENCAP_FAILED);
+		return verdict(XDP_TX, BALLAST_REASON_TX_ENCAP_IPIP);
+	}
+	dsr_rewrite(eth, be);
 	return verdict(XDP_TX, BALLAST_REASON_TX_FORWARDED);
 }
 
@@ -131,7 +146,7 @@ static __always_inline struct verdict process_packet(struct xdp_md *ctx,
 	if (parse_ethhdr(&cur, data_end, &eth, &eth_proto))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_ETH);
 	if (eth_proto == bpf_htons(ETH_P_IP))
-		return lb4_forward(&cur, data_end, eth, pkt_len);
+		return lb4_forward(ctx, &cur, data_end, eth, pkt_len);
 	return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_IP);
 }
 

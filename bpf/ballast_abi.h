@@ -47,6 +47,14 @@ struct ballast_vip_key {
 	__u8 family;  /* enum ballast_family */
 };
 
+/* Forwarding modes, in ballast_vip_info.flags. None set: L2 direct server
+ * return (MAC rewrite). */
+enum ballast_vip_flags {
+	/* IPv4-in-IPv4 (protocol 4) to the backend's address, outer source
+	 * the balancer's address; backends strip it (bpf/decap.bpf.c). */
+	BALLAST_VIP_F_ENCAP_IPIP = 1u << 0,
+};
+
 /* vips map value. */
 struct ballast_vip_info {
 	__u32 vip_id;   /* index into maglev_tables and vip_stats */
@@ -130,7 +138,30 @@ struct ballast_reason_counters {
 	X(DROP_MALFORMED_TCP, "drop_malformed_tcp", "drop")                  \
 	X(DROP_MALFORMED_UDP, "drop_malformed_udp", "drop")                  \
 	X(DROP_NO_BACKEND, "drop_no_backend", "drop")                        \
-	X(DROP_INTERNAL, "drop_internal", "drop")
+	X(DROP_INTERNAL, "drop_internal", "drop")                            \
+	X(TX_ENCAP_IPIP, "tx_encap_ipip", "tx")                              \
+	X(DROP_ENCAP_FAILED, "drop_encap_failed", "drop")
+
+/*
+ * The backend-side decap program's verdicts (bpf/decap.bpf.c), counted per
+ * CPU in its decap_stats map. X(enum suffix, name).
+ */
+#define BALLAST_DECAP_REASONS(X)                                             \
+	X(DECAPPED, "decapped")                                              \
+	X(PASS_NOT_ENCAP, "pass_not_encapsulated")                           \
+	X(PASS_NOT_LOCAL_VIP, "pass_inner_not_local_vip")                    \
+	X(PASS_MALFORMED, "pass_malformed")
+
+#define BALLAST_DECAP_ENUM(name, str) BALLAST_DECAP_##name,
+enum ballast_decap_reason {
+	BALLAST_DECAP_REASONS(BALLAST_DECAP_ENUM)
+	BALLAST_DECAP_REASON_COUNT,
+};
+#undef BALLAST_DECAP_ENUM
+
+/* Addresses the decap program strips tunnels for (the VIPs held on the
+ * backend's lo): key, IPv4 in network order. */
+#define BALLAST_MAX_DECAP_VIPS 1024
 
 #define BALLAST_REASON_ENUM(name, str, verdict) BALLAST_REASON_##name,
 enum ballast_reason {

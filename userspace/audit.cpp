@@ -257,11 +257,15 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
   auto key_bytes = [](const ballast_vip_key& k) {
     return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
   };
-  std::map<std::string, uint32_t> want_vips, have_vips;
+  std::map<std::string, uint32_t> want_vips, have_vips, want_flags, have_flags;
   std::map<std::string, std::string> have_names;
-  for (const auto& [k, i] : expected.vips) want_vips[key_bytes(k)] = i.vip_id;
+  for (const auto& [k, i] : expected.vips) {
+    want_vips[key_bytes(k)] = i.vip_id;
+    want_flags[key_bytes(k)] = i.flags;
+  }
   for (const auto& [k, i] : live.vips) {
     have_vips[key_bytes(k)] = i.vip_id;
+    have_flags[key_bytes(k)] = i.flags;
     have_names[key_bytes(k)] = VipKey::from_abi(k).str();
   }
   for (const auto& [k, id] : want_vips) {
@@ -274,6 +278,12 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                             "VIP " + name_of(id) + " points at table " +
                                 std::to_string(it->second) + " in the vips map, not " +
                                 std::to_string(id) + ".",
+                            hint));
+    else if (have_flags[k] != want_flags[k])
+      out.push_back(finding(Severity::error, "drift", name_of(id), "",
+                            "VIP " + name_of(id) + " has mode flags " +
+                                std::to_string(have_flags[k]) + " in the vips map, not " +
+                                std::to_string(want_flags[k]) + ".",
                             hint));
   }
   for (const auto& [k, id] : have_vips)

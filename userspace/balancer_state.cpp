@@ -33,6 +33,16 @@ bool mac_is_zero(const uint8_t* mac) {
   return std::memcmp(mac, zero, 6) == 0;
 }
 
+}  // namespace
+
+ballast_vip_info BalancerState::vip_info(const LiveVip& vip) {
+  ballast_vip_info info{vip.id, 0};
+  if (vip.config.mode == ForwardMode::ipip) info.flags |= BALLAST_VIP_F_ENCAP_IPIP;
+  return info;
+}
+
+namespace {
+
 bool same_slot(const ballast_backend& a, const ballast_backend& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
@@ -52,7 +62,8 @@ BalancerState::BalancerState(const BalancerState& other, DataPlane& dataplane)
       used_backend_ids_(other.used_backend_ids_),
       next_backend_id_(other.next_backend_id_),
       written_slots_(other.written_slots_),
-      dry_run_(true) {}
+      dry_run_(true),
+      has_encap_source_v4_(other.has_encap_source_v4_) {}
 
 uint32_t BalancerState::allocate_vip_id() {
   for (uint32_t id = 0; id < BALLAST_MAX_VIPS; id++)
@@ -170,6 +181,10 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
     const VipConfig* want = desired.find_vip(key);
     vip.config = want ? *want : empty_vip(key);
     vip.config.backends.clear();
+    // The mode as the map has it: apply() then rewrites it if the config
+    // says otherwise.
+    vip.config.mode =
+        (info.flags & BALLAST_VIP_F_ENCAP_IPIP) ? ForwardMode::ipip : ForwardMode::dsr;
     for (const auto& [id, slot] : live.backends) {
       if (slot.vip_id != vip.id) continue;
       LiveBackend b;
@@ -212,6 +227,11 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
 }
 
 std::vector<std::string> BalancerState::apply(const Config& desired) {
+  // Refused before any write: an encapsulating VIP needs an outer source.
+  for (const auto& vip : desired.vips)
+    if (vip.mode == ForwardMode::ipip && !has_encap_source_v4_)
+      throw Error("VIP " + vip.key.str() + ": mode ipip needs an IPv4 address on " +
+                  desired.interface + " (the outer source of its packets), and it has none");
   std::vector<std::string> changes;
   std::vector<LiveVip> next;
   std::vector<uint32_t> new_backends;
@@ -235,6 +255,9 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
       vip.table = old->table;
       if (old->config.fail_open != vip_cfg.fail_open)
         changes.push_back("vip fail-open " + vname + " " + (vip_cfg.fail_open ? "on" : "off"));
+      if (old->config.mode != vip_cfg.mode)
+        changes.push_back("vip mode " + vname + " " + forward_mode_name(old->config.mode) + " -> " +
+                          forward_mode_name(vip_cfg.mode));
     } else {
       vip.id = allocate_vip_id();
       changes.push_back("vip add " + vname);
@@ -276,11 +299,14 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   // Tables (and slots) first; then new VIPs become visible.
   for (auto& vip : next) {
     sync_vip(vip);
-    const bool is_new =
-        std::none_of(vips_.begin(), vips_.end(), [&](const LiveVip& v) { return v.id == vip.id; });
-    if (is_new) {
+    auto old =
+        std::find_if(vips_.begin(), vips_.end(), [&](const LiveVip& v) { return v.id == vip.id; });
+    if (old == vips_.end()) {
       dataplane_.reset_counters(CounterMap::vip, vip.id);
-      dataplane_.put_vip(vip.config.key.to_abi(), ballast_vip_info{vip.id, 0});
+      dataplane_.put_vip(vip.config.key.to_abi(), vip_info(vip));
+    } else if (old->config.mode != vip.config.mode) {
+      // One map write: the VIP's next packet takes the new mode.
+      dataplane_.put_vip(vip.config.key.to_abi(), vip_info(vip));
     }
   }
 
@@ -417,7 +443,7 @@ std::vector<VipView> BalancerState::view() const {
 LiveSnapshot BalancerState::expected() const {
   LiveSnapshot out;
   for (const auto& vip : vips_) {
-    out.vips.emplace_back(vip.config.key.to_abi(), ballast_vip_info{vip.id, 0});
+    out.vips.emplace_back(vip.config.key.to_abi(), vip_info(vip));
     if (!vip.table.empty()) out.tables[vip.id] = vip.table;
   }
   for (const auto& [id, slot] : written_slots_)

@@ -86,6 +86,10 @@ class BalancerState {
   // Returns one line per write.
   std::vector<std::string> rewrite_all(const LiveSnapshot& live);
 
+  // Whether the program has an IPv4 outer source for ipip (the
+  // interface's address); apply() refuses ipip VIPs without one.
+  void set_encap_source_v4(bool has) { has_encap_source_v4_ = has; }
+
   const Config& desired() const { return desired_; }
   std::vector<VipView> view() const;
 
@@ -107,6 +111,8 @@ class BalancerState {
   BalancerState(const BalancerState& other, DataPlane& dataplane);
 
   static bool takes_new_flows(const LiveBackend& b, bool failing_open);
+  // The vips map value: table id and forwarding-mode flags.
+  static ballast_vip_info vip_info(const LiveVip& vip);
   static bool failing_open(const LiveVip& vip);
   uint32_t allocate_vip_id();
   uint32_t allocate_backend_id();
@@ -129,6 +135,7 @@ class BalancerState {
   // Each slot as last written, so sync_vip writes only what changed.
   std::map<uint32_t, ballast_backend> written_slots_;
   bool dry_run_ = false;  // plan(): never solicit the kernel
+  bool has_encap_source_v4_ = false;
 };
 
 }  // namespace ballast

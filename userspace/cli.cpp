@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "decap.h"
 #include "error.h"
 #include "health.h"
 #include "table.h"
@@ -440,6 +441,26 @@ int main(int argc, char** argv) {
     print = [](const json& s) { print_top(s, false); };
   });
 
+  // decap: runs here, on a backend host, without ballastd.
+  auto* decap = app.add_subcommand(
+      "decap", "on a backend: the XDP program that strips ipip from packets for this host's VIPs");
+  decap->require_subcommand(1);
+  std::string decap_iface;
+  std::vector<std::string> decap_vip_args;
+  bool decap_skb = false;
+  auto* decap_attach_cmd = decap->add_subcommand(
+      "attach", "load and attach it (replacing an earlier one in one step); VIPs: those on lo");
+  decap_attach_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
+  decap_attach_cmd->add_option("--vip", decap_vip_args,
+                               "a VIP to decapsulate for (repeatable; "
+                               "default: the addresses on lo)");
+  decap_attach_cmd->add_flag("--skb", decap_skb, "generic (skb) mode instead of native");
+  auto* decap_detach_cmd = decap->add_subcommand("detach", "detach it");
+  decap_detach_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
+  auto* decap_status_cmd =
+      decap->add_subcommand("status", "what is attached, for which VIPs, and its counters");
+  decap_status_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
+
   // Subcommand help shows their own options only; name the shared ones.
   std::function<void(CLI::App*)> add_footer = [&](CLI::App* cmd) {
     for (auto* sub : cmd->get_subcommands({})) {
@@ -459,6 +480,47 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    if (decap->parsed()) {
+      if (decap_attach_cmd->parsed()) {
+        std::vector<ballast::IpAddress> vips;
+        for (const auto& text : decap_vip_args) {
+          auto a = ballast::IpAddress::parse(text);
+          if (!a) throw ballast::Error("--vip '" + text + "' is not an IP address");
+          vips.push_back(*a);
+        }
+        if (vips.empty()) vips = ballast::local_vips();
+        const uint32_t id = ballast::decap_attach(
+            decap_iface, vips, decap_skb ? ballast::AttachMode::skb : ballast::AttachMode::native);
+        std::string list;
+        for (const auto& v : vips) list += (list.empty() ? "" : ", ") + v.str();
+        std::cout << "decap program " << id << " attached to " << decap_iface << " for " << list
+                  << "\n";
+      } else if (decap_detach_cmd->parsed()) {
+        ballast::decap_detach(decap_iface);
+        std::cout << "decap program detached from " << decap_iface << "\n";
+      } else {
+        const auto st = ballast::decap_status(decap_iface);
+        json out = {{"interface", decap_iface}, {"program_id", st.program_id}};
+        out["vips"] = json::array();
+        for (const auto& v : st.vips) out["vips"].push_back(v.str());
+        out["counters"] = json::array();
+        for (const auto& [name, c] : st.counters)
+          out["counters"].push_back({{"reason", name}, {"packets", c.first}, {"bytes", c.second}});
+        if (g.output == "json") {
+          std::cout << out.dump(2) << "\n";
+        } else if (!st.program_id) {
+          std::cout << "no decap program on " << decap_iface << "\n";
+        } else {
+          std::cout << "decap program " << st.program_id << " on " << decap_iface << " for "
+                    << out["vips"].dump() << "\n";
+          Table t({"REASON", "PACKETS", "BYTES"});
+          for (const auto& c : out["counters"])
+            t.add({text(c["reason"]), text(c["packets"]), text(c["bytes"])});
+          t.print();
+        }
+      }
+      return 0;
+    }
     if (top->parsed() && g.output == "table") {
       // Refreshes in place on a terminal; frames one after another otherwise.
       const bool tty = isatty(STDOUT_FILENO);

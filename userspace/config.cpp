@@ -39,6 +39,8 @@ VipConfig* Config::find_vip(const VipKey& k) {
 
 std::string attach_mode_name(AttachMode m) { return m == AttachMode::native ? "native" : "skb"; }
 
+std::string forward_mode_name(ForwardMode m) { return m == ForwardMode::dsr ? "dsr" : "ipip"; }
+
 namespace {
 
 // Collects problems while the YAML tree is walked, each prefixed with the
@@ -277,8 +279,17 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   }
   check_known_keys(
       node, path,
-      {"address", "port", "protocol", "backends", "fail_open", "health_check", "max_share"},
+      {"address", "port", "protocol", "backends", "fail_open", "health_check", "max_share", "mode"},
       problems);
+  if (const auto m = node["mode"]) {
+    const std::string text = scalar_or_empty(m);
+    if (text == "dsr")
+      vip.mode = ForwardMode::dsr;
+    else if (text == "ipip")
+      vip.mode = ForwardMode::ipip;
+    else
+      problems.add(m, path + ".mode", "must be dsr or ipip, got '" + text + "'");
+  }
   if (const auto ms = node["max_share"]) {
     double v = 0;
     if (read_double(ms, path + ".max_share", 0.01, 1, v, problems)) vip.max_share = v;

@@ -18,6 +18,14 @@ constexpr uint32_t kMaxWeight = 65535;
 
 enum class AttachMode { native, skb };
 
+// How a VIP's packets reach its backends (bpf/balancer.bpf.c):
+//   dsr:  L2 direct server return, the MAC rewritten; backends on the
+//         balancer's segment hold the VIP on lo.
+//   ipip: IPv4-in-IPv4 to the backend's address; backends strip it with
+//         `ballast decap attach` and hold the VIP on lo.
+enum class ForwardMode { dsr, ipip };
+std::string forward_mode_name(ForwardMode m);
+
 // The audit (userspace/audit.h). YAML `audit:`.
 struct AuditSettings {
   std::chrono::seconds interval{30};  // how often ballastd audits itself (and after every change)
@@ -49,6 +57,7 @@ struct VipConfig {
   std::vector<BackendConfig> backends;
   // When every backend is down: true keeps sending new flows to all of
   // them (better a sick backend than none), false drops them, counted.
+  ForwardMode mode = ForwardMode::dsr;
   bool fail_open = false;
   // The most one backend may get of this VIP's new flows by weight before
   // the audit calls the config risky; unset: the config's audit.max_share.

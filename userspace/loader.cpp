@@ -78,6 +78,7 @@ void ensure_bpffs_mounted() {
 Loader::Loader(const LoaderOptions& options) : options_(options) {
   ifindex_ = interface_index(options_.interface);
   mac_ = interface_mac(options_.interface);
+  ipv4_ = interface_ipv4(options_.interface);
   ensure_bpffs_mounted();
   std::filesystem::create_directories(options_.pin_dir);
   const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
@@ -142,6 +143,7 @@ void Loader::open_and_pin() {
   skel_ = balancer::open();
   if (!skel_) throw Error(errno_message("opening BPF object", errno));
   std::memcpy(const_cast<uint8_t*>(skel_->rodata->lb_mac), mac_.data(), mac_.size());
+  if (ipv4_) std::memcpy(const_cast<uint32_t*>(&skel_->rodata->lb_ip4), ipv4_->bytes.data(), 4);
   for (const char* name : kPinnedMaps) {
     const std::string path = options_.pin_dir + "/" + name;
     int err = bpf_map__set_pin_path(map_by_name(skel_, name), path.c_str());

@@ -1,10 +1,12 @@
 #include "neighbor.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,7 +60,8 @@ std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
       std::optional<IpAddress> ip;
       std::optional<MacAddress> mac;
       int len = static_cast<int>(RTM_PAYLOAD(nh));
-      for (auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(nd) + NLMSG_ALIGN(sizeof(*nd)));
+      for (auto* rta =
+               reinterpret_cast<rtattr*>(reinterpret_cast<char*>(nd) + NLMSG_ALIGN(sizeof(*nd)));
            RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
         if (rta->rta_type == NDA_DST) {
           IpAddress a;
@@ -113,6 +116,21 @@ int interface_index(const std::string& name) {
   unsigned idx = if_nametoindex(name.c_str());
   if (idx == 0) throw Error(errno_message("interface " + name, errno));
   return static_cast<int>(idx);
+}
+
+std::optional<IpAddress> interface_ipv4(const std::string& name) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) < 0) throw Error(errno_message("getifaddrs", errno));
+  std::optional<IpAddress> out;
+  for (ifaddrs* a = list; a && !out; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
+    IpAddress ip;
+    ip.family = BALLAST_AF_INET;
+    std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+    out = ip;
+  }
+  freeifaddrs(list);
+  return out;
 }
 
 MacAddress interface_mac(const std::string& name) {

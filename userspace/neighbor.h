@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "address.h"
@@ -33,5 +34,8 @@ class KernelNeighbors : public NeighborSource {
 // Interface facts the loader and the data plane need.
 int interface_index(const std::string& name);  // throws Error when absent
 MacAddress interface_mac(const std::string& name);
+// The first IPv4 address on interface @name (getifaddrs), if any: the outer
+// source of encapsulated packets.
+std::optional<IpAddress> interface_ipv4(const std::string& name);
 
 }  // namespace ballast

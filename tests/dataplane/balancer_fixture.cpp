@@ -88,10 +88,11 @@ RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32
   return result;
 }
 
-BalancerHarness::BalancerHarness(MacAddr lb_mac) {
+BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4) {
   skel_ = balancer::open();
   if (!skel_) fail(-errno, "balancer::open");
   std::copy(lb_mac.begin(), lb_mac.end(), skel_->rodata->lb_mac);
+  std::memcpy(&skel_->rodata->lb_ip4, lb_ip4.octets.data(), 4);
   if (int err = balancer::load(skel_); err) {
     balancer::destroy(skel_);
     fail(err, "balancer::load");
@@ -100,8 +101,9 @@ BalancerHarness::BalancerHarness(MacAddr lb_mac) {
 
 BalancerHarness::~BalancerHarness() { balancer::destroy(skel_); }
 
-void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id) {
-  const ballast_vip_info info{.vip_id = vip_id, .flags = 0};
+void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id,
+                              std::uint32_t flags) {
+  const ballast_vip_info info{.vip_id = vip_id, .flags = flags};
   if (int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.vips), &key, &info, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(vips)");
 }

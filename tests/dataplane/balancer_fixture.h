@@ -35,12 +35,14 @@ RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32
 
 class BalancerHarness {
  public:
-  explicit BalancerHarness(MacAddr lb_mac = mac_lb);
+  // @lb_ip4: the program's lb_ip4, the outer source of ipip packets.
+  explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
   ~BalancerHarness();
   BalancerHarness(const BalancerHarness&) = delete;
   BalancerHarness& operator=(const BalancerHarness&) = delete;
 
-  void add_vip(const ballast_vip_key& key, std::uint32_t vip_id);
+  // @flags: BALLAST_VIP_F_* (none: dsr).
+  void add_vip(const ballast_vip_key& key, std::uint32_t vip_id, std::uint32_t flags = 0);
   void set_backend(std::uint32_t backend_id, const ballast_backend& slot);
   ballast_backend backend(std::uint32_t backend_id) const;
   // Builds a new inner table holding @entries (BALLAST_MAGLEV_SIZE of

@@ -62,6 +62,8 @@ inline constexpr Ipv4Addr v4_client_two{{10, 201, 0, 2}};
 inline constexpr Ipv4Addr v4_backend_one{{10, 202, 0, 1}};
 inline constexpr Ipv4Addr v4_backend_two{{10, 202, 0, 2}};
 inline constexpr Ipv4Addr v4_backend_three{{10, 202, 0, 3}};
+// The balancer's own address: the outer source of ipip packets.
+inline constexpr Ipv4Addr v4_lb{{10, 200, 0, 2}};
 // An address the balancer serves nothing on.
 inline constexpr Ipv4Addr v4_other_host{{10, 203, 0, 1}};
 
