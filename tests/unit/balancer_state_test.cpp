@@ -19,13 +19,15 @@ class FakeDataPlane : public DataPlane {
   std::vector<std::string> log;  // "put_vip 0", "install_table 0", ...
   std::map<uint32_t, ballast_backend> backends;
   std::map<uint32_t, std::vector<uint32_t>> tables;
-  std::map<std::string, uint32_t> vips;  // key bytes -> id
+  std::map<std::string, uint32_t> vips;    // key bytes -> id
+  std::map<uint32_t, uint32_t> vip_flags;  // id -> ballast_vip_info.flags as last written
 
   void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override {
     // The table must already be there when the VIP becomes visible.
     EXPECT_TRUE(tables.count(info.vip_id))
         << "VIP " << info.vip_id << " published before its table";
     vips[key_str(key)] = info.vip_id;
+    vip_flags[info.vip_id] = info.flags;
     log.push_back("put_vip " + std::to_string(info.vip_id));
   }
   void delete_vip(const ballast_vip_key& key) override {
@@ -147,6 +149,31 @@ TEST_F(BalancerStateTest, FirstApplyWritesBackendsThenTableThenVip) {
     EXPECT_EQ(dp.backends[id].vip_id, 0u);
   }
   EXPECT_EQ(dp.backends[0].mac[5], 11) << "MAC from the neighbour table";
+}
+
+TEST_F(BalancerStateTest, IpipModeIsAVipFlagAndSwitchesWithOneWrite) {
+  Config c = three_backends();
+  c.vips[0].mode = ForwardMode::ipip;
+  try {
+    state.apply(c);
+    ADD_FAILURE() << "ipip applied without an IPv4 outer source";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "VIP 10.0.0.100:80/tcp: mode ipip needs an IPv4 address on eth0 (the outer source "
+              "of its packets), and it has none");
+  }
+  EXPECT_TRUE(dp.log.empty()) << "refused before any write";
+  state.set_encap_source_v4(true);
+  state.apply(c);
+  EXPECT_EQ(dp.vip_flags[0], BALLAST_VIP_F_ENCAP_IPIP);
+  dp.log.clear();
+  c.vips[0].mode = ForwardMode::dsr;
+  auto changes = state.apply(c);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "vip mode 10.0.0.100:80/tcp ipip -> dsr");
+  EXPECT_EQ(dp.log, std::vector<std::string>{"put_vip 0"}) << "one write, no table swap";
+  EXPECT_EQ(dp.vip_flags[0], 0u);
+  EXPECT_EQ(state.expected().vips[0].second.flags, 0u);
 }
 
 TEST_F(BalancerStateTest, WeightChangeSwapsOnlyTheTable) {

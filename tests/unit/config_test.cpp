@@ -120,6 +120,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"vip_max_share_not_number",
                 with("    protocol: tcp", "    protocol: tcp\n    max_share: half"),
                 "test.yaml:6: vips[0].max_share: must be a number 0.01..1, got 'half'"},
+        BadCase{"vip_mode_unknown", with("    protocol: tcp", "    protocol: tcp\n    mode: gre"),
+                "test.yaml:6: vips[0].mode: must be dsr or ipip, got 'gre'"},
         BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),
                 "test.yaml:2: reconcile: must be true or false, got 'yes please'"},
         BadCase{"skew_window_not_seconds", with("vips:", "skew: {window: 1500ms}\nvips:"),
