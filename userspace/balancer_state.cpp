@@ -330,6 +330,11 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
     }
   }
 
+  // Settings that live in the daemon, not the maps: logged like the rest.
+  if (desired.skew != desired_.skew) changes.push_back("skew settings changed");
+  if (desired.audit != desired_.audit) changes.push_back("audit settings changed");
+  if (desired.reconcile != desired_.reconcile)
+    changes.push_back(std::string("reconcile ") + (desired.reconcile ? "on" : "off"));
   vips_ = std::move(next);
   desired_ = desired;
   return changes;

@@ -121,13 +121,18 @@ class Daemon {
         }
       }
       if (fds[1].revents & POLLIN) {
+        const uint64_t changes_before = changes_.recorded();
         server.serve_one([this](const nlohmann::json& req, const PeerCred& peer) {
           return commands_.handle(req, peer);
         });
-        // An edit may have added, removed or changed backends.
-        sync_checker();
+        // An edit may have added, removed or changed backends. (Reads such
+        // as `skew`, which `ballast top` sends every second, change nothing
+        // and cost no audit.)
         skew_.set_settings(state_.desired().skew);
-        audit_soon();
+        if (changes_.recorded() != changes_before) {
+          sync_checker();
+          audit_soon();
+        }
       }
       for (const auto& event : checker_.run()) {
         changes_.record("health-check",

@@ -13,6 +13,7 @@ void ChangeLog::record(const std::string& actor, const std::vector<std::string>&
   for (const auto& c : changes) {
     log_line(LogLevel::info, "change by " + actor + ": " + c);
     entries_.push_back({t, actor, c});
+    ++recorded_;
     if (entries_.size() > capacity_) entries_.pop_front();
   }
 }

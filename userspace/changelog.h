@@ -30,11 +30,15 @@ class ChangeLog {
   // Entries at or after @since, oldest first.
   std::vector<ChangeEntry> since(std::chrono::system_clock::time_point since) const;
   size_t size() const { return entries_.size(); }
+  // Changes recorded since construction (not capped like size()): a caller
+  // compares two readings to learn whether anything changed in between.
+  uint64_t recorded() const { return recorded_; }
 
  private:
   size_t capacity_;
   Now now_;
   std::deque<ChangeEntry> entries_;
+  uint64_t recorded_ = 0;
 };
 
 // "2026-11-26T02:00:00.123Z"

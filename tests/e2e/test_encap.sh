@@ -11,8 +11,9 @@
 #   BUILD_DIR defaults to build; no names runs every test. Needs root.
 # Prints PASS/FAIL/SKIP per test; exits 0 when none failed.
 #
-# Statistics: shares over N=600 connections within TOL_PP=7 percentage
-# points (about 5 standard deviations of a 25% share), as test_forwarding.
+# Statistics: shares over N=1000 connections within TOL_PP=7 percentage
+# points: 5 standard deviations of a 25% share (sqrt(.25 * .75 / 1000) =
+# 1.37 pp), so a correct balancer fails it about once in 1.7 million checks.
 
 # Test functions are called indirectly (run_tests), which shellcheck cannot see.
 # shellcheck disable=SC2317
@@ -22,7 +23,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly VIP_TCP=$VIP1:$HTTP_PORT/tcp
-readonly N=600
+readonly N=1000
 readonly TOL_PP=7
 
 # cfg_ipip FILE W1 W2 W3 [MODE]: VIP1:80/tcp over be1..be3 in MODE (ipip).
