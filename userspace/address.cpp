@@ -96,10 +96,16 @@ std::string VipKey::str() const {
   return host + ":" + std::to_string(port) + "/" + std::string(protocol_name(protocol));
 }
 
+IpAddress IpAddress::from_abi(const ballast_addr& addr, uint8_t family) {
+  IpAddress a;
+  a.family = family;
+  std::memcpy(a.bytes.data(), addr.bytes, family == BALLAST_AF_INET ? 4 : 16);
+  return a;
+}
+
 VipKey VipKey::from_abi(const ballast_vip_key& k) {
   VipKey key;
-  key.address.family = k.family;
-  std::memcpy(key.address.bytes.data(), k.addr.bytes, k.family == BALLAST_AF_INET ? 4 : 16);
+  key.address = IpAddress::from_abi(k.addr, k.family);
   key.port = ntohs(k.port);
   key.protocol = static_cast<Protocol>(k.proto);
   return key;

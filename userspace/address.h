@@ -21,6 +21,8 @@ struct IpAddress {
   std::string str() const;
   bool is_v4() const { return family == BALLAST_AF_INET; }
   ballast_addr to_abi() const;
+  // From a map's address and family (IPv4 in the first 4 bytes).
+  static IpAddress from_abi(const ballast_addr& addr, uint8_t family);
 
   auto operator<=>(const IpAddress&) const = default;
 };

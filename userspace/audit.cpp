@@ -37,22 +37,16 @@ const BackendView* live_backend(const std::vector<VipView>& live, const VipKey& 
   return nullptr;
 }
 
+// The slot's backend address; "" for a free slot.
 std::string slot_address(const ballast_backend& s) {
-  if (!s.family) return "";
-  IpAddress a;
-  a.family = s.family;
-  std::memcpy(a.bytes.data(), s.addr.bytes, s.family == BALLAST_AF_INET ? 4 : 16);
-  return a.str();
+  return s.family ? IpAddress::from_abi(s.addr, s.family).str() : "";
 }
 
 std::string slot_text(const ballast_backend& s) {
-  IpAddress a;
-  a.family = s.family;
-  std::memcpy(a.bytes.data(), s.addr.bytes, s.family == BALLAST_AF_INET ? 4 : 16);
   char mac[32];
   std::snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", s.mac[0], s.mac[1], s.mac[2],
                 s.mac[3], s.mac[4], s.mac[5]);
-  return (s.family ? a.str() : std::string("(free)")) + " mac " + mac + " flags " +
+  return (s.family ? slot_address(s) : std::string("(free)")) + " mac " + mac + " flags " +
          std::to_string(s.flags) + " vip id " + std::to_string(s.vip_id);
 }
 
@@ -365,6 +359,20 @@ std::vector<Finding> new_findings(const std::vector<Finding>& before,
   std::vector<Finding> out;
   for (const auto& f : after)
     if (!known.count(key(f))) out.push_back(f);
+  return out;
+}
+
+std::vector<Finding> ChangeAudit::added_errors() const {
+  std::vector<Finding> out;
+  for (const auto& f : added)
+    if (f.severity == Severity::error) out.push_back(f);
+  return out;
+}
+
+ChangeAudit audit_change(const Config& now, const Config& next, const std::vector<VipView>& live) {
+  ChangeAudit out;
+  out.all = audit_config(next, live);
+  out.added = new_findings(audit_config(now, live), out.all);
   return out;
 }
 

@@ -75,6 +75,15 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
 std::vector<Finding> new_findings(const std::vector<Finding>& before,
                                   const std::vector<Finding>& after);
 
+// The pre-apply audit of a change from @now to @next (apply, reload, CLI
+// edits, dry runs): every finding of @next, and the ones it adds. A change
+// whose added findings hold an error is refused unless forced.
+struct ChangeAudit {
+  std::vector<Finding> all, added;
+  std::vector<Finding> added_errors() const;
+};
+ChangeAudit audit_change(const Config& now, const Config& next, const std::vector<VipView>& live);
+
 bool has_errors(const std::vector<Finding>& findings);
 nlohmann::json findings_json(const std::vector<Finding>& findings);
 // "error share-limit: <message> (hint: <hint>)", one per line.

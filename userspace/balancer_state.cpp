@@ -189,9 +189,7 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
       if (slot.vip_id != vip.id) continue;
       LiveBackend b;
       b.id = id;
-      b.config.address.family = slot.family;
-      std::memcpy(b.config.address.bytes.data(), slot.addr.bytes,
-                  slot.family == BALLAST_AF_INET ? 4 : 16);
+      b.config.address = IpAddress::from_abi(slot.addr, slot.family);
       // Weights and checks are not in the maps: take the desired ones
       // (apply() then finds nothing to change when they match).
       const BackendConfig* cfg = want ? want->find_backend(b.config.address) : nullptr;

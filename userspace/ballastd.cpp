@@ -172,12 +172,10 @@ class Daemon {
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
       // The pre-apply audit, as for `ballast apply`; a reload cannot be
       // forced (use `ballast apply -f FILE --force`).
-      const auto view = state_.view();
-      const auto added =
-          new_findings(audit_config(state_.desired(), view), audit_config(next, view));
-      if (has_errors(added))
+      const auto errors = audit_change(state_.desired(), next, state_.view()).added_errors();
+      if (!errors.empty())
         throw Error("the new config fails the pre-apply audit (apply it with `ballast apply -f " +
-                    options_.config_path + " --force` if intended):\n" + findings_text(added));
+                    options_.config_path + " --force` if intended):\n" + findings_text(errors));
       changes_.record("reload " + options_.config_path, state_.apply(next));
       sync_checker();
       skew_.set_settings(next.skew);

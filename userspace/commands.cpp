@@ -84,17 +84,11 @@ Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, S
       audit_(std::move(audit)) {}
 
 json Commands::pre_apply_audit(const Config& next, bool force) const {
-  const auto view = state_.view();
-  const auto after = audit_config(next, view);
-  const auto added = new_findings(audit_config(state_.desired(), view), after);
-  if (has_errors(added) && !force) {
-    std::vector<Finding> errors;
-    for (const auto& f : added)
-      if (f.severity == Severity::error) errors.push_back(f);
+  const ChangeAudit audit = audit_change(state_.desired(), next, state_.view());
+  if (!force && !audit.added_errors().empty())
     throw Error("refused by the pre-apply audit (nothing changed; --force applies it anyway):\n" +
-                findings_text(errors));
-  }
-  return {{"findings", findings_json(after)}, {"new_findings", findings_json(added)}};
+                findings_text(audit.added_errors()));
+  return {{"findings", findings_json(audit.all)}, {"new_findings", findings_json(audit.added)}};
 }
 
 json Commands::apply_edit(Config next, const PeerCred& peer, bool force) {
@@ -121,13 +115,10 @@ json Commands::apply_file(const json& args, const PeerCred& peer) {
   const bool force = args.value("force", false);
   if (args.value("dry_run", false)) {
     // Never refused: a dry run shows the findings; the CLI exits 1 on errors.
-    const auto view = state_.view();
-    const auto after = audit_config(next, view);
-    return {
-        {"changes", state_.plan(next)},
-        {"applied", false},
-        {"findings", findings_json(after)},
-        {"new_findings", findings_json(new_findings(audit_config(state_.desired(), view), after))}};
+    json out = pre_apply_audit(next, /*force=*/true);
+    out["changes"] = state_.plan(next);
+    out["applied"] = false;
+    return out;
   }
   json out = pre_apply_audit(next, force);
   auto changes = state_.apply(next);

@@ -131,6 +131,19 @@ bool read_double(const YAML::Node& node, const std::string& field, double lo, do
   return true;
 }
 
+// A duration of whole seconds from 1 s to 1 h ("10s", "2m"); reports and
+// leaves @out alone otherwise.
+void read_seconds(const YAML::Node& node, const std::string& field, std::chrono::seconds& out,
+                  Problems& problems) {
+  const auto ms = parse_duration(scalar_or_empty(node));
+  if (ms && *ms >= std::chrono::seconds(1) && *ms <= std::chrono::hours(1) &&
+      ms->count() % 1000 == 0)
+    out = std::chrono::duration_cast<std::chrono::seconds>(*ms);
+  else
+    problems.add(node, field,
+                 "must be whole seconds from 1s to 3600s, got '" + scalar_or_empty(node) + "'");
+}
+
 // The skew mapping: window, min_new_flows, z_min, threshold, hold.
 SkewSettings parse_skew(const YAML::Node& node, Problems& problems) {
   SkewSettings s;
@@ -140,17 +153,8 @@ SkewSettings parse_skew(const YAML::Node& node, Problems& problems) {
   }
   check_known_keys(node, "skew", {"window", "min_new_flows", "z_min", "threshold", "hold"},
                    problems);
-  for (auto [key, field] : {std::pair{"window", &s.window}, std::pair{"hold", &s.hold}}) {
-    if (const auto d = node[key]) {
-      const auto ms = parse_duration(scalar_or_empty(d));
-      if (ms && *ms >= std::chrono::seconds(1) && *ms <= std::chrono::hours(1) &&
-          ms->count() % 1000 == 0)
-        *field = std::chrono::duration_cast<std::chrono::seconds>(*ms);
-      else
-        problems.add(d, std::string("skew.") + key,
-                     "must be whole seconds from 1s to 3600s, got '" + scalar_or_empty(d) + "'");
-    }
-  }
+  if (const auto d = node["window"]) read_seconds(d, "skew.window", s.window, problems);
+  if (const auto d = node["hold"]) read_seconds(d, "skew.hold", s.hold, problems);
   uint64_t v = 0;
   if (const auto n = node["min_new_flows"];
       n && read_uint(n, "skew.min_new_flows", 1, 1000000000, v, problems))
@@ -169,15 +173,7 @@ AuditSettings parse_audit(const YAML::Node& node, Problems& problems) {
     return a;
   }
   check_known_keys(node, "audit", {"interval", "max_share"}, problems);
-  if (const auto d = node["interval"]) {
-    const auto ms = parse_duration(scalar_or_empty(d));
-    if (ms && *ms >= std::chrono::seconds(1) && *ms <= std::chrono::hours(1) &&
-        ms->count() % 1000 == 0)
-      a.interval = std::chrono::duration_cast<std::chrono::seconds>(*ms);
-    else
-      problems.add(d, "audit.interval",
-                   "must be whole seconds from 1s to 3600s, got '" + scalar_or_empty(d) + "'");
-  }
+  if (const auto d = node["interval"]) read_seconds(d, "audit.interval", a.interval, problems);
   if (const auto n = node["max_share"])
     read_double(n, "audit.max_share", 0.01, 1, a.max_share, problems);
   return a;

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -14,6 +13,7 @@
 #include "decap.skel.h"
 #include "error.h"
 #include "fd.h"
+#include "neighbor.h"
 
 namespace ballast {
 namespace {
@@ -66,18 +66,9 @@ UniqueFd program_map(uint32_t id, const std::string& name) {
 }  // namespace
 
 std::vector<IpAddress> local_vips() {
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) < 0) throw Error(errno_message("getifaddrs", errno));
   std::vector<IpAddress> out;
-  for (ifaddrs* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || std::strcmp(a->ifa_name, "lo") != 0)
-      continue;
-    IpAddress ip;
-    std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
-    if (ip.bytes[0] == 127) continue;
-    out.push_back(ip);
-  }
-  freeifaddrs(list);
+  for (const auto& ip : interface_ipv4_addresses("lo"))
+    if (ip.bytes[0] != 127) out.push_back(ip);
   return out;
 }
 

@@ -118,19 +118,24 @@ int interface_index(const std::string& name) {
   return static_cast<int>(idx);
 }
 
-std::optional<IpAddress> interface_ipv4(const std::string& name) {
+std::vector<IpAddress> interface_ipv4_addresses(const std::string& name) {
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) < 0) throw Error(errno_message("getifaddrs", errno));
-  std::optional<IpAddress> out;
-  for (ifaddrs* a = list; a && !out; a = a->ifa_next) {
+  std::vector<IpAddress> out;
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
     if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
     IpAddress ip;
-    ip.family = BALLAST_AF_INET;
     std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
-    out = ip;
+    out.push_back(ip);
   }
   freeifaddrs(list);
   return out;
+}
+
+std::optional<IpAddress> interface_ipv4(const std::string& name) {
+  const auto all = interface_ipv4_addresses(name);
+  if (all.empty()) return std::nullopt;
+  return all.front();
 }
 
 MacAddress interface_mac(const std::string& name) {

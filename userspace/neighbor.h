@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "address.h"
 
@@ -34,8 +35,9 @@ class KernelNeighbors : public NeighborSource {
 // Interface facts the loader and the data plane need.
 int interface_index(const std::string& name);  // throws Error when absent
 MacAddress interface_mac(const std::string& name);
-// The first IPv4 address on interface @name (getifaddrs), if any: the outer
-// source of encapsulated packets.
+// The IPv4 addresses on interface @name (getifaddrs), in the kernel's order.
+std::vector<IpAddress> interface_ipv4_addresses(const std::string& name);
+// The first of them, if any: the outer source of encapsulated packets.
 std::optional<IpAddress> interface_ipv4(const std::string& name);
 
 }  // namespace ballast

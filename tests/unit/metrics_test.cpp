@@ -13,33 +13,14 @@
 #include <set>
 #include <sstream>
 
+#include "counters_dataplane.h"
 #include "error.h"
 #include "http_server.h"
 
 namespace ballast {
 namespace {
 
-class CountersDataPlane : public DataPlane {
- public:
-  std::map<uint32_t, ballast_traffic_counters> vip, backend;
-  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
-  void delete_vip(const ballast_vip_key&) override {}
-  void put_backend(uint32_t, const ballast_backend&) override {}
-  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
-  void remove_table(uint32_t) override {}
-  ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override {
-    return map == CounterMap::vip ? vip[id] : backend[id];
-  }
-  void reset_counters(CounterMap, uint32_t) override {}
-  std::vector<ballast_reason_counters> read_reasons() override {
-    std::vector<ballast_reason_counters> r(BALLAST_REASON_COUNT);
-    r[0] = {7, 700};
-    return r;
-  }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
-  LiveSnapshot snapshot() override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
-};
+using test::CountersDataPlane;
 
 BackendView backend(uint32_t id, const std::string& address, uint32_t weight, Health health) {
   return BackendView{id,    *IpAddress::parse(address), weight, MacAddress{}, health,
@@ -81,6 +62,7 @@ TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
       false,
       {backend(1, "10.200.1.1", 1, Health::up), backend(2, "10.200.1.2", 3, Health::down)}}};
   dp.vip[4] = {30, 3000, 10};
+  dp.reasons[BALLAST_REASON_TX_FORWARDED] = {7, 700};
   dp.backend[1] = {30, 3000, 10};
   SkewTracker tracker;
   Clock::time_point t{};
@@ -108,6 +90,8 @@ TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
   EXPECT_TRUE(has_line(r, "ballast_vip_backends_usable{vip=\"10.200.0.10:80/tcp\"} 1"));
   EXPECT_TRUE(has_line(r, "ballast_backend_ring_share_ratio" + b1 + " 0.5"));
   EXPECT_TRUE(has_line(r, "ballast_xdp_program_attached{interface=\"eth0\",mode=\"native\"} 1"));
+  EXPECT_TRUE(has_line(r, "ballast_xdp_packets_total{reason=\"tx_forwarded\",verdict=\"tx\"} 7"));
+  EXPECT_TRUE(has_line(r, "ballast_xdp_bytes_total{reason=\"tx_forwarded\",verdict=\"tx\"} 700"));
   EXPECT_TRUE(has_line(r, "ballast_audit_findings{check=\"drift\",severity=\"error\"} 1"));
   EXPECT_TRUE(
       has_line(r, "ballast_build_info{version=\"" + std::string(kBallastVersion) + "\"} 1"));
@@ -193,7 +177,7 @@ TEST(HttpServerTest, AnswersEachRequestAndCloses) {
   EXPECT_EQ(big.rfind("HTTP/1.1 431 ", 0), 0u) << big.size() << ": " << big.substr(0, 100);
 }
 
-TEST(HttpServerTest, SilentClientIsDroppedAtItsDeadlineOnly) {
+TEST(HttpServerTest, SilentClientIsKeptUntilItsDeadline) {
   HttpServer server(kAnyLoopbackPort,
                     [](const std::string&, const std::string&) { return HttpResponse{}; });
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

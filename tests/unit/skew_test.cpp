@@ -7,41 +7,14 @@
 #include <cmath>
 #include <map>
 
+#include "counters_dataplane.h"
+
 namespace ballast {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Only counters matter here.
-class CountersDataPlane : public DataPlane {
- public:
-  std::map<uint32_t, ballast_traffic_counters> counters;
-
-  void add(uint32_t id, uint64_t new_flows, uint64_t packets = 0, uint64_t bytes = 0) {
-    counters[id].new_flows += new_flows;
-    counters[id].packets += packets;
-    counters[id].bytes += bytes;
-  }
-  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
-  void delete_vip(const ballast_vip_key&) override {}
-  void put_backend(uint32_t, const ballast_backend&) override {}
-  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
-  void remove_table(uint32_t) override {}
-  ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override {
-    EXPECT_EQ(map, CounterMap::backend);
-    return counters[id];
-  }
-  void reset_counters(CounterMap, uint32_t id) override { counters.erase(id); }
-  std::vector<ballast_reason_counters> read_reasons() override { return {}; }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
-  LiveSnapshot snapshot() override { return {}; }
-  std::map<uint32_t, std::vector<uint32_t>> tables;
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
-    auto it = tables.find(vip_id);
-    if (it == tables.end()) return std::nullopt;
-    return it->second;
-  }
-};
+using test::CountersDataPlane;
 
 BackendView backend(uint32_t id, const std::string& address, uint32_t weight,
                     uint32_t table_entries = 0) {
@@ -60,7 +33,7 @@ struct Fixture {
   CountersDataPlane dp;
   SkewTracker tracker;
   Clock::time_point now{};
-  explicit Fixture(SkewSettings s = {}) : tracker(s) {}
+  explicit Fixture(SkewSettings s = {}) : tracker(s) { dp.backend_reads_only = true; }
   void record(const std::vector<VipView>& vips, std::chrono::seconds after = 1s) {
     now += after;
     tracker.record(now, vips, dp);
@@ -185,7 +158,7 @@ TEST(SkewTest, ReusedSlotOrResetCounterCountsFromZero) {
   f.record(vips);
   // Slot 2 now holds another backend, its counters reset and counting anew.
   vips = std::vector{vip({backend(1, "10.200.1.1", 1), backend(2, "10.200.1.9", 1)})};
-  f.dp.counters.erase(2);
+  f.dp.backend.erase(2);
   f.dp.add(1, 60);
   f.dp.add(2, 40);
   f.record(vips);
