@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * balancer.bpf.c: the XDP entry point and the packet's path through the
- * balancer: parse, match a VIP, pick a backend, rewrite, send. Every packet
- * leaves through one exit that counts its verdict reason.
+ * balancer: parse (IPv4 or IPv6), match a VIP, pick a backend, rewrite or
+ * encapsulate, send. Every packet leaves through one exit that counts its
+ * verdict reason. docs/dataplane.md describes every path and reason.
  *
  * Forwarding modes, per VIP (ballast_vip_info.flags):
  *   dsr:  L2 direct server return (destination MAC -> the backend's, source
- *         MAC -> ours, XDP_TX). Backends hold the VIP on lo and answer the
- *         client directly.
- *   ipip: IPv4-in-IPv4 to the backend's address (encap.h), XDP_TX; the
- *         backend's decap program (decap.bpf.c) strips it, then as dsr.
+ *         MAC -> ours). Backends hold the VIP on lo and answer the client
+ *         directly.
+ *   ipip: IP-in-IP to the backend's address (encap.h); the backend's decap
+ *         program (decap.bpf.c) strips it, then as dsr.
+ *   gue:  UDP encapsulation to the VIP's gue_port (encap.h), likewise.
+ * Frames leave with XDP_TX (egress 0, our interface) or XDP_REDIRECT to the
+ * backend's egress interface.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -22,16 +26,13 @@
 #include "counters.h"
 #include "select.h"
 #include "encap.h"
+#include "icmp.h"
 
-/* The balancer interface's MAC: the source of every frame we send. Set by
- * ballastd before load (load-time knob, as xdp-bench does). */
-const volatile __u8 lb_mac[ETH_ALEN] = {};
-/* The balancer interface's IPv4 (network order): the outer source of
- * encapsulated packets. Set by ballastd before load. */
-const volatile __be32 lb_ip4 = 0;
+/* A parse step's outcome: go on (CONTINUE), or a final action and reason. */
+#define CONTINUE (-1)
 
 struct verdict {
-	int action;
+	int action;   /* XDP_*, or CONTINUE */
 	__u32 reason; /* enum ballast_reason */
 };
 
@@ -41,113 +42,265 @@ static __always_inline struct verdict verdict(int action, __u32 reason)
 	return v;
 }
 
-/* L2 DSR: the frame goes to the backend unchanged above Ethernet. */
-static __always_inline void dsr_rewrite(struct ethhdr *eth,
-					const struct ballast_backend *be)
+static __always_inline struct verdict go_on(void)
 {
-	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
-	eth->h_source[0] = lb_mac[0];
-	eth->h_source[1] = lb_mac[1];
-	eth->h_source[2] = lb_mac[2];
-	eth->h_source[3] = lb_mac[3];
-	eth->h_source[4] = lb_mac[4];
-	eth->h_source[5] = lb_mac[5];
+	return verdict(CONTINUE, 0);
 }
 
-/*
- * lb4_forward - the IPv4 path from the IP header on.
- * Returns: the action and the reason it is counted under.
- */
-static __always_inline struct verdict lb4_forward(struct xdp_md *ctx,
-						  struct hdr_cursor *cur,
-						  void *data_end,
-						  struct ethhdr *eth,
-						  __u32 pkt_len)
+enum packet_kind {
+	PKT_FLOW,        /* a TCP or UDP packet of a flow */
+	PKT_ICMP_ERROR,  /* an ICMP error about a flow (flow: the client's) */
+	PKT_FRAGMENT,    /* an IP fragment (flow: addresses, protocol only) */
+};
+
+/* What parsing learned about a packet. */
+struct packet {
+	struct ballast_flow_key flow;  /* as the client sends it */
+	struct inner_info inner;       /* the IP packet, for encapsulation */
+	__u8 kind;                     /* enum packet_kind */
+	__u8 is_syn;                   /* TCP SYN without ACK */
+};
+
+/* TCP or UDP header at @cur: the ports, and whether it is a SYN. The header
+ * must lie inside the IP packet (@l3_end), not in the Ethernet padding. */
+static __always_inline struct verdict parse_l4(struct hdr_cursor *cur, void *data_end,
+					       void *l3_end, struct packet *pkt)
 {
-	struct ballast_flow_key flow = {};
-	struct ballast_vip_key vip_key = {};
-	struct ballast_vip_info *vip;
-	struct ballast_backend *be;
-	struct iphdr *iph;
-	void *l3_end;
-	__u32 backend_id;
-	int is_syn = 0;
-	int new_flow = 0;
-
-	if (parse_iphdr(cur, data_end, &iph))
-		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV4);
-	/* The transport header must lie inside the IP packet, not in the
-	 * Ethernet padding after it (checked below, after each parse). */
-	l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
-	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
-		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_TCP_UDP);
-	/* Later fragments carry no ports; fragments are handled in a later
-	 * version (issue #5). The kernel gets them, counted. */
-	if (ipv4_is_fragment(iph))
-		return verdict(XDP_PASS, BALLAST_REASON_PASS_IP_FRAGMENT);
-
-	if (iph->protocol == IPPROTO_TCP) {
+	if (pkt->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp;
 
 		if (parse_tcphdr(cur, data_end, &tcp) || cur->pos > l3_end)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_TCP);
-		flow.sport = tcp->source;
-		flow.dport = tcp->dest;
-		is_syn = tcp->syn && !tcp->ack;
+		pkt->flow.sport = tcp->source;
+		pkt->flow.dport = tcp->dest;
+		pkt->is_syn = tcp->syn && !tcp->ack;
 	} else {
 		struct udphdr *udp;
 
 		if (parse_udphdr(cur, data_end, &udp) || cur->pos > l3_end ||
 		    (void *)udp + bpf_ntohs(udp->len) > l3_end)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_UDP);
-		flow.sport = udp->source;
-		flow.dport = udp->dest;
+		pkt->flow.sport = udp->source;
+		pkt->flow.dport = udp->dest;
 	}
-
-	vip_key.addr.v4 = iph->daddr;
-	vip_key.port = flow.dport;
-	vip_key.proto = iph->protocol;
-	vip_key.family = BALLAST_AF_INET;
-	vip = bpf_map_lookup_elem(&vips, &vip_key);
-	if (!vip)
-		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_VIP);
-
-	flow.src.v4 = iph->saddr;
-	flow.dst.v4 = iph->daddr;
-	flow.proto = iph->protocol;
-	flow.family = BALLAST_AF_INET;
-
-	be = select_backend(vip->vip_id, &flow, is_syn, &new_flow, &backend_id);
-	if (!be)
-		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
-
-	/* Counted as received (the client's frame), whatever the mode adds. */
-	count_traffic(&vip_stats, vip->vip_id, pkt_len, new_flow);
-	count_traffic(&backend_stats, backend_id, pkt_len, new_flow);
-	if (vip->flags & BALLAST_VIP_F_ENCAP_IPIP) {
-		/* Every pointer into the frame is stale after this. */
-		if (ipip4_encap(ctx, be, lb_mac, lb_ip4))
-			return verdict(XDP_DROP, BALLAST_REASON_DROP_ENCAP_FAILED);
-		return verdict(XDP_TX, BALLAST_REASON_TX_ENCAP_IPIP);
-	}
-	dsr_rewrite(eth, be);
-	return verdict(XDP_TX, BALLAST_REASON_TX_FORWARDED);
+	return go_on();
 }
 
-static __always_inline struct verdict process_packet(struct xdp_md *ctx,
-						     __u32 pkt_len)
+/* parse4 - the IPv4 packet at @cur into @pkt. */
+static __always_inline struct verdict parse4(struct hdr_cursor *cur, void *data_end,
+					     struct packet *pkt)
+{
+	struct iphdr *iph;
+	void *l3_end;
+
+	if (parse_iphdr(cur, data_end, &iph))
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV4);
+	l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
+	pkt->inner.len = bpf_ntohs(iph->tot_len);
+	pkt->inner.family = BALLAST_AF_INET;
+	pkt->inner.tos = iph->tos;
+	pkt->inner.df = (iph->frag_off & bpf_htons(IP_DF)) != 0;
+
+	if (iph->protocol == IPPROTO_ICMP) {
+		__u32 reason = parse_icmp4_error(cur, data_end, l3_end, iph, &pkt->flow);
+
+		if (reason)
+			return verdict(XDP_PASS, reason);
+		pkt->kind = PKT_ICMP_ERROR;
+		return go_on();
+	}
+	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_TCP_UDP);
+	pkt->flow.src.v4 = iph->saddr;
+	pkt->flow.dst.v4 = iph->daddr;
+	pkt->flow.proto = iph->protocol;
+	pkt->flow.family = BALLAST_AF_INET;
+	/* Later fragments carry no ports: the fragment rule places them. */
+	if (ipv4_is_fragment(iph)) {
+		pkt->kind = PKT_FRAGMENT;
+		return go_on();
+	}
+	return parse_l4(cur, data_end, l3_end, pkt);
+}
+
+/* parse6 - the IPv6 packet at @cur (extension headers walked) into @pkt. */
+static __always_inline struct verdict parse6(struct hdr_cursor *cur, void *data_end,
+					     struct packet *pkt)
+{
+	struct ipv6hdr *ip6;
+	void *l3_end;
+	int fragment = 0, ext;
+	__u8 nexthdr;
+
+	if (parse_ipv6hdr(cur, data_end, &ip6))
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV6);
+	l3_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
+	pkt->inner.len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	pkt->inner.family = BALLAST_AF_INET6;
+	pkt->inner.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+	pkt->inner.df = 1;
+
+	nexthdr = ip6->nexthdr;
+	ext = parse_ipv6_ext(cur, data_end, l3_end, &nexthdr, &fragment);
+	if (ext == IPV6_EXT_MALFORMED)
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV6_EXT);
+	if (ext == IPV6_EXT_LIMIT)
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_IPV6_EXT_LIMIT);
+
+	if (nexthdr == IPPROTO_ICMPV6) {
+		__u32 reason = BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW;
+
+		if (!fragment)
+			reason = parse_icmp6_error(cur, data_end, l3_end, ip6, &pkt->flow);
+		if (reason)
+			return verdict(XDP_PASS, reason);
+		pkt->kind = PKT_ICMP_ERROR;
+		return go_on();
+	}
+	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_TCP_UDP);
+	__builtin_memcpy(pkt->flow.src.v6, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->flow.dst.v6, &ip6->daddr, 16);
+	pkt->flow.proto = nexthdr;
+	pkt->flow.family = BALLAST_AF_INET6;
+	if (fragment) {
+		pkt->kind = PKT_FRAGMENT;
+		return go_on();
+	}
+	return parse_l4(cur, data_end, l3_end, pkt);
+}
+
+/* Answer "too big" for a packet whose encapsulation would not fit @eg. */
+static __always_inline struct verdict too_big(struct xdp_md *ctx, const struct packet *pkt,
+					      const struct ballast_egress *eg, __u32 overhead)
+{
+	int err;
+
+	/* An ICMP error is not answered with another (RFC 1122 3.2.2). */
+	if (pkt->kind == PKT_ICMP_ERROR || eg->mtu <= overhead)
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_MTU_EXCEEDED);
+	if (pkt->inner.family == BALLAST_AF_INET)
+		err = icmp4_too_big(ctx, eg->mtu - overhead);
+	else
+		err = icmp6_too_big(ctx, eg->mtu - overhead);
+	if (err)
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_MTU_EXCEEDED);
+	return verdict(XDP_TX, BALLAST_REASON_TX_ICMP_TOO_BIG);
+}
+
+/* The reason a forwarded packet is counted under. */
+static __always_inline __u32 sent_reason(const struct packet *pkt, __u32 mode_reason)
+{
+	if (pkt->kind == PKT_ICMP_ERROR)
+		return BALLAST_REASON_TX_ICMP_ERROR;
+	if (pkt->kind == PKT_FRAGMENT)
+		return BALLAST_REASON_TX_FRAGMENT;
+	return mode_reason;
+}
+
+/*
+ * lb_forward - from a parsed packet to its backend, for both families.
+ * Returns: the action and the reason it is counted under.
+ */
+static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct packet *pkt,
+						 __u32 pkt_len)
+{
+	struct ballast_vip_key vip_key = {};
+	struct ballast_vip_info *vip;
+	struct ballast_egress *eg;
+	struct selection sel;
+	__u32 egress_id, mode_reason;
+	int how;
+
+	vip_key.addr = pkt->flow.dst;
+	vip_key.port = pkt->kind == PKT_FRAGMENT ? 0 : pkt->flow.dport;
+	vip_key.proto = pkt->flow.proto;
+	vip_key.family = pkt->flow.family;
+	vip = bpf_map_lookup_elem(&vips, &vip_key);
+	if (pkt->kind == PKT_FRAGMENT && (!vip || !(vip->flags & BALLAST_VIP_F_FRAGMENTS)))
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_IP_FRAGMENT);
+	if (!vip)
+		return verdict(XDP_PASS, pkt->kind == PKT_ICMP_ERROR ?
+					 BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW :
+					 BALLAST_REASON_PASS_NOT_VIP);
+
+	if ((vip->flags & BALLAST_VIP_F_NO_SRC_PORT) && pkt->kind != PKT_FRAGMENT)
+		pkt->flow.sport = 0;
+	if (pkt->kind == PKT_FRAGMENT)
+		how = SELECT_NONE;
+	else if (pkt->kind == PKT_ICMP_ERROR)
+		how = SELECT_LOOKUP;
+	else
+		how = pkt->is_syn ? SELECT_SYN : SELECT_TRACK;
+	sel = select_backend(vip->vip_id, &pkt->flow, how);
+	if (!sel.be)
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
+	egress_id = sel.be->egress;
+	eg = bpf_map_lookup_elem(&egress, &egress_id);
+	if (!eg || !eg->ifindex)
+		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_EGRESS);
+
+	if (vip->flags & BALLAST_VIP_F_ENCAP) {
+		int gue = (vip->flags & BALLAST_VIP_F_ENCAP_GUE) != 0;
+		__u32 overhead = encap_overhead(sel.be->family, gue);
+		int err;
+
+		if (pkt->inner.len + overhead > eg->mtu)
+			return too_big(ctx, pkt, eg, overhead);
+		/* Counted as received (the client's frame), whatever we add. */
+		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
+		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
+		/* Every pointer into the frame is stale after this. */
+		if (sel.be->family == BALLAST_AF_INET)
+			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port);
+		else
+			err = encap6(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port);
+		if (err)
+			return verdict(XDP_DROP, BALLAST_REASON_DROP_ENCAP_FAILED);
+		mode_reason = gue ? BALLAST_REASON_TX_ENCAP_GUE : BALLAST_REASON_TX_ENCAP_IPIP;
+	} else {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+
+		if ((void *)(eth + 1) > data_end)
+			return verdict(XDP_DROP, BALLAST_REASON_DROP_INTERNAL);
+		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
+		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
+		/* dsr: the frame goes to the backend unchanged above Ethernet. */
+		__builtin_memcpy(eth->h_dest, sel.be->mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, eg->mac, ETH_ALEN);
+		mode_reason = BALLAST_REASON_TX_FORWARDED;
+	}
+	if (egress_id == 0)
+		return verdict(XDP_TX, sent_reason(pkt, mode_reason));
+	return verdict(bpf_redirect_map(&tx_ports, egress_id, XDP_DROP),
+		       sent_reason(pkt, mode_reason));
+}
+
+static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 pkt_len)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	void *data = (void *)(long)ctx->data;
 	struct hdr_cursor cur = { .pos = data };
+	struct packet pkt = {};
+	struct verdict v;
 	struct ethhdr *eth;
 	__be16 eth_proto;
 
 	if (parse_ethhdr(&cur, data_end, &eth, &eth_proto))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_ETH);
 	if (eth_proto == bpf_htons(ETH_P_IP))
-		return lb4_forward(ctx, &cur, data_end, eth, pkt_len);
-	return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_IP);
+		v = parse4(&cur, data_end, &pkt);
+	else if (eth_proto == bpf_htons(ETH_P_IPV6))
+		v = parse6(&cur, data_end, &pkt);
+	else if (eth_type_is_vlan(eth_proto))
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_VLAN);
+	else
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_IP);
+	if (v.action != CONTINUE)
+		return v;
+	return lb_forward(ctx, &pkt, pkt_len);
 }
 
 SEC("xdp")

@@ -47,18 +47,53 @@ struct ballast_vip_key {
 	__u8 family;  /* enum ballast_family */
 };
 
-/* Forwarding modes, in ballast_vip_info.flags. None set: L2 direct server
- * return (MAC rewrite). */
+/* Per-VIP options, in ballast_vip_info.flags. No ENCAP flag: L2 direct
+ * server return (MAC rewrite). */
 enum ballast_vip_flags {
-	/* IPv4-in-IPv4 (protocol 4) to the backend's address, outer source
-	 * the balancer's address; backends strip it (bpf/decap.bpf.c). */
+	/* IP-in-IP to the backend's address: outer IPv4 (protocol 4 or 41)
+	 * or IPv6 (next header 4 or 41) as the backend's family; backends
+	 * strip it (bpf/decap.bpf.c). */
 	BALLAST_VIP_F_ENCAP_IPIP = 1u << 0,
+	/* GUE variant 1 (the client's IP packet straight after a UDP header)
+	 * to the backend's address, destination port gue_port. */
+	BALLAST_VIP_F_ENCAP_GUE = 1u << 1,
+	/* Flows are keyed and hashed without the client's source port (UDP
+	 * protocols whose clients change ports mid-session). */
+	BALLAST_VIP_F_NO_SRC_PORT = 1u << 2,
+	/* Set on the port-0 entry a VIP with `fragments: true` adds for its
+	 * (address, protocol): IP fragments to that address go to this VIP,
+	 * hashed on addresses and protocol only (no ports, no state). */
+	BALLAST_VIP_F_FRAGMENTS = 1u << 3,
 };
+
+#define BALLAST_VIP_F_ENCAP (BALLAST_VIP_F_ENCAP_IPIP | BALLAST_VIP_F_ENCAP_GUE)
 
 /* vips map value. */
 struct ballast_vip_info {
-	__u32 vip_id;   /* index into maglev_tables and vip_stats */
-	__u32 flags;    /* BALLAST_VIP_F_*; none defined yet */
+	__u32 vip_id;     /* index into maglev_tables and vip_stats */
+	__u32 flags;      /* enum ballast_vip_flags */
+	__be16 gue_port;  /* GUE destination port (BALLAST_VIP_F_ENCAP_GUE) */
+	__u16 pad;
+};
+
+/*
+ * Interfaces packets leave through, indexed by egress id (a backend slot's
+ * egress field). Id 0 is the interface the program is attached to (XDP_TX);
+ * other ids leave by XDP_REDIRECT through tx_ports[id].
+ */
+#define BALLAST_MAX_EGRESS 16
+
+struct ballast_egress {
+	__u32 ifindex;        /* 0: slot unused */
+	__u8 mac[6];          /* the interface's MAC: our frames' source */
+	__u16 mtu;            /* largest IP packet the link carries */
+	/* Outer source of encapsulated packets. The bits set in a hash mask
+	 * are taken from the flow's hash instead (a source prefix, so that
+	 * the backends' RSS spreads flows); mask 0: the address as is. */
+	__be32 src4;
+	__be32 src4_hash_mask;
+	__be32 src6[4];
+	__be32 src6_hash_mask;  /* applies to src6[3], the last 32 bits */
 };
 
 enum ballast_backend_flags {
@@ -76,9 +111,9 @@ enum ballast_backend_flags {
  * family != 0; ballastd zeroes a slot it frees. */
 struct ballast_backend {
 	union ballast_addr addr;
-	__u8 mac[6];      /* next-hop MAC for L2 direct server return */
+	__u8 mac[6];      /* next hop's MAC: the backend's (dsr) or a router's */
 	__u8 family;      /* enum ballast_family; 0: slot free */
-	__u8 pad0;
+	__u8 egress;      /* egress id of the next hop's interface */
 	__u32 flags;      /* enum ballast_backend_flags */
 	__u32 vip_id;     /* the VIP this slot serves */
 };
@@ -97,7 +132,9 @@ struct ballast_flow_key {
 /* Connection table value. */
 struct ballast_conn {
 	__u32 backend_id;
-	__u32 pad;
+	/* The flow's hash, kept for the encapsulating modes (outer source
+	 * port, source address bits, IPv6 flow label) on later packets. */
+	__u32 hash;
 	/* CLOCK_MONOTONIC (coarse) ns of the flow's last packet, refreshed at
 	 * most every BALLAST_CONN_TOUCH_NS: how ballastd tells active flows
 	 * (drain --wait) from entries the LRU has not evicted yet. */
@@ -140,7 +177,19 @@ struct ballast_reason_counters {
 	X(DROP_NO_BACKEND, "drop_no_backend", "drop")                        \
 	X(DROP_INTERNAL, "drop_internal", "drop")                            \
 	X(TX_ENCAP_IPIP, "tx_encap_ipip", "tx")                              \
-	X(DROP_ENCAP_FAILED, "drop_encap_failed", "drop")
+	X(DROP_ENCAP_FAILED, "drop_encap_failed", "drop")                    \
+	X(DROP_MALFORMED_IPV6, "drop_malformed_ipv6", "drop")                \
+	X(DROP_MALFORMED_IPV6_EXT, "drop_malformed_ipv6_ext", "drop")        \
+	X(PASS_IPV6_EXT_LIMIT, "pass_ipv6_ext_limit", "pass")                \
+	X(PASS_VLAN, "pass_vlan", "pass")                                    \
+	X(TX_ENCAP_GUE, "tx_encap_gue", "tx")                                \
+	X(TX_ICMP_ERROR, "tx_icmp_error", "tx")                              \
+	X(PASS_ICMP_NOT_VIP_FLOW, "pass_icmp_not_vip_flow", "pass")          \
+	X(PASS_MALFORMED_ICMP, "pass_malformed_icmp", "pass")                \
+	X(TX_FRAGMENT, "tx_fragment", "tx")                                  \
+	X(TX_ICMP_TOO_BIG, "tx_icmp_too_big", "tx")                          \
+	X(DROP_MTU_EXCEEDED, "drop_mtu_exceeded", "drop")                    \
+	X(DROP_NO_EGRESS, "drop_no_egress", "drop")
 
 /*
  * The backend-side decap program's verdicts (bpf/decap.bpf.c), counted per
@@ -160,8 +209,20 @@ enum ballast_decap_reason {
 #undef BALLAST_DECAP_ENUM
 
 /* Addresses the decap program strips tunnels for (the VIPs held on the
- * backend's lo): key, IPv4 in network order. */
+ * backend's lo), keyed by address and family as ballast_decap_vip. */
 #define BALLAST_MAX_DECAP_VIPS 1024
+
+struct ballast_decap_vip {
+	union ballast_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* The decap program's settings (decap_config[0]). */
+struct ballast_decap_config {
+	__be16 gue_port;  /* UDP port GUE arrives on; 0: GUE not decapsulated */
+	__u16 pad;
+};
 
 #define BALLAST_REASON_ENUM(name, str, verdict) BALLAST_REASON_##name,
 enum ballast_reason {

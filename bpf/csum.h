@@ -23,4 +23,21 @@ static __always_inline __u16 ipv4_hdr_csum(const struct iphdr *iph)
 	return (__u16)~sum;
 }
 
+/* One's-complement addition of two 32-bit partial sums (end-around carry). */
+static __always_inline __u32 csum_add32(__u32 a, __u32 b)
+{
+	__u32 s = a + b;
+
+	return s + (s < b);
+}
+
+/* Folds a 32-bit partial sum (bpf_csum_diff's result) into the 16-bit
+ * checksum field's value. */
+static __always_inline __u16 csum_fold32(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 #endif /* BALLAST_CSUM_H */

@@ -61,6 +61,22 @@ struct {
 	__type(value, struct ballast_conn);
 } conn_table SEC(".maps");
 
+/* Egress id -> interface, MAC, MTU, outer source (ballast_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_MAX_EGRESS);
+	__type(key, __u32);
+	__type(value, struct ballast_egress);
+} egress SEC(".maps");
+
+/* Egress id -> ifindex, for XDP_REDIRECT to interfaces other than ours. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, BALLAST_MAX_EGRESS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
 /* Per-CPU counters, summed by the daemon. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

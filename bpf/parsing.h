@@ -18,6 +18,8 @@
 #include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
@@ -26,9 +28,30 @@
 #define BALLAST_IP_MF 0x2000
 #define BALLAST_IP_OFFSET 0x1fff
 
+/* IPv6 fragment header's offset field: offset bits and "more fragments". */
+#define BALLAST_IP6_OFFSET 0xfff8
+#define BALLAST_IP6_MF 0x0001
+
+/* The most IPv6 extension headers walked before the transport header. */
+#define BALLAST_IPV6_MAX_EXT 4
+
 struct hdr_cursor {
 	void *pos;
 };
+
+/* IPv6 fragment header (RFC 8200 4.5). */
+struct ballast_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;  /* offset << 3 | M */
+	__be32 identification;
+};
+
+/* True for 802.1Q and 802.1ad tagged frames. */
+static __always_inline int eth_type_is_vlan(__be16 eth_proto)
+{
+	return eth_proto == bpf_htons(ETH_P_8021Q) || eth_proto == bpf_htons(ETH_P_8021AD);
+}
 
 /* Ethernet II header. @eth_proto gets the EtherType (network order). */
 static __always_inline int parse_ethhdr(struct hdr_cursor *cur, void *data_end,
@@ -71,6 +94,86 @@ static __always_inline int parse_iphdr(struct hdr_cursor *cur, void *data_end,
 	cur->pos += hdrsize;
 	*iphdr = iph;
 	return 0;
+}
+
+/*
+ * IPv6 fixed header. Rejects a version other than 6, a header past the frame
+ * and a payload length that runs past the frame (padding is allowed).
+ */
+static __always_inline int parse_ipv6hdr(struct hdr_cursor *cur, void *data_end,
+					 struct ipv6hdr **ip6hdr)
+{
+	struct ipv6hdr *ip6 = cur->pos;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	if (ip6->version != 6)
+		return -1;
+	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
+		return -1;
+	cur->pos = ip6 + 1;
+	*ip6hdr = ip6;
+	return 0;
+}
+
+/* Results of walking IPv6 extension headers. */
+enum ipv6_ext_result {
+	IPV6_EXT_OK = 0,
+	IPV6_EXT_MALFORMED = -1,  /* a header runs past the frame or payload */
+	IPV6_EXT_LIMIT = -2,      /* more than BALLAST_IPV6_MAX_EXT of them */
+};
+
+static __always_inline int ipv6_is_ext_hdr(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT;
+}
+
+/*
+ * parse_ipv6_ext - walk hop-by-hop, routing, destination options and
+ * fragment headers from @cur (just after the fixed header) to the upper
+ * layer. @l3_end: the end of the IPv6 payload. On success @cur is at the
+ * upper-layer header, *@nexthdr is its protocol, and *@fragment is set when
+ * a fragment header says this is part of a fragmented datagram (offset or
+ * M set; an atomic fragment is not).
+ * Returns: enum ipv6_ext_result.
+ */
+static __always_inline int parse_ipv6_ext(struct hdr_cursor *cur, void *data_end, void *l3_end,
+					  __u8 *nexthdr, int *fragment)
+{
+	__u8 next = *nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < BALLAST_IPV6_MAX_EXT; i++) {
+		if (!ipv6_is_ext_hdr(next))
+			goto done;
+		if (next == IPPROTO_FRAGMENT) {
+			struct ballast_frag_hdr *fh = cur->pos;
+
+			if ((void *)(fh + 1) > data_end || (void *)(fh + 1) > l3_end)
+				return IPV6_EXT_MALFORMED;
+			if (fh->frag_off & bpf_htons(BALLAST_IP6_OFFSET | BALLAST_IP6_MF))
+				*fragment = 1;
+			next = fh->nexthdr;
+			cur->pos = fh + 1;
+		} else {
+			struct ipv6_opt_hdr *oh = cur->pos;
+			__u32 len;
+
+			if ((void *)(oh + 1) > data_end)
+				return IPV6_EXT_MALFORMED;
+			len = ((__u32)oh->hdrlen + 1) * 8;
+			if (cur->pos + len > data_end || cur->pos + len > l3_end)
+				return IPV6_EXT_MALFORMED;
+			next = oh->nexthdr;
+			cur->pos += len;
+		}
+	}
+	if (ipv6_is_ext_hdr(next))
+		return IPV6_EXT_LIMIT;
+done:
+	*nexthdr = next;
+	return IPV6_EXT_OK;
 }
 
 /* True when the IPv4 packet is a fragment (first or later). */

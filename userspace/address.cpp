@@ -44,6 +44,24 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text) {
   return ListenAddress{*addr, static_cast<uint16_t>(port)};
 }
 
+std::optional<IpPrefix> IpPrefix::parse(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto addr = IpAddress::parse(text.substr(0, slash));
+  if (!addr) return std::nullopt;
+  const std::string_view len_text = text.substr(slash + 1);
+  unsigned len = 0;
+  auto [end, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
+  const unsigned max = addr->is_v4() ? 32 : 128;
+  if (ec != std::errc() || end != len_text.data() + len_text.size() || len > max)
+    return std::nullopt;
+  for (unsigned bit = len; bit < max; bit++)  // host bits must be zero
+    if (addr->bytes[bit / 8] & (0x80 >> (bit % 8))) return std::nullopt;
+  return IpPrefix{*addr, static_cast<uint8_t>(len)};
+}
+
+std::string IpPrefix::str() const { return address.str() + "/" + std::to_string(length); }
+
 std::string IpAddress::str() const {
   char buf[INET6_ADDRSTRLEN];
   inet_ntop(is_v4() ? AF_INET : AF_INET6, bytes.data(), buf, sizeof(buf));

@@ -55,6 +55,17 @@ struct VipKey {
   auto operator<=>(const VipKey&) const = default;
 };
 
+// A prefix, ADDR/LEN (e.g. 10.255.0.0/16, fd00:ff::/96). The host bits of
+// address are zero.
+struct IpPrefix {
+  IpAddress address;
+  uint8_t length = 0;
+
+  static std::optional<IpPrefix> parse(std::string_view text);
+  std::string str() const;
+  bool operator==(const IpPrefix&) const = default;
+};
+
 using MacAddress = std::array<uint8_t, 6>;
 std::string mac_str(const MacAddress& mac);
 

@@ -1,5 +1,7 @@
 #include "audit.h"
 
+#include <arpa/inet.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -251,15 +253,19 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
   auto key_bytes = [](const ballast_vip_key& k) {
     return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
   };
+  // Flags in the low 16 bits, the GUE port (host order) above them.
   std::map<std::string, uint32_t> want_vips, have_vips, want_flags, have_flags;
+  auto flags_text = [](uint32_t v) {
+    return "flags " + std::to_string(v & 0xffff) + " and GUE port " + std::to_string(v >> 16);
+  };
   std::map<std::string, std::string> have_names;
   for (const auto& [k, i] : expected.vips) {
     want_vips[key_bytes(k)] = i.vip_id;
-    want_flags[key_bytes(k)] = i.flags;
+    want_flags[key_bytes(k)] = i.flags | static_cast<uint32_t>(ntohs(i.gue_port)) << 16;
   }
   for (const auto& [k, i] : live.vips) {
     have_vips[key_bytes(k)] = i.vip_id;
-    have_flags[key_bytes(k)] = i.flags;
+    have_flags[key_bytes(k)] = i.flags | static_cast<uint32_t>(ntohs(i.gue_port)) << 16;
     have_names[key_bytes(k)] = VipKey::from_abi(k).str();
   }
   for (const auto& [k, id] : want_vips) {
@@ -275,9 +281,8 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                             hint));
     else if (have_flags[k] != want_flags[k])
       out.push_back(finding(Severity::error, "drift", name_of(id), "",
-                            "VIP " + name_of(id) + " has mode flags " +
-                                std::to_string(have_flags[k]) + " in the vips map, not " +
-                                std::to_string(want_flags[k]) + ".",
+                            "VIP " + name_of(id) + " has " + flags_text(have_flags[k]) +
+                                " in the vips map, not " + flags_text(want_flags[k]) + ".",
                             hint));
   }
   for (const auto& [k, id] : have_vips)
@@ -287,6 +292,16 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                                 ", which ballastd did not write (table id " + std::to_string(id) +
                                 ").",
                             hint));
+  for (const auto& [id, want] : expected.egress) {
+    auto it = live.egress.find(id);
+    if (it == live.egress.end() || std::memcmp(&it->second, &want, sizeof(want)) != 0)
+      out.push_back(finding(Severity::error, "drift", "", "",
+                            "Egress slot " + std::to_string(id) + " (interface index " +
+                                std::to_string(want.ifindex) +
+                                ") differs from what ballastd wrote: source MAC, MTU or outer "
+                                "source addresses changed.",
+                            hint));
+  }
   for (const auto& [id, want] : expected.backends) {
     auto it = live.backends.find(id);
     const std::string vip = name_of(want.vip_id);

@@ -20,6 +20,7 @@ class NullDataPlane : public DataPlane {
   void put_backend(uint32_t, const ballast_backend&) override {}
   void install_table(uint32_t, const std::vector<uint32_t>&) override {}
   void remove_table(uint32_t) override {}
+  void put_egress(uint32_t, const ballast_egress&) override {}
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override { return {}; }
@@ -36,8 +37,26 @@ bool mac_is_zero(const uint8_t* mac) {
 }  // namespace
 
 ballast_vip_info BalancerState::vip_info(const LiveVip& vip) {
-  ballast_vip_info info{vip.id, 0};
+  ballast_vip_info info{};
+  info.vip_id = vip.id;
   if (vip.config.mode == ForwardMode::ipip) info.flags |= BALLAST_VIP_F_ENCAP_IPIP;
+  if (vip.config.mode == ForwardMode::gue) {
+    info.flags |= BALLAST_VIP_F_ENCAP_GUE;
+    info.gue_port = htons(vip.config.gue_port);
+  }
+  if (vip.config.ignore_source_port) info.flags |= BALLAST_VIP_F_NO_SRC_PORT;
+  return info;
+}
+
+ballast_vip_key BalancerState::fragment_key(const VipConfig& vip) {
+  VipKey k = vip.key;
+  k.port = 0;
+  return k.to_abi();
+}
+
+ballast_vip_info BalancerState::fragment_info(const LiveVip& vip) {
+  ballast_vip_info info = vip_info(vip);
+  info.flags |= BALLAST_VIP_F_FRAGMENTS;
   return info;
 }
 
@@ -47,7 +66,123 @@ bool same_slot(const ballast_backend& a, const ballast_backend& b) {
   return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+bool same_info(const ballast_vip_info& a, const ballast_vip_info& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+bool same_egress(const ballast_egress& a, const ballast_egress& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+// The host bits of a /@length prefix in a 32-bit word, network order.
+uint32_t host_mask_be(unsigned length) { return length >= 32 ? 0 : htonl(0xffffffffu >> length); }
+
+// What changed in a VIP's options, for the change log ("" when nothing).
+std::string option_changes(const VipConfig& from, const VipConfig& to) {
+  std::string out;
+  auto add = [&](const std::string& s) { out += (out.empty() ? "" : ", ") + s; };
+  if (from.mode != to.mode)
+    add("mode " + forward_mode_name(from.mode) + " -> " + forward_mode_name(to.mode));
+  if (to.mode == ForwardMode::gue && from.gue_port != to.gue_port)
+    add("gue_port " + std::to_string(from.gue_port) + " -> " + std::to_string(to.gue_port));
+  if (from.ignore_source_port != to.ignore_source_port)
+    add(std::string("ignore_source_port ") + (to.ignore_source_port ? "on" : "off"));
+  if (from.fragments != to.fragments)
+    add(std::string("fragments ") + (to.fragments ? "on" : "off"));
+  return out;
+}
+
 }  // namespace
+
+void BalancerState::put_vip_entries(const LiveVip& vip, const LiveVip* old) {
+  const ballast_vip_info info = vip_info(vip);
+  if (!old || !same_info(vip_info(*old), info)) dataplane_.put_vip(vip.config.key.to_abi(), info);
+  if (vip.config.fragments) {
+    if (!old || !old->config.fragments || !same_info(fragment_info(*old), fragment_info(vip)))
+      dataplane_.put_vip(fragment_key(vip.config), fragment_info(vip));
+  } else if (old && old->config.fragments) {
+    dataplane_.delete_vip(fragment_key(old->config));
+  }
+}
+
+ballast_egress BalancerState::egress_slot(const InterfaceFacts& facts, const Config& desired) {
+  ballast_egress e{};
+  e.ifindex = static_cast<uint32_t>(facts.ifindex);
+  std::memcpy(e.mac, facts.mac.data(), 6);
+  e.mtu = static_cast<uint16_t>(std::min<uint32_t>(facts.mtu, 65535));
+  if (const auto& p = desired.encap.source_v4) {
+    std::memcpy(&e.src4, p->address.bytes.data(), 4);
+    e.src4_hash_mask = host_mask_be(p->length);
+  } else if (facts.ipv4) {
+    std::memcpy(&e.src4, facts.ipv4->bytes.data(), 4);
+  }
+  if (const auto& p = desired.encap.source_v6) {
+    std::memcpy(e.src6, p->address.bytes.data(), 16);
+    e.src6_hash_mask = host_mask_be(p->length - 96u);
+  } else if (facts.ipv6) {
+    std::memcpy(e.src6, facts.ipv6->bytes.data(), 16);
+  }
+  return e;
+}
+
+BalancerState::NextHop BalancerState::next_hop(ForwardMode mode, const IpAddress& backend,
+                                               const Config& desired, std::string* problem) const {
+  IpAddress target = backend;
+  if (mode_encapsulates(mode)) {
+    const auto& router = backend.is_v4() ? desired.encap.next_hop_v4 : desired.encap.next_hop_v6;
+    if (router) target = *router;
+  }
+  const auto route = neighbors_.route(target);
+  // No route: the backend's own address on our interface, where it will
+  // show as unresolved until the kernel can reach it.
+  if (!route) return NextHop{ifindex_, target};
+  NextHop hop{route->ifindex, route->gateway ? *route->gateway : target};
+  if (mode == ForwardMode::dsr && (route->gateway || route->ifindex != ifindex_)) {
+    if (problem)
+      *problem =
+          "backend " + backend.str() + " is not on the balancer's segment (the route to it " +
+          (route->gateway ? "goes via " + route->gateway->str() : "leaves by another interface") +
+          "): mode dsr only rewrites MACs, so it needs backends on " + desired.interface +
+          "'s link; use mode ipip or gue";
+    return NextHop{ifindex_, backend};
+  }
+  return hop;
+}
+
+uint32_t BalancerState::egress_id(int ifindex, const Config& desired) {
+  if (ifindex == ifindex_) return 0;
+  if (auto it = egress_ids_.find(ifindex); it != egress_ids_.end()) return it->second;
+  std::set<uint32_t> used{0};
+  for (const auto& [ix, id] : egress_ids_) used.insert(id);
+  uint32_t id = 1;
+  while (used.count(id)) id++;
+  if (id >= BALLAST_MAX_EGRESS)
+    throw Error("no free egress slot for interface index " + std::to_string(ifindex) +
+                " (at most " + std::to_string(BALLAST_MAX_EGRESS - 1) + " other interfaces)");
+  const ballast_egress e = egress_slot(neighbors_.interface(ifindex), desired);
+  dataplane_.put_egress(id, e);
+  written_egress_[id] = e;
+  egress_ids_[ifindex] = id;
+  return id;
+}
+
+void BalancerState::sync_egress(const Config& desired) {
+  auto put = [&](uint32_t id, const ballast_egress& e) {
+    auto it = written_egress_.find(id);
+    if (it != written_egress_.end() && same_egress(it->second, e)) return;
+    dataplane_.put_egress(id, e);
+    written_egress_[id] = e;
+  };
+  put(0, egress_slot(interface_, desired));
+  for (const auto& [ifindex, id] : egress_ids_) {
+    if (id == 0) continue;
+    try {
+      put(id, egress_slot(neighbors_.interface(ifindex), desired));
+    } catch (const Error&) {
+      // The interface is gone: its backends move when their routes do.
+    }
+  }
+}
 
 BalancerState::BalancerState(DataPlane& dataplane, NeighborSource& neighbors, int ifindex)
     : dataplane_(dataplane), neighbors_(neighbors), ifindex_(ifindex) {}
@@ -63,7 +198,9 @@ BalancerState::BalancerState(const BalancerState& other, DataPlane& dataplane)
       next_backend_id_(other.next_backend_id_),
       written_slots_(other.written_slots_),
       dry_run_(true),
-      has_encap_source_v4_(other.has_encap_source_v4_) {}
+      interface_(other.interface_),
+      egress_ids_(other.egress_ids_),
+      written_egress_(other.written_egress_) {}
 
 uint32_t BalancerState::allocate_vip_id() {
   for (uint32_t id = 0; id < BALLAST_MAX_VIPS; id++)
@@ -115,6 +252,8 @@ void BalancerState::sync_vip(LiveVip& vip) {
     slot.addr = b.config.address.to_abi();
     slot.family = b.config.address.family;
     slot.vip_id = vip.id;
+    if (auto e = egress_ids_.find(b.hop.ifindex); e != egress_ids_.end())
+      slot.egress = static_cast<uint8_t>(e->second);
     if (b.mac) std::memcpy(slot.mac, b.mac->data(), 6);
     if (b.mac && (b.health != Health::down || fo)) slot.flags |= BALLAST_BACKEND_F_ACTIVE;
     if (b.drained) slot.flags |= BALLAST_BACKEND_F_DRAINED;
@@ -175,6 +314,7 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
   std::vector<std::string> out;
   std::set<uint32_t> claimed;
   for (const auto& [abi_key, info] : live.vips) {
+    if (abi_key.port == 0) continue;  // a fragment entry: its VIP's, below
     LiveVip vip;
     vip.id = info.vip_id;
     const VipKey key = VipKey::from_abi(abi_key);
@@ -183,13 +323,24 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
     vip.config.backends.clear();
     // The mode as the map has it: apply() then rewrites it if the config
     // says otherwise.
-    vip.config.mode =
-        (info.flags & BALLAST_VIP_F_ENCAP_IPIP) ? ForwardMode::ipip : ForwardMode::dsr;
+    vip.config.mode = (info.flags & BALLAST_VIP_F_ENCAP_IPIP)  ? ForwardMode::ipip
+                      : (info.flags & BALLAST_VIP_F_ENCAP_GUE) ? ForwardMode::gue
+                                                               : ForwardMode::dsr;
+    if (vip.config.mode == ForwardMode::gue) vip.config.gue_port = ntohs(info.gue_port);
+    vip.config.ignore_source_port = info.flags & BALLAST_VIP_F_NO_SRC_PORT;
+    vip.config.fragments = false;
+    for (const auto& [k, i] : live.vips)
+      if (k.port == 0 && i.vip_id == info.vip_id && (i.flags & BALLAST_VIP_F_FRAGMENTS))
+        vip.config.fragments = true;
     for (const auto& [id, slot] : live.backends) {
       if (slot.vip_id != vip.id) continue;
       LiveBackend b;
       b.id = id;
       b.config.address = IpAddress::from_abi(slot.addr, slot.family);
+      // The hop's address is not in the map: apply() finds it again.
+      b.hop = NextHop{ifindex_, b.config.address};
+      if (auto e = live.egress.find(slot.egress); e != live.egress.end() && slot.egress != 0)
+        b.hop.ifindex = static_cast<int>(e->second.ifindex);
       // Weights and checks are not in the maps: take the desired ones
       // (apply() then finds nothing to change when they match).
       const BackendConfig* cfg = want ? want->find_backend(b.config.address) : nullptr;
@@ -219,27 +370,58 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
   // Slots no VIP names (a daemon died between writes): free them.
   for (const auto& [id, slot] : live.backends)
     if (!claimed.count(id)) dataplane_.put_backend(id, ballast_backend{});
+  for (const auto& [id, e] : live.egress) {
+    written_egress_[id] = e;
+    if (id != 0) egress_ids_[static_cast<int>(e.ifindex)] = id;
+  }
   desired_.interface = desired.interface;
   desired_.attach_mode = desired.attach_mode;
   return out;
 }
 
 std::vector<std::string> BalancerState::apply(const Config& desired) {
-  // Refused before any write: an encapsulating VIP needs an outer source.
+  // Refused before any write: an encapsulating VIP needs an outer source
+  // of each of its backends' families, and a dsr VIP backends on our link.
+  const ballast_egress egress = egress_slot(interface_, desired);
+  for (const auto& vip : desired.vips) {
+    if (!mode_encapsulates(vip.mode)) continue;
+    for (const auto& b : vip.backends) {
+      const bool v4 = b.address.is_v4();
+      const bool has = v4 ? egress.src4 != 0 || desired.encap.source_v4
+                          : desired.encap.source_v6 || interface_.ipv6;
+      if (!has)
+        throw Error("VIP " + vip.key.str() + ": mode " + forward_mode_name(vip.mode) +
+                    " to backend " + b.address.str() + " needs an " + (v4 ? "IPv4" : "IPv6") +
+                    " outer source: " + desired.interface + " has no " + (v4 ? "IPv4" : "IPv6") +
+                    " address and encap.source_prefix_" + (v4 ? "v4" : "v6") + " is not set");
+    }
+  }
+  // Next hops from the kernel's routes, by (mode encapsulates, backend).
+  std::map<std::pair<bool, IpAddress>, NextHop> hops;
   for (const auto& vip : desired.vips)
-    if (vip.mode == ForwardMode::ipip && !has_encap_source_v4_)
-      throw Error("VIP " + vip.key.str() + ": mode ipip needs an IPv4 address on " +
-                  desired.interface + " (the outer source of its packets), and it has none");
+    for (const auto& b : vip.backends) {
+      std::string problem;
+      auto hop = next_hop(vip.mode, b.address, desired, &problem);
+      if (!problem.empty()) throw Error("VIP " + vip.key.str() + ": " + problem);
+      hops[{mode_encapsulates(vip.mode), b.address}] = hop;
+    }
   std::vector<std::string> changes;
+  // Egress slots first: backends and VIPs written below rely on them.
+  if (written_egress_.count(0) && !same_egress(written_egress_[0], egress))
+    changes.push_back("egress " + desired.interface + " updated");
+  sync_egress(desired);
   std::vector<LiveVip> next;
   std::vector<uint32_t> new_backends;
 
-  // Neighbour table read once per apply (only when a backend is new).
-  std::optional<std::map<IpAddress, MacAddress>> known_macs;
-  auto mac_for = [&](const IpAddress& a) -> std::optional<MacAddress> {
-    if (!known_macs) known_macs = neighbors_.macs(ifindex_);
-    if (auto it = known_macs->find(a); it != known_macs->end()) return it->second;
-    if (!dry_run_) neighbors_.solicit(ifindex_, a);
+  // Neighbour tables read once per apply and interface (only when a
+  // backend is new or its next hop moved).
+  std::map<int, std::map<IpAddress, MacAddress>> known_macs;
+  auto mac_for = [&](const NextHop& hop) -> std::optional<MacAddress> {
+    auto table = known_macs.find(hop.ifindex);
+    if (table == known_macs.end())
+      table = known_macs.emplace(hop.ifindex, neighbors_.macs(hop.ifindex)).first;
+    if (auto it = table->second.find(hop.address); it != table->second.end()) return it->second;
+    if (!dry_run_) neighbors_.solicit(hop.ifindex, hop.address);
     return std::nullopt;
   };
 
@@ -253,9 +435,8 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
       vip.table = old->table;
       if (old->config.fail_open != vip_cfg.fail_open)
         changes.push_back("vip fail-open " + vname + " " + (vip_cfg.fail_open ? "on" : "off"));
-      if (old->config.mode != vip_cfg.mode)
-        changes.push_back("vip mode " + vname + " " + forward_mode_name(old->config.mode) + " -> " +
-                          forward_mode_name(vip_cfg.mode));
+      if (auto what = option_changes(old->config, vip_cfg); !what.empty())
+        changes.push_back("vip options " + vname + ": " + what);
     } else {
       vip.id = allocate_vip_id();
       changes.push_back("vip add " + vname);
@@ -268,8 +449,14 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
           if (b.config.address == b_cfg.address) prev = &b;
       const std::string bname = vname + " " + b_cfg.address.str();
       LiveBackend b;
+      const NextHop hop = hops.at({mode_encapsulates(vip_cfg.mode), b_cfg.address});
       if (prev) {
         b = *prev;
+        if (prev->hop != hop) {
+          b.hop = hop;
+          b.mac = mac_for(hop);
+          changes.push_back("backend next-hop " + bname + " " + hop.address.str());
+        }
         if (prev->config.weight != b_cfg.weight)
           changes.push_back("backend set-weight " + bname + " " +
                             std::to_string(prev->config.weight) + " -> " +
@@ -278,7 +465,8 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
           changes.push_back("backend check " + bname + ": " + check_description(b_cfg.check));
       } else {
         b.id = allocate_backend_id();
-        b.mac = mac_for(b_cfg.address);
+        b.hop = hop;
+        b.mac = mac_for(hop);
         // Without a check a backend is up; with one, its first result decides.
         b.health = b_cfg.check.type == CheckType::none ? Health::up : Health::unknown;
         new_backends.push_back(b.id);
@@ -293,6 +481,9 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
 
   // New slots start from zeroed counters.
   for (uint32_t id : new_backends) dataplane_.reset_counters(CounterMap::backend, id);
+  // Other interfaces' egress slots, before a slot names them.
+  for (const auto& vip : next)
+    for (const auto& b : vip.backends) egress_id(b.hop.ifindex, desired);
 
   // Tables (and slots) first; then new VIPs become visible.
   for (auto& vip : next) {
@@ -301,10 +492,11 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
         std::find_if(vips_.begin(), vips_.end(), [&](const LiveVip& v) { return v.id == vip.id; });
     if (old == vips_.end()) {
       dataplane_.reset_counters(CounterMap::vip, vip.id);
-      dataplane_.put_vip(vip.config.key.to_abi(), vip_info(vip));
-    } else if (old->config.mode != vip.config.mode) {
-      // One map write: the VIP's next packet takes the new mode.
-      dataplane_.put_vip(vip.config.key.to_abi(), vip_info(vip));
+      put_vip_entries(vip, nullptr);
+    } else {
+      // A mode or option change is one map write: the VIP's next packet
+      // takes it.
+      put_vip_entries(vip, &*old);
     }
   }
 
@@ -315,6 +507,7 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
         std::find_if(next.begin(), next.end(), [&](const LiveVip& v) { return v.id == old.id; });
     if (kept == next.end()) {
       dataplane_.delete_vip(old.config.key.to_abi());
+      if (old.config.fragments) dataplane_.delete_vip(fragment_key(old.config));
       dataplane_.remove_table(old.id);
       for (const auto& b : old.backends) free_backend(b.id);
       used_vip_ids_.erase(old.id);
@@ -331,6 +524,7 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   // Settings that live in the daemon, not the maps: logged like the rest.
   if (desired.skew != desired_.skew) changes.push_back("skew settings changed");
   if (desired.audit != desired_.audit) changes.push_back("audit settings changed");
+  if (desired.encap != desired_.encap) changes.push_back("encap settings changed");
   if (desired.reconcile != desired_.reconcile)
     changes.push_back(std::string("reconcile ") + (desired.reconcile ? "on" : "off"));
   vips_ = std::move(next);
@@ -390,19 +584,44 @@ std::vector<std::string> BalancerState::set_drained(const VipKey& key, const IpA
 
 std::vector<std::string> BalancerState::refresh_neighbors() {
   std::vector<std::string> changes;
-  const auto table = neighbors_.macs(ifindex_);
+  std::map<int, std::map<IpAddress, MacAddress>> tables;
+  auto table_of = [&](int ifindex) -> const std::map<IpAddress, MacAddress>& {
+    auto it = tables.find(ifindex);
+    if (it == tables.end()) it = tables.emplace(ifindex, neighbors_.macs(ifindex)).first;
+    return it->second;
+  };
   for (auto& vip : vips_) {
     bool changed = false;
     for (auto& b : vip.backends) {
-      auto it = table.find(b.config.address);
+      const std::string bname = vip.config.key.str() + " " + b.config.address.str();
+      std::string problem;
+      const NextHop hop = next_hop(vip.config.mode, b.config.address, desired_, &problem);
+      if (hop != b.hop) {
+        // A route change: frames go to another hop's MAC from now on.
+        egress_id(hop.ifindex, desired_);
+        changes.push_back("backend next-hop " + bname + " " + b.hop.address.str() + " -> " +
+                          hop.address.str());
+        b.hop = hop;
+        b.mac.reset();
+        changed = true;
+      }
+      if (!problem.empty() && b.mac) {
+        changes.push_back("backend unreachable " + bname + ": " + problem);
+        b.mac.reset();
+        changed = true;
+        continue;
+      }
+      if (!problem.empty()) continue;
+      const auto& table = table_of(hop.ifindex);
+      auto it = table.find(hop.address);
       if (it == table.end()) {
         // A MAC we had stays in use: the kernel ages out entries for hosts
         // it never talks to itself, and XDP_TX traffic is invisible to it.
-        if (!b.mac) neighbors_.solicit(ifindex_, b.config.address);
+        if (!b.mac) neighbors_.solicit(hop.ifindex, hop.address);
         continue;
       }
       if (b.mac == it->second) continue;
-      changes.push_back("backend mac " + vip.config.key.str() + " " + b.config.address.str() + " " +
+      changes.push_back("backend mac " + bname + " " +
                         (b.mac ? mac_str(*b.mac) : std::string("unresolved")) + " -> " +
                         mac_str(it->second));
       b.mac = it->second;
@@ -434,7 +653,7 @@ std::vector<VipView> BalancerState::view() const {
     std::map<uint32_t, uint32_t> entries;
     for (uint32_t e : vip.table) entries[e]++;
     const bool fo = failing_open(vip);
-    VipView v{vip.id, vip.config.key, vip.config.fail_open, fo, {}};
+    VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}};
     for (const auto& b : vip.backends)
       v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
                             takes_new_flows(b, fo), entries[b.id], b.config.check});
@@ -447,8 +666,11 @@ LiveSnapshot BalancerState::expected() const {
   LiveSnapshot out;
   for (const auto& vip : vips_) {
     out.vips.emplace_back(vip.config.key.to_abi(), vip_info(vip));
+    if (vip.config.fragments) out.vips.emplace_back(fragment_key(vip.config), fragment_info(vip));
     if (!vip.table.empty()) out.tables[vip.id] = vip.table;
   }
+  for (const auto& [id, e] : written_egress_)
+    if (e.ifindex != 0) out.egress[id] = e;
   for (const auto& [id, slot] : written_slots_)
     if (slot.family != 0) out.backends[id] = slot;
   return out;
@@ -468,6 +690,12 @@ std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
       out.push_back("repair backend slot " + std::to_string(id));
     }
   };
+  for (const auto& [id, e] : want.egress) {
+    auto it = live.egress.find(id);
+    if (it != live.egress.end() && same_egress(it->second, e)) continue;
+    dataplane_.put_egress(id, e);
+    out.push_back("repair egress slot " + std::to_string(id));
+  }
   repair_slots(true);
   for (const auto& [vip_id, table] : want.tables) {
     auto it = live.tables.find(vip_id);
@@ -481,7 +709,7 @@ std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
   };
   for (const auto& [key, info] : want.vips) {
     bool ok = false;
-    for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && i.vip_id == info.vip_id);
+    for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && same_info(i, info));
     if (ok) continue;
     dataplane_.put_vip(key, info);
     out.push_back("repair vip " + VipKey::from_abi(key).str());

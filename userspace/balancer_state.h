@@ -37,6 +37,7 @@ struct BackendView {
 struct VipView {
   uint32_t id;
   VipKey key;
+  ForwardMode mode;
   bool fail_open;
   bool failing_open;  // no backend is up: sending to the down ones
   std::vector<BackendView> backends;
@@ -66,8 +67,10 @@ class BalancerState {
   // Backend slot id of (@vip, @backend); throws Error when there is none.
   uint32_t backend_id(const VipKey& vip, const IpAddress& backend) const;
 
-  // Looks up MACs of backends that have none (soliciting the kernel for the
-  // missing ones) and notices changed MACs; rewrites what changed.
+  // Follows the kernel's routes and neighbour table: each backend's next
+  // hop (a route change moves it), MACs of backends that have none
+  // (soliciting the kernel for the missing ones) and changed MACs; rewrites
+  // what changed.
   std::vector<std::string> refresh_neighbors();
 
   // Backends still without a MAC, as "VIP backend" strings.
@@ -86,18 +89,28 @@ class BalancerState {
   // Returns one line per write.
   std::vector<std::string> rewrite_all(const LiveSnapshot& live);
 
-  // Whether the program has an IPv4 outer source for ipip (the
-  // interface's address); apply() refuses ipip VIPs without one.
-  void set_encap_source_v4(bool has) { has_encap_source_v4_ = has; }
+  // The balancer interface (egress slot 0: MAC, MTU, outer sources).
+  // apply() writes the slot, and refuses an encapsulating VIP with a
+  // backend of a family that has no outer source (no address on the
+  // interface and no encap prefix). Call before the first apply().
+  void set_interface(const InterfaceFacts& facts) { interface_ = facts; }
 
   const Config& desired() const { return desired_; }
   std::vector<VipView> view() const;
 
  private:
+  // Where a backend's frames go: out of @ifindex, to the MAC of @address
+  // (the backend itself on-link, else the gateway or configured router).
+  struct NextHop {
+    int ifindex = 0;
+    IpAddress address;
+    bool operator==(const NextHop&) const = default;
+  };
   struct LiveBackend {
     uint32_t id;
     BackendConfig config;
-    std::optional<MacAddress> mac;
+    NextHop hop;
+    std::optional<MacAddress> mac;  // the next hop's
     Health health = Health::unknown;
     bool drained = false;
   };
@@ -113,6 +126,24 @@ class BalancerState {
   static bool takes_new_flows(const LiveBackend& b, bool failing_open);
   // The vips map value: table id and forwarding-mode flags.
   static ballast_vip_info vip_info(const LiveVip& vip);
+  // The port-0 entry of a VIP with `fragments: true` (docs/dataplane.md).
+  static ballast_vip_key fragment_key(const VipConfig& vip);
+  static ballast_vip_info fragment_info(const LiveVip& vip);
+  // Writes a VIP's vips entries whose value differs from @old's (all when
+  // @old is null), and removes its fragment entry when it no longer has one.
+  void put_vip_entries(const LiveVip& vip, const LiveVip* old);
+  // The egress slot for interface @facts under @desired's encap settings.
+  static ballast_egress egress_slot(const InterfaceFacts& facts, const Config& desired);
+  // The next hop of @backend of a VIP in @mode, from the kernel's routes.
+  // @problem: set (and the backend's own address on our interface returned)
+  // when a dsr backend is not on the balancer's segment.
+  NextHop next_hop(ForwardMode mode, const IpAddress& backend, const Config& desired,
+                   std::string* problem) const;
+  // The egress id of interface @ifindex, allocating and writing a slot for
+  // an interface not seen before. Throws Error when all are taken.
+  uint32_t egress_id(int ifindex, const Config& desired);
+  // Rewrites every egress slot whose value @desired changes.
+  void sync_egress(const Config& desired);
   static bool failing_open(const LiveVip& vip);
   uint32_t allocate_vip_id();
   uint32_t allocate_backend_id();
@@ -135,7 +166,9 @@ class BalancerState {
   // Each slot as last written, so sync_vip writes only what changed.
   std::map<uint32_t, ballast_backend> written_slots_;
   bool dry_run_ = false;  // plan(): never solicit the kernel
-  bool has_encap_source_v4_ = false;
+  InterfaceFacts interface_;
+  std::map<int, uint32_t> egress_ids_;                 // ifindex -> egress id (0: ours)
+  std::map<uint32_t, ballast_egress> written_egress_;  // each slot as last written
 };
 
 }  // namespace ballast

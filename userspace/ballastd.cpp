@@ -63,7 +63,7 @@ class Daemon {
             [this] { return audit(); }),
         metrics_listen_(config.metrics_listen) {
     log_line(LogLevel::info, loader_.story());
-    state_.set_encap_source_v4(loader_.ipv4().has_value());
+    state_.set_interface(read_interface_facts(config.interface));
     const std::string actor = "config " + options_.config_path;
     if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
     changes_.record(actor, state_.apply(config));

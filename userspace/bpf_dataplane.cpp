@@ -163,6 +163,23 @@ std::map<uint32_t, uint64_t> BpfDataPlane::active_flows(uint64_t idle_ns) {
   return out;
 }
 
+void BpfDataPlane::put_egress(uint32_t id, const ballast_egress& egress) {
+  // Another interface's slot: the devmap entry first, so a backend naming
+  // the slot never redirects to nothing.
+  if (id != 0) {
+    if (egress.ifindex == 0) {
+      if (bpf_map_delete_elem(fds_.tx_ports, &id) < 0 && errno != ENOENT)
+        throw Error(errno_message("clearing tx_ports entry " + std::to_string(id), errno));
+    } else {
+      const uint32_t ifindex = egress.ifindex;
+      if (bpf_map_update_elem(fds_.tx_ports, &id, &ifindex, BPF_ANY) < 0)
+        throw Error(errno_message("writing tx_ports entry " + std::to_string(id), errno));
+    }
+  }
+  if (bpf_map_update_elem(fds_.egress, &id, &egress, BPF_ANY) < 0)
+    throw Error(errno_message("writing egress slot " + std::to_string(id), errno));
+}
+
 LiveSnapshot BpfDataPlane::snapshot() {
   LiveSnapshot snap;
   for_each_entry<ballast_vip_key, ballast_vip_info>(
@@ -175,7 +192,12 @@ LiveSnapshot BpfDataPlane::snapshot() {
   for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
     if (slots[i].family != 0) snap.backends[i] = slots[i];
   for (const auto& [key, info] : snap.vips)
-    if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);
+    if (!snap.tables.count(info.vip_id))
+      if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);
+  for (uint32_t id = 0; id < BALLAST_MAX_EGRESS; id++) {
+    ballast_egress e{};
+    if (bpf_map_lookup_elem(fds_.egress, &id, &e) == 0 && e.ifindex != 0) snap.egress[id] = e;
+  }
   return snap;
 }
 

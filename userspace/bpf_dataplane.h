@@ -10,7 +10,11 @@ namespace ballast {
 
 static_assert(sizeof(ballast_addr) == 16);
 static_assert(sizeof(ballast_vip_key) == 20);
-static_assert(sizeof(ballast_vip_info) == 8);
+static_assert(sizeof(ballast_vip_info) == 12);
+static_assert(offsetof(ballast_vip_info, gue_port) == 8);
+static_assert(sizeof(ballast_egress) == 40);
+static_assert(offsetof(ballast_egress, src6) == 20);
+static_assert(offsetof(ballast_backend, egress) == 23);
 static_assert(sizeof(ballast_backend) == 32);
 static_assert(offsetof(ballast_backend, mac) == 16);
 static_assert(sizeof(ballast_flow_key) == 40);  // 10 words: the flow hash input
@@ -26,6 +30,8 @@ struct MapFds {
   int vip_stats = -1;
   int backend_stats = -1;
   int reason_stats = -1;
+  int egress = -1;
+  int tx_ports = -1;
 };
 
 class BpfDataPlane : public DataPlane {
@@ -37,6 +43,7 @@ class BpfDataPlane : public DataPlane {
   void put_backend(uint32_t id, const ballast_backend& backend) override;
   void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override;
   void remove_table(uint32_t vip_id) override;
+  void put_egress(uint32_t id, const ballast_egress& egress) override;
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;

@@ -16,6 +16,7 @@
 #include "api.h"
 #include "config.h"
 #include "decap.h"
+#include "doctor.h"
 #include "error.h"
 #include "health.h"
 #include "table.h"
@@ -100,8 +101,8 @@ void print_stats(const json& stats) {
   Table t({"VIP", "BACKEND", "WEIGHT", "PACKETS", "BYTES", "NEW FLOWS", "EXPECTED", "OBSERVED",
            "SKEW"});
   for (const auto& v : stats["vips"]) {
-    t.add({text(v["vip"]), "(all)", "", text(v["packets"]), text(v["bytes"]), text(v["new_flows"]),
-           "", "", ""});
+    t.add({text(v["vip"]) + " " + text(v["mode"]), "(all)", "", text(v["packets"]),
+           text(v["bytes"]), text(v["new_flows"]), "", "", ""});
     for (const auto& b : v["backends"])
       t.add({"", text(b["address"]), text(b["weight"]), text(b["packets"]), text(b["bytes"]),
              text(b["new_flows"]), share(b["expected_share"]), share(b["observed_share"]),
@@ -443,11 +444,13 @@ int main(int argc, char** argv) {
 
   // decap: runs here, on a backend host, without ballastd.
   auto* decap = app.add_subcommand(
-      "decap", "on a backend: the XDP program that strips ipip from packets for this host's VIPs");
+      "decap",
+      "on a backend: the XDP program that strips ipip and gue from packets for this host's VIPs");
   decap->require_subcommand(1);
   std::string decap_iface;
   std::vector<std::string> decap_vip_args;
   bool decap_skb = false;
+  uint16_t decap_gue_port = ballast::kDefaultGuePort;
   auto* decap_attach_cmd = decap->add_subcommand(
       "attach", "load and attach it (replacing an earlier one in one step); VIPs: those on lo");
   decap_attach_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
@@ -455,11 +458,48 @@ int main(int argc, char** argv) {
                                "a VIP to decapsulate for (repeatable; "
                                "default: the addresses on lo)");
   decap_attach_cmd->add_flag("--skb", decap_skb, "generic (skb) mode instead of native");
+  decap_attach_cmd
+      ->add_option("--gue-port", decap_gue_port,
+                   "UDP port GUE packets arrive on: the VIPs' gue_port (0: no GUE)")
+      ->default_val(ballast::kDefaultGuePort)
+      ->check(CLI::Range(0, 65535));
   auto* decap_detach_cmd = decap->add_subcommand("detach", "detach it");
   decap_detach_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
   auto* decap_status_cmd =
       decap->add_subcommand("status", "what is attached, for which VIPs, and its counters");
   decap_status_cmd->add_option("IFACE", decap_iface, "the backend's interface")->required();
+
+  // doctor: runs here, on a backend or the balancer host, and checks what
+  // that host needs to forward (docs/operations.md, "ballast doctor").
+  ballast::doctor::Request doctor_req;
+  auto* doctor = app.add_subcommand(
+      "doctor",
+      "check this host: each finding ok/warn/error, its numbers and the command that fixes it; "
+      "exit 1 when any is an error");
+  doctor->require_subcommand(1);
+  auto* doctor_backend = doctor->add_subcommand(
+      "backend", "on a backend host: VIPs on lo, ARP and rp_filter sysctls, decap, MTU headroom");
+  doctor_backend->add_option("--mode", doctor_req.mode, "the VIPs' forwarding mode")
+      ->required()
+      ->check(CLI::IsMember({"dsr", "ipip", "gue"}));
+  doctor_backend->add_option(
+      "--vip", doctor_req.vips,
+      "a VIP this backend serves (repeatable; default: the addresses on lo)");
+  doctor_backend->add_option("--interface", doctor_req.interface,
+                             "where the balancer's packets arrive (default: the default route's)");
+  doctor_backend->add_option("--gue-port", doctor_req.gue_port, "gue: the VIPs' gue_port")
+      ->check(CLI::Range(1, 65535));
+  doctor_backend->callback([&] { doctor_req.role = "backend"; });
+  auto* doctor_balancer = doctor->add_subcommand(
+      "balancer",
+      "on the balancer host: bpffs, the XDP program and mode, pinned maps, routes and MACs of the "
+      "backends, MTU, the veth peer, ballastd's socket");
+  doctor_balancer->add_option("--interface", doctor_req.interface,
+                              "the balancer's interface (default: the config's)");
+  doctor_balancer->add_option("--config", doctor_req.config,
+                              "ballastd's config (default: ballastd's own, else "
+                              "/etc/ballast/ballast.yaml)");
+  doctor_balancer->callback([&] { doctor_req.role = "balancer"; });
 
   // Subcommand help shows their own options only; name the shared ones.
   std::function<void(CLI::App*)> add_footer = [&](CLI::App* cmd) {
@@ -480,6 +520,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    if (doctor->parsed()) return ballast::doctor::run(doctor_req, g.socket, g.output == "json");
     if (decap->parsed()) {
       if (decap_attach_cmd->parsed()) {
         std::vector<ballast::IpAddress> vips;
@@ -490,17 +531,21 @@ int main(int argc, char** argv) {
         }
         if (vips.empty()) vips = ballast::local_vips();
         const uint32_t id = ballast::decap_attach(
-            decap_iface, vips, decap_skb ? ballast::AttachMode::skb : ballast::AttachMode::native);
+            decap_iface, vips, decap_skb ? ballast::AttachMode::skb : ballast::AttachMode::native,
+            decap_gue_port);
         std::string list;
         for (const auto& v : vips) list += (list.empty() ? "" : ", ") + v.str();
         std::cout << "decap program " << id << " attached to " << decap_iface << " for " << list
+                  << (decap_gue_port ? ", GUE on UDP port " + std::to_string(decap_gue_port)
+                                     : std::string(", no GUE"))
                   << "\n";
       } else if (decap_detach_cmd->parsed()) {
         ballast::decap_detach(decap_iface);
         std::cout << "decap program detached from " << decap_iface << "\n";
       } else {
         const auto st = ballast::decap_status(decap_iface);
-        json out = {{"interface", decap_iface}, {"program_id", st.program_id}};
+        json out = {
+            {"interface", decap_iface}, {"program_id", st.program_id}, {"gue_port", st.gue_port}};
         out["vips"] = json::array();
         for (const auto& v : st.vips) out["vips"].push_back(v.str());
         out["counters"] = json::array();
@@ -512,7 +557,8 @@ int main(int argc, char** argv) {
           std::cout << "no decap program on " << decap_iface << "\n";
         } else {
           std::cout << "decap program " << st.program_id << " on " << decap_iface << " for "
-                    << out["vips"].dump() << "\n";
+                    << out["vips"].dump() << ", GUE port "
+                    << (st.gue_port ? std::to_string(st.gue_port) : std::string("none")) << "\n";
           Table t({"REASON", "PACKETS", "BYTES"});
           for (const auto& c : out["counters"])
             t.add({text(c["reason"]), text(c["packets"]), text(c["bytes"])});

@@ -39,7 +39,19 @@ VipConfig* Config::find_vip(const VipKey& k) {
 
 std::string attach_mode_name(AttachMode m) { return m == AttachMode::native ? "native" : "skb"; }
 
-std::string forward_mode_name(ForwardMode m) { return m == ForwardMode::dsr ? "dsr" : "ipip"; }
+std::string forward_mode_name(ForwardMode m) {
+  switch (m) {
+    case ForwardMode::dsr:
+      return "dsr";
+    case ForwardMode::ipip:
+      return "ipip";
+    case ForwardMode::gue:
+      return "gue";
+  }
+  return "?";
+}
+
+bool mode_encapsulates(ForwardMode m) { return m != ForwardMode::dsr; }
 
 namespace {
 
@@ -267,25 +279,96 @@ BackendConfig parse_backend(const YAML::Node& node, const std::string& path, con
   return b;
 }
 
+// Optional boolean field @name of @node into @out.
+void read_bool(const YAML::Node& node, const std::string& name, const std::string& path, bool& out,
+               Problems& problems) {
+  const auto field = node[name];
+  if (!field) return;
+  const std::string text = scalar_or_empty(field);
+  if (text == "true" || text == "false")
+    out = text == "true";
+  else
+    problems.add(field, path + "." + name, "must be true or false, got '" + text + "'");
+}
+
+// YAML `encap: {source_prefix_v4: 10.255.0.0/16, source_prefix_v6: fd00:ff::/96}`.
+EncapSettings parse_encap(const YAML::Node& node, Problems& problems) {
+  EncapSettings out;
+  if (!node.IsMap()) {
+    problems.add(node, "encap", "must be a mapping like {source_prefix_v4: 10.255.0.0/16}");
+    return out;
+  }
+  check_known_keys(node, "encap",
+                   {"source_prefix_v4", "source_prefix_v6", "next_hop_v4", "next_hop_v6"},
+                   problems);
+  auto read = [&](const char* name, bool v4, std::optional<IpPrefix>& into) {
+    const auto field = node[name];
+    if (!field) return;
+    const std::string text = scalar_or_empty(field);
+    const auto prefix = IpPrefix::parse(text);
+    const std::string field_path = std::string("encap.") + name;
+    if (!prefix)
+      problems.add(field, field_path,
+                   "must be a prefix ADDRESS/LENGTH with its host bits zero, got '" + text + "'");
+    else if (prefix->address.is_v4() != v4)
+      problems.add(
+          field, field_path,
+          std::string("must be an ") + (v4 ? "IPv4" : "IPv6") + " prefix, got '" + text + "'");
+    else if (!v4 && prefix->length < 96)
+      problems.add(field, field_path,
+                   "must be /96 or longer (at most the last 32 bits come from the flow hash), "
+                   "got '" +
+                       text + "'");
+    else
+      into = prefix;
+  };
+  read("source_prefix_v4", true, out.source_v4);
+  read("source_prefix_v6", false, out.source_v6);
+  auto read_hop = [&](const char* name, bool v4, std::optional<IpAddress>& into) {
+    const auto field = node[name];
+    if (!field) return;
+    const std::string text = scalar_or_empty(field);
+    const auto addr = IpAddress::parse(text);
+    if (!addr || addr->is_v4() != v4)
+      problems.add(
+          field, std::string("encap.") + name,
+          std::string("must be an ") + (v4 ? "IPv4" : "IPv6") + " address, got '" + text + "'");
+    else
+      into = addr;
+  };
+  read_hop("next_hop_v4", true, out.next_hop_v4);
+  read_hop("next_hop_v6", false, out.next_hop_v6);
+  return out;
+}
+
 VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& problems) {
   VipConfig vip;
   if (!node.IsMap()) {
     problems.add(node, path, "must be a mapping with address, port, protocol, backends");
     return vip;
   }
-  check_known_keys(
-      node, path,
-      {"address", "port", "protocol", "backends", "fail_open", "health_check", "max_share", "mode"},
-      problems);
+  check_known_keys(node, path,
+                   {"address", "port", "protocol", "backends", "fail_open", "health_check",
+                    "max_share", "mode", "gue_port", "ignore_source_port", "fragments"},
+                   problems);
   if (const auto m = node["mode"]) {
     const std::string text = scalar_or_empty(m);
     if (text == "dsr")
       vip.mode = ForwardMode::dsr;
     else if (text == "ipip")
       vip.mode = ForwardMode::ipip;
+    else if (text == "gue")
+      vip.mode = ForwardMode::gue;
     else
-      problems.add(m, path + ".mode", "must be dsr or ipip, got '" + text + "'");
+      problems.add(m, path + ".mode", "must be dsr, ipip or gue, got '" + text + "'");
   }
+  if (const auto gp = node["gue_port"]) {
+    uint64_t v = 0;
+    if (read_uint(gp, path + ".gue_port", 1, 65535, v, problems))
+      vip.gue_port = static_cast<uint16_t>(v);
+  }
+  read_bool(node, "ignore_source_port", path, vip.ignore_source_port, problems);
+  read_bool(node, "fragments", path, vip.fragments, problems);
   if (const auto ms = node["max_share"]) {
     double v = 0;
     if (read_double(ms, path + ".max_share", 0.01, 1, v, problems)) vip.max_share = v;
@@ -313,13 +396,7 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
     problems.add(proto, path + ".protocol",
                  "must be tcp or udp, got '" + scalar_or_empty(proto) + "'");
   }
-  if (const auto fo = node["fail_open"]) {
-    const std::string text = scalar_or_empty(fo);
-    if (text == "true" || text == "false")
-      vip.fail_open = text == "true";
-    else
-      problems.add(fo, path + ".fail_open", "must be true or false, got '" + text + "'");
-  }
+  read_bool(node, "fail_open", path, vip.fail_open, problems);
   vip.check.port = vip.key.port;
   if (const auto hc = node["health_check"])
     vip.check = parse_check(hc, path + ".health_check", CheckSpec{}, vip.key.port, problems);
@@ -347,13 +424,24 @@ std::vector<std::string> validate_config(const Config& config) {
     out.push_back("vips: at most " + std::to_string(BALLAST_MAX_VIPS) + " VIPs, got " +
                   std::to_string(config.vips.size()));
   std::map<VipKey, size_t> seen_vips;
+  std::map<VipKey, size_t> fragment_owner;  // (address, port 0, protocol) -> VIP index
   size_t total_backends = 0;
   for (size_t i = 0; i < config.vips.size(); i++) {
     const auto& vip = config.vips[i];
     const std::string path = "vips[" + std::to_string(i) + "]";
-    if (!vip.key.address.is_v4())
-      out.push_back(path + ".address: " + vip.key.address.str() +
-                    ": IPv6 VIPs are not supported yet (IPv4 only in this version)");
+    if (vip.ignore_source_port && vip.key.protocol != Protocol::udp)
+      out.push_back(path + ".ignore_source_port: only for udp VIPs (" + vip.key.str() +
+                    " is tcp: a TCP connection never changes its source port)");
+    if (vip.fragments) {
+      VipKey frag_key = vip.key;
+      frag_key.port = 0;
+      auto [fit, ffresh] = fragment_owner.emplace(frag_key, i);
+      if (!ffresh)
+        out.push_back(path + ".fragments: vips[" + std::to_string(fit->second) +
+                      "] already takes the fragments to " + vip.key.address.str() + " " +
+                      std::string(protocol_name(vip.key.protocol)) +
+                      " (one VIP per address and protocol)");
+    }
     if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
     auto [it, fresh] = seen_vips.emplace(vip.key, i);
     if (!fresh)
@@ -365,10 +453,10 @@ std::vector<std::string> validate_config(const Config& config) {
     for (size_t j = 0; j < vip.backends.size(); j++) {
       const auto& b = vip.backends[j];
       const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
-      if (b.address.family != vip.key.address.family)
-        out.push_back(
-            bpath + ".address: " + b.address.str() +
-            ": must be the VIP's address family (direct server return rewrites only MACs)");
+      if (b.address.family != vip.key.address.family && !mode_encapsulates(vip.mode))
+        out.push_back(bpath + ".address: " + b.address.str() +
+                      ": must be the VIP's address family in mode dsr (direct server return "
+                      "rewrites only MACs; ipip and gue carry either family)");
       if (b.weight > kMaxWeight)
         out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
                       std::to_string(b.weight));
@@ -409,9 +497,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
     problems.add_plain("top level must be a mapping with interface and vips");
     throw Error(problems.joined());
   }
-  check_known_keys(root, "",
-                   {"interface", "attach_mode", "vips", "skew", "metrics", "audit", "reconcile"},
-                   problems);
+  check_known_keys(
+      root, "",
+      {"interface", "attach_mode", "vips", "skew", "metrics", "audit", "reconcile", "encap"},
+      problems);
+  if (const auto encap = root["encap"]) config.encap = parse_encap(encap, problems);
   if (const auto audit = root["audit"]) config.audit = parse_audit(audit, problems);
   if (const auto rc = root["reconcile"]) {
     const std::string text = scalar_or_empty(rc);

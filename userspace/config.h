@@ -18,13 +18,36 @@ constexpr uint32_t kMaxWeight = 65535;
 
 enum class AttachMode { native, skb };
 
-// How a VIP's packets reach its backends (bpf/balancer.bpf.c):
+// How a VIP's packets reach its backends (docs/dataplane.md):
 //   dsr:  L2 direct server return, the MAC rewritten; backends on the
 //         balancer's segment hold the VIP on lo.
-//   ipip: IPv4-in-IPv4 to the backend's address; backends strip it with
-//         `ballast decap attach` and hold the VIP on lo.
-enum class ForwardMode { dsr, ipip };
+//   ipip: IP-in-IP to the backend's address (outer family: the backend's);
+//         backends strip it with `ballast decap attach` and hold the VIP on lo.
+//   gue:  UDP to the VIP's gue_port with the client's packet inside; as ipip.
+enum class ForwardMode { dsr, ipip, gue };
 std::string forward_mode_name(ForwardMode m);
+bool mode_encapsulates(ForwardMode m);
+
+// GUE's destination port when a VIP does not name one. GUE has no IANA
+// port; backends must use the same (`ballast decap attach --gue-port`).
+constexpr uint16_t kDefaultGuePort = 6080;
+
+// The outer source of encapsulated packets (YAML `encap:`). Unset: the
+// balancer interface's own address of the backend's family. A prefix: its
+// host bits come from the flow hash, so backends' RSS spreads flows (as
+// Katran does); IPv6 prefixes are /96 or longer (32 bits of hash at most).
+//
+// Encapsulated packets leave toward the kernel's next hop for the backend
+// (its gateway, or the backend itself when on-link), or, when set, toward
+// next_hop_v4 / next_hop_v6 (a router of the operator's choosing): either
+// way the MAC comes from the kernel's neighbour table.
+struct EncapSettings {
+  std::optional<IpPrefix> source_v4;
+  std::optional<IpPrefix> source_v6;
+  std::optional<IpAddress> next_hop_v4;
+  std::optional<IpAddress> next_hop_v6;
+  bool operator==(const EncapSettings&) const = default;
+};
 
 // The audit (userspace/audit.h). YAML `audit:`.
 struct AuditSettings {
@@ -58,6 +81,12 @@ struct VipConfig {
   // When every backend is down: true keeps sending new flows to all of
   // them (better a sick backend than none), false drops them, counted.
   ForwardMode mode = ForwardMode::dsr;
+  uint16_t gue_port = kDefaultGuePort;  // mode gue: the backends' GUE port
+  // UDP only: flows keyed and hashed without the client's source port.
+  bool ignore_source_port = false;
+  // IP fragments to this VIP's address and protocol come to this VIP,
+  // hashed on addresses only (docs/dataplane.md, Fragments).
+  bool fragments = false;
   bool fail_open = false;
   // The most one backend may get of this VIP's new flows by weight before
   // the audit calls the config risky; unset: the config's audit.max_share.
@@ -79,6 +108,7 @@ struct Config {
   std::vector<VipConfig> vips;
   SkewSettings skew;
   AuditSettings audit;
+  EncapSettings encap;
   // true: when the audit finds the maps drifted from this config (someone
   // edited a pinned map), ballastd rewrites them from it.
   bool reconcile = false;

@@ -16,12 +16,19 @@ namespace ballast {
 
 enum class CounterMap { vip, backend };
 
+// The balancer's maps ballastd pins, by name under its pin directory
+// (bpf/maps.h): the loader pins them, `ballast doctor` looks for them.
+inline constexpr const char* kPinnedMaps[] = {"vips",         "backends",  "maglev_tables",
+                                              "conn_table",   "vip_stats", "backend_stats",
+                                              "reason_stats", "egress",    "tx_ports"};
+
 // What the pinned maps hold: read by a restarted ballastd to adopt the live
 // state instead of rebuilding it.
 struct LiveSnapshot {
   std::vector<std::pair<ballast_vip_key, ballast_vip_info>> vips;
   std::map<uint32_t, ballast_backend> backends;      // slots in use (family != 0)
   std::map<uint32_t, std::vector<uint32_t>> tables;  // vip_id -> Maglev table
+  std::map<uint32_t, ballast_egress> egress;         // egress slots in use (ifindex != 0)
 };
 
 class DataPlane {
@@ -35,6 +42,9 @@ class DataPlane {
   // table or the new one, never a mix. @entries has BALLAST_MAGLEV_SIZE ids.
   virtual void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) = 0;
   virtual void remove_table(uint32_t vip_id) = 0;
+  // Egress slot @id: the interface frames leave by, its MAC, MTU and the
+  // outer source addresses (ballast_abi.h).
+  virtual void put_egress(uint32_t id, const ballast_egress& egress) = 0;
 
   // Counters are summed over CPUs.
   virtual ballast_traffic_counters read_counters(CounterMap map, uint32_t id) = 0;

@@ -67,20 +67,23 @@ UniqueFd program_map(uint32_t id, const std::string& name) {
 
 std::vector<IpAddress> local_vips() {
   std::vector<IpAddress> out;
-  for (const auto& ip : interface_ipv4_addresses("lo"))
-    if (ip.bytes[0] != 127) out.push_back(ip);
+  for (const auto& ip : interface_addresses("lo")) {
+    if (ip.is_v4() && ip.bytes[0] == 127) continue;
+    if (!ip.is_v4() &&
+        (ip == *IpAddress::parse("::1") || (ip.bytes[0] == 0xfe && (ip.bytes[1] & 0xc0) == 0x80)))
+      continue;
+    out.push_back(ip);
+  }
   return out;
 }
 
 uint32_t decap_attach(const std::string& interface, const std::vector<IpAddress>& vips,
-                      AttachMode mode) {
+                      AttachMode mode, uint16_t gue_port) {
   const int ifindex = ifindex_of(interface);
   if (vips.empty())
     throw Error(
         "no VIPs to decapsulate for: put the VIPs on lo (ip addr add VIP/32 dev lo) or "
         "name them with --vip");
-  for (const auto& v : vips)
-    if (!v.is_v4()) throw Error("VIP " + v.str() + ": IPv6 decapsulation is not supported yet");
   const uint32_t old = attached_id(ifindex);
   if (old && program_name(old) != kProgramName)
     throw Error("another XDP program (" + program_name(old) + ", id " + std::to_string(old) +
@@ -92,12 +95,18 @@ uint32_t decap_attach(const std::string& interface, const std::vector<IpAddress>
     ~Guard() { decap::destroy(s); }
   } guard{skel};
   for (const auto& v : vips) {
-    uint32_t key;
-    std::memcpy(&key, v.bytes.data(), 4);
+    ballast_decap_vip key{};
+    key.addr = v.to_abi();
+    key.family = v.family;
     const uint8_t one = 1;
     if (bpf_map_update_elem(bpf_map__fd(skel->maps.decap_vips), &key, &one, BPF_ANY) < 0)
       throw Error(errno_message("decap_vips: " + v.str(), errno));
   }
+  ballast_decap_config cfg{};
+  cfg.gue_port = htons(gue_port);
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel->maps.decap_config), &zero, &cfg, BPF_ANY) < 0)
+    throw Error(errno_message("decap_config", errno));
   const int fd = bpf_program__fd(skel->progs.ballast_decap);
   uint32_t flags = mode == AttachMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
   LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
@@ -140,15 +149,17 @@ DecapStatus decap_status(const std::string& interface) {
   if (!id || program_name(id) != kProgramName) return out;
   out.program_id = id;
   UniqueFd vips = program_map(id, "decap_vips");
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
+  ballast_decap_vip key{}, next{};
+  ballast_decap_vip* prev = nullptr;
   while (bpf_map_get_next_key(vips.get(), prev, &next) == 0) {
-    IpAddress ip;
-    std::memcpy(ip.bytes.data(), &next, 4);
-    out.vips.push_back(ip);
+    out.vips.push_back(IpAddress::from_abi(next.addr, next.family));
     key = next;
     prev = &key;
   }
+  UniqueFd config = program_map(id, "decap_config");
+  ballast_decap_config cfg{};
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(config.get(), &zero, &cfg) == 0) out.gue_port = ntohs(cfg.gue_port);
   UniqueFd stats = program_map(id, "decap_stats");
   const int ncpus = libbpf_num_possible_cpus();
   std::vector<ballast_reason_counters> per_cpu(static_cast<size_t>(ncpus > 0 ? ncpus : 1));

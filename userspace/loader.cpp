@@ -33,11 +33,6 @@ bpf_map* map_by_name(balancer* skel, const char* name) {
   return m;
 }
 
-// The maps ballastd pins, by name under the pin dir. .rodata is not pinned:
-// it belongs to the loaded program.
-constexpr const char* kPinnedMaps[] = {"vips",      "backends",      "maglev_tables", "conn_table",
-                                       "vip_stats", "backend_stats", "reason_stats"};
-
 // libbpf's info level is object-parsing chatter; its warnings matter.
 int print_libbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level != LIBBPF_WARN) return 0;
@@ -77,8 +72,6 @@ void ensure_bpffs_mounted() {
 
 Loader::Loader(const LoaderOptions& options) : options_(options) {
   ifindex_ = interface_index(options_.interface);
-  mac_ = interface_mac(options_.interface);
-  ipv4_ = interface_ipv4(options_.interface);
   ensure_bpffs_mounted();
   std::filesystem::create_directories(options_.pin_dir);
   const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
@@ -142,8 +135,6 @@ Loader::~Loader() { teardown(); }
 void Loader::open_and_pin() {
   skel_ = balancer::open();
   if (!skel_) throw Error(errno_message("opening BPF object", errno));
-  std::memcpy(const_cast<uint8_t*>(skel_->rodata->lb_mac), mac_.data(), mac_.size());
-  if (ipv4_) std::memcpy(const_cast<uint32_t*>(&skel_->rodata->lb_ip4), ipv4_->bytes.data(), 4);
   for (const char* name : kPinnedMaps) {
     const std::string path = options_.pin_dir + "/" + name;
     int err = bpf_map__set_pin_path(map_by_name(skel_, name), path.c_str());
@@ -274,6 +265,8 @@ MapFds Loader::map_fds() const {
       .vip_stats = bpf_map__fd(skel_->maps.vip_stats),
       .backend_stats = bpf_map__fd(skel_->maps.backend_stats),
       .reason_stats = bpf_map__fd(skel_->maps.reason_stats),
+      .egress = bpf_map__fd(skel_->maps.egress),
+      .tx_ports = bpf_map__fd(skel_->maps.tx_ports),
   };
 }
 

@@ -34,9 +34,6 @@ class Loader {
 
   MapFds map_fds() const;
   int ifindex() const { return ifindex_; }
-  // The interface's IPv4 the program was loaded with (the outer source of
-  // ipip packets); nullopt when it had none.
-  const std::optional<IpAddress>& ipv4() const { return ipv4_; }
   uint32_t program_id() const;
   const LoaderOptions& options() const { return options_; }
   // Whether our program is attached to the interface now, on its own or in
@@ -67,8 +64,6 @@ class Loader {
 
   LoaderOptions options_;
   int ifindex_ = 0;
-  MacAddress mac_{};
-  std::optional<IpAddress> ipv4_;
   balancer* skel_ = nullptr;
   xdp_program* prog_ = nullptr;
   Attach attach_ = Attach::none;

@@ -85,6 +85,67 @@ std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
   }
 }
 
+std::optional<Route> KernelNeighbors::route(const IpAddress& dst) {
+  UniqueFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) throw Error(errno_message("netlink socket", errno));
+  const size_t alen = dst.is_v4() ? 4 : 16;
+  struct {
+    nlmsghdr nh;
+    rtmsg rt;
+    char attrs[64];
+  } req{};
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+  req.nh.nlmsg_type = RTM_GETROUTE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST;
+  req.nh.nlmsg_seq = 1;
+  req.rt.rtm_family = dst.is_v4() ? AF_INET : AF_INET6;
+  req.rt.rtm_dst_len = static_cast<unsigned char>(alen * 8);
+  auto* rta =
+      reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.nh.nlmsg_len));
+  rta->rta_type = RTA_DST;
+  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(alen));
+  std::memcpy(RTA_DATA(rta), dst.bytes.data(), alen);
+  req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  if (send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0)
+    throw Error(errno_message("netlink RTM_GETROUTE", errno));
+
+  std::vector<char> buf(16 * 1024);
+  ssize_t n;
+  do {
+    n = recv(sock.get(), buf.data(), buf.size(), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw Error(errno_message("netlink recv", errno));
+  for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, static_cast<unsigned>(n));
+       nh = NLMSG_NEXT(nh, n)) {
+    if (nh->nlmsg_type == NLMSG_ERROR) return std::nullopt;  // no route (ENETUNREACH...)
+    if (nh->nlmsg_type != RTM_NEWROUTE) continue;
+    auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
+    if (rt->rtm_type != RTN_UNICAST && rt->rtm_type != RTN_LOCAL) return std::nullopt;
+    Route r;
+    int len = static_cast<int>(RTM_PAYLOAD(nh));
+    for (auto* a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == 4) {
+        std::memcpy(&r.ifindex, RTA_DATA(a), 4);
+      } else if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) == alen) {
+        IpAddress gw;
+        gw.family = dst.family;
+        std::memcpy(gw.bytes.data(), RTA_DATA(a), alen);
+        r.gateway = gw;
+      }
+    }
+    if (r.ifindex == 0) return std::nullopt;
+    return r;
+  }
+  return std::nullopt;
+}
+
+InterfaceFacts KernelNeighbors::interface(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (!if_indextoname(static_cast<unsigned>(ifindex), name))
+    throw Error(errno_message("interface index " + std::to_string(ifindex), errno));
+  return read_interface_facts(name);
+}
+
 void KernelNeighbors::solicit(int ifindex, const IpAddress& addr) {
   const int family = addr.is_v4() ? AF_INET : AF_INET6;
   UniqueFd sock(socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -118,18 +179,50 @@ int interface_index(const std::string& name) {
   return static_cast<int>(idx);
 }
 
-std::vector<IpAddress> interface_ipv4_addresses(const std::string& name) {
+std::vector<IpAddress> interface_addresses(const std::string& name) {
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) < 0) throw Error(errno_message("getifaddrs", errno));
   std::vector<IpAddress> out;
   for (ifaddrs* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || name != a->ifa_name) continue;
+    if (!a->ifa_addr || name != a->ifa_name) continue;
     IpAddress ip;
-    std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+    if (a->ifa_addr->sa_family == AF_INET) {
+      std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      ip.family = BALLAST_AF_INET6;
+      std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, 16);
+    } else {
+      continue;
+    }
     out.push_back(ip);
   }
   freeifaddrs(list);
   return out;
+}
+
+std::vector<IpAddress> interface_ipv4_addresses(const std::string& name) {
+  std::vector<IpAddress> out;
+  for (const auto& a : interface_addresses(name))
+    if (a.is_v4()) out.push_back(a);
+  return out;
+}
+
+std::optional<IpAddress> interface_ipv6(const std::string& name) {
+  for (const auto& a : interface_addresses(name)) {
+    // Link-local (fe80::/10) is no source for packets routed elsewhere.
+    if (a.is_v4() || (a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80)) continue;
+    return a;
+  }
+  return std::nullopt;
+}
+
+uint32_t interface_mtu(const std::string& name) {
+  UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) throw Error(errno_message("socket", errno));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(sock.get(), SIOCGIFMTU, &ifr) < 0) throw Error(errno_message("MTU of " + name, errno));
+  return static_cast<uint32_t>(ifr.ifr_mtu);
 }
 
 std::optional<IpAddress> interface_ipv4(const std::string& name) {
@@ -148,6 +241,16 @@ MacAddress interface_mac(const std::string& name) {
   MacAddress mac;
   std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
   return mac;
+}
+
+InterfaceFacts read_interface_facts(const std::string& name) {
+  InterfaceFacts f;
+  f.ifindex = interface_index(name);
+  f.mac = interface_mac(name);
+  f.mtu = interface_mtu(name);
+  f.ipv4 = interface_ipv4(name);
+  f.ipv6 = interface_ipv6(name);
+  return f;
 }
 
 }  // namespace ballast

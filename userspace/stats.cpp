@@ -52,6 +52,7 @@ nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane
                            {"address", vip.key.address.str()},
                            {"port", vip.key.port},
                            {"protocol", protocol_name(vip.key.protocol)},
+                           {"mode", forward_mode_name(vip.mode)},
                            {"packets", vc.packets},
                            {"bytes", vc.bytes},
                            {"new_flows", vc.new_flows},

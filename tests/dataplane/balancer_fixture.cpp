@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/bpf.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,9 +20,14 @@ namespace ballast::test {
 
 namespace {
 
-// Room past the input frame for the program to grow it (it does not today;
-// the kernel fails the run with ENOSPC rather than truncate).
+// Room past the input frame for the program to grow it (the largest growth
+// is an IPv6 GUE header, 48 bytes, or a "too big" reply); the kernel fails
+// the run with ENOSPC rather than truncate.
 constexpr std::size_t out_frame_slack = 256;
+constexpr std::uint16_t default_mtu = 1500;
+// The interface the program runs on, as far as egress[0] says: any nonzero
+// ifindex marks the slot used; 1 (lo) always exists.
+constexpr std::uint32_t default_ifindex = 1;
 
 [[noreturn]] void fail(int negative_errno, const std::string& step) {
   throw std::system_error(-negative_errno, std::generic_category(), step);
@@ -40,13 +46,13 @@ void add(ballast_traffic_counters& total, const ballast_traffic_counters& cpu) {
 
 // Per-CPU values come back one per possible CPU, each rounded up to 8 bytes.
 template <typename Counters>
-Counters sum_per_cpu(const bpf_map* map, std::uint32_t key) {
+Counters sum_per_cpu(int map_fd, const char* map_name, std::uint32_t key) {
   static_assert(sizeof(Counters) % 8 == 0, "per-CPU values are 8-byte aligned");
   const int cpus = libbpf_num_possible_cpus();
   if (cpus < 0) fail(cpus, "libbpf_num_possible_cpus");
   std::vector<Counters> per_cpu(static_cast<std::size_t>(cpus));
-  if (int err = bpf_map_lookup_elem(bpf_map__fd(map), &key, per_cpu.data()); err)
-    fail(err, std::string("bpf_map_lookup_elem(") + bpf_map__name(map) + ")");
+  if (int err = bpf_map_lookup_elem(map_fd, &key, per_cpu.data()); err)
+    fail(err, std::string("bpf_map_lookup_elem(") + map_name + ")");
   Counters total{};
   for (const Counters& cpu : per_cpu) add(total, cpu);
   return total;
@@ -88,35 +94,79 @@ RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32
   return result;
 }
 
+ballast_egress default_egress(MacAddr lb_mac, Ipv4Addr lb_ip4) {
+  ballast_egress egress{};
+  egress.ifindex = default_ifindex;
+  std::copy(lb_mac.begin(), lb_mac.end(), egress.mac);
+  egress.mtu = default_mtu;
+  egress.src4 = lb_ip4.be32();
+  std::memcpy(egress.src6, v6_lb.octets.data(), sizeof(egress.src6));
+  return egress;
+}
+
 BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4) {
   skel_ = balancer::open();
   if (!skel_) fail(-errno, "balancer::open");
-  std::copy(lb_mac.begin(), lb_mac.end(), skel_->rodata->lb_mac);
-  std::memcpy(&skel_->rodata->lb_ip4, lb_ip4.octets.data(), 4);
   if (int err = balancer::load(skel_); err) {
     balancer::destroy(skel_);
     fail(err, "balancer::load");
+  }
+  try {
+    set_egress(0, default_egress(lb_mac, lb_ip4));
+  } catch (...) {
+    balancer::destroy(skel_);
+    throw;
   }
 }
 
 BalancerHarness::~BalancerHarness() { balancer::destroy(skel_); }
 
-void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id,
-                              std::uint32_t flags) {
-  const ballast_vip_info info{.vip_id = vip_id, .flags = flags};
-  if (int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.vips), &key, &info, BPF_ANY); err)
+int BalancerHarness::map_fd(const char* name) const {
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name);
+  if (!map) fail(-ENOENT, std::string("the balancer has no map ") + name);
+  return bpf_map__fd(map);
+}
+
+void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id, std::uint32_t flags,
+                              std::uint16_t gue_port_host_order) {
+  const ballast_vip_info info{
+      .vip_id = vip_id, .flags = flags, .gue_port = htons(gue_port_host_order), .pad = 0};
+  if (int err = bpf_map_update_elem(map_fd("vips"), &key, &info, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(vips)");
 }
 
+void BalancerHarness::set_egress(std::uint32_t egress_id, const ballast_egress& egress) {
+  if (int err = bpf_map_update_elem(map_fd("egress"), &egress_id, &egress, BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(egress)");
+}
+
+ballast_egress BalancerHarness::egress(std::uint32_t egress_id) const {
+  ballast_egress egress{};
+  if (int err = bpf_map_lookup_elem(map_fd("egress"), &egress_id, &egress); err)
+    fail(err, "bpf_map_lookup_elem(egress)");
+  return egress;
+}
+
+void BalancerHarness::set_tx_port(std::uint32_t egress_id, std::uint32_t ifindex) {
+  const int fd = map_fd("tx_ports");
+  // A devmap value is the ifindex, optionally followed by a program fd
+  // (struct bpf_devmap_val); zero there means "no program".
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, "tx_ports");
+  std::vector<std::uint8_t> value(bpf_map__value_size(map), 0);
+  if (value.size() < sizeof(ifindex)) fail(-EINVAL, "tx_ports: value smaller than an ifindex");
+  std::memcpy(value.data(), &ifindex, sizeof(ifindex));
+  if (int err = bpf_map_update_elem(fd, &egress_id, value.data(), BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(tx_ports)");
+}
+
 void BalancerHarness::set_backend(std::uint32_t backend_id, const ballast_backend& slot) {
-  if (int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.backends), &backend_id, &slot, BPF_ANY);
-      err)
+  if (int err = bpf_map_update_elem(map_fd("backends"), &backend_id, &slot, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(backends)");
 }
 
 ballast_backend BalancerHarness::backend(std::uint32_t backend_id) const {
   ballast_backend slot{};
-  if (int err = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.backends), &backend_id, &slot); err)
+  if (int err = bpf_map_lookup_elem(map_fd("backends"), &backend_id, &slot); err)
     fail(err, "bpf_map_lookup_elem(backends)");
   return slot;
 }
@@ -142,15 +192,13 @@ void BalancerHarness::install_maglev_table(std::uint32_t vip_id,
 
   // The outer map holds its own reference; ours closes with `table`.
   const int table_fd = table.get();
-  if (int err =
-          bpf_map_update_elem(bpf_map__fd(skel_->maps.maglev_tables), &vip_id, &table_fd, BPF_ANY);
-      err)
+  if (int err = bpf_map_update_elem(map_fd("maglev_tables"), &vip_id, &table_fd, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(maglev_tables)");
 }
 
 std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) const {
   ballast_conn value{};
-  int err = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.conn_table), &flow, &value);
+  int err = bpf_map_lookup_elem(map_fd("conn_table"), &flow, &value);
   if (err == -ENOENT) return std::nullopt;
   if (err) fail(err, "bpf_map_lookup_elem(conn_table)");
   return value;
@@ -161,15 +209,16 @@ RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_
 }
 
 ballast_reason_counters BalancerHarness::reason_counters(ballast_reason reason) const {
-  return sum_per_cpu<ballast_reason_counters>(skel_->maps.reason_stats, reason);
+  return sum_per_cpu<ballast_reason_counters>(map_fd("reason_stats"), "reason_stats", reason);
 }
 
 ballast_traffic_counters BalancerHarness::vip_counters(std::uint32_t vip_id) const {
-  return sum_per_cpu<ballast_traffic_counters>(skel_->maps.vip_stats, vip_id);
+  return sum_per_cpu<ballast_traffic_counters>(map_fd("vip_stats"), "vip_stats", vip_id);
 }
 
 ballast_traffic_counters BalancerHarness::backend_counters(std::uint32_t backend_id) const {
-  return sum_per_cpu<ballast_traffic_counters>(skel_->maps.backend_stats, backend_id);
+  return sum_per_cpu<ballast_traffic_counters>(map_fd("backend_stats"), "backend_stats",
+                                               backend_id);
 }
 
 ballast_vip_key vip_key_v4(Ipv4Addr addr, std::uint16_t port, std::uint8_t proto) {
@@ -204,11 +253,47 @@ ballast_flow_key flow_key_v4(Ipv4Addr src, std::uint16_t sport, Ipv4Addr dst, st
   return flow;
 }
 
-std::uint32_t maglev_index(const ballast_flow_key& flow) {
+ballast_vip_key vip_key_v6(const Ipv6Addr& addr, std::uint16_t port, std::uint8_t proto) {
+  ballast_vip_key key{};
+  std::memcpy(key.addr.bytes, addr.octets.data(), sizeof(key.addr.bytes));
+  key.port = htons(port);
+  key.proto = proto;
+  key.family = BALLAST_AF_INET6;
+  return key;
+}
+
+ballast_backend backend_slot_v6(const Ipv6Addr& addr, MacAddr mac, std::uint32_t vip_id,
+                                std::uint32_t flags) {
+  ballast_backend slot{};
+  std::memcpy(slot.addr.bytes, addr.octets.data(), sizeof(slot.addr.bytes));
+  std::copy(mac.begin(), mac.end(), slot.mac);
+  slot.family = BALLAST_AF_INET6;
+  slot.flags = flags;
+  slot.vip_id = vip_id;
+  return slot;
+}
+
+ballast_flow_key flow_key_v6(const Ipv6Addr& src, std::uint16_t sport, const Ipv6Addr& dst,
+                             std::uint16_t dport, std::uint8_t proto) {
+  ballast_flow_key flow{};
+  std::memcpy(flow.src.bytes, src.octets.data(), sizeof(flow.src.bytes));
+  std::memcpy(flow.dst.bytes, dst.octets.data(), sizeof(flow.dst.bytes));
+  flow.sport = htons(sport);
+  flow.dport = htons(dport);
+  flow.proto = proto;
+  flow.family = BALLAST_AF_INET6;
+  return flow;
+}
+
+std::uint32_t flow_hash(const ballast_flow_key& flow) {
   static_assert(sizeof(flow) % 4 == 0, "select.h hashes the key as 32-bit words");
   std::uint32_t words[sizeof(flow) / 4];
   std::memcpy(words, &flow, sizeof(flow));
-  return ballast_jhash2(words, sizeof(flow) / 4, 0) % BALLAST_MAGLEV_SIZE;
+  return ballast_jhash2(words, sizeof(flow) / 4, 0);
+}
+
+std::uint32_t maglev_index(const ballast_flow_key& flow) {
+  return flow_hash(flow) % BALLAST_MAGLEV_SIZE;
 }
 
 std::vector<std::uint32_t> round_robin_table(std::span<const std::uint32_t> backend_ids) {
@@ -233,6 +318,23 @@ MacAddr dst_mac_of(std::span<const std::uint8_t> frame) {
   MacAddr mac{};
   if (frame.size() >= mac.size()) std::copy_n(frame.begin(), mac.size(), mac.begin());
   return mac;
+}
+
+const char* action_name(std::uint32_t action) {
+  switch (action) {
+    case XDP_ABORTED:
+      return "XDP_ABORTED";
+    case XDP_DROP:
+      return "XDP_DROP";
+    case XDP_PASS:
+      return "XDP_PASS";
+    case XDP_TX:
+      return "XDP_TX";
+    case XDP_REDIRECT:
+      return "XDP_REDIRECT";
+    default:
+      return "(unknown XDP action)";
+  }
 }
 
 const char* reason_name(ballast_reason reason) {

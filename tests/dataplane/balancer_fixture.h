@@ -2,8 +2,8 @@
 // maps seeded from the test and its entry point run by BPF_PROG_TEST_RUN
 // (after cilium's bpf/tests and Katran's BpfTester).
 //
-// BalancerHarness owns the skeleton (opened, lb_mac set, loaded; destroyed in
-// its destructor). Every step that fails throws std::system_error naming the
+// BalancerHarness owns the skeleton (opened, loaded, egress 0 seeded;
+// destroyed in its destructor). Every step that fails throws std::system_error naming the
 // step, which GoogleTest reports as the test's failure. No GoogleTest here:
 // the bench links this file too.
 #pragma once
@@ -33,17 +33,31 @@ struct RunResult {
 // same buffer (each run sees the previous run's output).
 RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32_t repeat = 1);
 
+// What the harness writes to egress[0] unless a test overrides it: the
+// interface the program runs on (ifindex 1), @lb_mac, MTU 1500, outer sources
+// @lb_ip4 and v6_lb, no hash masks.
+ballast_egress default_egress(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
+
 class BalancerHarness {
  public:
-  // @lb_ip4: the program's lb_ip4, the outer source of ipip packets.
+  // Loads the program and writes egress[0] = default_egress(@lb_mac, @lb_ip4):
+  // @lb_mac the source of the frames it sends, @lb_ip4 the outer source of
+  // IPv4 tunnels.
   explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
   ~BalancerHarness();
   BalancerHarness(const BalancerHarness&) = delete;
   BalancerHarness& operator=(const BalancerHarness&) = delete;
 
-  // @flags: BALLAST_VIP_F_* (none: dsr).
-  void add_vip(const ballast_vip_key& key, std::uint32_t vip_id, std::uint32_t flags = 0);
+  // @flags: BALLAST_VIP_F_* (no ENCAP flag: dsr); @gue_port_host_order: the
+  // GUE destination port of a BALLAST_VIP_F_ENCAP_GUE VIP.
+  void add_vip(const ballast_vip_key& key, std::uint32_t vip_id, std::uint32_t flags = 0,
+               std::uint16_t gue_port_host_order = 0);
   void set_backend(std::uint32_t backend_id, const ballast_backend& slot);
+  void set_egress(std::uint32_t egress_id, const ballast_egress& egress);
+  ballast_egress egress(std::uint32_t egress_id) const;
+  // tx_ports[@egress_id] = @ifindex: where XDP_REDIRECT sends that egress's
+  // frames.
+  void set_tx_port(std::uint32_t egress_id, std::uint32_t ifindex);
   ballast_backend backend(std::uint32_t backend_id) const;
   // Builds a new inner table holding @entries (BALLAST_MAGLEV_SIZE of
   // them) and swaps it into maglev_tables[vip_id] in one update, as the
@@ -60,6 +74,10 @@ class BalancerHarness {
   ballast_traffic_counters backend_counters(std::uint32_t backend_id) const;
 
  private:
+  // The fd of the map called @name. By name, not through the skeleton's
+  // members, so that this file builds against any version of the program.
+  int map_fd(const char* name) const;
+
   balancer* skel_ = nullptr;
 };
 
@@ -69,8 +87,15 @@ ballast_backend backend_slot_v4(Ipv4Addr addr, MacAddr mac, std::uint32_t vip_id
                                 std::uint32_t flags = BALLAST_BACKEND_F_ACTIVE);
 ballast_flow_key flow_key_v4(Ipv4Addr src, std::uint16_t sport, Ipv4Addr dst, std::uint16_t dport,
                              std::uint8_t proto);
+ballast_vip_key vip_key_v6(const Ipv6Addr& addr, std::uint16_t port, std::uint8_t proto);
+ballast_backend backend_slot_v6(const Ipv6Addr& addr, MacAddr mac, std::uint32_t vip_id,
+                                std::uint32_t flags = BALLAST_BACKEND_F_ACTIVE);
+ballast_flow_key flow_key_v6(const Ipv6Addr& src, std::uint16_t sport, const Ipv6Addr& dst,
+                             std::uint16_t dport, std::uint8_t proto);
 
-// The Maglev table index select.h computes for @flow: jhash % table size.
+// The flow hash select.h computes: jhash of the whole key as 32-bit words.
+std::uint32_t flow_hash(const ballast_flow_key& flow);
+// The Maglev table index select.h computes for @flow: flow_hash % table size.
 std::uint32_t maglev_index(const ballast_flow_key& flow);
 
 // A table whose entry i is backend_ids[i % n]: every backend owns a known,
@@ -84,6 +109,9 @@ std::optional<std::string> frame_mismatch(std::span<const std::uint8_t> expected
 
 // The destination MAC of an Ethernet frame (zeros when it is shorter).
 MacAddr dst_mac_of(std::span<const std::uint8_t> frame);
+
+// "XDP_TX", "XDP_PASS", ... for failure messages.
+const char* action_name(std::uint32_t action);
 
 // "tx_forwarded", "drop_no_backend", ... as ballast_abi.h names them.
 const char* reason_name(ballast_reason reason);

@@ -101,7 +101,7 @@ test_mode_switch_live() {
 	assert_all_ok "$STATE_DIR/dsr.json" 100
 	cfg_ipip "$STATE_DIR/cfg.yaml" 1 1 1 ipip
 	lb_cli_ok apply -f "$STATE_DIR/cfg.yaml" >"$STATE_DIR/apply.out"
-	grep -q "^vip mode $VIP_TCP dsr -> ipip$" "$STATE_DIR/apply.out" ||
+	grep -q "^vip options $VIP_TCP: mode dsr -> ipip$" "$STATE_DIR/apply.out" ||
 		fail "apply did not report the mode change: $(oneline <"$STATE_DIR/apply.out")"
 	local before
 	before=$(decapped "${NS_BE[0]}")

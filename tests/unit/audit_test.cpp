@@ -68,7 +68,7 @@ BackendView drained(uint32_t id, const char* address, uint32_t weight = 1) {
 }
 
 VipView vip_view(uint32_t id, const char* key, std::vector<BackendView> backends) {
-  return VipView{id, VipKey::parse(key), false, false, std::move(backends)};
+  return VipView{id, VipKey::parse(key), ForwardMode::dsr, false, false, std::move(backends)};
 }
 
 // A VIP's skew entry whose backends are all exactly as expected (ring skew 1,
@@ -148,6 +148,7 @@ class RecordingMaps : public DataPlane {
   std::map<std::string, ballast_vip_info> vips;  // key bytes -> info
   std::map<uint32_t, ballast_backend> backends;  // the array: freed slots stay, zeroed
   std::map<uint32_t, std::vector<uint32_t>> tables;
+  std::map<uint32_t, ballast_egress> egress;  // not logged: the log checks write order
   std::vector<std::string> log;
   std::vector<std::string> violations;
 
@@ -190,6 +191,7 @@ class RecordingMaps : public DataPlane {
     tables.erase(vip_id);
     log.push_back("remove_table " + std::to_string(vip_id));
   }
+  void put_egress(uint32_t id, const ballast_egress& e) override { egress[id] = e; }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override {
@@ -208,6 +210,8 @@ class RecordingMaps : public DataPlane {
       if (b.family != 0) snap.backends[id] = b;
     for (const auto& [k, info] : snap.vips)
       if (auto t = read_table(info.vip_id)) snap.tables[info.vip_id] = *t;
+    for (const auto& [id, e] : egress)
+      if (e.ifindex != 0) snap.egress[id] = e;
     return snap;
   }
 };
@@ -217,6 +221,12 @@ class FakeNeighbors : public NeighborSource {
   std::map<IpAddress, MacAddress> known;
   std::map<IpAddress, MacAddress> macs(int) override { return known; }
   void solicit(int, const IpAddress&) override {}
+  std::optional<Route> route(const IpAddress&) override { return Route{1, std::nullopt}; }
+  InterfaceFacts interface(int ifindex) override {
+    InterfaceFacts f;
+    f.ifindex = ifindex;
+    return f;
+  }
 };
 
 // A LiveSnapshot in a form gtest can compare and print readably.
@@ -746,7 +756,7 @@ TEST_F(DriftAuditTest, VipPointingAtAnotherTable) {
 
 TEST_F(DriftAuditTest, StrayVip) {
   LiveSnapshot live = state.expected();
-  live.vips.emplace_back(VipKey::parse("10.0.0.200:80/tcp").to_abi(), ballast_vip_info{0, 0});
+  live.vips.emplace_back(VipKey::parse("10.0.0.200:80/tcp").to_abi(), ballast_vip_info{0, 0, 0, 0});
   const auto findings = drift(live);
   ASSERT_EQ(findings.size(), 1u) << dump(findings);
   EXPECT_EQ(findings[0].severity, Severity::error);
@@ -985,7 +995,7 @@ TEST_F(ReconcileTest, RewriteAllRepairsEveryKindOfDrift) {
   dp.backends[7] = stray;
   for (size_t i = 0; i < 5000; ++i) dp.tables.at(0)[i] = 7;
   dp.backends.at(1).flags = 0;
-  dp.vips[key_bytes(VipKey::parse("10.0.0.200:80/tcp").to_abi())] = ballast_vip_info{0, 0};
+  dp.vips[key_bytes(VipKey::parse("10.0.0.200:80/tcp").to_abi())] = ballast_vip_info{0, 0, 0, 0};
   dp.vips.erase(key_bytes(VipKey::parse("10.0.0.101:53/udp").to_abi()));
 
   const auto before = drift(dp.snapshot());

@@ -3,6 +3,7 @@
 // without a table or a table entry naming a missing backend.
 #include "balancer_state.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -21,6 +22,11 @@ class FakeDataPlane : public DataPlane {
   std::map<uint32_t, std::vector<uint32_t>> tables;
   std::map<std::string, uint32_t> vips;    // key bytes -> id
   std::map<uint32_t, uint32_t> vip_flags;  // id -> ballast_vip_info.flags as last written
+  std::map<std::string, ballast_vip_info> vip_infos;  // key bytes -> value as last written
+  // Egress slots as last written; not in the log, which tracks the order
+  // of VIP, slot and table writes.
+  std::map<uint32_t, ballast_egress> egress;
+  int egress_writes = 0;
 
   void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override {
     // The table must already be there when the VIP becomes visible.
@@ -28,10 +34,16 @@ class FakeDataPlane : public DataPlane {
         << "VIP " << info.vip_id << " published before its table";
     vips[key_str(key)] = info.vip_id;
     vip_flags[info.vip_id] = info.flags;
+    vip_infos[key_str(key)] = info;
     log.push_back("put_vip " + std::to_string(info.vip_id));
+  }
+  void put_egress(uint32_t id, const ballast_egress& e) override {
+    egress[id] = e;
+    egress_writes++;
   }
   void delete_vip(const ballast_vip_key& key) override {
     vips.erase(key_str(key));
+    vip_infos.erase(key_str(key));
     log.push_back("delete_vip");
   }
   void put_backend(uint32_t id, const ballast_backend& b) override {
@@ -77,8 +89,9 @@ class FakeDataPlane : public DataPlane {
     for (const auto& [k, id] : vips) {
       ballast_vip_key key;
       std::memcpy(&key, k.data(), sizeof(key));
-      snap.vips.push_back({key, ballast_vip_info{id, 0}});
+      snap.vips.push_back({key, vip_infos.count(k) ? vip_infos[k] : ballast_vip_info{id, 0, 0, 0}});
     }
+    snap.egress = egress;
     for (const auto& [id, b] : backends)
       if (b.family) snap.backends[id] = b;
     snap.tables = tables;
@@ -100,8 +113,26 @@ class FakeNeighbors : public NeighborSource {
  public:
   std::map<IpAddress, MacAddress> known;
   std::vector<IpAddress> solicited;
-  std::map<IpAddress, MacAddress> macs(int) override { return known; }
+  // Routes by destination; any other is on-link on interface 1 (the
+  // balancer's in these tests).
+  std::map<IpAddress, Route> routes;
+  // Neighbours of interfaces other than 1, by interface.
+  std::map<int, std::map<IpAddress, MacAddress>> known_on;
+  std::map<IpAddress, MacAddress> macs(int ifindex) override {
+    return ifindex == 1 ? known : known_on[ifindex];
+  }
   void solicit(int, const IpAddress& a) override { solicited.push_back(a); }
+  std::optional<Route> route(const IpAddress& dst) override {
+    if (auto it = routes.find(dst); it != routes.end()) return it->second;
+    return Route{1, std::nullopt};
+  }
+  InterfaceFacts interface(int ifindex) override {
+    InterfaceFacts f;
+    f.ifindex = ifindex;
+    f.mac = MacAddress{2, 0, 0, 0, 0xee, uint8_t(ifindex)};
+    f.mtu = 1500;
+    return f;
+  }
 };
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
@@ -159,21 +190,160 @@ TEST_F(BalancerStateTest, IpipModeIsAVipFlagAndSwitchesWithOneWrite) {
     ADD_FAILURE() << "ipip applied without an IPv4 outer source";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "VIP 10.0.0.100:80/tcp: mode ipip needs an IPv4 address on eth0 (the outer source "
-              "of its packets), and it has none");
+              "VIP 10.0.0.100:80/tcp: mode ipip to backend 10.0.0.11 needs an IPv4 outer source: "
+              "eth0 has no IPv4 address and encap.source_prefix_v4 is not set");
   }
   EXPECT_TRUE(dp.log.empty()) << "refused before any write";
-  state.set_encap_source_v4(true);
+  EXPECT_EQ(dp.egress_writes, 0) << "refused before any write";
+  InterfaceFacts facts;
+  facts.ifindex = 7;
+  facts.ipv4 = ip("10.0.0.2");
+  state.set_interface(facts);
   state.apply(c);
   EXPECT_EQ(dp.vip_flags[0], BALLAST_VIP_F_ENCAP_IPIP);
   dp.log.clear();
   c.vips[0].mode = ForwardMode::dsr;
   auto changes = state.apply(c);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0], "vip mode 10.0.0.100:80/tcp ipip -> dsr");
+  EXPECT_EQ(changes[0], "vip options 10.0.0.100:80/tcp: mode ipip -> dsr");
   EXPECT_EQ(dp.log, std::vector<std::string>{"put_vip 0"}) << "one write, no table swap";
   EXPECT_EQ(dp.vip_flags[0], 0u);
   EXPECT_EQ(state.expected().vips[0].second.flags, 0u);
+}
+
+TEST_F(BalancerStateTest, GueOptionsAndFragmentsAreVipEntriesAndSurviveARestart) {
+  InterfaceFacts facts;
+  facts.ifindex = 7;
+  facts.ipv4 = ip("10.0.0.2");
+  state.set_interface(facts);
+  Config c = three_backends();
+  VipConfig& vip = c.vips[0];
+  vip.key = VipKey::parse("10.0.0.100:53/udp");
+  vip.mode = ForwardMode::gue;
+  vip.gue_port = 7777;
+  vip.ignore_source_port = true;
+  vip.fragments = true;
+  state.apply(c);
+  VipKey frag = vip.key;
+  frag.port = 0;
+  const auto main_key = FakeDataPlane::key_str(vip.key.to_abi());
+  const auto frag_key = FakeDataPlane::key_str(frag.to_abi());
+  ASSERT_TRUE(dp.vip_infos.count(main_key));
+  ASSERT_TRUE(dp.vip_infos.count(frag_key)) << "fragments: a port-0 entry";
+  EXPECT_EQ(dp.vip_infos[main_key].flags, BALLAST_VIP_F_ENCAP_GUE | BALLAST_VIP_F_NO_SRC_PORT);
+  EXPECT_EQ(ntohs(dp.vip_infos[main_key].gue_port), 7777);
+  EXPECT_EQ(dp.vip_infos[frag_key].flags,
+            BALLAST_VIP_F_ENCAP_GUE | BALLAST_VIP_F_NO_SRC_PORT | BALLAST_VIP_F_FRAGMENTS);
+  EXPECT_EQ(dp.vip_infos[frag_key].vip_id, dp.vip_infos[main_key].vip_id);
+  EXPECT_EQ(state.expected().vips.size(), 2u);
+
+  // A restarted daemon reads the mode, port and options back from the maps.
+  BalancerState restarted(dp, neighbors, 1);
+  restarted.set_interface(facts);
+  dp.log.clear();
+  restarted.adopt(dp.snapshot(), c);
+  EXPECT_TRUE(restarted.apply(c).empty()) << "nothing to change";
+  EXPECT_TRUE(dp.log.empty());
+
+  // Turning fragments off removes only the port-0 entry.
+  c.vips[0].fragments = false;
+  EXPECT_EQ(restarted.apply(c),
+            std::vector<std::string>{"vip options 10.0.0.100:53/udp: fragments off"});
+  EXPECT_EQ(dp.log, std::vector<std::string>{"delete_vip"});
+  EXPECT_FALSE(dp.vip_infos.count(frag_key));
+  EXPECT_TRUE(dp.vip_infos.count(main_key));
+}
+
+TEST_F(BalancerStateTest, EgressSlotHoldsTheInterfaceAndTheEncapPrefix) {
+  InterfaceFacts facts;
+  facts.ifindex = 7;
+  facts.mac = MacAddress{2, 0, 0, 0, 0, 0x0b};
+  facts.mtu = 9000;
+  facts.ipv4 = ip("10.0.0.2");
+  state.set_interface(facts);
+  Config c = three_backends();
+  c.vips[0].mode = ForwardMode::ipip;
+  state.apply(c);
+  ASSERT_TRUE(dp.egress.count(0));
+  EXPECT_EQ(dp.egress[0].ifindex, 7u);
+  EXPECT_EQ(dp.egress[0].mac[5], 0x0b);
+  EXPECT_EQ(dp.egress[0].mtu, 9000);
+  EXPECT_EQ(dp.egress[0].src4, ip("10.0.0.2").to_abi().v4);
+  EXPECT_EQ(dp.egress[0].src4_hash_mask, 0u) << "the interface's address as is";
+  EXPECT_EQ(dp.egress_writes, 1);
+
+  c.encap.source_v4 = IpPrefix::parse("10.255.0.0/16");
+  EXPECT_EQ(state.apply(c),
+            (std::vector<std::string>{"egress eth0 updated", "encap settings changed"}));
+  EXPECT_EQ(dp.egress[0].src4, ip("10.255.0.0").to_abi().v4);
+  EXPECT_EQ(dp.egress[0].src4_hash_mask, htonl(0x0000ffff)) << "the host bits from the hash";
+  EXPECT_EQ(dp.egress_writes, 2);
+  state.apply(c);
+  EXPECT_EQ(dp.egress_writes, 2) << "unchanged: not rewritten";
+
+  // An IPv6 backend needs an IPv6 source: refused, nothing written.
+  c.vips[0].backends.push_back(BackendConfig{ip("fd00::14"), 1, c.vips[0].check});
+  EXPECT_THROW(state.apply(c), Error);
+  EXPECT_EQ(dp.egress_writes, 2);
+  c.encap.source_v6 = IpPrefix::parse("fd00:ff::/96");
+  state.apply(c);
+  EXPECT_EQ(dp.egress[0].src6_hash_mask, 0xffffffffu);
+}
+
+TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
+  InterfaceFacts facts;
+  facts.ifindex = 1;
+  facts.ipv4 = ip("10.0.0.2");
+  state.set_interface(facts);
+  // be 10.0.0.12 sits behind router 10.0.0.1; 10.0.0.13 is reached by
+  // interface 5 through router 10.9.0.1.
+  neighbors.routes[ip("10.0.0.12")] = Route{1, ip("10.0.0.1")};
+  neighbors.routes[ip("10.0.0.13")] = Route{5, ip("10.9.0.1")};
+  neighbors.known[ip("10.0.0.1")] = MacAddress{2, 0, 0, 0, 0, 1};
+  neighbors.known_on[5][ip("10.9.0.1")] = MacAddress{2, 0, 0, 0, 9, 1};
+
+  Config c = three_backends();
+  try {
+    state.apply(c);
+    ADD_FAILURE() << "dsr applied to a backend behind a router";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "VIP 10.0.0.100:80/tcp: backend 10.0.0.12 is not on the balancer's segment (the "
+              "route to it goes via 10.0.0.1): mode dsr only rewrites MACs, so it needs backends "
+              "on eth0's link; use mode ipip or gue");
+  }
+  EXPECT_TRUE(dp.log.empty()) << "refused before any write";
+
+  c.vips[0].mode = ForwardMode::ipip;
+  state.apply(c);
+  EXPECT_EQ(dp.backends[0].mac[5], 11) << "on-link: the backend's own MAC";
+  EXPECT_EQ(dp.backends[0].egress, 0);
+  EXPECT_EQ(dp.backends[1].mac[5], 1) << "behind a router: the router's MAC";
+  EXPECT_EQ(dp.backends[1].egress, 0);
+  EXPECT_EQ(dp.backends[2].mac[4], 9) << "another interface: its router's MAC";
+  EXPECT_EQ(dp.backends[2].egress, 1) << "another interface: an egress slot of its own";
+  ASSERT_TRUE(dp.egress.count(1));
+  EXPECT_EQ(dp.egress[1].ifindex, 5u);
+  EXPECT_EQ(dp.egress[1].mac[4], 0xee) << "that interface's MAC";
+  for (uint32_t id : {0u, 1u, 2u}) EXPECT_TRUE(dp.backends[id].flags & BALLAST_BACKEND_F_ACTIVE);
+
+  // The route to 10.0.0.12 changes: refresh moves it to the new hop.
+  neighbors.routes[ip("10.0.0.12")] = Route{1, ip("10.0.0.254")};
+  neighbors.known[ip("10.0.0.254")] = MacAddress{2, 0, 0, 0, 0, 0xfe};
+  const auto changes = state.refresh_neighbors();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0], "backend next-hop 10.0.0.100:80/tcp 10.0.0.12 10.0.0.1 -> 10.0.0.254");
+  EXPECT_EQ(changes[1], "backend mac 10.0.0.100:80/tcp 10.0.0.12 unresolved -> 02:00:00:00:00:fe");
+  EXPECT_EQ(dp.backends[1].mac[5], 0xfe);
+
+  // A configured router takes every encapsulated packet of its family.
+  c.encap.next_hop_v4 = ip("10.0.0.1");
+  neighbors.routes[ip("10.0.0.1")] = Route{1, std::nullopt};
+  state.apply(c);
+  for (uint32_t id : {0u, 1u, 2u}) {
+    EXPECT_EQ(dp.backends[id].mac[5], 1) << "slot " << id << ": the configured router's MAC";
+    EXPECT_EQ(dp.backends[id].egress, 0);
+  }
 }
 
 TEST_F(BalancerStateTest, WeightChangeSwapsOnlyTheTable) {

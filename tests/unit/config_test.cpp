@@ -121,7 +121,29 @@ INSTANTIATE_TEST_SUITE_P(
                 with("    protocol: tcp", "    protocol: tcp\n    max_share: half"),
                 "test.yaml:6: vips[0].max_share: must be a number 0.01..1, got 'half'"},
         BadCase{"vip_mode_unknown", with("    protocol: tcp", "    protocol: tcp\n    mode: gre"),
-                "test.yaml:6: vips[0].mode: must be dsr or ipip, got 'gre'"},
+                "test.yaml:6: vips[0].mode: must be dsr, ipip or gue, got 'gre'"},
+        BadCase{"gue_port_zero", with("    protocol: tcp", "    protocol: tcp\n    gue_port: 0"),
+                "test.yaml:6: vips[0].gue_port: must be an integer 1..65535, got '0'"},
+        BadCase{"ignore_source_port_on_tcp",
+                with("    protocol: tcp", "    protocol: tcp\n    ignore_source_port: true"),
+                "vips[0].ignore_source_port: only for udp VIPs (10.0.0.100:80/tcp is tcp"},
+        BadCase{"fragments_twice_for_one_address",
+                "interface: eth0\nvips:\n"
+                "  - {address: 10.0.0.1, port: 53, protocol: udp, fragments: true}\n"
+                "  - {address: 10.0.0.1, port: 5353, protocol: udp, fragments: true}\n",
+                "vips[1].fragments: vips[0] already takes the fragments to 10.0.0.1 udp (one VIP "
+                "per address and protocol)"},
+        BadCase{"encap_v6_prefix_too_short",
+                with("vips:", "encap: {source_prefix_v6: 'fd00::/64'}\nvips:"),
+                "test.yaml:2: encap.source_prefix_v6: must be /96 or longer"},
+        BadCase{
+            "encap_prefix_host_bits",
+            with("vips:", "encap: {source_prefix_v4: 10.255.0.1/16}\nvips:"),
+            "test.yaml:2: encap.source_prefix_v4: must be a prefix ADDRESS/LENGTH with its host "
+            "bits zero, got '10.255.0.1/16'"},
+        BadCase{"encap_prefix_family",
+                with("vips:", "encap: {source_prefix_v4: 'fd00::/96'}\nvips:"),
+                "test.yaml:2: encap.source_prefix_v4: must be an IPv4 prefix, got 'fd00::/96'"},
         BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),
                 "test.yaml:2: reconcile: must be true or false, got 'yes please'"},
         BadCase{"skew_window_not_seconds", with("vips:", "skew: {window: 1500ms}\nvips:"),
@@ -174,11 +196,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duplicate_vip",
                 std::string(kGood) + "  - {address: 10.0.0.100, port: 80, protocol: tcp}\n",
                 "vips[1]: duplicate VIP 10.0.0.100:80/tcp (also vips[0])"},
-        BadCase{"ipv6_vip",
-                "interface: eth0\nvips:\n  - {address: '2001:db8::1', port: 80, protocol: tcp}\n",
-                "vips[0].address: 2001:db8::1: IPv6 VIPs are not supported yet"},
-        BadCase{"family_mismatch", with("10.0.0.13", "'2001:db8::13'"),
-                "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family"},
+        BadCase{"family_mismatch_in_dsr", with("10.0.0.13", "'2001:db8::13'"),
+                "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family in "
+                "mode dsr"},
         BadCase{"zero_check_interval",
                 with("    backends:\n",
                      "    health_check: {type: tcp, interval: 0ms}\n    backends:\n"),
@@ -196,6 +216,44 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"not_yaml", "interface: [eth0\n", "test.yaml:2: not valid YAML"},
         BadCase{"not_a_mapping", "- a\n- b\n", "top level must be a mapping"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, Ipv6VipsEncapModesAndOptions) {
+  Config c = parse_config(R"(interface: eth0
+encap: {source_prefix_v4: 10.255.0.0/16, source_prefix_v6: 'fd00:ff::/96'}
+vips:
+  - address: 'fd00::100'
+    port: 443
+    protocol: tcp
+    mode: gue
+    gue_port: 7777
+    backends:
+      - {address: 'fd00::11'}
+      - {address: 10.0.0.12}
+  - address: 10.0.0.53
+    port: 53
+    protocol: udp
+    mode: ipip
+    ignore_source_port: true
+    fragments: true
+    backends:
+      - {address: 'fd00::12'}
+  - {address: 'fd00::100', port: 80, protocol: tcp, backends: [{address: 'fd00::13'}]}
+)",
+                          "test.yaml");
+  ASSERT_EQ(c.vips.size(), 3u);
+  EXPECT_EQ(c.vips[0].key.str(), "[fd00::100]:443/tcp");
+  EXPECT_EQ(c.vips[0].mode, ForwardMode::gue);
+  EXPECT_EQ(c.vips[0].gue_port, 7777);
+  EXPECT_FALSE(c.vips[0].fragments);
+  EXPECT_EQ(c.vips[1].mode, ForwardMode::ipip);
+  EXPECT_EQ(c.vips[1].gue_port, kDefaultGuePort) << "the default";
+  EXPECT_TRUE(c.vips[1].ignore_source_port);
+  EXPECT_TRUE(c.vips[1].fragments);
+  EXPECT_EQ(c.vips[2].mode, ForwardMode::dsr) << "the default";
+  ASSERT_TRUE(c.encap.source_v4 && c.encap.source_v6);
+  EXPECT_EQ(c.encap.source_v4->str(), "10.255.0.0/16");
+  EXPECT_EQ(c.encap.source_v6->str(), "fd00:ff::/96");
+}
 
 TEST(Config, HealthChecksMergeOverTheVipDefault) {
   Config c =

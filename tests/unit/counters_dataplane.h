@@ -34,6 +34,7 @@ class CountersDataPlane : public DataPlane {
   void put_backend(uint32_t, const ballast_backend&) override {}
   void install_table(uint32_t, const std::vector<uint32_t>&) override {}
   void remove_table(uint32_t) override {}
+  void put_egress(uint32_t, const ballast_egress&) override {}
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override {
     if (backend_reads_only) {
       EXPECT_EQ(map, CounterMap::backend);

@@ -98,8 +98,8 @@ void expect_minimal_disruption(size_t n) {
     had++;
     if (eps[before[i]].key == fewer[after[i]].key) kept++;
   }
-  EXPECT_GE(double(kept) / had, 0.95) << n << " backends, one removed: other backends kept " << kept
-                                      << " of " << had << " entries";
+  EXPECT_GE(double(kept) / had, 0.95)
+      << n << " backends, one removed: other backends kept " << kept << " of " << had << " entries";
 }
 
 TEST(Maglev, RemovingOneOfThreeMovesLittleElse) { expect_minimal_disruption(3); }

@@ -58,6 +58,7 @@ TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
   const std::vector<VipView> vips{VipView{
       4,
       VipKey::parse("10.200.0.10:80/tcp"),
+      ForwardMode::dsr,
       false,
       false,
       {backend(1, "10.200.1.1", 1, Health::up), backend(2, "10.200.1.2", 3, Health::down)}}};
@@ -104,6 +105,7 @@ TEST(MetricsTest, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
   CountersDataPlane dp;
   const std::vector<VipView> vips{VipView{0,
                                           VipKey::parse("[2001:db8::1]:443/tcp"),
+                                          ForwardMode::dsr,
                                           false,
                                           false,
                                           {backend(0, "2001:db8::11", 1, Health::up)}}};
