@@ -137,8 +137,19 @@ void Loader::open_and_pin() {
   if (!skel_) throw Error(errno_message("opening BPF object", errno));
   for (const char* name : kPinnedMaps) {
     const std::string path = options_.pin_dir + "/" + name;
-    int err = bpf_map__set_pin_path(map_by_name(skel_, name), path.c_str());
+    bpf_map* map = map_by_name(skel_, name);
+    int err = bpf_map__set_pin_path(map, path.c_str());
     if (err) throw Error(errno_message("setting pin path " + path, err));
+    // The kernel adds BPF_F_RDONLY_PROG to every devmap it creates (and
+    // refuses it at creation), while libbpf reuses a pinned map only if its
+    // flags equal the object's: give a devmap the flags of its pin.
+    if (bpf_map__type(map) != BPF_MAP_TYPE_DEVMAP) continue;
+    UniqueFd pinned(bpf_obj_get(path.c_str()));
+    if (!pinned.valid()) continue;  // no pin yet: created with the object's flags
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(pinned.get(), &info, &len) == 0)
+      bpf_map__set_map_flags(map, info.map_flags);
   }
 }
 

@@ -2,7 +2,9 @@
 """One backend of Ballast's end-to-end topology (tests/e2e/lib.sh).
 
 Runs inside a backend's network namespace, where the VIPs sit on lo:
-  - HTTP on 0.0.0.0:HTTP_PORT: a GET of / is answered with the backend's name
+  - HTTP on 0.0.0.0:HTTP_PORT, and also on [::]:HTTP_PORT (IPv6 only) when a
+    --vip is an IPv6 address or --ipv6 is given: a GET of / is answered with
+    the backend's name
     (any other path but the health path: 404, for checks that must fail).
     One request per connection (HTTP/1.0, the server closes), unless the
     client asks for "Connection: keep-alive": then the connection stays open
@@ -25,9 +27,10 @@ Runs inside a backend's network namespace, where the VIPs sit on lo:
         "closed"                     the socket is closed within 50 ms, so the
                                      kernel answers ICMP port unreachable (bound
                                      again once the word changes)
-  - UDP on VIP:UDP_PORT for each --vip: every datagram is answered with the
-    name. Bound to the VIP itself so that the reply's source is the VIP, as
-    direct server return needs (the client's socket is connected to it).
+  - UDP on VIP:UDP_PORT for each --vip (IPv4 or IPv6, a socket of the VIP's
+    family): every datagram is answered with the name. Bound to the VIP
+    itself so that the reply's source is the VIP, as direct server return
+    needs (the client's socket is connected to it).
 
 What was served is appended to --served-log, one line per request:
   "<tcp|udp> <local addr>:<local port> <peer addr>:<peer port>"
@@ -35,10 +38,11 @@ and one line per health check:
   "check <local addr>:<local port> <peer addr>:<peer port> <status>"
   "miss <local addr>:<local port> <peer addr>:<peer port> 404 <path>"
   "udpcheck <local addr>:<local port> <peer addr>:<peer port> <pong|what?|sick|silent>"
-A line is written before the answer is sent, so once a client holds an
-answer the line is already there. The local address tells VIP traffic apart
-from anything else that reaches the backend: tests count only the VIP's
-lines.
+IPv6 addresses are written as they are, without brackets
+("tcp fd00:231:100::1:80 fd00:231::2:40000"). A line is written before the
+answer is sent, so once a client holds an answer the line is already there.
+The local address tells VIP traffic apart from anything else that reaches
+the backend: tests count only the VIP's lines.
 
 Prints "ready <name>" on stdout once every socket is bound.
 """
@@ -150,6 +154,11 @@ def make_http_handler(name, served, health, health_path):
     return Handler
 
 
+def family_of(addr):
+    """AF_INET6 for an IPv6 address (it has a colon), else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 class HttpServer(http.server.ThreadingHTTPServer):
     # The default backlog (5) overflows when several client workers connect
     # at once; a dropped SYN would come back a second later as a retransmit
@@ -164,6 +173,17 @@ class HttpServer(http.server.ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             return
         super().handle_error(request, client_address)
+
+
+class HttpServer6(HttpServer):
+    """The IPv6 listener: [::]:PORT, IPv6 only (IPv4 keeps its own listener,
+    so its peers are logged as plain IPv4, never as ::ffff:a.b.c.d)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
 
 
 def serve_udp(sock, name, served):
@@ -222,7 +242,10 @@ def main():
     parser.add_argument("--http-port", type=int, default=80)
     parser.add_argument("--udp-port", type=int, default=9000)
     parser.add_argument("--vip", action="append", default=[],
-                        help="VIP to bind a UDP socket to (repeatable)")
+                        help="VIP to bind a UDP socket to (repeatable; IPv4 "
+                             "or IPv6)")
+    parser.add_argument("--ipv6", action="store_true",
+                        help="also serve HTTP on [::] (implied by an IPv6 --vip)")
     parser.add_argument("--served-log", required=True,
                         help="file to append one line per request to")
     parser.add_argument("--health-path", default="/healthz",
@@ -239,11 +262,13 @@ def main():
 
     served = ServedLog(args.served_log)
     health = HealthControl(args.control)
-    http_server = HttpServer(("0.0.0.0", args.http_port),
-                             make_http_handler(args.name, served, health,
-                                               args.health_path))
+    handler = make_http_handler(args.name, served, health, args.health_path)
+    http_server = HttpServer(("0.0.0.0", args.http_port), handler)
+    if args.ipv6 or any(family_of(v) == socket.AF_INET6 for v in args.vip):
+        http6_server = HttpServer6(("::", args.http_port), handler)
+        threading.Thread(target=http6_server.serve_forever, daemon=True).start()
     for vip in args.vip:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(family_of(vip), socket.SOCK_DGRAM)
         sock.bind((vip, args.udp_port))
         threading.Thread(target=serve_udp, args=(sock, args.name, served),
                          daemon=True).start()

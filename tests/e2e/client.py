@@ -37,6 +37,9 @@ batch (default): N requests, each a new flow at the balancer:
 
 Stream, hold and flood modes stop cleanly (with their report) on SIGTERM.
 
+--vip is an IPv4 or an IPv6 address ("fd00::1" or "[fd00::1]"): the client's
+sockets take its family (flood mode: IPv4 only).
+
 A request that times out or errors is a failure and is never retried: the
 tests count flows, and a silent retry would be a flow nobody counted. (The
 kernel's own SYN retransmission inside one TCP connect is not ours to stop;
@@ -94,6 +97,15 @@ def error_kind(exc):
     return type(exc).__name__
 
 
+def family_of(addr):
+    """AF_INET6 for an IPv6 address (it has a colon), else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def any_address(family):
+    return "::" if family == socket.AF_INET6 else "0.0.0.0"
+
+
 def tcp_request(vip, port, timeout, _index):
     conn = http.client.HTTPConnection(vip, port, timeout=timeout)
     try:
@@ -108,14 +120,15 @@ def tcp_request(vip, port, timeout, _index):
 
 
 def udp_request(vip, port, timeout, index, sport_base):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = family_of(vip)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.settimeout(timeout)
         # With a base, request i uses source port base+i: no two requests of
         # a run share a 5-tuple, so each is a new flow at the balancer. (In
         # 2,000 requests the kernel's random choice repeats some 70 ports,
         # and a repeat is an established flow there.)
-        sock.bind(("0.0.0.0", sport_base + index if sport_base else 0))
+        sock.bind((any_address(family), sport_base + index if sport_base else 0))
         # Connected: only an answer from the VIP itself is accepted.
         sock.connect((vip, port))
         sock.send(b"hello\n")
@@ -302,7 +315,7 @@ def open_held(args):
 
 def open_held_udp(args):
     """A connected UDP socket with its first answer, or an exception."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family_of(args.vip), socket.SOCK_DGRAM)
     try:
         sock.settimeout(args.timeout)
         sock.connect((args.vip, args.port))
@@ -357,6 +370,8 @@ def run_hold(args):
 
 
 def run_flood(args):
+    if family_of(args.vip) != socket.AF_INET:
+        sys.exit("client.py: --flood is IPv4 only")
     sources = [socket.inet_aton(a) for a in args.src.split(",") if a]
     if not sources:
         sys.exit("client.py: --flood needs --src ADDRESSES")
@@ -430,6 +445,8 @@ def main():
     parser.add_argument("--stop-file", default="",
                         help="stream/hold/flood: stop once this file exists")
     args = parser.parse_args()
+    # "[fd00::1]" as well as "fd00::1".
+    args.vip = args.vip.strip("[]")
     if args.udp_sport_base and not args.stream and \
             args.udp_sport_base + args.requests > 65536:
         parser.error("--udp-sport-base + --requests exceeds port 65535")

@@ -22,6 +22,15 @@
 # and sends the frame back out (XDP_TX); backends hold every VIP on lo and
 # answer the client directly.
 #
+# IPv6 is disabled in every namespace unless the sourcing script sets
+# E2E_IPV6=1 before e2e_setup (e2e_main). Then every node also has an IPv6
+# address on eth0 (fd00:231::2 client, ::3 lb, ::11.. backends, /64, no DAD,
+# no router solicitations or advertisements taken), the backends hold the
+# IPv6 VIPs fd00:231:100::1 and ::2 (VIP6_1, VIP6_2) on lo next to the IPv4
+# ones and serve them (HTTP on [::]:80, UDP on each VIP6), and the client
+# routes fd00:231:100::/64 via the lb's fd00:231::3 (BE_IPS6, CLIENT_IP6,
+# LB_IP6).
+#
 # Use:
 #   source tests/e2e/lib.sh
 #   e2e_init "$BUILD_DIR"        # checks, prefix, state dir, traps
@@ -34,7 +43,8 @@
 # for failures and long-lived traffic: backend_kill/backend_start,
 # backend_health (the health path's answers), client_bg/client_wait (stream,
 # hold and flood modes of client.py), hold_start/hold_stop, wait_backend
-# (poll `ballast backend list` for a condition), lb_log_json, stat_value.
+# (poll `ballast backend list` for a condition), lb_log_json, stat_value;
+# tcp_batch (VIP1), tcp_batch_to/udp_batch_to (any VIP, either family).
 # A script may define e2e_after_each, which run_tests calls in the main shell
 # after each test (test_resilience.sh restores the backends with it).
 
@@ -64,6 +74,21 @@ readonly UDP_PORT=9000
 # Each backend's UDP health responder, on its own address (not a VIP's):
 # the target of UDP health checks (backend_server.py).
 readonly UDP_CHECK_PORT=9100
+
+# IPv6, only with E2E_IPV6=1 (read by topo_create and backend_spawn, so a
+# script sets it before e2e_setup / e2e_main; see the top).
+readonly E2E_SUBNET6_LEN=64
+readonly CLIENT_IP6=fd00:231::2
+readonly LB_IP6=fd00:231::3
+BE_IPS6=()
+for ((_i = 1; _i <= E2E_BACKENDS; _i++)); do
+	BE_IPS6+=("fd00:231::1$_i")
+done
+unset _i
+readonly BE_IPS6
+readonly VIP6_RANGE=fd00:231:100::/64
+readonly VIP6_1=fd00:231:100::1
+readonly VIP6_2=fd00:231:100::2
 
 # Exit status a test uses to say "skipped" (as xdp-tools' runner does): any
 # value a shell command would not return by accident.
@@ -278,30 +303,56 @@ nsx() {
 	ip netns exec "$ns" "$@"
 }
 
+# e2e_ipv6: true when this run's topology has IPv6 (E2E_IPV6=1).
+e2e_ipv6() {
+	[[ ${E2E_IPV6:-0} == 1 ]]
+}
+
 # topo_create: the namespaces, the bridge and the links described at the top.
 topo_create() {
 	local i ns port
 	local nodes=("$NS_CL" "$NS_LB" "${NS_BE[@]}")
 	local ports=("$PREFIX-cl" "$PREFIX-lb" "${BE_NAMES[@]/#/$PREFIX-}")
 	local ips=("$CLIENT_IP" "$LB_IP" "${BE_IPS[@]}")
+	local ips6=("$CLIENT_IP6" "$LB_IP6" "${BE_IPS6[@]}")
 
 	ip netns add "$NS_SW"
 	ip -n "$NS_SW" link add "$PREFIX-br" type bridge
+	if e2e_ipv6; then
+		# Neighbour discovery is multicast: the bridge floods it to every
+		# port rather than follow what MLD snooping learnt (or failed to).
+		ip -n "$NS_SW" link set "$PREFIX-br" type bridge mcast_snooping 0
+	fi
 	ip -n "$NS_SW" link set "$PREFIX-br" up
 	for i in "${!nodes[@]}"; do
 		ns=${nodes[$i]}
 		port=${ports[$i]}
 		ip netns add "$ns"
-		# No IPv6: its router solicitations and DAD would only add noise to
-		# the balancer's counters.
-		nsx "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
-			net.ipv6.conf.default.disable_ipv6=1
+		if e2e_ipv6; then
+			# IPv6, but quiet: no router solicitations, no DAD (addresses
+			# are usable at once), no router advertisements taken. Set
+			# before eth0 exists, so that it inherits the defaults.
+			nsx "$ns" sysctl -q -w \
+				net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+				net.ipv6.conf.all.router_solicitations=0 \
+				net.ipv6.conf.default.router_solicitations=0 \
+				net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+				net.ipv6.conf.all.dad_transmits=0 net.ipv6.conf.default.dad_transmits=0
+		else
+			# No IPv6: its router solicitations and DAD would only add
+			# noise to the balancer's counters.
+			nsx "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 \
+				net.ipv6.conf.default.disable_ipv6=1
+		fi
 		# Created straight into the two namespaces: nothing ever appears in
 		# the root namespace.
 		ip link add "$port" netns "$NS_SW" type veth peer name eth0 netns "$ns"
 		ip -n "$NS_SW" link set "$port" master "$PREFIX-br" up
 		ip -n "$ns" link set lo up
 		ip -n "$ns" addr add "${ips[$i]}/$E2E_SUBNET_LEN" dev eth0
+		if e2e_ipv6; then
+			ip -n "$ns" -6 addr add "${ips6[$i]}/$E2E_SUBNET6_LEN" dev eth0 nodad
+		fi
 		ip -n "$ns" link set eth0 up
 	done
 
@@ -322,17 +373,29 @@ topo_create() {
 
 	# The client reaches every VIP through the balancer.
 	ip -n "$NS_CL" route add "$VIP_RANGE" via "$LB_IP" dev eth0
+	if e2e_ipv6; then
+		ip -n "$NS_CL" -6 route add "$VIP6_RANGE" via "$LB_IP6" dev eth0
+	fi
 
 	for i in "${!NS_BE[@]}"; do
 		ns=${NS_BE[$i]}
 		ip -n "$ns" addr add "$VIP1/32" dev lo
 		ip -n "$ns" addr add "$VIP2/32" dev lo
+		if e2e_ipv6; then
+			# An address on lo is never answered for in neighbour
+			# discovery on eth0: IPv6 needs no arp_ignore.
+			ip -n "$ns" -6 addr add "$VIP6_1/128" dev lo nodad
+			ip -n "$ns" -6 addr add "$VIP6_2/128" dev lo nodad
+		fi
 		# Answer for the VIPs, never ARP for them: the lb owns the VIP on
 		# the segment as far as the client is concerned.
 		nsx "$ns" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 \
 			net.ipv4.conf.all.arp_announce=2
 	done
 	e2e_log "topology up: client $CLIENT_IP, lb $LB_IP, backends ${BE_IPS[*]}"
+	if e2e_ipv6; then
+		e2e_log "IPv6: client $CLIENT_IP6, lb $LB_IP6, backends ${BE_IPS6[*]}, VIPs $VIP6_1 $VIP6_2"
+	fi
 }
 
 # e2e_setup: topology and backends, for a script's main. A failure here is
@@ -387,12 +450,18 @@ be_index() {
 # does its UDP health responder on its own address, port UDP_CHECK_PORT.
 backend_spawn() {
 	local name=$1 i
+	local vips=(--vip "$VIP1" --vip "$VIP2")
 	i=$(be_index "$name")
+	# With IPv6 the server also listens on [::]:HTTP_PORT (backend_server.py
+	# does so once it is given an IPv6 VIP).
+	if e2e_ipv6; then
+		vips+=(--vip "$VIP6_1" --vip "$VIP6_2")
+	fi
 	# `ip netns exec` itself (not nsx, a function, which would fork a
 	# shell): it execs, so $! is the server's own pid.
 	ip netns exec "${NS_BE[$i]}" "$PYTHON" "$E2E_LIB_DIR/backend_server.py" \
 		--name "$name" --http-port "$HTTP_PORT" --udp-port "$UDP_PORT" \
-		--vip "$VIP1" --vip "$VIP2" --control "$STATE_DIR/$name.control" \
+		"${vips[@]}" --control "$STATE_DIR/$name.control" \
 		--udp-check-addr "${BE_IPS[$i]}" --udp-check-port "$UDP_CHECK_PORT" \
 		--served-log "$STATE_DIR/$name.served" >"$STATE_DIR/$name.server.log" 2>&1 &
 	track_pid "server-$name" "$!"
@@ -1027,10 +1096,26 @@ cfg_head() {
 
 # tcp_batch OUT N [client args...]: N new HTTP connections to VIP1.
 tcp_batch() {
-	local out=$1 n=$2
-	shift 2
-	client_run "$out" --vip "$VIP1" --port "$HTTP_PORT" --proto tcp -n "$n" \
+	tcp_batch_to "$VIP1" "$@"
+}
+
+# tcp_batch_to VIP OUT N [client args...]: N new HTTP connections to VIP
+# (either family: VIP6_1 with E2E_IPV6=1, say).
+tcp_batch_to() {
+	local vip=$1 out=$2 n=$3
+	shift 3
+	client_run "$out" --vip "$vip" --port "$HTTP_PORT" --proto tcp -n "$n" \
 		--give-up-after "$GIVE_UP" "$@"
+}
+
+# udp_batch_to VIP OUT N SPORT_BASE [client args...]: N datagrams to
+# VIP:UDP_PORT, request i from the client's source port SPORT_BASE+i (each a
+# new socket), each answered by a backend's name.
+udp_batch_to() {
+	local vip=$1 out=$2 n=$3 base=$4
+	shift 4
+	client_run "$out" --vip "$vip" --port "$UDP_PORT" --proto udp -n "$n" \
+		--give-up-after "$GIVE_UP" --udp-sport-base "$base" "$@"
 }
 
 # Between tests (run_one calls it once ballastd is stopped): every backend
