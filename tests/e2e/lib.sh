@@ -107,6 +107,9 @@ PREFIX=
 STATE_DIR=
 NS_SW='' NS_CL='' NS_LB=''
 NS_BE=()
+# Namespaces a script adds to the topology (named $PREFIX-...): torn down
+# with the rest on every exit path.
+E2E_EXTRA_NS=()
 PIN_DIR=
 LB_SOCK=
 LB_NSENTER=()
@@ -271,7 +274,7 @@ e2e_teardown() {
 		stop_pid "$(cat "$f")" 5
 		rm -f "$f"
 	done
-	for ns in "$NS_CL" "$NS_LB" "${NS_BE[@]}" "$NS_SW"; do
+	for ns in "$NS_CL" "$NS_LB" "${NS_BE[@]}" "${E2E_EXTRA_NS[@]}" "$NS_SW"; do
 		[[ -n $ns && -e /run/netns/$ns ]] || continue
 		# A process still inside would keep the namespace (and its links)
 		# alive after its name is gone: end it first. Only our own
