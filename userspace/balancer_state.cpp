@@ -166,12 +166,14 @@ uint32_t BalancerState::egress_id(int ifindex, const Config& desired) {
   return id;
 }
 
-void BalancerState::sync_egress(const Config& desired) {
+size_t BalancerState::sync_egress(const Config& desired) {
+  size_t rewritten = 0;
   auto put = [&](uint32_t id, const ballast_egress& e) {
     auto it = written_egress_.find(id);
     if (it != written_egress_.end() && same_egress(it->second, e)) return;
     dataplane_.put_egress(id, e);
     written_egress_[id] = e;
+    rewritten++;
   };
   put(0, egress_slot(interface_, desired));
   for (const auto& [ifindex, id] : egress_ids_) {
@@ -182,6 +184,7 @@ void BalancerState::sync_egress(const Config& desired) {
       // The interface is gone: its backends move when their routes do.
     }
   }
+  return rewritten;
 }
 
 BalancerState::BalancerState(DataPlane& dataplane, NeighborSource& neighbors, int ifindex)
@@ -584,6 +587,11 @@ std::vector<std::string> BalancerState::set_drained(const VipKey& key, const IpA
 
 std::vector<std::string> BalancerState::refresh_neighbors() {
   std::vector<std::string> changes;
+  // Only a change: the first apply writes the slots.
+  if (!written_egress_.empty())
+    if (const size_t n = sync_egress(desired_); n > 0)
+      changes.push_back("egress slots rewritten: " + std::to_string(n) +
+                        " (an interface's MTU, MAC or address changed)");
   std::map<int, std::map<IpAddress, MacAddress>> tables;
   auto table_of = [&](int ifindex) -> const std::map<IpAddress, MacAddress>& {
     auto it = tables.find(ifindex);

@@ -67,7 +67,8 @@ class BalancerState {
   // Backend slot id of (@vip, @backend); throws Error when there is none.
   uint32_t backend_id(const VipKey& vip, const IpAddress& backend) const;
 
-  // Follows the kernel's routes and neighbour table: each backend's next
+  // Follows the interfaces (MTU, MAC, addresses: the egress slots), the
+  // kernel's routes and neighbour table: each backend's next
   // hop (a route change moves it), MACs of backends that have none
   // (soliciting the kernel for the missing ones) and changed MACs; rewrites
   // what changed.
@@ -142,8 +143,9 @@ class BalancerState {
   // The egress id of interface @ifindex, allocating and writing a slot for
   // an interface not seen before. Throws Error when all are taken.
   uint32_t egress_id(int ifindex, const Config& desired);
-  // Rewrites every egress slot whose value @desired changes.
-  void sync_egress(const Config& desired);
+  // Rewrites every egress slot whose value differs from @desired and the
+  // interfaces as they are now; returns how many it rewrote.
+  size_t sync_egress(const Config& desired);
   static bool failing_open(const LiveVip& vip);
   uint32_t allocate_vip_id();
   uint32_t allocate_backend_id();

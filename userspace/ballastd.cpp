@@ -151,6 +151,8 @@ class Daemon {
       }
       if (Clock::now() >= next_refresh) {
         try {
+          // An operator may change the interface's MTU or addresses live.
+          state_.set_interface(read_interface_facts(state_.desired().interface));
           changes_.record("neighbour table", state_.refresh_neighbors());
         } catch (const Error& e) {
           log_line(LogLevel::warning, e.what());

@@ -281,10 +281,21 @@ TEST_F(BalancerStateTest, EgressSlotHoldsTheInterfaceAndTheEncapPrefix) {
   state.apply(c);
   EXPECT_EQ(dp.egress_writes, 2) << "unchanged: not rewritten";
 
+  // The interface's MTU changes under the daemon: the next refresh
+  // rewrites the slot, and says so.
+  facts.mtu = 1400;
+  state.set_interface(facts);
+  EXPECT_EQ(state.refresh_neighbors(),
+            std::vector<std::string>{
+                "egress slots rewritten: 1 (an interface's MTU, MAC or address changed)"});
+  EXPECT_EQ(dp.egress[0].mtu, 1400);
+  EXPECT_EQ(dp.egress_writes, 3);
+  EXPECT_TRUE(state.refresh_neighbors().empty()) << "nothing changed since";
+
   // An IPv6 backend needs an IPv6 source: refused, nothing written.
   c.vips[0].backends.push_back(BackendConfig{ip("fd00::14"), 1, c.vips[0].check});
   EXPECT_THROW(state.apply(c), Error);
-  EXPECT_EQ(dp.egress_writes, 2);
+  EXPECT_EQ(dp.egress_writes, 3);
   c.encap.source_v6 = IpPrefix::parse("fd00:ff::/96");
   state.apply(c);
   EXPECT_EQ(dp.egress[0].src6_hash_mask, 0xffffffffu);
