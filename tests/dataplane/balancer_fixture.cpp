@@ -205,8 +205,10 @@ std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) 
 }
 
 RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_t repeat) const {
-  return test_run(bpf_program__fd(skel_->progs.ballast_xdp), frame, repeat);
+  return test_run(program_fd(), frame, repeat);
 }
+
+int BalancerHarness::program_fd() const { return bpf_program__fd(skel_->progs.ballast_xdp); }
 
 ballast_reason_counters BalancerHarness::reason_counters(ballast_reason reason) const {
   return sum_per_cpu<ballast_reason_counters>(map_fd("reason_stats"), "reason_stats", reason);

@@ -67,6 +67,8 @@ class BalancerHarness {
 
   // test_run() on the balancer's entry point.
   RunResult run(std::span<const std::uint8_t> frame, std::uint32_t repeat = 1) const;
+  // The entry point's fd, for test_run() directly (the bench).
+  int program_fd() const;
 
   // Counters summed over every possible CPU.
   ballast_reason_counters reason_counters(ballast_reason reason) const;
