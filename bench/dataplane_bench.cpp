@@ -34,9 +34,11 @@
 namespace ballast::test {
 namespace {
 
-constexpr std::uint32_t repeats = 1'000'000;
-constexpr std::uint32_t calls = 20'000;
-constexpr int rounds = 5;
+// The full measurement; `--quick` (make test's smoke run) only proves every
+// path still runs and counts as it should.
+std::uint32_t repeats = 1'000'000;
+std::uint32_t calls = 20'000;
+int rounds = 5;
 
 constexpr std::uint32_t vip_web = 1;
 constexpr std::uint32_t backend_ids[] = {10, 11, 12};
@@ -99,8 +101,8 @@ Bytes client_tcp(bool v6, std::uint16_t port, std::uint8_t flags, std::size_t pa
 
 // Mean ns of @n test runs of one repetition each over @frame (each call
 // starts from @frame again), checked for @action.
-double per_call_ns(int prog_fd, const Bytes& frame, std::uint32_t action, const std::string& path,
-                   std::uint32_t n = calls) {
+double per_call_ns(int prog_fd, const Bytes& frame, std::uint32_t action, const std::string& path) {
+  const std::uint32_t n = calls;
   std::uint64_t total = 0;
   for (std::uint32_t i = 0; i < n; i++) {
     const RunResult r = test_run(prog_fd, frame, 1);
@@ -375,7 +377,15 @@ int run_bench() {
 }  // namespace
 }  // namespace ballast::test
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--quick") {
+    ballast::test::repeats = 10'000;
+    ballast::test::calls = 200;
+    ballast::test::rounds = 1;
+  } else if (argc > 1) {
+    std::fprintf(stderr, "usage: bench_dataplane [--quick]\n");
+    return 2;
+  }
   try {
     return ballast::test::run_bench();
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 # Runs, from the repository root:
 #   BUILD_DIR/unit_tests, BUILD_DIR/dataplane_tests  (GoogleTest)
 #   tests/prometheus/test_*.sh                        (PASS/FAIL/SKIP lines: promtool)
+#   tests/bench/test_*.sh BUILD_DIR                   (PASS/FAIL/SKIP lines: bench smoke)
 #   tests/e2e/test_*.sh BUILD_DIR                     (PASS/FAIL/SKIP lines)
 # prints each suite's output and summary, and ends with exactly one last line
 # "N passed, N failed" summed over all suites. Exit status 0 iff no failure.
@@ -104,7 +105,7 @@ run_gtest() {
 	fi
 }
 
-# run_e2e SCRIPT: one end-to-end (or promtool) script.
+# run_e2e SCRIPT: one end-to-end (or promtool, or bench smoke) script.
 run_e2e() {
 	local script=$1 name log rc=0 passed failed skipped note=''
 	name=$(basename "$(dirname "$script")")/$(basename "$script")
@@ -127,7 +128,7 @@ main() {
 	cd "$ROOT"
 	run_gtest unit_tests
 	run_gtest dataplane_tests
-	for script in tests/prometheus/test_*.sh tests/e2e/test_*.sh; do
+	for script in tests/prometheus/test_*.sh tests/bench/test_*.sh tests/e2e/test_*.sh; do
 		[[ -e $script ]] || continue
 		run_e2e "$script"
 	done

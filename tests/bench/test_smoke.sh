@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+#
+# test_smoke.sh: `make bench`'s programs, run briefly so they never rot.
+# Benchmarks are not tests: nothing here asserts a time. Each bench must
+# run to the end, and its own checks (every path took the verdict and
+# counted the reason it is meant to measure; every health check answered)
+# must hold.
+#
+# Usage: tests/bench/test_smoke.sh [BUILD_DIR]
+# Prints PASS/FAIL/SKIP per bench; exits 0 when none failed.
+set -uo pipefail
+
+BUILD=${1:-build}
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/ballast-bench-smoke.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+
+if [[ $EUID -ne 0 ]]; then
+	echo "SKIP all: needs root (BPF_PROG_TEST_RUN, network namespaces)"
+	exit 0
+fi
+failed=0
+
+# bench_dataplane --quick: every row of both tables, checked by the bench.
+if "$BUILD/bench_dataplane" --quick >"$OUT/dataplane" 2>&1 &&
+	grep -q '^malformed: TCP header cut short ' "$OUT/dataplane" &&
+	grep -q '^ipip over the MTU: ICMP too big reply ' "$OUT/dataplane"; then
+	echo "PASS bench_dataplane"
+else
+	echo "FAIL bench_dataplane: $(tail -n 3 "$OUT/dataplane" | tr '\n' ' ')"
+	failed=1
+fi
+
+# bench_health with 20 targets for 1 s per check type: every check answered.
+if "$BUILD/bench_health" 20 1 >"$OUT/health" 2>&1 &&
+	(($(grep -c 'checks started' "$OUT/health") >= 2)) &&
+	! grep 'checks started' "$OUT/health" | grep -vq ' 0 failed'; then
+	echo "PASS bench_health"
+else
+	echo "FAIL bench_health: $(grep -E 'checks started|error' "$OUT/health" | tr '\n' ' ')"
+	failed=1
+fi
+exit "$failed"
