@@ -43,7 +43,8 @@ DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_S
 DP_LIB_OBJS := $(filter-out %_test.o,$(DP_OBJS))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
-# One binary per bench/*_bench.cpp main: dataplane (BPF_PROG_TEST_RUN) and health (checker CPU).
+# One binary per bench/*_bench.cpp main: dataplane (BPF_PROG_TEST_RUN), maglev (tables) and
+# health (checker CPU).
 
 BINS       := $(BUILD)/ballastd $(BUILD)/ballast
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
@@ -113,6 +114,10 @@ $(BUILD)/bench_health: $(BUILD)/obj/bench/health_bench.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/bench_maglev: $(BUILD)/obj/bench/maglev_bench.o $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/bench:
 	$(Q)mkdir -p $@
 
@@ -129,6 +134,7 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(BUILD)/bench_dataplane
+	$(Q)$(BUILD)/bench_maglev
 	$(Q)$(BUILD)/bench_health
 
 clean:

@@ -30,6 +30,15 @@ else
 	failed=1
 fi
 
+# bench_maglev --quick: the table measures for 10 and 100 backends.
+if "$BUILD/bench_maglev" --quick >"$OUT/maglev" 2>&1 &&
+	grep -q 'largest |table share - weight share|' "$OUT/maglev"; then
+	echo "PASS bench_maglev"
+else
+	echo "FAIL bench_maglev: $(tail -n 3 "$OUT/maglev" | tr '\n' ' ')"
+	failed=1
+fi
+
 # bench_health with 20 targets for 1 s per check type: every check answered.
 if "$BUILD/bench_health" 20 1 >"$OUT/health" 2>&1 &&
 	(($(grep -c 'checks started' "$OUT/health") >= 2)) &&
