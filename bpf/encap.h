@@ -83,6 +83,30 @@ static __always_inline void write_gue_udp(struct udphdr *udp, const struct inner
 }
 
 /*
+ * encap_grow - make room for @hdr bytes of outer headers at the frame's head
+ * and write its new Ethernet header (to the next hop, from @eg, EtherType
+ * @proto). @room: bytes after the Ethernet header the caller will write
+ * (a constant, so the verifier knows the bound).
+ * Returns: the outer IP header, or NULL when the frame cannot grow.
+ */
+static __always_inline void *encap_grow(struct xdp_md *ctx, __u32 hdr, __u32 room,
+					const struct ballast_backend *be,
+					const struct ballast_egress *eg, __be16 proto)
+{
+	void *data, *data_end;
+
+	if (bpf_xdp_adjust_head(ctx, -(int)hdr))
+		return NULL;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* The UDP header's room too: the inner packet is at least that long. */
+	if (data + sizeof(struct ethhdr) + room > data_end)
+		return NULL;
+	write_eth(data, be->mac, eg->mac, proto);
+	return data + sizeof(struct ethhdr);
+}
+
+/*
  * encap4 / encap6 - put an outer IPv4 / IPv6 header (and for @gue a UDP
  * header to @gue_port) in front of the client's packet.
  * @be: the backend (its MAC is the next hop's, its address the destination).
@@ -97,20 +121,11 @@ static __always_inline int encap4(struct xdp_md *ctx, const struct ballast_backe
 {
 	__u32 hdr = encap_overhead(BALLAST_AF_INET, gue);
 	struct iphdr *outer;
-	struct ethhdr *eth;
-	void *data, *data_end;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)hdr))
+	outer = encap_grow(ctx, hdr, sizeof(struct iphdr) + sizeof(struct udphdr), be, eg,
+			   bpf_htons(ETH_P_IP));
+	if (!outer)
 		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	eth = data;
-	outer = data + sizeof(struct ethhdr);
-	/* The UDP header's room: the inner packet is at least that long. */
-	if ((void *)(outer + 1) + sizeof(struct udphdr) > data_end)
-		return -1;
-
-	write_eth(eth, be->mac, eg->mac, bpf_htons(ETH_P_IP));
 	outer->version = 4;
 	outer->ihl = 5;
 	outer->tos = inner->tos;
@@ -134,19 +149,11 @@ static __always_inline int encap6(struct xdp_md *ctx, const struct ballast_backe
 {
 	__u32 hdr = encap_overhead(BALLAST_AF_INET6, gue);
 	struct ipv6hdr *outer;
-	struct ethhdr *eth;
-	void *data, *data_end;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)hdr))
+	outer = encap_grow(ctx, hdr, sizeof(struct ipv6hdr) + sizeof(struct udphdr), be, eg,
+			   bpf_htons(ETH_P_IPV6));
+	if (!outer)
 		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	eth = data;
-	outer = data + sizeof(struct ethhdr);
-	if ((void *)(outer + 1) + sizeof(struct udphdr) > data_end)
-		return -1;
-
-	write_eth(eth, be->mac, eg->mac, bpf_htons(ETH_P_IPV6));
 	outer->version = 6;
 	outer->priority = inner->tos >> 4;
 	outer->flow_lbl[0] = (__u8)((inner->tos & 0x0f) << 4) | ((hash >> 16) & 0x0f);

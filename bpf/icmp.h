@@ -145,6 +145,41 @@ static __always_inline __u32 parse_icmp6_error(struct hdr_cursor *cur, void *dat
 }
 
 /*
+ * icmp_reply_frame - turn the client's frame into the frame of a reply:
+ * @head bytes of new headers in front of it, the whole cut to @len bytes,
+ * and an Ethernet header back to where it came from (MACs swapped,
+ * EtherType @proto). The caller checked that the frame holds @len - @head
+ * bytes. Returns 0, or -1 when the frame cannot be resized.
+ */
+static __always_inline int icmp_reply_frame(struct xdp_md *ctx, __u32 head, __u32 len,
+					    __be16 proto)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data, orig;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	__builtin_memcpy(&orig, eth, sizeof(orig));
+	/* [new eth + IP + ICMP][old eth: overwritten][quoted packet...] */
+	if (bpf_xdp_adjust_head(ctx, -(int)head))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, orig.h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, orig.h_dest, ETH_ALEN);
+	eth->h_proto = proto;
+	return 0;
+}
+
+/*
  * icmp4_too_big - rewrite the client's IPv4 frame (Ethernet at the frame's
  * start, untouched so far) into ICMP "fragmentation needed" with next-hop
  * MTU @mtu, from its destination (the VIP) back to its source, MACs swapped,
@@ -157,7 +192,6 @@ static __always_inline int icmp4_too_big(struct xdp_md *ctx, __u16 mtu)
 	const __u32 len = sizeof(struct ethhdr) + head + BALLAST_ICMP4_QUOTE;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data, orig_eth;
 	struct iphdr *iph = data + sizeof(struct ethhdr);
 	struct icmphdr *icmp;
 	__be32 client, vip;
@@ -165,28 +199,16 @@ static __always_inline int icmp4_too_big(struct xdp_md *ctx, __u16 mtu)
 
 	if (data + sizeof(struct ethhdr) + BALLAST_ICMP4_QUOTE > data_end)
 		return -1;
-	__builtin_memcpy(&orig_eth, eth, sizeof(orig_eth));
 	client = iph->saddr;
 	vip = iph->daddr;
-
-	/* [new eth + IPv4 + ICMP][old eth: overwritten][quoted packet...] */
-	if (bpf_xdp_adjust_head(ctx, -(int)head))
-		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
+	if (icmp_reply_frame(ctx, head, len, bpf_htons(ETH_P_IP)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + len > data_end)
 		return -1;
-	eth = data;
 	iph = data + sizeof(struct ethhdr);
 	icmp = (void *)(iph + 1);
-
-	__builtin_memcpy(eth->h_dest, orig_eth.h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, orig_eth.h_dest, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
 
 	iph->version = 4;
 	iph->ihl = 5;
@@ -221,7 +243,6 @@ static __always_inline int icmp6_too_big(struct xdp_md *ctx, __u32 mtu)
 	const __u32 icmp_len = sizeof(struct icmp6hdr) + BALLAST_ICMP6_QUOTE;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data, orig_eth;
 	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
 	struct icmp6hdr *icmp;
 	struct in6_addr client, vip;
@@ -229,27 +250,16 @@ static __always_inline int icmp6_too_big(struct xdp_md *ctx, __u32 mtu)
 
 	if (data + sizeof(struct ethhdr) + BALLAST_ICMP6_QUOTE > data_end)
 		return -1;
-	__builtin_memcpy(&orig_eth, eth, sizeof(orig_eth));
 	__builtin_memcpy(&client, &ip6->saddr, sizeof(client));
 	__builtin_memcpy(&vip, &ip6->daddr, sizeof(vip));
-
-	if (bpf_xdp_adjust_head(ctx, -(int)head))
-		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
+	if (icmp_reply_frame(ctx, head, len, bpf_htons(ETH_P_IPV6)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + len > data_end)
 		return -1;
-	eth = data;
 	ip6 = data + sizeof(struct ethhdr);
 	icmp = (void *)(ip6 + 1);
-
-	__builtin_memcpy(eth->h_dest, orig_eth.h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, orig_eth.h_dest, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
 
 	ip6->version = 6;
 	ip6->priority = 0;

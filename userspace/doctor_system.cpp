@@ -33,77 +33,13 @@
 #include "error.h"
 #include "fd.h"
 #include "neighbor.h"
+#include "netlink.h"
 
 namespace ballast::doctor {
 namespace {
 
 constexpr const char* kDefaultPinDir = "/sys/fs/bpf/ballast";
 constexpr const char* kDefaultConfig = "/etc/ballast/ballast.yaml";
-
-// --- rtnetlink -------------------------------------------------------------
-
-// Sends @req (a complete netlink message) and returns the payloads of the
-// answer's messages of type @type (a dump's, or a single answer). Throws
-// Error with the kernel's errno on NLMSG_ERROR.
-std::vector<std::vector<char>> netlink_ask(const void* req, size_t len, uint16_t type) {
-  UniqueFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (!sock.valid()) throw Error(errno_message("netlink socket", errno));
-  if (send(sock.get(), req, len, 0) < 0) throw Error(errno_message("netlink send", errno));
-  const bool dump = reinterpret_cast<const nlmsghdr*>(req)->nlmsg_flags & NLM_F_DUMP;
-  std::vector<std::vector<char>> out;
-  std::vector<char> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = recv(sock.get(), buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(errno_message("netlink recv", errno));
-    }
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, static_cast<unsigned>(n));
-         nh = NLMSG_NEXT(nh, n)) {
-      if (nh->nlmsg_type == NLMSG_DONE) return out;
-      if (nh->nlmsg_type == NLMSG_ERROR) {
-        const int err = static_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
-        if (err == 0 && !dump) return out;  // an ACK
-        throw Error(std::strerror(-err));
-      }
-      if (nh->nlmsg_type != type) continue;
-      const char* p = static_cast<const char*>(NLMSG_DATA(nh));
-      out.emplace_back(p, p + NLMSG_PAYLOAD(nh, 0));
-      if (!dump) return out;
-    }
-  }
-}
-
-// Attributes after a fixed header of @header_len bytes in @payload.
-std::map<uint16_t, std::string_view> attributes(const std::vector<char>& payload,
-                                                size_t header_len) {
-  std::map<uint16_t, std::string_view> out;
-  int len = static_cast<int>(payload.size() - NLMSG_ALIGN(header_len));
-  for (auto* rta = reinterpret_cast<const rtattr*>(payload.data() + NLMSG_ALIGN(header_len));
-       RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
-    out.emplace(rta->rta_type,
-                std::string_view(static_cast<const char*>(RTA_DATA(rta)), RTA_PAYLOAD(rta)));
-  return out;
-}
-
-template <typename T>
-T attr_as(std::string_view v) {
-  T t{};
-  std::memcpy(&t, v.data(), std::min(sizeof(T), v.size()));
-  return t;
-}
-
-std::optional<IpAddress> attr_ip(std::string_view v) {
-  IpAddress a;
-  if (v.size() == 4)
-    a.family = BALLAST_AF_INET;
-  else if (v.size() == 16)
-    a.family = BALLAST_AF_INET6;
-  else
-    return std::nullopt;
-  std::memcpy(a.bytes.data(), v.data(), v.size());
-  return a;
-}
 
 std::string ifname(int ifindex) {
   char name[IF_NAMESIZE] = {};
@@ -122,18 +58,19 @@ std::vector<HostAddress> all_addresses() {
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.ifa.ifa_family = AF_UNSPEC;
   std::vector<HostAddress> out;
-  for (const auto& msg : netlink_ask(&req, req.nh.nlmsg_len, RTM_NEWADDR)) {
+  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWADDR)) {
     const auto* ifa = reinterpret_cast<const ifaddrmsg*>(msg.data());
-    const auto attrs = attributes(msg, sizeof(ifaddrmsg));
+    const auto attrs = netlink::attributes(msg, sizeof(ifaddrmsg));
     // IFA_LOCAL is the address itself (IFA_ADDRESS is the peer's on a
     // point-to-point link); IPv6 has only IFA_ADDRESS.
     auto it = attrs.find(IFA_LOCAL);
     if (it == attrs.end()) it = attrs.find(IFA_ADDRESS);
     if (it == attrs.end()) continue;
-    auto ip = attr_ip(it->second);
+    auto ip = netlink::attr_ip(it->second);
     if (!ip) continue;
     uint32_t flags = ifa->ifa_flags;
-    if (auto f = attrs.find(IFA_FLAGS); f != attrs.end()) flags = attr_as<uint32_t>(f->second);
+    if (auto f = attrs.find(IFA_FLAGS); f != attrs.end())
+      flags = netlink::attr_as<uint32_t>(f->second);
     out.push_back({*ip, ifa->ifa_prefixlen, ifname(static_cast<int>(ifa->ifa_index)),
                    (flags & IFA_F_NODAD) != 0});
   }
@@ -152,14 +89,15 @@ struct Link {
 
 Link parse_link(const std::vector<char>& msg) {
   const auto* ifi = reinterpret_cast<const ifinfomsg*>(msg.data());
-  const auto attrs = attributes(msg, sizeof(ifinfomsg));
+  const auto attrs = netlink::attributes(msg, sizeof(ifinfomsg));
   Link l;
   l.ifindex = ifi->ifi_index;
   l.flags = ifi->ifi_flags;
   if (auto it = attrs.find(IFLA_IFNAME); it != attrs.end()) l.name = std::string(it->second.data());
-  if (auto it = attrs.find(IFLA_MTU); it != attrs.end()) l.mtu = attr_as<uint32_t>(it->second);
+  if (auto it = attrs.find(IFLA_MTU); it != attrs.end())
+    l.mtu = netlink::attr_as<uint32_t>(it->second);
   if (auto it = attrs.find(IFLA_LINK); it != attrs.end())
-    l.peer_ifindex = attr_as<int32_t>(it->second);
+    l.peer_ifindex = netlink::attr_as<int32_t>(it->second);
   l.peer_other_netns = attrs.count(IFLA_LINK_NETNSID) > 0;
   if (auto it = attrs.find(IFLA_LINKINFO); it != attrs.end()) {
     int len = static_cast<int>(it->second.size());
@@ -181,7 +119,7 @@ std::vector<Link> all_links() {
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.ifi.ifi_family = AF_UNSPEC;
   std::vector<Link> out;
-  for (const auto& msg : netlink_ask(&req, req.nh.nlmsg_len, RTM_NEWLINK))
+  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWLINK))
     out.push_back(parse_link(msg));
   return out;
 }
@@ -202,13 +140,13 @@ std::string default_route_interface() {
   req.nh.nlmsg_type = RTM_GETROUTE;
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.rt.rtm_family = AF_INET;
-  for (const auto& msg : netlink_ask(&req, req.nh.nlmsg_len, RTM_NEWROUTE)) {
+  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWROUTE)) {
     const auto* rt = reinterpret_cast<const rtmsg*>(msg.data());
     if (rt->rtm_dst_len != 0 || rt->rtm_table != RT_TABLE_MAIN || rt->rtm_type != RTN_UNICAST)
       continue;
-    const auto attrs = attributes(msg, sizeof(rtmsg));
+    const auto attrs = netlink::attributes(msg, sizeof(rtmsg));
     if (auto it = attrs.find(RTA_OIF); it != attrs.end())
-      return ifname(attr_as<int32_t>(it->second));
+      return ifname(netlink::attr_as<int32_t>(it->second));
   }
   return "";
 }

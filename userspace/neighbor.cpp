@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "fd.h"
+#include "netlink.h"
 
 namespace ballast {
 namespace {
@@ -27,10 +28,6 @@ constexpr uint16_t kValidStates =
 }  // namespace
 
 std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
-  std::map<IpAddress, MacAddress> out;
-  UniqueFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (sock.get() < 0) throw Error(errno_message("netlink socket", errno));
-
   struct {
     nlmsghdr nh;
     ndmsg nd;
@@ -38,56 +35,25 @@ std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
   req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
   req.nh.nlmsg_type = RTM_GETNEIGH;
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.nh.nlmsg_seq = 1;
   req.nd.ndm_family = AF_UNSPEC;
-  if (send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0)
-    throw Error(errno_message("netlink RTM_GETNEIGH", errno));
-
-  std::vector<char> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = recv(sock.get(), buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(errno_message("netlink recv", errno));
-    }
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, static_cast<unsigned>(n));
-         nh = NLMSG_NEXT(nh, n)) {
-      if (nh->nlmsg_type == NLMSG_DONE) return out;
-      if (nh->nlmsg_type == NLMSG_ERROR) throw Error("netlink neighbour dump failed");
-      if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
-      auto* nd = static_cast<ndmsg*>(NLMSG_DATA(nh));
-      if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kValidStates)) continue;
-      std::optional<IpAddress> ip;
-      std::optional<MacAddress> mac;
-      int len = static_cast<int>(RTM_PAYLOAD(nh));
-      for (auto* rta =
-               reinterpret_cast<rtattr*>(reinterpret_cast<char*>(nd) + NLMSG_ALIGN(sizeof(*nd)));
-           RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
-        if (rta->rta_type == NDA_DST) {
-          IpAddress a;
-          if (RTA_PAYLOAD(rta) == 4) {
-            a.family = BALLAST_AF_INET;
-          } else if (RTA_PAYLOAD(rta) == 16) {
-            a.family = BALLAST_AF_INET6;
-          } else {
-            continue;
-          }
-          std::memcpy(a.bytes.data(), RTA_DATA(rta), RTA_PAYLOAD(rta));
-          ip = a;
-        } else if (rta->rta_type == NDA_LLADDR && RTA_PAYLOAD(rta) == 6) {
-          MacAddress m;
-          std::memcpy(m.data(), RTA_DATA(rta), 6);
-          mac = m;
-        }
-      }
-      if (ip && mac) out[*ip] = *mac;
-    }
+  std::map<IpAddress, MacAddress> out;
+  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWNEIGH)) {
+    const auto* nd = reinterpret_cast<const ndmsg*>(msg.data());
+    if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kValidStates)) continue;
+    const auto attrs = netlink::attributes(msg, sizeof(ndmsg));
+    auto dst = attrs.find(NDA_DST);
+    auto lladdr = attrs.find(NDA_LLADDR);
+    if (dst == attrs.end() || lladdr == attrs.end() || lladdr->second.size() != 6) continue;
+    auto ip = netlink::attr_ip(dst->second);
+    if (!ip) continue;
+    MacAddress mac;
+    std::memcpy(mac.data(), lladdr->second.data(), 6);
+    out[*ip] = mac;
   }
+  return out;
 }
 
 std::optional<Route> KernelNeighbors::route(const IpAddress& dst) {
-  UniqueFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (sock.get() < 0) throw Error(errno_message("netlink socket", errno));
   const size_t alen = dst.is_v4() ? 4 : 16;
   struct {
     nlmsghdr nh;
@@ -97,7 +63,6 @@ std::optional<Route> KernelNeighbors::route(const IpAddress& dst) {
   req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
   req.nh.nlmsg_type = RTM_GETROUTE;
   req.nh.nlmsg_flags = NLM_F_REQUEST;
-  req.nh.nlmsg_seq = 1;
   req.rt.rtm_family = dst.is_v4() ? AF_INET : AF_INET6;
   req.rt.rtm_dst_len = static_cast<unsigned char>(alen * 8);
   auto* rta =
@@ -106,37 +71,23 @@ std::optional<Route> KernelNeighbors::route(const IpAddress& dst) {
   rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(alen));
   std::memcpy(RTA_DATA(rta), dst.bytes.data(), alen);
   req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-  if (send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0)
-    throw Error(errno_message("netlink RTM_GETROUTE", errno));
-
-  std::vector<char> buf(16 * 1024);
-  ssize_t n;
-  do {
-    n = recv(sock.get(), buf.data(), buf.size(), 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) throw Error(errno_message("netlink recv", errno));
-  for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, static_cast<unsigned>(n));
-       nh = NLMSG_NEXT(nh, n)) {
-    if (nh->nlmsg_type == NLMSG_ERROR) return std::nullopt;  // no route (ENETUNREACH...)
-    if (nh->nlmsg_type != RTM_NEWROUTE) continue;
-    auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
-    if (rt->rtm_type != RTN_UNICAST && rt->rtm_type != RTN_LOCAL) return std::nullopt;
-    Route r;
-    int len = static_cast<int>(RTM_PAYLOAD(nh));
-    for (auto* a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-      if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == 4) {
-        std::memcpy(&r.ifindex, RTA_DATA(a), 4);
-      } else if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) == alen) {
-        IpAddress gw;
-        gw.family = dst.family;
-        std::memcpy(gw.bytes.data(), RTA_DATA(a), alen);
-        r.gateway = gw;
-      }
-    }
-    if (r.ifindex == 0) return std::nullopt;
-    return r;
+  std::vector<std::vector<char>> answer;
+  try {
+    answer = netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWROUTE);
+  } catch (const Error&) {
+    return std::nullopt;  // no route (ENETUNREACH...)
   }
-  return std::nullopt;
+  if (answer.empty()) return std::nullopt;
+  const auto* rt = reinterpret_cast<const rtmsg*>(answer[0].data());
+  if (rt->rtm_type != RTN_UNICAST && rt->rtm_type != RTN_LOCAL) return std::nullopt;
+  const auto attrs = netlink::attributes(answer[0], sizeof(rtmsg));
+  Route r;
+  if (auto oif = attrs.find(RTA_OIF); oif != attrs.end())
+    r.ifindex = netlink::attr_as<int>(oif->second);
+  if (auto gw = attrs.find(RTA_GATEWAY); gw != attrs.end())
+    if (auto ip = netlink::attr_ip(gw->second); ip && ip->family == dst.family) r.gateway = ip;
+  if (r.ifindex == 0) return std::nullopt;
+  return r;
 }
 
 InterfaceFacts KernelNeighbors::interface(int ifindex) {
