@@ -43,8 +43,8 @@ DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_S
 DP_LIB_OBJS := $(filter-out %_test.o,$(DP_OBJS))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
-# One binary per bench/*_bench.cpp main: dataplane (BPF_PROG_TEST_RUN), maglev (tables) and
-# health (checker CPU).
+# One binary per bench/*_bench.cpp main (build/bench_NAME); bench/run-all.sh runs them
+# and bench/*_bench.sh, and bench/report.py writes docs/benchmarks.md from their results.
 
 BINS       := $(BUILD)/ballastd $(BUILD)/ballast
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
@@ -106,15 +106,8 @@ $(BUILD)/dataplane_tests: $(DP_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
 
-$(BUILD)/bench_dataplane: $(BUILD)/obj/bench/dataplane_bench.o $(DP_LIB_OBJS) $(LIB)
-	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
-
-$(BUILD)/bench_health: $(BUILD)/obj/bench/health_bench.o $(LIB)
-	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
-
-$(BUILD)/bench_maglev: $(BUILD)/obj/bench/maglev_bench.o $(LIB)
+# Every bench binary links the packet builder and fixtures (tests/dataplane) too.
+$(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(DP_LIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
@@ -130,12 +123,10 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(BUILD)
 
-# Measurements, not tests: prints ns/packet tables (docs/benchmarks.md).
+# Measurements, not tests: prints the tables and rewrites docs/benchmarks.md.
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(BUILD)/bench_dataplane
-	$(Q)$(BUILD)/bench_maglev
-	$(Q)$(BUILD)/bench_health
+	$(Q)bench/run-all.sh $(BUILD)
 
 clean:
 	$(Q)rm -rf $(BUILD)

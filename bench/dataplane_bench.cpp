@@ -27,9 +27,13 @@
 #include <string>
 #include <vector>
 
+#include <bpf/bpf.h>
+
 #include "balancer_fixture.h"
+#include "fd.h"
 #include "packet_builder.h"
 #include "xdp_floor.skel.h"
+#include "xdp_parts.skel.h"
 
 namespace ballast::test {
 namespace {
@@ -147,6 +151,82 @@ struct Samples {
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
+}
+
+// Where the time goes: each step of Ballast's path added alone to a base
+// that parses like Ballast and swaps MACs (bench/xdp_parts.bpf.c), on maps
+// seeded so that every lookup hits. Returns the rows (name, ns, ns over base).
+struct PartRow {
+  std::string name;
+  double ns;
+  double over_base;
+};
+
+std::vector<PartRow> measure_parts(const Bytes& established_ack) {
+  struct PartsDeleter {
+    void operator()(xdp_parts* skel) const { xdp_parts::destroy(skel); }
+  };
+  std::unique_ptr<xdp_parts, PartsDeleter> skel(xdp_parts::open_and_load());
+  if (!skel) throw std::runtime_error("xdp_parts::open_and_load failed");
+  auto& m = skel->maps;
+  auto put = [](bpf_map* map, const void* key, const void* value, const char* what) {
+    if (bpf_map__update_elem(map, key, bpf_map__key_size(map), value, bpf_map__value_size(map),
+                             BPF_ANY))
+      throw std::runtime_error(std::string("xdp_parts: seeding ") + what + " failed");
+  };
+  constexpr std::uint32_t vip_id = 1, backend_id = 10, egress_id = 0;
+  const ballast_vip_key vkey = vip_key_v4(v4_vip_one, port_http, ipproto_tcp);
+  const ballast_vip_info vinfo{vip_id, 0, 0, 0};
+  put(m.vips, &vkey, &vinfo, "vips");
+  const ballast_flow_key flow =
+      flow_key_v4(v4_client_one, port_client_one, v4_vip_one, port_http, ipproto_tcp);
+  const ballast_conn conn{backend_id, 1, 0};
+  put(m.conn_table, &flow, &conn, "conn_table");
+  const ballast_backend slot = backend_slot_v4(v4_backend_one, mac_backend_one, vip_id);
+  put(m.backends, &backend_id, &slot, "backends");
+  ballast_egress eg{};
+  eg.ifindex = 1;
+  put(m.egress, &egress_id, &eg, "egress");
+  ballast::UniqueFd table(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(std::uint32_t),
+                                         sizeof(std::uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
+  if (table.get() < 0) throw std::runtime_error("xdp_parts: maglev table create failed");
+  for (std::uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++)
+    if (bpf_map_update_elem(table.get(), &i, &backend_id, BPF_ANY))
+      throw std::runtime_error("xdp_parts: maglev table fill failed");
+  const int table_fd = table.get();
+  put(m.maglev_tables, &vip_id, &table_fd, "maglev_tables");
+
+  struct Part {
+    std::string name;
+    bpf_program* prog;
+  };
+  const std::vector<Part> parts = {
+      {"base: Ballast's parse + MAC swap", skel->progs.part_base},
+      {"+ VIP lookup (hash, 24-byte key)", skel->progs.part_vip_lookup},
+      {"+ conn_table lookup (LRU hash, 40-byte key)", skel->progs.part_conn_lookup},
+      {"+ backend and egress slots (arrays)", skel->progs.part_backend_egress},
+      {"+ clock read (bpf_ktime_get_coarse_ns)", skel->progs.part_clock},
+      {"+ 3 per-CPU counter updates", skel->progs.part_counters},
+      {"+ flow hash (jhash, 40 bytes)", skel->progs.part_flow_hash},
+      {"+ Maglev entry (outer + inner array)", skel->progs.part_maglev},
+      {"+ conn_table write (LRU update)", skel->progs.part_conn_write},
+  };
+  std::vector<Samples> samples(parts.size());
+  for (int round = 0; round < rounds; round++) {
+    double base = 0;
+    for (std::size_t i = 0; i < parts.size(); i++) {
+      const double ns = checked_duration(
+          test_run(bpf_program__fd(parts[i].prog), established_ack, repeats), XDP_TX, parts[i].name);
+      if (i == 0) base = ns;
+      samples[i].ns_per_packet.push_back(ns);
+      samples[i].ratio_to_floor.push_back(ns - base);
+    }
+  }
+  std::vector<PartRow> rows;
+  for (std::size_t i = 0; i < parts.size(); i++)
+    rows.push_back(
+        {parts[i].name, median(samples[i].ns_per_packet), median(samples[i].ratio_to_floor)});
+  return rows;
 }
 
 int run_bench() {
@@ -299,6 +379,12 @@ int run_bench() {
   for (std::size_t i = 0; i < paths.size(); i++)
     std::printf("%-42s %10.0f %10.2f\n", paths[i].name.c_str(), median(samples[i].ns_per_packet),
                 median(samples[i].ratio_to_floor));
+
+  const auto part_rows = measure_parts(established_ack);
+  std::printf("\nWhere the time goes: each step alone on a base that parses like Ballast\n\n");
+  std::printf("%-46s %10s %10s\n", "step", "ns/packet", "ns over base");
+  for (const auto& r : part_rows)
+    std::printf("%-46s %10.0f %10.0f\n", r.name.c_str(), r.ns, r.over_base);
 
   // One frame per call: the paths that rewrite more than MACs.
   struct CallPath {

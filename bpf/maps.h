@@ -99,4 +99,20 @@ struct {
 	__type(value, struct ballast_reason_counters);
 } reason_stats SEC(".maps");
 
+/*
+ * Each CPU's copy of the coarse clock, taken once per tick (select.h,
+ * coarse_now_ns). Scratch state: not pinned, a new program starts empty.
+ */
+struct ballast_clock_cache {
+	__u64 jiffies;   /* bpf_jiffies64() when coarse_ns was read */
+	__u64 coarse_ns; /* bpf_ktime_get_coarse_ns() at that tick */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ballast_clock_cache);
+} clock_cache SEC(".maps");
+
 #endif /* BALLAST_MAPS_H */

@@ -11,10 +11,49 @@
 #include "maps.h"
 #include "jhash.h"
 
-/* Hash of the whole flow key: the Maglev table index is this mod its size. */
+/*
+ * flow_hash - the flow's hash: the Maglev table index is this mod its size,
+ * and the encapsulating modes take the outer source port and address bits
+ * from it. Only the words that carry the flow are hashed, with the protocol
+ * as the seed: an IPv4 flow's addresses and ports (3 words), an IPv6 flow's
+ * (9 words, the key's first 36 bytes), not the whole 40-byte key with its
+ * zero padding: jhash costs per word (docs/benchmarks.md, "Where the time
+ * goes"). Ports sit side by side in the key, so one 32-bit word holds both.
+ */
 static __always_inline __u32 flow_hash(const struct ballast_flow_key *flow)
 {
-	return ballast_jhash2((const __u32 *)flow, sizeof(*flow) / 4, 0);
+	__u32 ports = *(const __u32 *)&flow->sport;
+
+	if (flow->family == BALLAST_AF_INET) {
+		__u32 words[3] = { flow->src.v4, flow->dst.v4, ports };
+
+		return ballast_jhash2(words, 3, flow->proto);
+	}
+	return ballast_jhash2((const __u32 *)flow, 9, flow->proto);
+}
+
+/*
+ * coarse_now_ns - CLOCK_MONOTONIC_COARSE, read through a per-CPU copy that
+ * is refreshed when the tick (jiffies) moves. The coarse clock itself only
+ * moves at a tick, so the copy is as fresh as the helper, and an
+ * established packet pays for bpf_jiffies64() (a few ns) instead of
+ * bpf_ktime_get_coarse_ns() (about 20 ns where every kernel return goes
+ * through a mitigation thunk, as on this AMD host).
+ */
+static __always_inline __u64 coarse_now_ns(void)
+{
+	struct ballast_clock_cache *cache;
+	__u32 zero = 0;
+	__u64 jiffies = bpf_jiffies64();
+
+	cache = bpf_map_lookup_elem(&clock_cache, &zero);
+	if (!cache)
+		return bpf_ktime_get_coarse_ns();
+	if (cache->jiffies != jiffies || !cache->coarse_ns) {
+		cache->coarse_ns = bpf_ktime_get_coarse_ns();
+		cache->jiffies = jiffies;
+	}
+	return cache->coarse_ns;
 }
 
 /* True when backend slot @be may receive traffic for VIP @vip_id. */
@@ -78,7 +117,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 			id = conn->backend_id;
 			sel.be = bpf_map_lookup_elem(&backends, &id);
 			if (backend_is_usable(sel.be, vip_id)) {
-				__u64 now = bpf_ktime_get_coarse_ns();
+				__u64 now = coarse_now_ns();
 
 				/* Refresh rarely: a write per packet would dirty
 				 * the entry's cache line on every CPU it visits. */
@@ -108,7 +147,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 	if (sel.new_flow) {
 		fresh.backend_id = id;
 		fresh.hash = sel.hash;
-		fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
+		fresh.last_seen_ns = coarse_now_ns();
 		/* A full table evicts its least recently used flow (LRU map). */
 		bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
 	}

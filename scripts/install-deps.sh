@@ -14,6 +14,8 @@ PACKAGES=(
   iproute2 ethtool xdp-tools python3 curl procps
   # metrics and alert rules: promtool (make test checks both)
   prometheus
+  # make bench: the balancers compared against, load generators, plots
+  haproxy nginx libnginx-mod-stream wrk iperf3 python3-matplotlib
 )
 
 missing=()

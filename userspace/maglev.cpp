@@ -1,7 +1,9 @@
 #include "maglev.h"
 
 #include <algorithm>
-#include <numeric>
+#include <queue>
+#include <tuple>
+#include <utility>
 
 namespace ballast::maglev {
 
@@ -19,47 +21,258 @@ uint64_t stable_hash(const std::string& key, uint64_t seed) {
   return h;
 }
 
-std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size) {
-  std::vector<uint32_t> table(table_size, kNoBackend);
+namespace {
 
-  // Turn order: by key, so the input order does not matter.
+// One backend's walk along its permutation of the slots, with what both
+// fills need. 32-bit fields: the table has fewer than 2^31 slots.
+struct Walk {
+  uint32_t pos;    // next slot of the permutation (offset + j * skip) % m
+  uint32_t skip;   // 1..m-1, coprime with the prime m: the walk visits every slot
+  uint32_t index;  // into the caller's endpoints
+  uint32_t weight;
+  uint32_t quota;   // bounded fill: entries this backend gets
+  uint32_t count;   // bounded fill: entries owned so far
+  uint64_t looks;   // bounded fill: slots looked at so far (its level)
+  uint64_t credit;  // classic fill: accumulated weight, a turn costs max_weight
+
+  void advance(uint32_t m) {
+    pos += skip;
+    if (pos >= m) pos -= m;
+  }
+};
+
+// Taken slots as bits: 8 KiB for 65,537 slots, so the probes stay in L1
+// rather than reading the 256 KiB table.
+class SlotBits {
+ public:
+  explicit SlotBits(uint32_t m) : words_((m + 63) / 64, 0) {}
+  bool test(uint32_t i) const { return words_[i >> 6] >> (i & 63) & 1; }
+  void set(uint32_t i) { words_[i >> 6] |= uint64_t{1} << (i & 63); }
+  // Calls @f(i) for every clear bit i < @m, in order.
+  template <typename F>
+  void for_each_clear(uint32_t m, F f) const {
+    for (uint32_t k = 0; k < words_.size(); k++)
+      for (uint64_t clear = ~words_[k]; clear != 0; clear &= clear - 1) {
+        const uint32_t i = k * 64 + __builtin_ctzll(clear);
+        if (i < m) f(i);
+      }
+  }
+
+ private:
+  std::vector<uint64_t> words_;
+};
+
+// Backends with weight > 0 in key order (so input order does not matter),
+// with their permutations. Sets @max_weight and @total_weight.
+std::vector<Walk> walks_of(const std::vector<Endpoint>& endpoints, uint32_t m, uint32_t& max_weight,
+                           uint64_t& total_weight) {
   std::vector<uint32_t> order;
   for (uint32_t i = 0; i < endpoints.size(); i++)
     if (endpoints[i].weight > 0) order.push_back(i);
-  if (order.empty() || table_size == 0) return table;
   std::sort(order.begin(), order.end(),
             [&](uint32_t a, uint32_t b) { return endpoints[a].key < endpoints[b].key; });
-
-  struct Walk {
-    uint64_t offset, skip, next = 0;
-    uint64_t credit = 0;  // accumulated weight; a turn costs max_weight
-  };
+  max_weight = 0;
+  total_weight = 0;
+  for (uint32_t i : order) {
+    max_weight = std::max(max_weight, endpoints[i].weight);
+    total_weight += endpoints[i].weight;
+  }
   std::vector<Walk> walks;
   walks.reserve(order.size());
-  uint32_t max_weight = 0;
   for (uint32_t i : order) {
     const auto& key = endpoints[i].key;
-    walks.push_back({stable_hash(key, 0x9e3779b97f4a7c15ull) % table_size,
-                     stable_hash(key, 0x632be59bd9b4e019ull) % (table_size - 1) + 1});
-    max_weight = std::max(max_weight, endpoints[i].weight);
+    const uint32_t w = endpoints[i].weight;
+    Walk walk{};
+    walk.pos = static_cast<uint32_t>(stable_hash(key, 0x9e3779b97f4a7c15ull) % m);
+    walk.skip =
+        m > 1 ? static_cast<uint32_t>(stable_hash(key, 0x632be59bd9b4e019ull) % (m - 1) + 1) : 0;
+    walk.index = i;
+    walk.weight = w;
+    walks.push_back(walk);
+  }
+  return walks;
+}
+
+// Equal weights: quotas that add up to exactly @m, m / N rounded down for
+// every backend and one more for the m % N backends first by a hash of the
+// key. Ranking by hash (not by key order) means the backends that get one
+// more for R leftover slots also get it for R' > R whoever else is there, so
+// a change of N moves few quotas.
+void set_quotas(std::vector<Walk>& walks, const std::vector<Endpoint>& endpoints, uint32_t m) {
+  const uint32_t n = walks.size();
+  std::vector<std::pair<uint64_t, uint32_t>> order;  // (priority, walk)
+  for (uint32_t i = 0; i < n; i++) {
+    walks[i].quota = m / n;
+    order.push_back({stable_hash(endpoints[walks[i].index].key, 0x5851f42d4c957f2dull), i});
+  }
+  // Ties (equal hashes) go by key order: walks are in key order.
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  for (uint32_t i = 0; i < m % n; i++) walks[order[i].second].quota++;
+}
+
+// a * b mod m for a, b < m < 2^31, without a division (Barrett).
+class MulMod {
+ public:
+  explicit MulMod(uint32_t m) : m_(m), inv_(UINT64_MAX / m) {}
+  uint32_t operator()(uint64_t a, uint64_t b) const {
+    const uint64_t x = a * b;
+    uint64_t r = x - static_cast<uint64_t>((static_cast<unsigned __int128>(x) * inv_) >> 64) * m_;
+    while (r >= m_) r -= m_;
+    return static_cast<uint32_t>(r);
   }
 
+ private:
+  uint64_t m_, inv_;
+};
+
+// The inverse of @a modulo the prime @m (extended Euclid).
+uint32_t inverse_mod(uint32_t a, uint32_t m) {
+  int64_t t = 0, new_t = 1, r = m, new_r = a;
+  while (new_r != 0) {
+    const int64_t q = r / new_r;
+    std::tie(t, new_t) = std::make_pair(new_t, t - q * new_t);
+    std::tie(r, new_r) = std::make_pair(new_r, r - q * new_r);
+  }
+  return static_cast<uint32_t>(t < 0 ? t + m : t);
+}
+
+// Ends the fill of fill_levels exactly as walking on would, from the free
+// slots: walk w reaches free slot s after d = (s - pos) / skip mod m more
+// looks, at a known level, and looks at taken slots change nothing. So each
+// free slot goes to the walk that reaches it first (level, then key order)
+// among those still under quota when it does: a heap of one candidate per
+// free slot, re-chosen when its walk fills up first. Costs free slots x
+// walks steps, which the caller keeps under m.
+void finish_tail(std::vector<Walk>& active, const SlotBits& taken, std::vector<uint32_t>& table,
+                 uint32_t filled) {
+  const uint32_t m = table.size();
+  const MulMod mulmod(m);
+  std::vector<uint32_t> inverse;
+  for (const Walk& w : active) inverse.push_back(inverse_mod(w.skip, m));
+  // The level of walk @i's look at slot @s (the levels of its looks so far
+  // are 0..looks-1); ties go to the lower @i (key order).
+  auto level_of = [&](size_t i, uint32_t s) {
+    const Walk& w = active[i];
+    const uint32_t gap = s >= w.pos ? s - w.pos : s + m - w.pos;
+    return w.looks + mulmod(gap, inverse[i]);
+  };
+  struct Candidate {
+    uint64_t level;
+    uint32_t walk, slot;
+    bool operator>(const Candidate& o) const {
+      return level != o.level ? level > o.level : walk > o.walk;
+    }
+  };
+  auto candidate = [&](uint32_t s) {
+    Candidate best{UINT64_MAX, 0, s};
+    for (uint32_t i = 0; i < active.size(); i++) {
+      if (active[i].count >= active[i].quota) continue;
+      const uint64_t level = level_of(i, s);
+      if (level < best.level) best = {level, i, s};
+    }
+    return best;
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
+  taken.for_each_clear(m, [&](uint32_t s) { heap.push(candidate(s)); });
+  while (filled < m) {
+    const Candidate c = heap.top();
+    heap.pop();
+    Walk& w = active[c.walk];
+    if (w.count >= w.quota) {  // filled up before it got here
+      heap.push(candidate(c.slot));
+      continue;
+    }
+    table[c.slot] = w.index;
+    w.count++;
+    filled++;
+  }
+}
+
+// Walks @active (in key order, all at the same level) level by level until
+// the table is full: at each level every walk looks at its next slot and
+// takes it if free, and a walk that holds its quota drops out.
+void fill_levels(std::vector<Walk>& active, SlotBits& taken, std::vector<uint32_t>& table) {
+  const uint32_t m = table.size();
+  uint32_t filled = 0;
+  uint32_t discard;  // where a look at a taken slot writes
+  for (;;) {
+    bool dropped = false;
+    for (Walk& w : active) {
+      const uint32_t slot = w.pos;
+      w.advance(m);
+      w.looks++;
+      // Branch-free: whether a slot is free is a coin toss for most of the
+      // fill, and mispredicting it cost more than the rest of the look.
+      const uint32_t free = !taken.test(slot);
+      taken.set(slot);
+      *(free ? &table[slot] : &discard) = w.index;
+      w.count += free;
+      filled += free;
+      if (filled == m) return;
+      dropped |= w.count == w.quota;
+    }
+    if (dropped)
+      active.erase(std::remove_if(active.begin(), active.end(),
+                                  [](const Walk& w) { return w.count >= w.quota; }),
+                   active.end());
+    // Few free slots: walking to them takes many looks each; solve the rest
+    // of the fill directly once that costs less (free x walks under m / 4
+    // measured best at 65,537 and 655,373 slots).
+    if (uint64_t{m - filled} * active.size() * 4 <= m) {
+      finish_tail(active, taken, table, filled);
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size) {
+  const uint32_t m = table_size;
+  uint32_t max_weight;
+  uint64_t total_weight;
+  std::vector<Walk> walks = walks_of(endpoints, m, max_weight, total_weight);
+  if (walks.empty() || m == 0) return std::vector<uint32_t>(m, kNoBackend);
+  // Mixed weights keep the paper's fill: in the bounded one a heavier
+  // backend would have to walk faster, and walking w times as fast wins
+  // more than w times the slots before the quotas cut in, so the quotas
+  // bind early and a change moves more than the classic fill does
+  // (docs/maglev.md).
+  for (const Walk& w : walks)
+    if (w.weight != max_weight) return build_table_classic(endpoints, table_size);
+
+  std::vector<uint32_t> table(m, kNoBackend);
+  set_quotas(walks, endpoints, m);
+  SlotBits taken(m);
+  fill_levels(walks, taken, table);
+  return table;
+}
+
+std::vector<uint32_t> build_table_classic(const std::vector<Endpoint>& endpoints,
+                                          uint32_t table_size) {
+  const uint32_t m = table_size;
+  std::vector<uint32_t> table(m, kNoBackend);
+  uint32_t max_weight;
+  uint64_t total_weight;
+  std::vector<Walk> walks = walks_of(endpoints, m, max_weight, total_weight);
+  if (walks.empty() || m == 0) return table;
+
+  // Rounds in key order: a backend of weight w gets w turns for every
+  // max_weight turns of the heaviest; a turn claims its next free slot.
+  SlotBits taken(m);
   uint32_t filled = 0;
   for (;;) {
-    for (size_t n = 0; n < order.size(); n++) {
-      Walk& w = walks[n];
-      w.credit += endpoints[order[n]].weight;
+    for (Walk& w : walks) {
+      w.credit += w.weight;
       if (w.credit < max_weight) continue;
       w.credit -= max_weight;
-      // Claim this backend's next slot that is still free.
-      uint64_t slot = (w.offset + w.next * w.skip) % table_size;
-      while (table[slot] != kNoBackend) {
-        w.next++;
-        slot = (w.offset + w.next * w.skip) % table_size;
-      }
-      w.next++;
-      table[slot] = order[n];
-      if (++filled == table_size) return table;
+      while (taken.test(w.pos)) w.advance(m);
+      taken.set(w.pos);
+      table[w.pos] = w.index;
+      w.advance(m);
+      if (++filled == m) return table;
     }
   }
 }

@@ -288,10 +288,19 @@ ballast_flow_key flow_key_v6(const Ipv6Addr& src, std::uint16_t sport, const Ipv
 }
 
 std::uint32_t flow_hash(const ballast_flow_key& flow) {
-  static_assert(sizeof(flow) % 4 == 0, "select.h hashes the key as 32-bit words");
-  std::uint32_t words[sizeof(flow) / 4];
-  std::memcpy(words, &flow, sizeof(flow));
-  return ballast_jhash2(words, sizeof(flow) / 4, 0);
+  // select.h: an IPv4 flow's addresses and ports (3 words), an IPv6 flow's
+  // (the key's first 9 words), seeded with the protocol.
+  static_assert(offsetof(ballast_flow_key, dport) == offsetof(ballast_flow_key, sport) + 2);
+  static_assert(offsetof(ballast_flow_key, sport) == 9 * 4 - 4);
+  std::uint32_t ports;
+  std::memcpy(&ports, &flow.sport, sizeof(ports));
+  if (flow.family == BALLAST_AF_INET) {
+    const std::uint32_t words[3] = {flow.src.v4, flow.dst.v4, ports};
+    return ballast_jhash2(words, 3, flow.proto);
+  }
+  std::uint32_t words[9];
+  std::memcpy(words, &flow, sizeof(words));
+  return ballast_jhash2(words, 9, flow.proto);
 }
 
 std::uint32_t maglev_index(const ballast_flow_key& flow) {
