@@ -2,7 +2,14 @@
 // (one listening port each) served by a second thread; this thread checks
 // every one of them each second with HealthChecker for S seconds.
 //
-// Usage: bench_health [TARGETS [SECONDS [netns|loopback]]]  (default 1000 10 netns)
+// Usage: bench_health [--json FILE] [TARGETS [SECONDS [netns|loopback]]]
+//        (default 1000 10 netns; about 30 s: a 5 s idle baseline, then
+//        each check type for SECONDS plus the tcp floor)
+//
+// --json FILE: also writes the results for bench/report.py (bench "health").
+// Each pass checks that every probe succeeded and every target ended up;
+// when one did not, the figures are not what they claim to be and the
+// bench exits 1 (after printing them).
 //
 // netns (the figure to quote; needs root): the backends live in a network
 // namespace of their own behind a veth pair, as on other hosts. The checker
@@ -37,8 +44,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -282,6 +291,30 @@ double connect_floor(const IpAddress& address, const std::vector<uint16_t>& port
   return count ? (thread_cpu_seconds() - cpu_start) / static_cast<double>(count) : 0;
 }
 
+// One pass's figures, for the report.
+struct Result {
+  CheckType type = CheckType::tcp;
+  size_t targets = 0, up = 0, down = 0, transitions = 0;
+  double wall = 0, wakeups_per_s = 0;
+  uint64_t started = 0, succeeded = 0, failed = 0;
+  // CPU 0 busy - idle, as a fraction of one core, and per check: netns only,
+  // and only when the idle baseline left room to see the checker's share.
+  bool host_measured = false;
+  double host_share = 0, host_us_per_check = 0;
+  double thread_share = 0, thread_us_per_check = 0, user_share = 0;
+  double floor_us = -1;        // tcp only
+  double backends_cpu_ms = 0;  // not counted
+  // Every probe answered and no target down: the figures are the cost of
+  // checking healthy backends, as they claim. (A target first checked in a
+  // run's last moments may still be unknown: a 1 s smoke run.)
+  bool clean() const { return failed == 0 && started > 0 && down == 0; }
+};
+
+// An idle baseline above this leaves no room to measure the checker's
+// share of CPU 0 (another process keeps it busy): the host figure is left
+// out of the report then.
+constexpr double kCpu0Saturated = 0.9;
+
 struct Setup {
   bool netns = false;          // backends in their own namespace, CPUs pinned
   std::string netns_path;      // empty for loopback
@@ -289,7 +322,7 @@ struct Setup {
   double cpu0_idle_per_s = 0;  // CPU 0's busy share when nothing is checked
 };
 
-void bench(CheckType type, size_t targets, std::chrono::seconds duration, const Setup& setup) {
+Result bench(CheckType type, size_t targets, std::chrono::seconds duration, const Setup& setup) {
   Listeners listeners(targets, type == CheckType::http, setup.backend, setup.netns_path,
                       setup.netns ? 1 : -1);
   std::map<uint64_t, HealthTarget> set;
@@ -322,8 +355,11 @@ void bench(CheckType type, size_t targets, std::chrono::seconds duration, const 
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const HealthCheckerStats s = checker.stats();
-  size_t up = 0;
-  for (size_t i = 0; i < targets; ++i) up += checker.state(i) == Health::up;
+  size_t up = 0, down = 0;
+  for (size_t i = 0; i < targets; ++i) {
+    up += checker.state(i) == Health::up;
+    down += checker.state(i) == Health::down;
+  }
   const double per_check = s.started ? 1e6 / static_cast<double>(s.started) : 0.0;
 
   std::printf(
@@ -333,8 +369,28 @@ void bench(CheckType type, size_t targets, std::chrono::seconds duration, const 
       static_cast<unsigned long long>(s.failed), s.in_flight);
   std::printf("     %zu up at the end, %zu state changes, %.0f wake-ups/s\n", up, transitions,
               static_cast<double>(wakeups) / wall);
+  Result r;
+  r.type = type;
+  r.targets = targets;
+  r.up = up;
+  r.down = down;
+  r.transitions = transitions;
+  r.wall = wall;
+  r.wakeups_per_s = static_cast<double>(wakeups) / wall;
+  r.started = s.started;
+  r.succeeded = s.succeeded;
+  r.failed = s.failed;
+  r.thread_share = cpu / wall;
+  r.thread_us_per_check = cpu * per_check;
+  r.user_share = user / wall;
   if (setup.netns) {
     const double host = cpu0 - setup.cpu0_idle_per_s * wall;
+    r.host_measured = setup.cpu0_idle_per_s < kCpu0Saturated;
+    r.host_share = host / wall;
+    r.host_us_per_check = host * per_check;
+    if (!r.host_measured)
+      std::printf("     (CPU 0 was %.0f%% busy before checking: the host figure below is noise)\n",
+                  100 * setup.cpu0_idle_per_s);
     std::printf(
         "     balancer host cost: CPU 0 busy %.0f ms - idle %.0f ms = %.2f%% of one core "
         "(%.1f us per check)\n",
@@ -347,21 +403,112 @@ void bench(CheckType type, size_t targets, std::chrono::seconds duration, const 
       user * 1e3, 100 * user / wall);
   if (type == CheckType::tcp) {
     const double floor = connect_floor(setup.backend, listeners.ports(), s.started);
+    r.floor_us = floor * 1e6;
     std::printf("     floor: the same %llu connects back to back, no checker: %.1f us each\n",
                 static_cast<unsigned long long>(s.started), floor * 1e6);
   }
-  std::printf("     backends' thread CPU %.1f ms (not counted)\n", listeners.stop() * 1e3);
+  r.backends_cpu_ms = listeners.stop() * 1e3;
+  std::printf("     backends' thread CPU %.1f ms (not counted)\n", r.backends_cpu_ms);
+  return r;
+}
+
+std::string fmt(const char* format, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, value);
+  return buf;
+}
+
+// The results in bench/report.py's format (see its docstring).
+nlohmann::json report(const std::vector<Result>& results, const Setup& setup, size_t targets,
+                      long seconds) {
+  using nlohmann::json;
+  json rows = json::array();
+  for (const auto& r : results) {
+    const bool tcp = r.type == CheckType::tcp;
+    rows.push_back(
+        {std::string(check_type_name(r.type)), std::to_string(r.started), std::to_string(r.failed),
+         r.host_measured ? fmt("%.2f%%", 100 * r.host_share) : std::string("-"),
+         r.host_measured ? fmt("%.1f", r.host_us_per_check) : std::string("-"),
+         fmt("%.2f%%", 100 * r.thread_share), fmt("%.1f", r.thread_us_per_check),
+         fmt("~%.1f%%", 100 * r.user_share), tcp ? fmt("%.1f", r.floor_us) : std::string("-"),
+         tcp && r.floor_us > 0 && r.host_measured ? fmt("%.2f", r.host_us_per_check / r.floor_us)
+                                                  : std::string("-"),
+         tcp && r.floor_us > 0 ? fmt("%.2f", r.thread_us_per_check / r.floor_us) : std::string("-"),
+         fmt("%.0f", r.wakeups_per_s)});
+  }
+  const std::string where =
+      setup.netns
+          ? "The backends live in a network namespace of their own behind a veth pair (one "
+            "listening port each, served by one thread pinned to CPU 1, their half of every "
+            "handshake steered to CPU 1 by RPS); the checker runs on CPU 0, where the balancer "
+            "side's receive processing stays. **Balancer host** is CPU 0's busy time from "
+            "`/proc/stat` (wall time less idle time) while checking, less CPU 0's busy share "
+            "over a 5 s idle stretch measured just before (" +
+                fmt("%.2f%%", 100 * setup.cpu0_idle_per_s) + " of one core this run; above " +
+                fmt("%.0f%%", 100 * kCpu0Saturated) +
+                " another process owns CPU 0 and the host columns say `-`): the checker's "
+                "code, its syscalls and the host's share of the packets, which is what the "
+                "balancer's host pays. "
+          : "Loopback mode: the backends are on 127.0.0.1 and nothing is pinned, so the "
+            "backends' half of every handshake is charged to the checker: an upper bound. ";
+  const std::string text =
+      "`HealthChecker` (ballastd's checker, from libballast) checks " + std::to_string(targets) +
+      " backends every second (interval 1 s, timeout 500 ms: the defaults) for " +
+      std::to_string(seconds) +
+      " s per check type, in one thread on non-blocking sockets, as ballastd does. " + where +
+      "**Checker thread** is that thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`); "
+      "its user-space part comes from `getrusage`, tick-sampled, so only roughly. "
+      "The reference, measured side by side in the same run: the **kernel floor**, the same "
+      "number of tcp connects done back to back on one socket without the checker (each "
+      "waited for on an epoll and reset with `connect(AF_UNSPEC)`, as the checker ends its "
+      "probes); **host / floor** and **thread / floor** are the cost of one tcp check over "
+      "that floor, the figures to compare between runs, since absolute times on these shared "
+      "VMs swing by 2x from run to run. An http check sends a request and reads an answer: "
+      "two more syscalls and two more packets than a tcp one. Every check must succeed and "
+      "no backend may end down, or the bench fails.";
+  json section = {{"heading", std::to_string(targets) + " backends checked every second"},
+                  {"text", text},
+                  {"table",
+                   {{"columns",
+                     {"check", "checks", "failed", "balancer host (% of a core)", "host µs/check",
+                      "checker thread (% of a core)", "thread µs/check", "of which user",
+                      "kernel floor µs/connect", "host / floor", "thread / floor", "wake-ups/s"}},
+                    {"rows", rows}}}};
+  return {{"bench", "health"},
+          {"title", "Health checking cost"},
+          {"command", "build/bench_health"},
+          {"order", 60},
+          {"sections", json::array({section})}};
 }
 
 }  // namespace
 }  // namespace ballast
 
 int main(int argc, char** argv) {
-  const size_t targets = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1000;
-  const long seconds = argc > 2 ? std::strtol(argv[2], nullptr, 10) : 10;
-  const std::string mode = argc > 3 ? argv[3] : "netns";
+  // --json FILE anywhere; the rest are the positional arguments.
+  std::string json_path;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_health: --json needs a file\n");
+        return 2;
+      }
+      json_path = argv[++i];
+    } else {
+      args.push_back(arg);
+    }
+  }
+  const size_t targets = args.size() > 0 ? std::strtoul(args[0].c_str(), nullptr, 10) : 1000;
+  const long seconds = args.size() > 1 ? std::strtol(args[1].c_str(), nullptr, 10) : 10;
+  const std::string mode = args.size() > 2 ? args[2] : "netns";
   if (mode != "netns" && mode != "loopback") {
     std::fprintf(stderr, "bench_health: mode must be netns or loopback, got %s\n", mode.c_str());
+    return 2;
+  }
+  if (targets == 0 || seconds <= 0) {
+    std::fprintf(stderr, "bench_health: TARGETS and SECONDS must be positive\n");
     return 2;
   }
   // Listeners, their connections and the probes in flight: raise the soft
@@ -394,8 +541,24 @@ int main(int argc, char** argv) {
       setup.backend = *ballast::IpAddress::parse("127.0.0.1");
       std::printf("backends on loopback: their half of each handshake is charged to the checker\n");
     }
+    std::vector<ballast::Result> results;
     for (auto type : {ballast::CheckType::tcp, ballast::CheckType::http})
-      ballast::bench(type, targets, std::chrono::seconds(seconds), setup);
+      results.push_back(ballast::bench(type, targets, std::chrono::seconds(seconds), setup));
+    if (!json_path.empty()) {
+      std::ofstream out(json_path);
+      out << ballast::report(results, setup, targets, seconds).dump(2) << "\n";
+      if (!out) throw ballast::Error("cannot write " + json_path);
+    }
+    for (const auto& r : results) {
+      if (r.clean()) continue;
+      std::fprintf(stderr,
+                   "bench_health: %s: %llu of %llu checks failed, %zu of %zu targets up at the "
+                   "end, %zu down: not the cost of checking healthy backends\n",
+                   std::string(ballast::check_type_name(r.type)).c_str(),
+                   static_cast<unsigned long long>(r.failed),
+                   static_cast<unsigned long long>(r.started), r.up, r.targets, r.down);
+      return 1;
+    }
   } catch (const ballast::Error& e) {
     std::fprintf(stderr, "bench_health: %s\n", e.what());
     return 1;

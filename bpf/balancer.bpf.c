@@ -208,9 +208,18 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	struct ballast_vip_key vip_key = {};
 	struct ballast_vip_info *vip;
 	struct ballast_egress *eg;
-	struct selection sel;
+	struct selection sel = {};
 	__u32 egress_id, mode_reason;
-	int how;
+	int how, no_usable_entry = 0;
+
+	/* A flow's packet after its first: its connection-table entry leads
+	 * to its VIP and backend without the vips lookup (select.h). A SYN
+	 * always takes the Maglev table, so it skips this. */
+	if (pkt->kind == PKT_FLOW && !pkt->is_syn) {
+		vip = established_vip(&pkt->flow, &sel, &no_usable_entry);
+		if (vip)
+			goto selected;
+	}
 
 	vip_key.addr = pkt->flow.dst;
 	vip_key.port = pkt->kind == PKT_FRAGMENT ? 0 : pkt->flow.dport;
@@ -224,15 +233,22 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 					 BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW :
 					 BALLAST_REASON_PASS_NOT_VIP);
 
-	if ((vip->flags & BALLAST_VIP_F_NO_SRC_PORT) && pkt->kind != PKT_FRAGMENT)
+	if ((vip->flags & BALLAST_VIP_F_NO_SRC_PORT) && pkt->kind != PKT_FRAGMENT) {
 		pkt->flow.sport = 0;
+		no_usable_entry = 0;  /* a different key: not looked up yet */
+	}
 	if (pkt->kind == PKT_FRAGMENT)
 		how = SELECT_NONE;
 	else if (pkt->kind == PKT_ICMP_ERROR)
 		how = SELECT_LOOKUP;
+	else if (pkt->is_syn || no_usable_entry)
+		/* established_vip found no entry, or one whose backend left:
+		 * the same lookup again would find the same. */
+		how = SELECT_FRESH;
 	else
-		how = pkt->is_syn ? SELECT_SYN : SELECT_TRACK;
+		how = SELECT_TRACK;
 	sel = select_backend(vip->vip_id, &pkt->flow, how);
+selected:
 	if (!sel.be)
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
 	egress_id = sel.be->egress;

@@ -77,6 +77,20 @@ struct ballast_vip_info {
 };
 
 /*
+ * vip_by_id map value: a VIP's key and info, indexed by vip_id, so that an
+ * established flow finds its VIP from its connection-table entry (through
+ * the backend slot's vip_id) with array lookups instead of a second hash
+ * lookup (balancer.bpf.c, established_vip). The key is compared with the
+ * packet's destination, so a stale or reused id can never match another
+ * VIP's traffic. Slot unused: family 0. Fragment (port-0) entries are not
+ * here; they never use the connection table.
+ */
+struct ballast_vip_entry {
+	struct ballast_vip_key key;
+	struct ballast_vip_info info;
+};
+
+/*
  * Interfaces packets leave through, indexed by egress id (a backend slot's
  * egress field). Id 0 is the interface the program is attached to (XDP_TX);
  * other ids leave by XDP_REDIRECT through tx_ports[id].

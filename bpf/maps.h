@@ -21,6 +21,14 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vips SEC(".maps");
 
+/* vip_id -> the VIP's key and info (ballast_abi.h, ballast_vip_entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct ballast_vip_entry);
+} vip_by_id SEC(".maps");
+
 /* backend id -> address, MAC, flags. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -83,20 +83,87 @@ static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
 	return *entry;
 }
 
-/* How select_backend may use the connection table. */
-enum select_conn {
-	SELECT_TRACK,   /* look up; record a new choice (TCP/UDP packets) */
-	SELECT_SYN,     /* skip the lookup (a SYN); record the choice */
-	SELECT_LOOKUP,  /* look up, record nothing (ICMP errors) */
-	SELECT_NONE,    /* the Maglev table only (fragments: stateless) */
-};
-
 /* What select_backend chose. */
 struct selection {
 	struct ballast_backend *be;  /* NULL: the VIP has no usable backend */
 	__u32 backend_id;
 	__u32 hash;      /* the flow's hash (for the encapsulating modes) */
 	int new_flow;    /* 1 when the Maglev table chose */
+};
+
+/* Marks @conn as seen now. Rarely: a write per packet would dirty the
+ * entry's cache line on every CPU it visits. */
+static __always_inline void conn_touch(struct ballast_conn *conn)
+{
+	__u64 now = coarse_now_ns();
+
+	if (now - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS)
+		conn->last_seen_ns = now;
+}
+
+/* True when vip_by_id entry @e is the VIP @flow is addressed to. */
+static __always_inline int vip_entry_matches(const struct ballast_vip_entry *e,
+					     const struct ballast_flow_key *flow)
+{
+	return e->key.port == flow->dport && e->key.proto == flow->proto &&
+	       e->key.family == flow->family && e->key.addr.v6[0] == flow->dst.v6[0] &&
+	       e->key.addr.v6[1] == flow->dst.v6[1] && e->key.addr.v6[2] == flow->dst.v6[2] &&
+	       e->key.addr.v6[3] == flow->dst.v6[3];
+}
+
+/*
+ * established_vip - an established flow's VIP and backend, found from its
+ * connection-table entry alone: entry -> backend slot (array) -> the
+ * slot's vip_id -> vip_by_id (array), whose key must be the packet's
+ * destination. That skips the vips hash lookup, about a quarter of an
+ * established packet's cost (docs/benchmarks.md, "Where the time goes").
+ * It gives exactly what the vips-first path would: the entry's backend
+ * serves the VIP that owns this destination now. Anything else (no entry,
+ * the backend left, the id now names another VIP, a VIP that ignores the
+ * source port and so keys its flows differently) returns NULL and the
+ * packet takes the full path. @no_usable_entry is set when the flow has
+ * no entry or its backend is no longer active: the full path's own lookup
+ * would find the same, so it need not look again.
+ * Returns: the VIP's info (and @sel filled), or NULL.
+ */
+static __always_inline struct ballast_vip_info *
+established_vip(const struct ballast_flow_key *flow, struct selection *sel, int *no_usable_entry)
+{
+	struct ballast_vip_entry *e;
+	struct ballast_conn *conn;
+	struct ballast_backend *be;
+	__u32 id, vip_id;
+
+	*no_usable_entry = 1;
+	conn = bpf_map_lookup_elem(&conn_table, flow);
+	if (!conn)
+		return NULL;
+	id = conn->backend_id;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || !(be->flags & BALLAST_BACKEND_F_ACTIVE))
+		return NULL;
+	/* From here the entry may be usable by the VIP that vips names. */
+	*no_usable_entry = 0;
+	vip_id = be->vip_id;
+	e = bpf_map_lookup_elem(&vip_by_id, &vip_id);
+	if (!e || e->info.vip_id != vip_id || !vip_entry_matches(e, flow) ||
+	    (e->info.flags & BALLAST_VIP_F_NO_SRC_PORT))
+		return NULL;
+	conn_touch(conn);
+	sel->be = be;
+	sel->backend_id = id;
+	sel->hash = conn->hash;
+	sel->new_flow = 0;
+	return &e->info;
+}
+
+/* How select_backend may use the connection table. */
+enum select_conn {
+	SELECT_TRACK,   /* look up; record a new choice (TCP/UDP packets) */
+	SELECT_FRESH,   /* skip the lookup (a SYN, or the caller's lookup found
+			 * nothing usable); record the choice */
+	SELECT_LOOKUP,  /* look up, record nothing (ICMP errors) */
+	SELECT_NONE,    /* the Maglev table only (fragments: stateless) */
 };
 
 /*
@@ -117,13 +184,8 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 			id = conn->backend_id;
 			sel.be = bpf_map_lookup_elem(&backends, &id);
 			if (backend_is_usable(sel.be, vip_id)) {
-				__u64 now = coarse_now_ns();
-
-				/* Refresh rarely: a write per packet would dirty
-				 * the entry's cache line on every CPU it visits. */
-				if (how == SELECT_TRACK &&
-				    now - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS)
-					conn->last_seen_ns = now;
+				if (how == SELECT_TRACK)
+					conn_touch(conn);
 				sel.backend_id = id;
 				sel.hash = conn->hash;
 				return sel;
@@ -143,7 +205,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 		return sel;
 	}
 	sel.backend_id = id;
-	sel.new_flow = how == SELECT_TRACK || how == SELECT_SYN;
+	sel.new_flow = how == SELECT_TRACK || how == SELECT_FRESH;
 	if (sel.new_flow) {
 		fresh.backend_id = id;
 		fresh.hash = sel.hash;

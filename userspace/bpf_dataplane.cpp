@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "error.h"
@@ -15,6 +16,26 @@ namespace {
 
 void check(int ret, const std::string& what) {
   if (ret < 0) throw Error(errno_message(what, ret == -1 ? errno : ret));
+}
+
+// Reads a whole hash map with batch lookups, calling @visit per entry.
+template <typename K, typename V, typename F>
+void for_each_entry(int fd, const std::string& what, F visit) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<K> keys(kBatch);
+  std::vector<V> values(kBatch);
+  K out_batch{};
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    int ret = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(),
+                                   values.data(), &count, nullptr);
+    const int err = ret < 0 ? errno : 0;
+    if (ret < 0 && err != ENOENT) throw Error(errno_message("reading " + what, err));
+    for (uint32_t i = 0; i < count; i++) visit(keys[i], values[i]);
+    if (err == ENOENT) return;  // the last batch
+    first = false;
+  }
 }
 
 // Every element of the ARRAY map @fd (@n of @value_size bytes) into
@@ -43,15 +64,47 @@ void read_array(int fd, uint32_t* keys, void* values, size_t value_size, uint32_
 
 BpfDataPlane::BpfDataPlane(MapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
   if (ncpus_ <= 0) throw Error(errno_message("counting possible CPUs", ncpus_));
+  // Adopted pins from a version without vip_by_id (or a crash between the
+  // two writes) leave it short: bring it in line with vips. Until then
+  // established flows only take the slower vips-first path.
+  for_each_entry<ballast_vip_key, ballast_vip_info>(
+      fds_.vips, "vips", [&](const ballast_vip_key& k, const ballast_vip_info& v) {
+        if (k.port == 0) return;
+        ballast_vip_entry have{};
+        const ballast_vip_entry want{.key = k, .info = v};
+        if (bpf_map_lookup_elem(fds_.vip_by_id, &v.vip_id, &have) != 0 ||
+            std::memcmp(&have, &want, sizeof(want)) != 0)
+          check(bpf_map_update_elem(fds_.vip_by_id, &v.vip_id, &want, BPF_ANY),
+                "writing vip_by_id map");
+      });
 }
 
+// vip_by_id (ballast_abi.h) mirrors vips for port entries, so established
+// flows find their VIP by id. Written before the vips entry and cleared after
+// it, so that whenever vips maps a key to an id, vip_by_id agrees; the data
+// plane also checks the key, so a stale entry is never used for another VIP.
 void BpfDataPlane::put_vip(const ballast_vip_key& key, const ballast_vip_info& info) {
+  if (key.port != 0) {
+    const ballast_vip_entry entry{.key = key, .info = info};
+    check(bpf_map_update_elem(fds_.vip_by_id, &info.vip_id, &entry, BPF_ANY),
+          "writing vip_by_id map");
+  }
   check(bpf_map_update_elem(fds_.vips, &key, &info, BPF_ANY), "writing vips map");
 }
 
 void BpfDataPlane::delete_vip(const ballast_vip_key& key) {
+  ballast_vip_info info{};
+  const bool had = bpf_map_lookup_elem(fds_.vips, &key, &info) == 0;
   int ret = bpf_map_delete_elem(fds_.vips, &key);
   if (ret < 0 && errno != ENOENT) check(ret, "deleting from vips map");
+  if (!had || key.port == 0) return;
+  ballast_vip_entry entry{};
+  if (bpf_map_lookup_elem(fds_.vip_by_id, &info.vip_id, &entry) == 0 &&
+      std::memcmp(&entry.key, &key, sizeof(key)) == 0) {
+    const ballast_vip_entry unused{};
+    check(bpf_map_update_elem(fds_.vip_by_id, &info.vip_id, &unused, BPF_ANY),
+          "clearing vip_by_id entry");
+  }
 }
 
 void BpfDataPlane::put_backend(uint32_t id, const ballast_backend& backend) {
@@ -124,26 +177,6 @@ uint64_t monotonic_coarse_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-// Reads a whole hash map with batch lookups, calling @visit per entry.
-template <typename K, typename V, typename F>
-void for_each_entry(int fd, const std::string& what, F visit) {
-  constexpr uint32_t kBatch = 4096;
-  std::vector<K> keys(kBatch);
-  std::vector<V> values(kBatch);
-  K out_batch{};
-  bool first = true;
-  for (;;) {
-    uint32_t count = kBatch;
-    int ret = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(),
-                                   values.data(), &count, nullptr);
-    const int err = ret < 0 ? errno : 0;
-    if (ret < 0 && err != ENOENT) throw Error(errno_message("reading " + what, err));
-    for (uint32_t i = 0; i < count; i++) visit(keys[i], values[i]);
-    if (err == ENOENT) return;  // the last batch
-    first = false;
-  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ namespace ballast {
 static_assert(sizeof(ballast_addr) == 16);
 static_assert(sizeof(ballast_vip_key) == 20);
 static_assert(sizeof(ballast_vip_info) == 12);
+static_assert(sizeof(ballast_vip_entry) == 32);
 static_assert(offsetof(ballast_vip_info, gue_port) == 8);
 static_assert(sizeof(ballast_egress) == 40);
 static_assert(offsetof(ballast_egress, src6) == 20);
@@ -24,6 +25,7 @@ static_assert(sizeof(ballast_reason_counters) == 16);
 
 struct MapFds {
   int vips = -1;
+  int vip_by_id = -1;
   int backends = -1;
   int maglev_tables = -1;
   int conn_table = -1;

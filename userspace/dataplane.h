@@ -18,9 +18,9 @@ enum class CounterMap { vip, backend };
 
 // The balancer's maps ballastd pins, by name under its pin directory
 // (bpf/maps.h): the loader pins them, `ballast doctor` looks for them.
-inline constexpr const char* kPinnedMaps[] = {"vips",         "backends",  "maglev_tables",
-                                              "conn_table",   "vip_stats", "backend_stats",
-                                              "reason_stats", "egress",    "tx_ports"};
+inline constexpr const char* kPinnedMaps[] = {
+    "vips",      "vip_by_id",     "backends",     "maglev_tables", "conn_table",
+    "vip_stats", "backend_stats", "reason_stats", "egress",        "tx_ports"};
 
 // What the pinned maps hold: read by a restarted ballastd to adopt the live
 // state instead of rebuilding it.

@@ -270,6 +270,7 @@ void Loader::teardown() noexcept {
 MapFds Loader::map_fds() const {
   return MapFds{
       .vips = bpf_map__fd(skel_->maps.vips),
+      .vip_by_id = bpf_map__fd(skel_->maps.vip_by_id),
       .backends = bpf_map__fd(skel_->maps.backends),
       .maglev_tables = bpf_map__fd(skel_->maps.maglev_tables),
       .conn_table = bpf_map__fd(skel_->maps.conn_table),

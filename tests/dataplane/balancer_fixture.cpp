@@ -131,8 +131,26 @@ void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id, 
                               std::uint16_t gue_port_host_order) {
   const ballast_vip_info info{
       .vip_id = vip_id, .flags = flags, .gue_port = htons(gue_port_host_order), .pad = 0};
+  // As ballastd does (BpfDataPlane::put_vip): the id's entry, then the key.
+  if (key.port != 0) {
+    const ballast_vip_entry entry{.key = key, .info = info};
+    if (int err = bpf_map_update_elem(map_fd("vip_by_id"), &vip_id, &entry, BPF_ANY); err)
+      fail(err, "bpf_map_update_elem(vip_by_id)");
+  }
   if (int err = bpf_map_update_elem(map_fd("vips"), &key, &info, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(vips)");
+}
+
+ballast_vip_entry BalancerHarness::vip_entry(std::uint32_t vip_id) const {
+  ballast_vip_entry entry{};
+  if (int err = bpf_map_lookup_elem(map_fd("vip_by_id"), &vip_id, &entry); err)
+    fail(err, "bpf_map_lookup_elem(vip_by_id)");
+  return entry;
+}
+
+void BalancerHarness::set_vip_entry(std::uint32_t vip_id, const ballast_vip_entry& entry) {
+  if (int err = bpf_map_update_elem(map_fd("vip_by_id"), &vip_id, &entry, BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(vip_by_id)");
 }
 
 void BalancerHarness::set_egress(std::uint32_t egress_id, const ballast_egress& egress) {

@@ -52,6 +52,10 @@ class BalancerHarness {
   // GUE destination port of a BALLAST_VIP_F_ENCAP_GUE VIP.
   void add_vip(const ballast_vip_key& key, std::uint32_t vip_id, std::uint32_t flags = 0,
                std::uint16_t gue_port_host_order = 0);
+  // add_vip writes vip_by_id as ballastd does; these read and overwrite it
+  // (tests of what the data plane does when it disagrees with vips).
+  ballast_vip_entry vip_entry(std::uint32_t vip_id) const;
+  void set_vip_entry(std::uint32_t vip_id, const ballast_vip_entry& entry);
   void set_backend(std::uint32_t backend_id, const ballast_backend& slot);
   void set_egress(std::uint32_t egress_id, const ballast_egress& egress);
   ballast_egress egress(std::uint32_t egress_id) const;

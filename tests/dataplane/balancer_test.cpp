@@ -585,6 +585,49 @@ TEST_F(BalancerTest, FlowOnSlotNowServingAnotherVipReselects) {
       << "ACK after its slot moved to another VIP";
 }
 
+// An established flow finds its VIP through vip_by_id (select.h,
+// established_vip), not the vips hash: make the two disagree on the mode and
+// the established ACK follows vip_by_id while a SYN, which always takes the
+// full path, follows vips. (ballastd never lets them disagree.)
+TEST_F(BalancerTest, EstablishedFlowTakesItsVipFromVipById) {
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "first ACK"), original);
+  ballast_vip_entry entry = lb_.vip_entry(vip_web);
+  ASSERT_EQ(entry.info.vip_id, vip_web) << "add_vip wrote vip_by_id";
+  entry.info.flags |= BALLAST_VIP_F_ENCAP_IPIP;
+  lb_.set_vip_entry(vip_web, entry);
+
+  RunResult r = run_ok(web_tcp(tcp_ack).build(), "ACK");
+  EXPECT_STREQ(action_name(r.action), "XDP_TX");
+  EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_ENCAP_IPIP).packets, 1u)
+      << "the established ACK took vip_by_id's mode";
+  r = run_ok(web_tcp(tcp_syn).build(), "SYN");
+  EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_FORWARDED).packets, 2u)
+      << "first ACK and the SYN took vips' mode (dsr)";
+  EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 2u) << "the ACK was not a new flow";
+}
+
+// A vip_by_id entry that is missing or names another key (an id reused, a
+// daemon from before vip_by_id) is never used: the flow takes the vips
+// path and still keeps its backend across a table change.
+TEST_F(BalancerTest, StaleVipByIdEntryFallsBackAndKeepsTheFlow) {
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  const std::uint32_t replacement = other_web_backend(original);
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "first ACK"), original);
+  lb_.install_maglev_table(vip_web, table_of_only(replacement));
+
+  ballast_vip_entry other = lb_.vip_entry(vip_web);
+  other.key.port = static_cast<std::uint16_t>(other.key.port + 1);
+  other.info.flags |= BALLAST_VIP_F_ENCAP_GUE;
+  lb_.set_vip_entry(vip_web, other);
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK, id names another key"), original);
+
+  lb_.set_vip_entry(vip_web, ballast_vip_entry{});
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK, no vip_by_id entry"), original);
+  EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_FORWARDED).packets, 3u) << "all dsr";
+  EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 1u) << "one flow, never re-selected";
+}
+
 // The table still names a backend that is no longer active (the daemon has
 // not swapped it yet): nothing usable, so the packet is dropped, not sent
 // to a backend that left.
