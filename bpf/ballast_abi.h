@@ -19,7 +19,7 @@
 /* Maglev lookup table size per VIP: a prime, as the Maglev paper requires. */
 #define BALLAST_MAGLEV_SIZE 65537
 
-#define BALLAST_MAX_VIPS 1024
+#define BALLAST_MAX_VIPS 16384
 /* Backend slots are per (VIP, backend address): counters are per VIP too. */
 #define BALLAST_MAX_BACKENDS 65536
 /* Connection table: at least 1M flows (issue #2). */

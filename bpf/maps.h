@@ -12,10 +12,11 @@
 #include <bpf/bpf_helpers.h>
 #include "ballast_abi.h"
 
-/* (address, port, protocol) -> VIP id and flags. */
+/* (address, port, protocol) -> VIP id and flags. Room for each VIP's
+ * port-0 fragment entry too. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, BALLAST_MAX_VIPS);
+	__uint(max_entries, 2 * BALLAST_MAX_VIPS);
 	__type(key, struct ballast_vip_key);
 	__type(value, struct ballast_vip_info);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

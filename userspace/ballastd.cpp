@@ -102,6 +102,7 @@ class Daemon {
     auto next_skew = Clock::now();
     next_audit_ = Clock::now() + state_.desired().audit.interval;
     for (;;) {
+      const uint64_t changes_at_start = changes_.recorded();
       pollfd fds[4] = {{signal_fd, POLLIN, 0},
                        {server.fd(), POLLIN, 0},
                        {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0},
@@ -149,6 +150,10 @@ class Daemon {
         run_audit();
         next_audit_ = Clock::now() + state_.desired().audit.interval;
       }
+      // An apply or reload that added backends whose MACs are unknown:
+      // look again within a second, not at the resolved-state pace.
+      if (changes_.recorded() != changes_at_start && !state_.unresolved().empty())
+        next_refresh = std::min(next_refresh, Clock::now() + kRefreshUnresolved);
       if (Clock::now() >= next_refresh) {
         try {
           // An operator may change the interface's MTU or addresses live.

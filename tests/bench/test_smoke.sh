@@ -48,4 +48,40 @@ else
 	echo "FAIL bench_health: $(grep -E 'checks started|error' "$OUT/health" | tr '\n' ' ')"
 	failed=1
 fi
+# bench_scaling --quick: every sweep, its own forwarded/new-flow checks.
+if "$BUILD/bench_scaling" --quick >"$OUT/scaling" 2>&1 &&
+	grep -q '(new)' "$OUT/scaling"; then
+	echo "PASS bench_scaling"
+else
+	echo "FAIL bench_scaling: $(tail -n 3 "$OUT/scaling" | tr '\n' ' ')"
+	failed=1
+fi
+
+# The network benches (bench/*_bench.sh) in their --quick modes: each builds
+# its own namespaces, checks that traffic went where it meant, and writes
+# its results file. A few seconds each, mostly topology set-up.
+for script in bench/*_bench.sh; do
+	[[ -e $script ]] || continue
+	name=$(basename "$script" .sh)
+	mkdir -p "$OUT/$name"
+	if BENCH_OUT=$OUT/$name "$script" "$BUILD" --quick >"$OUT/$name.log" 2>&1 &&
+		compgen -G "$OUT/$name/*.json" >/dev/null; then
+		echo "PASS $name"
+	else
+		echo "FAIL $name: $(tail -n 3 "$OUT/$name.log" | tr '\n' ' ')"
+		failed=1
+	fi
+done
+
+# report.py renders what the quick runs wrote.
+mkdir -p "$OUT/all"
+cp "$OUT"/*/*.json "$OUT/all/" 2>/dev/null || true
+if /usr/bin/python3 bench/report.py "$OUT/all" "$OUT/report/benchmarks.md" >"$OUT/report.log" 2>&1 &&
+	grep -q '^## ' "$OUT/report/benchmarks.md"; then
+	echo "PASS report"
+else
+	echo "FAIL report: $(tail -n 3 "$OUT/report.log" | tr '\n' ' ')"
+	failed=1
+fi
+
 exit "$failed"

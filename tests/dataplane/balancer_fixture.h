@@ -79,10 +79,11 @@ class BalancerHarness {
   ballast_traffic_counters vip_counters(std::uint32_t vip_id) const;
   ballast_traffic_counters backend_counters(std::uint32_t backend_id) const;
 
- private:
   // The fd of the map called @name. By name, not through the skeleton's
   // members, so that this file builds against any version of the program.
   int map_fd(const char* name) const;
+
+ private:
 
   balancer* skel_ = nullptr;
 };
