@@ -206,12 +206,13 @@ std::vector<PartRow> measure_parts(const Bytes& established_ack) {
   };
   const std::vector<Part> parts = {
       {"base: Ballast's parse + MAC swap", skel->progs.part_base},
-      {"+ VIP lookup (hash, 24-byte key)", skel->progs.part_vip_lookup},
+      {"+ VIP lookup (hash, 20-byte key)", skel->progs.part_vip_lookup},
       {"+ conn_table lookup (LRU hash, 40-byte key)", skel->progs.part_conn_lookup},
-      {"+ backend and egress slots (arrays)", skel->progs.part_backend_egress},
+      {"+ backend, vip_by_id, egress (arrays)", skel->progs.part_backend_egress},
       {"+ clock read (bpf_ktime_get_coarse_ns)", skel->progs.part_clock},
+      {"+ clock read once per tick (coarse_now_ns)", skel->progs.part_clock_cached},
       {"+ 3 per-CPU counter updates", skel->progs.part_counters},
-      {"+ flow hash (jhash, 40 bytes)", skel->progs.part_flow_hash},
+      {"+ flow hash (jhash, 3 words)", skel->progs.part_flow_hash},
       {"+ Maglev entry (outer + inner array)", skel->progs.part_maglev},
       {"+ conn_table write (LRU update)", skel->progs.part_conn_write},
   };

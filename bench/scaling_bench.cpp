@@ -17,12 +17,14 @@
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "balancer_fixture.h"
@@ -35,7 +37,7 @@ namespace ballast::test {
 namespace {
 
 std::uint32_t repeats = 1'000'000;
-int rounds = 3;
+int rounds = 5;
 bool quick = false;
 
 // The wrapper's flow numbering (xdp_spread.bpf.c).
@@ -229,7 +231,11 @@ int run(const char* json_path) {
         "one repeated frame would hide. The floor program behind the same wrapper is measured "
         "alternately in the same run; \"x floor\" is the median of the per-round ratios (" +
             std::to_string(repeats) + " repetitions, " + std::to_string(rounds) +
-            " rounds). Both columns include the wrapper and the tail call."}});
+            " rounds). Both columns include the wrapper and the tail call. Once the flows no longer "
+            "fit in the CPU's caches these rows measure memory, and on a shared VM how much of "
+            "the L3 the neighbours leave: the same 10,000-flow case gave 141 ns in one run and "
+            "313 ns in another a few minutes later, with the floor (which touches no Ballast "
+            "map) steady. Read the growth within one table, not across runs."}});
   std::printf("Scaling: %u repetitions per run, median of %d rounds, each repetition another flow\n",
               repeats, rounds);
   for (const auto& sw : sweeps) {
@@ -239,6 +245,10 @@ int run(const char* json_path) {
     std::vector<double> xs, ys, fl;
     for (const auto& [x, scenario] : sw.points) {
       const Result r = measure(scenario, floor_fd);
+      // The harness just destroyed freed a 120 MiB connection table: let
+      // the kernel's deferred free (and its TLB flushes) finish before the
+      // next scenario measures.
+      if (!quick) std::this_thread::sleep_for(std::chrono::seconds(2));
       const bool evicting = !scenario.seed_conns;
       std::string label =
           std::to_string(x) +

@@ -104,7 +104,9 @@ int part_conn_lookup(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
-/* The backend slot and egress lookups (arrays, inlined by the verifier). */
+/* The backend slot, its VIP's vip_by_id entry and the egress slot (arrays,
+ * inlined by the verifier): what the established path reads besides the
+ * connection table. */
 SEC("xdp")
 int part_backend_egress(struct xdp_md *ctx)
 {
@@ -117,6 +119,9 @@ int part_backend_egress(struct xdp_md *ctx)
 		return XDP_PASS;
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be)
+		return XDP_DROP;
+	id = be->vip_id;
+	if (!bpf_map_lookup_elem(&vip_by_id, &id))
 		return XDP_DROP;
 	egress_id = be->egress;
 	if (!bpf_map_lookup_elem(&egress, &egress_id))
@@ -137,6 +142,19 @@ int part_clock(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
+/* The same clock as Ballast reads it: once per tick per CPU (select.h). */
+SEC("xdp")
+int part_clock_cached(struct xdp_md *ctx)
+{
+	struct ballast_flow_key flow = {};
+
+	if (base_parse(ctx, &flow))
+		return XDP_PASS;
+	if (coarse_now_ns() == 0)
+		return XDP_DROP;
+	return base_send(ctx);
+}
+
 /* The three per-CPU counter updates of a forwarded packet. */
 SEC("xdp")
 int part_counters(struct xdp_md *ctx)
@@ -152,7 +170,7 @@ int part_counters(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
-/* A new flow's hash of its key (jhash2 over 40 bytes). */
+/* A new flow's hash (select.h: jhash2 over an IPv4 flow's 3 words). */
 SEC("xdp")
 int part_flow_hash(struct xdp_md *ctx)
 {
