@@ -285,6 +285,22 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                                 " in the vips map, not " + flags_text(want_flags[k]) + ".",
                             hint));
   }
+  // vip_by_id must mirror every port entry: established flows take their
+  // VIP's mode from it (docs/dataplane.md).
+  for (const auto& [k, i] : live.vips) {
+    if (k.port == 0) continue;
+    auto it = live.vip_by_id.find(i.vip_id);
+    if (it == live.vip_by_id.end()) continue;  // not read by this source
+    const ballast_vip_entry want{.key = k, .info = i};
+    if (std::memcmp(&it->second, &want, sizeof(want)) != 0)
+      out.push_back(finding(
+          Severity::error, "drift", have_names[key_bytes(k)], "",
+          "VIP " + have_names[key_bytes(k)] + "'s vip_by_id entry (id " +
+              std::to_string(i.vip_id) +
+              ") does not match the vips map: its established flows take the wrong mode or the "
+              "slower path.",
+          hint));
+  }
   for (const auto& [k, id] : have_vips)
     if (!want_vips.count(k))
       out.push_back(finding(Severity::error, "drift", have_names[k], "",

@@ -718,6 +718,10 @@ std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
   for (const auto& [key, info] : want.vips) {
     bool ok = false;
     for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && same_info(i, info));
+    // put_vip writes vip_by_id too: a port entry whose mirror drifted is
+    // rewritten.
+    if (auto it = live.vip_by_id.find(info.vip_id); key.port != 0 && it != live.vip_by_id.end())
+      ok = ok && same_key(it->second.key, key) && same_info(it->second.info, info);
     if (ok) continue;
     dataplane_.put_vip(key, info);
     out.push_back("repair vip " + VipKey::from_abi(key).str());

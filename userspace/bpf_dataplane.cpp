@@ -224,6 +224,13 @@ LiveSnapshot BpfDataPlane::snapshot() {
              BALLAST_MAX_BACKENDS, "reading backends map");
   for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
     if (slots[i].family != 0) snap.backends[i] = slots[i];
+  for (const auto& [key, info] : snap.vips) {
+    if (key.port == 0) continue;
+    ballast_vip_entry entry{};
+    if (bpf_map_lookup_elem(fds_.vip_by_id, &info.vip_id, &entry) < 0)
+      throw Error(errno_message("reading vip_by_id map", errno));
+    snap.vip_by_id[info.vip_id] = entry;
+  }
   for (const auto& [key, info] : snap.vips)
     if (!snap.tables.count(info.vip_id))
       if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);

@@ -29,6 +29,10 @@ struct LiveSnapshot {
   std::map<uint32_t, ballast_backend> backends;      // slots in use (family != 0)
   std::map<uint32_t, std::vector<uint32_t>> tables;  // vip_id -> Maglev table
   std::map<uint32_t, ballast_egress> egress;         // egress slots in use (ifindex != 0)
+  // vip_by_id at the id of every port entry in vips, as read (zeroed when
+  // unused). Empty from a source that does not read it (unit-test fakes):
+  // the audit compares only what is here.
+  std::map<uint32_t, ballast_vip_entry> vip_by_id;
 };
 
 class DataPlane {

@@ -149,6 +149,10 @@ class RecordingMaps : public DataPlane {
   std::map<uint32_t, ballast_backend> backends;  // the array: freed slots stay, zeroed
   std::map<uint32_t, std::vector<uint32_t>> tables;
   std::map<uint32_t, ballast_egress> egress;  // not logged: the log checks write order
+  // BpfDataPlane's mirror of the port entries. snapshot() reports it only
+  // when a test asks (mirror_vip_by_id), as BpfDataPlane always does.
+  std::map<uint32_t, ballast_vip_entry> vip_by_id;
+  bool mirror_vip_by_id = false;
   std::vector<std::string> log;
   std::vector<std::string> violations;
 
@@ -156,6 +160,7 @@ class RecordingMaps : public DataPlane {
     if (!tables.count(info.vip_id))
       violations.push_back("VIP " + key_text(key) + " published before its table " +
                            std::to_string(info.vip_id));
+    if (key.port != 0) vip_by_id[info.vip_id] = ballast_vip_entry{.key = key, .info = info};
     vips[key_bytes(key)] = info;
     log.push_back("put_vip " + key_text(key) + " " + std::to_string(info.vip_id));
   }
@@ -212,6 +217,9 @@ class RecordingMaps : public DataPlane {
       if (auto t = read_table(info.vip_id)) snap.tables[info.vip_id] = *t;
     for (const auto& [id, e] : egress)
       if (e.ifindex != 0) snap.egress[id] = e;
+    if (mirror_vip_by_id)
+      for (const auto& [k, info] : snap.vips)
+        if (k.port != 0) snap.vip_by_id[info.vip_id] = vip_by_id[info.vip_id];
     return snap;
   }
 };
@@ -1058,6 +1066,26 @@ TEST_F(ReconcileTest, RewriteAllRepairsAWholeTableHandedToADrainedBackend) {
             std::vector<std::string>{"repair Maglev table of vip id 0"});
   EXPECT_TRUE(dp.violations.empty()) << dp.violations[0];
   EXPECT_TRUE(dp.tables.at(0) == want.tables.at(0)) << "the installed table is back";
+}
+
+// vip_by_id (established flows' view of their VIP) drifting from vips is
+// drift, and rewrite_all repairs it with one put_vip.
+TEST_F(ReconcileTest, VipByIdDriftIsFoundAndRepaired) {
+  dp.mirror_vip_by_id = true;
+  EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
+  dp.vip_by_id.at(0).info.flags |= BALLAST_VIP_F_ENCAP_GUE;
+
+  const auto before = drift(dp.snapshot());
+  ASSERT_EQ(before.size(), 1u) << dump(before);
+  EXPECT_EQ(before[0].severity, Severity::error);
+  EXPECT_NE(before[0].message.find("vip_by_id entry (id 0) does not match the vips map"),
+            std::string::npos)
+      << before[0].message;
+
+  const auto repairs = state.rewrite_all(dp.snapshot());
+  ASSERT_EQ(repairs.size(), 1u) << "one repair";
+  EXPECT_EQ(repairs[0].rfind("repair vip ", 0), 0u) << repairs[0];
+  EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
 }
 
 }  // namespace
