@@ -15,7 +15,10 @@
 namespace ballast {
 namespace {
 
+// A request is a command and its arguments (a whole config at most); an
+// answer may be a whole change log (10,000 entries) or every backend's row.
 constexpr size_t kMaxRequest = 1 << 20;
+constexpr size_t kMaxAnswer = 64u << 20;
 
 sockaddr_un make_address(const std::string& path) {
   sockaddr_un addr{};
@@ -31,8 +34,9 @@ void set_timeout(int fd, int seconds) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-// Reads up to the first newline (or EOF). Throws Error on timeout or error.
-std::string read_line(int fd) {
+// Reads up to the first newline (or EOF), at most @limit bytes. Throws
+// Error on timeout, error or a longer message.
+std::string read_line(int fd, size_t limit) {
   std::string data;
   char buf[4096];
   while (data.find('\n') == std::string::npos) {
@@ -43,7 +47,8 @@ std::string read_line(int fd) {
     }
     if (n == 0) break;
     data.append(buf, n);
-    if (data.size() > kMaxRequest) throw Error("message larger than 1 MiB");
+    if (data.size() > limit)
+      throw Error("message larger than " + std::to_string(limit >> 20) + " MiB");
   }
   if (auto nl = data.find('\n'); nl != std::string::npos) data.resize(nl);
   return data;
@@ -100,7 +105,7 @@ void ApiServer::serve_one(const ApiHandler& handler) {
 
   nlohmann::json response;
   try {
-    auto request = nlohmann::json::parse(read_line(conn.get()));
+    auto request = nlohmann::json::parse(read_line(conn.get(), kMaxRequest));
     response = {{"ok", true}, {"result", handler(request, peer)}};
   } catch (const nlohmann::json::exception& e) {
     response = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
@@ -121,8 +126,22 @@ nlohmann::json api_call(const std::string& socket_path, const nlohmann::json& re
   if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
     throw Error(errno_message("cannot reach ballastd at " + socket_path, errno));
   set_timeout(fd.get(), 30);
-  write_all(fd.get(), request.dump() + "\n");
-  const std::string line = read_line(fd.get());
+  try {
+    write_all(fd.get(), request.dump() + "\n");
+  } catch (const Error&) {
+    // ballastd stops reading a request over its limit and answers why
+    // before it closes: that answer says more than our broken pipe.
+    std::string answer;
+    try {
+      answer = read_line(fd.get(), kMaxAnswer);
+    } catch (const Error&) {
+    }
+    auto response = nlohmann::json::parse(answer, nullptr, false);
+    if (response.is_object() && !response.value("ok", true))
+      throw Error(response.value("error", "unknown error"));
+    throw;
+  }
+  const std::string line = read_line(fd.get(), kMaxAnswer);
   if (line.empty()) throw Error("ballastd closed the connection without answering");
   auto response = nlohmann::json::parse(line, nullptr, false);
   if (response.is_discarded() || !response.is_object())
