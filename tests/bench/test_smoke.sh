@@ -20,42 +20,38 @@ if [[ $EUID -ne 0 ]]; then
 fi
 failed=0
 
+# verdict NAME LOG STATUS: PASS NAME when STATUS is 0, else FAIL NAME with
+# the last lines of LOG (and the script's exit status becomes 1).
+verdict() {
+	if (($3 == 0)); then
+		echo "PASS $1"
+	else
+		echo "FAIL $1: $(tail -n 3 "$2" | tr '\n' ' ')"
+		failed=1
+	fi
+}
+
 # bench_dataplane --quick: every row of both tables, checked by the bench.
-if "$BUILD/bench_dataplane" --quick >"$OUT/dataplane" 2>&1 &&
+"$BUILD/bench_dataplane" --quick >"$OUT/dataplane" 2>&1 &&
 	grep -q '^malformed: TCP header cut short ' "$OUT/dataplane" &&
-	grep -q '^ipip over the MTU: ICMP too big reply ' "$OUT/dataplane"; then
-	echo "PASS bench_dataplane"
-else
-	echo "FAIL bench_dataplane: $(tail -n 3 "$OUT/dataplane" | tr '\n' ' ')"
-	failed=1
-fi
+	grep -q '^ipip over the MTU: ICMP too big reply ' "$OUT/dataplane"
+verdict bench_dataplane "$OUT/dataplane" $?
 
 # bench_maglev --quick: the table measures for 10 and 100 backends.
-if "$BUILD/bench_maglev" --quick >"$OUT/maglev" 2>&1 &&
-	grep -q 'largest |table share - weight share|' "$OUT/maglev"; then
-	echo "PASS bench_maglev"
-else
-	echo "FAIL bench_maglev: $(tail -n 3 "$OUT/maglev" | tr '\n' ' ')"
-	failed=1
-fi
+"$BUILD/bench_maglev" --quick >"$OUT/maglev" 2>&1 &&
+	grep -q 'largest |table share - weight share|' "$OUT/maglev"
+verdict bench_maglev "$OUT/maglev" $?
 
 # bench_health with 20 targets for 1 s per check type: every check answered.
-if "$BUILD/bench_health" 20 1 >"$OUT/health" 2>&1 &&
+"$BUILD/bench_health" 20 1 >"$OUT/health" 2>&1 &&
 	(($(grep -c 'checks started' "$OUT/health") >= 2)) &&
-	! grep 'checks started' "$OUT/health" | grep -vq ' 0 failed'; then
-	echo "PASS bench_health"
-else
-	echo "FAIL bench_health: $(grep -E 'checks started|error' "$OUT/health" | tr '\n' ' ')"
-	failed=1
-fi
+	! grep 'checks started' "$OUT/health" | grep -vq ' 0 failed'
+verdict bench_health "$OUT/health" $?
+
 # bench_scaling --quick: every sweep, its own forwarded/new-flow checks.
-if "$BUILD/bench_scaling" --quick >"$OUT/scaling" 2>&1 &&
-	grep -q '(new)' "$OUT/scaling"; then
-	echo "PASS bench_scaling"
-else
-	echo "FAIL bench_scaling: $(tail -n 3 "$OUT/scaling" | tr '\n' ' ')"
-	failed=1
-fi
+"$BUILD/bench_scaling" --quick >"$OUT/scaling" 2>&1 &&
+	grep -q '(new)' "$OUT/scaling"
+verdict bench_scaling "$OUT/scaling" $?
 
 # The network benches (bench/*_bench.sh) in their --quick modes: each builds
 # its own namespaces, checks that traffic went where it meant, and writes
@@ -64,24 +60,16 @@ for script in bench/*_bench.sh; do
 	[[ -e $script ]] || continue
 	name=$(basename "$script" .sh)
 	mkdir -p "$OUT/$name"
-	if BENCH_OUT=$OUT/$name "$script" "$BUILD" --quick >"$OUT/$name.log" 2>&1 &&
-		compgen -G "$OUT/$name/*.json" >/dev/null; then
-		echo "PASS $name"
-	else
-		echo "FAIL $name: $(tail -n 3 "$OUT/$name.log" | tr '\n' ' ')"
-		failed=1
-	fi
+	BENCH_OUT=$OUT/$name "$script" "$BUILD" --quick >"$OUT/$name.log" 2>&1 &&
+		compgen -G "$OUT/$name/*.json" >/dev/null
+	verdict "$name" "$OUT/$name.log" $?
 done
 
 # report.py renders what the quick runs wrote.
 mkdir -p "$OUT/all"
 cp "$OUT"/*/*.json "$OUT/all/" 2>/dev/null || true
-if /usr/bin/python3 bench/report.py "$OUT/all" "$OUT/report/benchmarks.md" >"$OUT/report.log" 2>&1 &&
-	grep -q '^## ' "$OUT/report/benchmarks.md"; then
-	echo "PASS report"
-else
-	echo "FAIL report: $(tail -n 3 "$OUT/report.log" | tr '\n' ' ')"
-	failed=1
-fi
+/usr/bin/python3 bench/report.py "$OUT/all" "$OUT/report/benchmarks.md" >"$OUT/report.log" 2>&1 &&
+	grep -q '^## ' "$OUT/report/benchmarks.md"
+verdict report "$OUT/report.log" $?
 
 exit "$failed"

@@ -44,9 +44,11 @@
 # backend_health (the health path's answers), client_bg/client_wait (stream,
 # hold and flood modes of client.py), hold_start/hold_stop, wait_backend
 # (poll `ballast backend list` for a condition), lb_log_json, stat_value;
-# tcp_batch (VIP1), tcp_batch_to/udp_batch_to (any VIP, either family).
+# tcp_batch (VIP1), tcp_batch_to/udp_batch_to (any VIP, either family);
+# decap_all/decapped (the backends' decap program for ipip and gue VIPs).
 # A script may define e2e_after_each, which run_tests calls in the main shell
-# after each test (test_resilience.sh restores the backends with it).
+# after each test instead of the default (e2e_reset_nodes); test_paths.sh
+# calls e2e_reset_nodes from its own.
 
 # --- Address plan: only inside our own namespaces ---------------------------
 readonly E2E_SUBNET_LEN=24
@@ -1121,13 +1123,46 @@ udp_batch_to() {
 		--give-up-after "$GIVE_UP" --udp-sport-base "$base" "$@"
 }
 
-# Between tests (run_one calls it once ballastd is stopped): every backend
-# serving and healthy again, no program left on the lb's eth0 (a test that
+# --- Backends' decap program (ipip and gue VIPs) ----------------------------
+
+# decap_all [ARGS...]: `ballast decap attach eth0 ARGS` on every backend;
+# checks that each lists VIP1 on its lo (and VIP6_1 with IPv6).
+decap_all() {
+	local ns
+	for ns in "${NS_BE[@]}"; do
+		nsx "$ns" "$BUILD_DIR/ballast" decap attach eth0 "$@" >/dev/null
+		nsx "$ns" "$BUILD_DIR/ballast" decap status eth0 -o json >"$STATE_DIR/decap.json"
+		grep -q "\"$VIP1\"" "$STATE_DIR/decap.json" ||
+			fail "decap status in $ns does not list $VIP1: $(oneline <"$STATE_DIR/decap.json")"
+		if e2e_ipv6 && ! grep -q "\"$VIP6_1\"" "$STATE_DIR/decap.json"; then
+			fail "decap status in $ns does not list $VIP6_1: $(oneline <"$STATE_DIR/decap.json")"
+		fi
+	done
+}
+
+# decapped NS: packets the decap program in NS stripped so far.
+decapped() {
+	nsx "$1" "$BUILD_DIR/ballast" decap status eth0 -o json |
+		"$PYTHON" -c 'import json,sys; print(next(c["packets"] for c in json.load(sys.stdin)["counters"] if c["reason"] == "decapped"))'
+}
+
+# e2e_reset_nodes: every backend serving and healthy again, no decap
+# program left on a backend, no program left on the lb's eth0 (a test that
 # killed ballastd and failed before restarting it would leave one).
-e2e_after_each() {
+e2e_reset_nodes() {
+	local ns
+	for ns in "${NS_BE[@]}"; do
+		ip -n "$ns" link set dev eth0 xdp off 2>/dev/null || true
+	done
 	if lb_xdp_attached; then
 		e2e_log "XDP left on the lb's eth0 with no ballastd: detaching it"
 		ip -n "$NS_LB" link set dev eth0 xdp off || true
 	fi
 	backends_restore
+}
+
+# Between tests (run_one calls it once ballastd is stopped). A script that
+# defines its own calls e2e_reset_nodes from it.
+e2e_after_each() {
+	e2e_reset_nodes
 }

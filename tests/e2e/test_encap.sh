@@ -41,25 +41,11 @@ cfg_ipip() {
 	} >"$1"
 }
 
-# decap_all attach|detach: the decap program on every backend's eth0.
-decap_all() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		nsx "$ns" "$BUILD_DIR/ballast" decap "$1" eth0 >/dev/null
-	done
-}
-
-# decapped NS: packets the decap program in NS stripped so far.
-decapped() {
-	nsx "$1" "$BUILD_DIR/ballast" decap status eth0 -o json |
-		"$PYTHON" -c 'import json,sys; print(next(c["packets"] for c in json.load(sys.stdin)["counters"] if c["reason"] == "decapped"))'
-}
-
 # Every connection through ipip succeeds, by the weights; every backend's
 # decap program stripped at least what it served; the balancer counted the
 # packets as tx_encap_ipip, none as plain dsr.
 test_ipip_tcp() {
-	decap_all attach
+	decap_all
 	local ns
 	for ns in "${NS_BE[@]}"; do
 		nsx "$ns" "$BUILD_DIR/ballast" decap status eth0 -o json >"$STATE_DIR/status.json"
@@ -94,7 +80,7 @@ PY
 # Switching the VIP between dsr and ipip on live traffic is one map write:
 # connections before and after both succeed.
 test_mode_switch_live() {
-	decap_all attach
+	decap_all
 	cfg_ipip "$STATE_DIR/cfg.yaml" 1 1 1 dsr
 	lb_start "$STATE_DIR/cfg.yaml"
 	tcp_batch "$STATE_DIR/dsr.json" 100
@@ -129,17 +115,6 @@ test_decap_cli_errors() {
 		fail "a bad --vip: exit $rc: $out"
 }
 
-# Between tests: no decap program left on the backends (and lib.sh's own).
-e2e_after_each() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		ip -n "$ns" link set dev eth0 xdp off 2>/dev/null || true
-	done
-	if lb_xdp_attached; then
-		ip -n "$NS_LB" link set dev eth0 xdp off || true
-	fi
-	backends_restore
-}
 
 E2E_TESTS=(
 	test_ipip_tcp

@@ -97,26 +97,6 @@ vip_yaml() {
 	done
 }
 
-# decap_all [ARGS...]: `ballast decap attach eth0 ARGS` on every backend;
-# checks that each lists every VIP on its lo (both families).
-decap_all() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		nsx "$ns" "$BUILD_DIR/ballast" decap attach eth0 "$@" >/dev/null
-		nsx "$ns" "$BUILD_DIR/ballast" decap status eth0 -o json >"$STATE_DIR/decap.json"
-		if ! grep -q "\"$VIP1\"" "$STATE_DIR/decap.json" ||
-			! grep -q "\"$VIP6_1\"" "$STATE_DIR/decap.json"; then
-			fail "decap status in $ns does not list $VIP1 and $VIP6_1: $(oneline <"$STATE_DIR/decap.json")"
-		fi
-	done
-}
-
-# decapped NS: packets the decap program in NS stripped so far.
-decapped() {
-	nsx "$1" "$BUILD_DIR/ballast" decap status eth0 -o json |
-		"$PYTHON" -c 'import json,sys; print(next(c["packets"] for c in json.load(sys.stdin)["counters"] if c["reason"] == "decapped"))'
-}
-
 # assert_decapped PROTO VIP PORT: every backend's decap program stripped at
 # least 3 packets (SYN, ACK, request, ACK, FIN...; 1 for a UDP datagram) per
 # request it served for VIP:PORT/PROTO, and at least one.
@@ -503,17 +483,6 @@ test_encap_source_prefix() {
 	assert_capture "$STATE_DIR/cap.txt" "$N_PREFIX" ipip 4="$PREFIX_V4" 6="$PREFIX_V6"
 }
 
-# Between tests: no decap program left on the backends (and lib.sh's own).
-e2e_after_each() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		ip -n "$ns" link set dev eth0 xdp off 2>/dev/null || true
-	done
-	if lb_xdp_attached; then
-		ip -n "$NS_LB" link set dev eth0 xdp off || true
-	fi
-	backends_restore
-}
 
 E2E_TESTS=(
 	test_dsr_v6

@@ -26,14 +26,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 readonly B4_LB_IP=10.232.0.1
 readonly B4_IP=10.232.0.2
 
-# decap_all attach|detach: the decap program on every backend's eth0.
-decap_all() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		nsx "$ns" "$BUILD_DIR/ballast" decap "$1" eth0 >/dev/null
-	done
-}
-
 # reason NAME: the balancer's packet count for reason NAME now.
 reason() {
 	stats_json "$STATE_DIR/stats.json"
@@ -68,7 +60,7 @@ PY
 # "fragmentation needed" by the balancer (tx_icmp_too_big), after which the
 # client resends in smaller segments and every request succeeds.
 test_too_big_is_answered() {
-	decap_all attach
+	decap_all
 	{
 		cfg_head
 		echo "  - {address: $VIP1, port: $HTTP_PORT, protocol: tcp, mode: ipip,"
@@ -200,7 +192,7 @@ b4_create() {
 # A backend routed out of another interface: the balancer's program sends
 # its frames there with XDP_REDIRECT, and connections to it succeed.
 test_redirect_to_other_interface() {
-	decap_all attach
+	decap_all
 	b4_create
 	{
 		cfg_head
@@ -232,14 +224,8 @@ PY
 		fail "tx_ports has no entry for eth1 (ifindex $ifindex): $(oneline <"$STATE_DIR/tx_ports.json")"
 }
 
+# Between tests: lib.sh's reset, and the fourth backend and its link gone.
 e2e_after_each() {
-	local ns
-	for ns in "${NS_BE[@]}"; do
-		ip -n "$ns" link set dev eth0 xdp off 2>/dev/null || true
-	done
-	if lb_xdp_attached; then
-		ip -n "$NS_LB" link set dev eth0 xdp off || true
-	fi
 	if [[ -e /run/netns/$PREFIX-b4 ]]; then
 		local f=$STATE_DIR/pids/server-be4
 		[[ -f $f ]] && stop_pid "$(cat "$f")" 5 && rm -f "$f"
@@ -247,7 +233,7 @@ e2e_after_each() {
 		ip -n "$NS_LB" link del eth1 2>/dev/null || true
 	fi
 	nsx "$NS_CL" ip route flush cache
-	backends_restore
+	e2e_reset_nodes
 }
 
 E2E_TESTS=(
