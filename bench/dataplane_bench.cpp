@@ -208,6 +208,7 @@ std::vector<PartRow> measure_parts(const Bytes& established_ack) {
       {"base: Ballast's parse + MAC swap", skel->progs.part_base},
       {"+ VIP lookup (hash, 20-byte key)", skel->progs.part_vip_lookup},
       {"+ conn_table lookup (LRU hash, 40-byte key)", skel->progs.part_conn_lookup},
+      {"+ flow cache hit (per-CPU slot + key)", skel->progs.part_flow_cache_hit},
       {"+ backend, vip_by_id, egress (arrays)", skel->progs.part_backend_egress},
       {"+ clock read (bpf_ktime_get_coarse_ns)", skel->progs.part_clock},
       {"+ clock read once per tick (coarse_now_ns)", skel->progs.part_clock_cached},
@@ -255,8 +256,12 @@ void write_json(const nlohmann::json& repeat_rows, const nlohmann::json& part_ro
             " rounds (the ratio is the median of each round's ratio). The floor "
             "(bench/xdp_floor.bpf.c) parses Ethernet, IPv4 and TCP with the same bounds checks, "
             "swaps the MACs and returns XDP_TX. Each path's reason counter is checked to have "
-            "moved by exactly the repetitions, so every row is the path it names. Targets (issue "
-            "#6): established flow <= 1.3x the floor, new flow <= 2x."},
+            "moved by exactly the repetitions, so every row is the path it names. An established "
+            "flow repeats one packet, so after the first run each repetition finds its flow in "
+            "this CPU's flow cache (docs/dataplane.md, \"The established-flow cache\"); the "
+            "table-path row is the same program loaded with the cache off, what a packet costs "
+            "when its slot cannot answer. Targets (issue #6): established flow <= 1.3x the floor, "
+            "new flow <= 2x."},
        {"table", {{"columns", cols}, {"rows", repeat_rows}}}});
   sections.push_back(
       {{"heading", "Where the time goes"},
@@ -296,6 +301,12 @@ int run_bench() {
                                     .tcp(port_client_one, port_http, tcp_ack | tcp_psh)
                                     .payload("GET / HTTP/1.1")
                                     .build();
+  // The same program with its flow cache off (flow_cache_enabled = 0):
+  // what an established packet costs when this CPU's slot cannot answer
+  // (its first packet here, a slot taken by another flow, or the periodic
+  // check against the table).
+  BalancerHarness lb_table_only(mac_lb, v4_lb, FlowCache::off);
+  seed_web_vip(lb_table_only);
   // A different client port: the SYN path rewrites its own conn entry
   // every time and must not touch the established flow's.
   const Bytes syn = PacketBuilder()
@@ -310,9 +321,10 @@ int run_bench() {
                             .build();
 
   // One run makes the established flow's conn_table entry.
-  if (lb.run(established_ack).action != XDP_TX ||
-      !lb.conn(flow_key_v4(v4_client_one, port_client_one, v4_vip_one, port_http, ipproto_tcp)))
-    throw std::runtime_error("seeding the established flow failed");
+  for (const BalancerHarness* h : {&lb, &lb_table_only})
+    if (h->run(established_ack).action != XDP_TX ||
+        !h->conn(flow_key_v4(v4_client_one, port_client_one, v4_vip_one, port_http, ipproto_tcp)))
+      throw std::runtime_error("seeding the established flow failed");
 
   const int floor_fd = bpf_program__fd(floor->progs.xdp_floor);
   std::vector<BenchPath> paths;
@@ -333,6 +345,17 @@ int run_bench() {
                                   repeats, path + ": reason_stats[tx_forwarded].packets");
                      expect_delta(new_flows, lb.vip_counters(vip_web).new_flows, 0,
                                   path + ": vip_stats.new_flows");
+                     return ns;
+                   }});
+  paths.push_back({"established flow, table path (cache off)", [&] {
+                     const std::string path = "established flow, cache off";
+                     const auto tx =
+                         lb_table_only.reason_counters(BALLAST_REASON_TX_FORWARDED).packets;
+                     const auto ns = checked_duration(lb_table_only.run(established_ack, repeats),
+                                                      XDP_TX, path);
+                     expect_delta(tx,
+                                  lb_table_only.reason_counters(BALLAST_REASON_TX_FORWARDED).packets,
+                                  repeats, path + ": reason_stats[tx_forwarded].packets");
                      return ns;
                    }});
   // A new flow's first packet would need the conn entry removed before

@@ -129,6 +129,27 @@ int part_backend_egress(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
+/* An established flow's flow-cache hit (flow_cache.h): the slot and its
+ * epoch (inlined arrays), the 40-byte key compared, the clock for the
+ * slot's age. The first run misses and fills the slot. */
+SEC("xdp")
+int part_flow_cache_hit(struct xdp_md *ctx)
+{
+	struct ballast_flow_key flow = {};
+	struct flow_cache_ref ref;
+	__u64 now;
+
+	if (base_parse(ctx, &flow))
+		return XDP_PASS;
+	now = coarse_now_ns();
+	flow_cache_locate(&flow, &ref);
+	if (!flow_cache_hit(&ref, &flow, now)) {
+		flow_cache_fill(&ref, &flow, PART_BACKEND_ID, 1, ref.epoch_seen, now);
+		return XDP_DROP;
+	}
+	return base_send(ctx);
+}
+
 /* The clock read that keeps established entries' last_seen fresh. */
 SEC("xdp")
 int part_clock(struct xdp_md *ctx)

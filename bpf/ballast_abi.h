@@ -157,6 +157,31 @@ struct ballast_conn {
 
 #define BALLAST_CONN_TOUCH_NS 1000000000ull
 
+/*
+ * The established-flow cache (bpf/flow_cache.h): each CPU's direct-mapped
+ * copy of the connection-table entries of the flows it forwards, so that an
+ * established packet needs no kernel hash lookup. Scratch state, never
+ * pinned: a new program starts with every slot empty.
+ */
+#define BALLAST_FLOW_CACHE_BITS 13
+#define BALLAST_FLOW_CACHE_SIZE (1u << BALLAST_FLOW_CACHE_BITS)  /* slots per CPU */
+/* A slot answers for at most this long after it was checked against the
+ * connection table; then the packet takes the table again (which refreshes
+ * the entry's LRU position and, with conn_touch, last_seen_ns). Half of
+ * BALLAST_CONN_TOUCH_NS, so that last_seen_ns still lags a flow's last
+ * packet by at most BALLAST_CONN_TOUCH_NS. */
+#define BALLAST_FLOW_CACHE_CHECK_NS (BALLAST_CONN_TOUCH_NS / 2)
+
+/* flow_cache value: one 64-byte cache line. */
+struct ballast_flow_cache_slot {
+	struct ballast_flow_key flow;  /* family 0: empty */
+	__u32 backend_id;
+	__u32 hash;        /* the flow's hash, as ballast_conn.hash */
+	__u32 epoch;       /* flow_epochs[slot] when filled */
+	__u32 pad;
+	__u64 checked_ns;  /* coarse ns when last checked against conn_table */
+};
+
 /* Per-CPU counters for one VIP or one backend slot. */
 struct ballast_traffic_counters {
 	__u64 packets;

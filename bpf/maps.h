@@ -109,6 +109,27 @@ struct {
 } reason_stats SEC(".maps");
 
 /*
+ * The established-flow cache (flow_cache.h): per CPU, slot -> a flow and
+ * its backend, as the connection table had them. Scratch: not pinned.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BALLAST_FLOW_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, struct ballast_flow_cache_slot);
+} flow_cache SEC(".maps");
+
+/* Slot -> how many times the program has written the connection-table
+ * entry of a flow in that slot (any CPU). A cached slot is valid while
+ * this is unchanged. Shared by every CPU; not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_FLOW_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} flow_epochs SEC(".maps");
+
+/*
  * Each CPU's copy of the coarse clock, taken once per tick (select.h,
  * coarse_now_ns). Scratch state: not pinned, a new program starts empty.
  */

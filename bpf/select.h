@@ -10,6 +10,7 @@
 
 #include "maps.h"
 #include "jhash.h"
+#include "flow_cache.h"
 
 /*
  * flow_hash - the flow's hash: the Maglev table index is this mod its size,
@@ -91,14 +92,14 @@ struct selection {
 	int new_flow;    /* 1 when the Maglev table chose */
 };
 
-/* Marks @conn as seen now. Rarely: a write per packet would dirty the
- * entry's cache line on every CPU it visits. */
-static __always_inline void conn_touch(struct ballast_conn *conn)
+/* Marks @conn as seen at @now_ns. Rarely: a write per packet would dirty
+ * the entry's cache line on every CPU it visits. Every half
+ * BALLAST_CONN_TOUCH_NS, because a flow-cache slot may answer for another
+ * half before the table is read again (flow_cache.h). */
+static __always_inline void conn_touch(struct ballast_conn *conn, __u64 now_ns)
 {
-	__u64 now = coarse_now_ns();
-
-	if (now - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS)
-		conn->last_seen_ns = now;
+	if (now_ns - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS / 2)
+		conn->last_seen_ns = now_ns;
 }
 
 /* True when vip_by_id entry @e is the VIP @flow is addressed to. */
@@ -112,49 +113,96 @@ static __always_inline int vip_entry_matches(const struct ballast_vip_entry *e,
 }
 
 /*
+ * serving_vip - the VIP whose flow @flow is, when backend slot @be (active)
+ * serves it: the slot's vip_id -> vip_by_id (array), whose key must be the
+ * packet's destination. A reused id, a missing entry or a VIP that ignores
+ * the source port (its flows are keyed without it) gives NULL.
+ */
+static __always_inline struct ballast_vip_info *
+serving_vip(const struct ballast_backend *be, const struct ballast_flow_key *flow)
+{
+	struct ballast_vip_entry *e;
+	__u32 vip_id = be->vip_id;
+
+	e = bpf_map_lookup_elem(&vip_by_id, &vip_id);
+	if (!e || e->info.vip_id != vip_id || !vip_entry_matches(e, flow) ||
+	    (e->info.flags & BALLAST_VIP_F_NO_SRC_PORT))
+		return NULL;
+	return &e->info;
+}
+
+/* Backend slot @id when it is in use and active. */
+static __always_inline struct ballast_backend *active_backend(__u32 id)
+{
+	struct ballast_backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	if (!be || !(be->flags & BALLAST_BACKEND_F_ACTIVE))
+		return NULL;
+	return be;
+}
+
+/*
  * established_vip - an established flow's VIP and backend, found from its
- * connection-table entry alone: entry -> backend slot (array) -> the
- * slot's vip_id -> vip_by_id (array), whose key must be the packet's
- * destination. That skips the vips hash lookup, about a quarter of an
- * established packet's cost (docs/benchmarks.md, "Where the time goes").
- * It gives exactly what the vips-first path would: the entry's backend
- * serves the VIP that owns this destination now. Anything else (no entry,
- * the backend left, the id now names another VIP, a VIP that ignores the
- * source port and so keys its flows differently) returns NULL and the
- * packet takes the full path. @no_usable_entry is set when the flow has
- * no entry or its backend is no longer active: the full path's own lookup
- * would find the same, so it need not look again.
+ * connection-table entry alone: this CPU's flow-cache slot (flow_cache.h)
+ * or the table -> backend slot (array) -> serving_vip (array). That skips
+ * the vips hash lookup, and on a cache hit the table's too: the two are
+ * most of an established packet's cost (docs/benchmarks.md, "Where the
+ * time goes"). It gives exactly what the vips-first path would: the
+ * entry's backend serves the VIP that owns this destination now. Anything
+ * else (no entry, the backend left, the id now names another VIP, a VIP
+ * that ignores the source port) returns NULL and the packet takes the full
+ * path. @no_usable_entry is set when the flow has no entry or its backend
+ * is no longer active: the full path's own lookup would find the same, so
+ * it need not look again.
  * Returns: the VIP's info (and @sel filled), or NULL.
  */
 static __always_inline struct ballast_vip_info *
 established_vip(const struct ballast_flow_key *flow, struct selection *sel, int *no_usable_entry)
 {
-	struct ballast_vip_entry *e;
+	struct ballast_flow_cache_slot *cached;
+	struct ballast_vip_info *info;
+	struct flow_cache_ref ref;
 	struct ballast_conn *conn;
 	struct ballast_backend *be;
-	__u32 id, vip_id;
+	__u64 now = coarse_now_ns();
+	__u32 id;
+
+	flow_cache_locate(flow, &ref);
+	cached = flow_cache_hit(&ref, flow, now);
+	if (cached) {
+		id = cached->backend_id;
+		be = active_backend(id);
+		info = be ? serving_vip(be, flow) : NULL;
+		if (info) {
+			sel->be = be;
+			sel->backend_id = id;
+			sel->hash = cached->hash;
+			sel->new_flow = 0;
+			return info;
+		}
+		/* Whatever changed, the table path below decides. */
+	}
 
 	*no_usable_entry = 1;
 	conn = bpf_map_lookup_elem(&conn_table, flow);
 	if (!conn)
 		return NULL;
 	id = conn->backend_id;
-	be = bpf_map_lookup_elem(&backends, &id);
-	if (!be || !(be->flags & BALLAST_BACKEND_F_ACTIVE))
+	be = active_backend(id);
+	if (!be)
 		return NULL;
 	/* From here the entry may be usable by the VIP that vips names. */
 	*no_usable_entry = 0;
-	vip_id = be->vip_id;
-	e = bpf_map_lookup_elem(&vip_by_id, &vip_id);
-	if (!e || e->info.vip_id != vip_id || !vip_entry_matches(e, flow) ||
-	    (e->info.flags & BALLAST_VIP_F_NO_SRC_PORT))
+	info = serving_vip(be, flow);
+	if (!info)
 		return NULL;
-	conn_touch(conn);
+	conn_touch(conn, now);
+	flow_cache_fill(&ref, flow, id, conn->hash, ref.epoch_seen, now);
 	sel->be = be;
 	sel->backend_id = id;
 	sel->hash = conn->hash;
 	sel->new_flow = 0;
-	return &e->info;
+	return info;
 }
 
 /* How select_backend may use the connection table. */
@@ -185,7 +233,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 			sel.be = bpf_map_lookup_elem(&backends, &id);
 			if (backend_is_usable(sel.be, vip_id)) {
 				if (how == SELECT_TRACK)
-					conn_touch(conn);
+					conn_touch(conn, coarse_now_ns());
 				sel.backend_id = id;
 				sel.hash = conn->hash;
 				return sel;
@@ -207,11 +255,18 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 	sel.backend_id = id;
 	sel.new_flow = how == SELECT_TRACK || how == SELECT_FRESH;
 	if (sel.new_flow) {
+		struct flow_cache_ref ref;
+
+		flow_cache_locate(flow, &ref);
 		fresh.backend_id = id;
 		fresh.hash = sel.hash;
 		fresh.last_seen_ns = coarse_now_ns();
 		/* A full table evicts its least recently used flow (LRU map). */
 		bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
+		/* Other CPUs may cache this flow's old entry (a reused
+		 * 5-tuple, a backend that left): raise the slot's epoch. */
+		flow_cache_fill(&ref, flow, id, sel.hash, flow_cache_written(&ref),
+				fresh.last_seen_ns);
 	}
 	return sel;
 }

@@ -20,6 +20,7 @@ static_assert(sizeof(ballast_backend) == 32);
 static_assert(offsetof(ballast_backend, mac) == 16);
 static_assert(sizeof(ballast_flow_key) == 40);  // the flow hash reads its first 9 words (select.h)
 static_assert(sizeof(ballast_conn) == 16);
+static_assert(sizeof(ballast_flow_cache_slot) == 64);  // one cache line (bpf/flow_cache.h)
 static_assert(sizeof(ballast_traffic_counters) == 24);
 static_assert(sizeof(ballast_reason_counters) == 16);
 

@@ -104,9 +104,10 @@ ballast_egress default_egress(MacAddr lb_mac, Ipv4Addr lb_ip4) {
   return egress;
 }
 
-BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4) {
+BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4, FlowCache flow_cache) {
   skel_ = balancer::open();
   if (!skel_) fail(-errno, "balancer::open");
+  skel_->rodata->flow_cache_enabled = flow_cache == FlowCache::on ? 1 : 0;
   if (int err = balancer::load(skel_); err) {
     balancer::destroy(skel_);
     fail(err, "balancer::load");
@@ -222,6 +223,37 @@ std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) 
   return value;
 }
 
+void BalancerHarness::set_conn(const ballast_flow_key& flow, const ballast_conn& value) {
+  if (int err = bpf_map_update_elem(map_fd("conn_table"), &flow, &value, BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(conn_table)");
+}
+
+void BalancerHarness::raise_flow_epochs() {
+  const int fd = map_fd("flow_epochs");
+  for (std::uint32_t slot = 0; slot < BALLAST_FLOW_CACHE_SIZE; slot++) {
+    std::uint32_t epoch = 0;
+    if (int err = bpf_map_lookup_elem(fd, &slot, &epoch); err)
+      fail(err, "bpf_map_lookup_elem(flow_epochs)");
+    epoch++;
+    if (int err = bpf_map_update_elem(fd, &slot, &epoch, BPF_ANY); err)
+      fail(err, "bpf_map_update_elem(flow_epochs)");
+  }
+}
+
+ballast_flow_cache_slot BalancerHarness::flow_cache_slot(const ballast_flow_key& flow,
+                                                         int cpu) const {
+  static_assert(sizeof(ballast_flow_cache_slot) % 8 == 0, "per-CPU values are 8-byte aligned");
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) fail(cpus, "libbpf_num_possible_cpus");
+  if (cpu < 0 || cpu >= cpus)
+    throw std::out_of_range("flow_cache_slot: no CPU " + std::to_string(cpu));
+  std::vector<ballast_flow_cache_slot> per_cpu(static_cast<std::size_t>(cpus));
+  const std::uint32_t index = flow_cache_index(flow);
+  if (int err = bpf_map_lookup_elem(map_fd("flow_cache"), &index, per_cpu.data()); err)
+    fail(err, "bpf_map_lookup_elem(flow_cache)");
+  return per_cpu[static_cast<std::size_t>(cpu)];
+}
+
 RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_t repeat) const {
   return test_run(program_fd(), frame, repeat);
 }
@@ -323,6 +355,17 @@ std::uint32_t flow_hash(const ballast_flow_key& flow) {
 
 std::uint32_t maglev_index(const ballast_flow_key& flow) {
   return flow_hash(flow) % BALLAST_MAGLEV_SIZE;
+}
+
+std::uint32_t flow_cache_index(const ballast_flow_key& flow) {
+  // flow_cache.h: a multiplicative hash of the addresses (words XORed),
+  // the ports and protocol/family, all as the key holds them.
+  const std::uint32_t src = flow.src.v6[0] ^ flow.src.v6[1] ^ flow.src.v6[2] ^ flow.src.v6[3];
+  const std::uint32_t dst = flow.dst.v6[0] ^ flow.dst.v6[1] ^ flow.dst.v6[2] ^ flow.dst.v6[3];
+  std::uint32_t mix = (src * 0x9e3779b1u) ^ dst;
+  mix = (mix * 0x9e3779b1u) ^ (static_cast<std::uint32_t>(flow.sport) << 16 | flow.dport);
+  mix = (mix ^ (flow.proto | static_cast<std::uint32_t>(flow.family) << 8)) * 0x9e3779b1u;
+  return mix >> (32 - BALLAST_FLOW_CACHE_BITS);
 }
 
 std::vector<std::uint32_t> round_robin_table(std::span<const std::uint32_t> backend_ids) {

@@ -38,12 +38,18 @@ RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32
 // @lb_ip4 and v6_lb, no hash masks.
 ballast_egress default_egress(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
 
+// Whether the program runs with its established-flow cache (bpf/flow_cache.h,
+// flow_cache_enabled). ballastd always loads it on; tests and the bench
+// also run it off, to measure and check the table path alone.
+enum class FlowCache { on, off };
+
 class BalancerHarness {
  public:
   // Loads the program and writes egress[0] = default_egress(@lb_mac, @lb_ip4):
   // @lb_mac the source of the frames it sends, @lb_ip4 the outer source of
   // IPv4 tunnels.
-  explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
+  explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb,
+                           FlowCache flow_cache = FlowCache::on);
   ~BalancerHarness();
   BalancerHarness(const BalancerHarness&) = delete;
   BalancerHarness& operator=(const BalancerHarness&) = delete;
@@ -68,6 +74,14 @@ class BalancerHarness {
   // daemon does.
   void install_maglev_table(std::uint32_t vip_id, std::span<const std::uint32_t> entries);
   std::optional<ballast_conn> conn(const ballast_flow_key& flow) const;
+  // Writes @flow's conn_table entry from userspace, as another writer would,
+  // without raising flow_epochs (raise_flow_epochs does that).
+  void set_conn(const ballast_flow_key& flow, const ballast_conn& value);
+  // Raises every flow_epochs slot: what a writer of conn_table other than
+  // the program must do so that no CPU's flow cache answers from before it.
+  void raise_flow_epochs();
+  // CPU @cpu's flow_cache slot for @flow (flow_cache_index).
+  ballast_flow_cache_slot flow_cache_slot(const ballast_flow_key& flow, int cpu) const;
 
   // test_run() on the balancer's entry point.
   RunResult run(std::span<const std::uint8_t> frame, std::uint32_t repeat = 1) const;
@@ -84,7 +98,6 @@ class BalancerHarness {
   int map_fd(const char* name) const;
 
  private:
-
   balancer* skel_ = nullptr;
 };
 
@@ -104,6 +117,8 @@ ballast_flow_key flow_key_v6(const Ipv6Addr& src, std::uint16_t sport, const Ipv
 std::uint32_t flow_hash(const ballast_flow_key& flow);
 // The Maglev table index select.h computes for @flow: flow_hash % table size.
 std::uint32_t maglev_index(const ballast_flow_key& flow);
+// The flow_cache slot flow_cache.h gives @flow.
+std::uint32_t flow_cache_index(const ballast_flow_key& flow);
 
 // A table whose entry i is backend_ids[i % n]: every backend owns a known,
 // even share of entries. An empty list gives a table of BALLAST_NO_BACKEND.

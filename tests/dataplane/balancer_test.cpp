@@ -8,6 +8,7 @@
 // the connection table) has its own tests below.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <cctype>
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <ctime>
 #include <map>
 #include <ostream>
+#include <system_error>
 
 #include "balancer_fixture.h"
 #include "packet_builder.h"
@@ -626,6 +628,142 @@ TEST_F(BalancerTest, StaleVipByIdEntryFallsBackAndKeepsTheFlow) {
   EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK, no vip_by_id entry"), original);
   EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_FORWARDED).packets, 3u) << "all dsr";
   EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 1u) << "one flow, never re-selected";
+}
+
+// --- The established-flow cache (bpf/flow_cache.h) -------------------------------
+
+// Runs the calling thread on @cpu until destroyed. The flow cache is per
+// CPU, and BPF_PROG_TEST_RUN runs the program on the caller's CPU.
+class PinnedToCpu {
+ public:
+  explicit PinnedToCpu(int cpu) {
+    if (sched_getaffinity(0, sizeof(saved_), &saved_) != 0)
+      throw std::system_error(errno, std::generic_category(), "sched_getaffinity");
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof(one), &one) != 0)
+      throw std::system_error(errno, std::generic_category(),
+                              "sched_setaffinity(CPU " + std::to_string(cpu) + ")");
+  }
+  ~PinnedToCpu() { sched_setaffinity(0, sizeof(saved_), &saved_); }
+  PinnedToCpu(const PinnedToCpu&) = delete;
+  PinnedToCpu& operator=(const PinnedToCpu&) = delete;
+
+ private:
+  cpu_set_t saved_;
+};
+
+// The CPUs this test may run on, lowest first.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0)
+    throw std::system_error(errno, std::generic_category(), "sched_getaffinity");
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  return cpus;
+}
+
+// The entry another writer would leave: @backend_id, the flow's hash,
+// seen at @last_seen_ns.
+ballast_conn conn_entry(std::uint32_t backend_id, const ballast_flow_key& flow,
+                        std::uint64_t last_seen_ns = 1) {
+  return ballast_conn{
+      .backend_id = backend_id, .hash = flow_hash(flow), .last_seen_ns = last_seen_ns};
+}
+
+// An established packet takes its backend from this CPU's slot, not the
+// table: change the table's entry behind the program's back and the slot
+// still answers; raise the epochs (what any other writer must do) and the
+// next packet reads the table again.
+TEST_F(BalancerTest, FlowCacheAnswersForTheTableUntilTheEpochMoves) {
+  const int cpu = allowed_cpus().front();
+  PinnedToCpu pinned(cpu);
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  const std::uint32_t replacement = other_web_backend(original);
+
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "first ACK"), original);
+  const ballast_flow_key flow = web_flow();
+  const ballast_flow_cache_slot slot = lb_.flow_cache_slot(flow, cpu);
+  EXPECT_EQ(std::memcmp(&slot.flow, &flow, sizeof(flow)), 0)
+      << "flow_cache slot holds the flow after its first packet";
+  EXPECT_EQ(slot.backend_id, original) << "flow_cache slot backend_id";
+  EXPECT_EQ(slot.hash, flow_hash(web_flow())) << "flow_cache slot hash";
+
+  lb_.set_conn(web_flow(), conn_entry(replacement, web_flow()));
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK, table changed, same epoch"),
+            original)
+      << "the slot answered, not the table";
+  lb_.raise_flow_epochs();
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK after the epochs moved"), replacement)
+      << "a stale slot is not used: the table's entry is";
+  EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 1u) << "no packet was taken for a new flow";
+}
+
+// A slot answers for at most BALLAST_FLOW_CACHE_CHECK_NS: then the packet
+// reads the table again, which also refreshes the entry's last_seen_ns.
+TEST_F(BalancerTest, FlowCacheSlotIsCheckedAgainstTheTableAfterItsInterval) {
+  PinnedToCpu pinned(allowed_cpus().front());
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  const std::uint32_t replacement = other_web_backend(original);
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "first ACK"), original);
+
+  lb_.set_conn(web_flow(), conn_entry(replacement, web_flow(), 1));
+  timespec pause{0, static_cast<long>(BALLAST_FLOW_CACHE_CHECK_NS + 100'000'000ull)};
+  ASSERT_EQ(nanosleep(&pause, nullptr), 0);
+  EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK after the check interval"),
+            replacement)
+      << "an old slot is checked against the table";
+  const std::optional<ballast_conn> conn = lb_.conn(web_flow());
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_GT(conn->last_seen_ns, 1u) << "the check refreshed conn_table last_seen_ns";
+}
+
+// The program's own writes move the epochs, on every CPU: a SYN on one CPU
+// that re-selects a flow must win over another CPU's slot for it.
+TEST_F(BalancerTest, SynOnAnotherCpuOverridesThisCpusSlot) {
+  const std::vector<int> cpus = allowed_cpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  const std::uint32_t replacement = other_web_backend(original);
+  {
+    PinnedToCpu first(cpus[0]);
+    EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "first ACK, CPU A"), original);
+  }
+  lb_.install_maglev_table(vip_web, table_of_only(replacement));
+  {
+    PinnedToCpu second(cpus[1]);
+    EXPECT_EQ(web_backend_chosen(web_tcp(tcp_syn).build(), "SYN, CPU B"), replacement);
+  }
+  {
+    PinnedToCpu first(cpus[0]);
+    EXPECT_EQ(lb_.flow_cache_slot(web_flow(), cpus[0]).backend_id, original)
+        << "CPU A's slot still holds the old choice";
+    EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK, CPU A"), replacement)
+        << "CPU A follows the SYN's entry, not its own slot";
+  }
+}
+
+// With the cache off (flow_cache_enabled = 0, as the bench measures the
+// table path) every packet reads the table.
+TEST(FlowCacheOff, EveryPacketReadsTheTable) {
+  PinnedToCpu pinned(allowed_cpus().front());
+  BalancerHarness lb(mac_lb, v4_lb, FlowCache::off);
+  seed_world(lb);
+  const std::uint32_t original = expected_backend(vip_web, web_flow());
+  const std::uint32_t replacement = other_web_backend(original);
+  auto backend_of = [&](const RunResult& r) {
+    for (std::uint32_t id : web_backend_ids)
+      if (world_backend(id).mac == dst_mac_of(r.frame)) return id;
+    return BALLAST_NO_BACKEND;
+  };
+  EXPECT_EQ(backend_of(lb.run(web_tcp(tcp_ack).build())), original) << "first ACK";
+  EXPECT_EQ(lb.flow_cache_slot(web_flow(), allowed_cpus().front()).flow.family, 0)
+      << "no slot filled";
+  lb.set_conn(web_flow(), conn_entry(replacement, web_flow()));
+  EXPECT_EQ(backend_of(lb.run(web_tcp(tcp_ack).build())), replacement)
+      << "the ACK after the table changed";
 }
 
 // The table still names a backend that is no longer active (the daemon has
