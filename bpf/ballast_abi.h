@@ -166,8 +166,8 @@ struct ballast_conn {
 #define BALLAST_FLOW_CACHE_BITS 13
 #define BALLAST_FLOW_CACHE_SIZE (1u << BALLAST_FLOW_CACHE_BITS)  /* slots per CPU */
 /* A slot answers for at most this long after it was checked against the
- * connection table; then the packet takes the table again (which refreshes
- * the entry's LRU position and, with conn_touch, last_seen_ns). Half of
+ * connection table; then the packet takes the table again (which marks
+ * its entry as used in the LRU, and conn_touch refreshes last_seen_ns). Half of
  * BALLAST_CONN_TOUCH_NS, so that last_seen_ns still lags a flow's last
  * packet by at most BALLAST_CONN_TOUCH_NS. */
 #define BALLAST_FLOW_CACHE_CHECK_NS (BALLAST_CONN_TOUCH_NS / 2)

@@ -15,9 +15,9 @@
  *     that slot, on any CPU (a SYN that re-selects, a flow whose backend
  *     left), so no CPU keeps a choice another CPU has replaced;
  *   - it was checked against the table less than
- *     BALLAST_FLOW_CACHE_CHECK_NS ago. The periodic check keeps the
- *     entry's LRU position and last_seen_ns (conn_touch) as they would be
- *     without the cache.
+ *     BALLAST_FLOW_CACHE_CHECK_NS ago. The periodic table lookup keeps
+ *     an active flow's entry marked as used in the LRU, and conn_touch
+ *     its last_seen_ns fresh.
  * The backend and VIP checks after a hit are the same as after a table
  * lookup (select.h, established_vip), so a backend that left or a VIP id
  * that changed is seen on the very next packet. Only writes the program
