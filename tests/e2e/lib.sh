@@ -901,13 +901,15 @@ PY
 }
 
 # assert_shares CLIENT_JSON TOL_PP NAME=WEIGHT...: each backend's share of
-# the answered requests within TOL_PP percentage points of its weight share;
-# a weight-0 backend must have none at all.
+# the answered requests within TOL_PP percentage points of its weight share,
+# or 4.5 standard deviations of a binomial share (sqrt(p(1-p)/n)) where that
+# is wider, so that a small batch cannot fail by chance (less than once in
+# 100,000 checks of one share); a weight-0 backend must have none at all.
 assert_shares() {
 	local json=$1 tol=$2 why
 	shift 2
 	if ! why=$("$PYTHON" - "$json" "$tol" "$@" <<'PY'
-import json, sys
+import json, math, sys
 r = json.load(open(sys.argv[1])); tol = float(sys.argv[2]) / 100
 weights = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
 total_w = sum(weights.values()); ok = r["ok"]; by = r["by_backend"]
@@ -915,11 +917,12 @@ bad = []
 print(f"{'backend':8} {'weight':>6} {'expected':>8} {'observed':>8} {'count':>6}", file=sys.stderr)
 for name, w in weights.items():
     exp = w / total_w; got = by.get(name, 0); obs = got / ok if ok else 0
+    allowed = max(tol, 4.5 * math.sqrt(exp * (1 - exp) / max(1, ok)))
     print(f"{name:8} {w:6} {exp:8.3f} {obs:8.3f} {got:6}", file=sys.stderr)
     if w == 0 and got:
         bad.append(f"{name} (weight 0) got {got} requests")
-    elif abs(obs - exp) > tol:
-        bad.append(f"{name} share {obs:.3f}, expected {exp:.3f} +- {tol:.2f}")
+    elif abs(obs - exp) > allowed:
+        bad.append(f"{name} share {obs:.3f}, expected {exp:.3f} +- {allowed:.3f}")
 strays = set(by) - set(weights)
 if strays:
     bad.append(f"answers from unexpected backends {sorted(strays)}")
