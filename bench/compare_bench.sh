@@ -31,7 +31,7 @@
 # Usage: bench/compare_bench.sh [BUILD_DIR] [--quick]
 #   --quick: 1 s per HTTP run, 32 MB per iperf3 run (one way), one round, no
 #   wait for ballastd to settle: a smoke run (the same code path and checks,
-#   figures too short to mean anything), about 17 s.
+#   figures too short to mean anything), about 13 s.
 # Writes $BENCH_OUT/compare.json (bench/report.py's format; BENCH_OUT
 # defaults to BUILD_DIR/bench-results) and prints the tables. Needs root.
 set -euo pipefail

@@ -3,8 +3,9 @@
 // every one of them each second with HealthChecker for S seconds.
 //
 // Usage: bench_health [--json FILE] [TARGETS [SECONDS [netns|loopback]]]
-//        (default 1000 10 netns; about 30 s: a 5 s idle baseline, then
-//        each check type for SECONDS plus the tcp floor)
+//        (default 1000 10 netns; about 30 s: an idle baseline of 5 s, or
+//        SECONDS if shorter, then each check type for SECONDS plus the tcp
+//        floor)
 //
 // --json FILE: also writes the results for bench/report.py (bench "health").
 // Each pass checks that every probe succeeded and every target ended up;
@@ -38,6 +39,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -320,6 +322,7 @@ struct Setup {
   std::string netns_path;      // empty for loopback
   IpAddress backend;           // where the listeners are
   double cpu0_idle_per_s = 0;  // CPU 0's busy share when nothing is checked
+  long baseline_s = 0;         // over how long that was measured
 };
 
 Result bench(CheckType type, size_t targets, std::chrono::seconds duration, const Setup& setup) {
@@ -443,7 +446,8 @@ nlohmann::json report(const std::vector<Result>& results, const Setup& setup, si
             "handshake steered to CPU 1 by RPS); the checker runs on CPU 0, where the balancer "
             "side's receive processing stays. **Balancer host** is CPU 0's busy time from "
             "`/proc/stat` (wall time less idle time) while checking, less CPU 0's busy share "
-            "over a 5 s idle stretch measured just before (" +
+            "over a " +
+                std::to_string(setup.baseline_s) + " s idle stretch measured just before (" +
                 fmt("%.2f%%", 100 * setup.cpu0_idle_per_s) + " of one core this run; above " +
                 fmt("%.0f%%", 100 * kCpu0Saturated) +
                 " another process owns CPU 0 and the host columns say `-`): the checker's "
@@ -529,10 +533,13 @@ int main(int argc, char** argv) {
       setup.netns_path = ns->path();
       setup.backend = ballast::BackendNamespace::backend();
       ballast::pin_to_cpu(0);
-      // What CPU 0 does anyway (timers, other processes), subtracted below.
+      // What CPU 0 does anyway (timers, other processes), subtracted below:
+      // over 5 s, or over the run's length where that is shorter (the smoke
+      // run's 1 s).
+      setup.baseline_s = std::min(seconds, 5L);
       const ballast::Cpu0Busy idle;
-      std::this_thread::sleep_for(std::chrono::seconds(5));
-      setup.cpu0_idle_per_s = idle.seconds() / 5;
+      std::this_thread::sleep_for(std::chrono::seconds(setup.baseline_s));
+      setup.cpu0_idle_per_s = idle.seconds() / static_cast<double>(setup.baseline_s);
       std::printf(
           "backends in namespace %s (10.251.0.2), checker on CPU 0, backends on CPU 1;\n"
           "CPU 0 idle baseline %.2f%%\n",
