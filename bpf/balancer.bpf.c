@@ -25,6 +25,7 @@
 #include "maps.h"
 #include "counters.h"
 #include "select.h"
+#include "vip_filter.h"
 #include "encap.h"
 #include "icmp.h"
 
@@ -198,6 +199,16 @@ static __always_inline __u32 sent_reason(const struct packet *pkt, __u32 mode_re
 	return mode_reason;
 }
 
+/* A packet for no VIP: the kernel's. */
+static __always_inline struct verdict not_for_a_vip(const struct packet *pkt)
+{
+	if (pkt->kind == PKT_FRAGMENT)
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_IP_FRAGMENT);
+	if (pkt->kind == PKT_ICMP_ERROR)
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW);
+	return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_VIP);
+}
+
 /*
  * lb_forward - from a parsed packet to its backend, for both families.
  * Returns: the action and the reason it is counted under.
@@ -206,17 +217,31 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 						 __u32 pkt_len)
 {
 	struct ballast_vip_key vip_key = {};
+	struct flow_cache_ref ref = {};
 	struct ballast_vip_info *vip;
 	struct ballast_egress *eg;
 	struct selection sel = {};
 	__u32 egress_id, mode_reason;
 	int how, no_usable_entry = 0;
-
 	/* A flow's packet after its first: its connection-table entry leads
 	 * to its VIP and backend without the vips lookup (select.h). A SYN
 	 * always takes the Maglev table, so it skips this. */
-	if (pkt->kind == PKT_FLOW && !pkt->is_syn) {
-		vip = established_vip(&pkt->flow, &sel, &no_usable_entry);
+	int established = pkt->kind == PKT_FLOW && !pkt->is_syn;
+	__u64 now = 0;
+
+	if (established) {
+		now = coarse_now_ns();
+		flow_cache_locate(&pkt->flow, &ref);
+		vip = established_cached(&pkt->flow, &ref, now, &sel);
+		if (vip)
+			goto selected;
+	}
+	/* After the cache, so that a hit pays nothing for it; before both
+	 * lookups, which traffic for the host itself would miss. */
+	if (!vip_filter_may_match(&pkt->flow.dst))
+		return not_for_a_vip(pkt);
+	if (established) {
+		vip = established_in_table(&pkt->flow, &ref, now, &sel, &no_usable_entry);
 		if (vip)
 			goto selected;
 	}
@@ -226,12 +251,10 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	vip_key.proto = pkt->flow.proto;
 	vip_key.family = pkt->flow.family;
 	vip = bpf_map_lookup_elem(&vips, &vip_key);
-	if (pkt->kind == PKT_FRAGMENT && (!vip || !(vip->flags & BALLAST_VIP_F_FRAGMENTS)))
-		return verdict(XDP_PASS, BALLAST_REASON_PASS_IP_FRAGMENT);
 	if (!vip)
-		return verdict(XDP_PASS, pkt->kind == PKT_ICMP_ERROR ?
-					 BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW :
-					 BALLAST_REASON_PASS_NOT_VIP);
+		return not_for_a_vip(pkt);
+	if (pkt->kind == PKT_FRAGMENT && !(vip->flags & BALLAST_VIP_F_FRAGMENTS))
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_IP_FRAGMENT);
 
 	if ((vip->flags & BALLAST_VIP_F_NO_SRC_PORT) && pkt->kind != PKT_FRAGMENT) {
 		pkt->flow.sport = 0;
@@ -242,7 +265,7 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	else if (pkt->kind == PKT_ICMP_ERROR)
 		how = SELECT_LOOKUP;
 	else if (pkt->is_syn || no_usable_entry)
-		/* established_vip found no entry, or one whose backend left:
+		/* established_in_table found no entry, or one whose backend left:
 		 * the same lookup again would find the same. */
 		how = SELECT_FRESH;
 	else

@@ -39,6 +39,28 @@ union ballast_addr {
 	__u8 bytes[16];
 };
 
+/*
+ * The VIP address filter (vip_filter map, bpf/vip_filter.h): one bit per
+ * hash of a destination address, set by ballastd for every VIP's address
+ * before the VIP's vips entry is written, cleared only once no VIP has an
+ * address with that bit. A packet whose destination's bit is clear is for
+ * no VIP and is passed without the connection-table and vips lookups; a
+ * set bit only says "maybe" (hashes collide): the lookups decide.
+ */
+#define BALLAST_VIP_FILTER_BITS 16
+#define BALLAST_VIP_FILTER_WORDS (1u << (BALLAST_VIP_FILTER_BITS - 6))  /* u64 each */
+
+/* An address's bit. IPv4 addresses are in v6[0] with the other words zero,
+ * as both sides build them. Multiplicative hashing: the top bits of the
+ * product mix every bit of the address. */
+static inline __u32 ballast_vip_filter_bit(const union ballast_addr *a)
+{
+	__u32 h = a->v6[0] ^ (a->v6[1] * 0x85ebca6bu) ^ (a->v6[2] * 0xc2b2ae35u) ^
+		  (a->v6[3] * 0x27d4eb2fu);
+
+	return (h * 0x9e3779b1u) >> (32 - BALLAST_VIP_FILTER_BITS);
+}
+
 /* vips map key: what a packet is matched on. */
 struct ballast_vip_key {
 	union ballast_addr addr;
@@ -80,7 +102,7 @@ struct ballast_vip_info {
  * vip_by_id map value: a VIP's key and info, indexed by vip_id, so that an
  * established flow finds its VIP from its connection-table entry (through
  * the backend slot's vip_id) with array lookups instead of a second hash
- * lookup (balancer.bpf.c, established_vip). The key is compared with the
+ * lookup (select.h, serving_vip). The key is compared with the
  * packet's destination, so a stale or reused id can never match another
  * VIP's traffic. Slot unused: family 0. Fragment (port-0) entries are not
  * here; they never use the connection table.

@@ -19,7 +19,7 @@
  *     an active flow's entry marked as used in the LRU, and conn_touch
  *     its last_seen_ns fresh.
  * The backend and VIP checks after a hit are the same as after a table
- * lookup (select.h, established_vip), so a backend that left or a VIP id
+ * lookup (select.h, established_cached), so a backend that left or a VIP id
  * that changed is seen on the very next packet. Only writes the program
  * makes raise the epochs: ballastd never writes the connection table; a
  * tool that does must raise flow_epochs too.

@@ -22,6 +22,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } vips SEC(".maps");
 
+/* The VIP address filter: BALLAST_VIP_FILTER_BITS bits as u64 words
+ * (ballast_abi.h says what a bit means). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
+
 /* vip_id -> the VIP's key and info (ballast_abi.h, ballast_vip_entry). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -142,46 +142,64 @@ static __always_inline struct ballast_backend *active_backend(__u32 id)
 }
 
 /*
- * established_vip - an established flow's VIP and backend, found from its
- * connection-table entry alone: this CPU's flow-cache slot (flow_cache.h)
- * or the table -> backend slot (array) -> serving_vip (array). That skips
- * the vips hash lookup, and on a cache hit the table's too: the two are
- * most of an established packet's cost (docs/benchmarks.md, "Where the
- * time goes"). It gives exactly what the vips-first path would: the
- * entry's backend serves the VIP that owns this destination now. Anything
- * else (no entry, the backend left, the id now names another VIP, a VIP
- * that ignores the source port) returns NULL and the packet takes the full
- * path. @no_usable_entry is set when the flow has no entry or its backend
- * is no longer active: the full path's own lookup would find the same, so
- * it need not look again.
- * Returns: the VIP's info (and @sel filled), or NULL.
+ * An established flow's VIP and backend, found from its connection-table
+ * entry alone, in two steps: established_cached (this CPU's flow-cache
+ * slot, flow_cache.h), then established_in_table (the table) -> backend
+ * slot (array) -> serving_vip (array). That skips the vips hash lookup,
+ * and on a cache hit the table's too: the two are most of an established
+ * packet's cost (docs/benchmarks.md, "Where the time goes"). They give
+ * exactly what the vips-first path would: the entry's backend serves the
+ * VIP that owns this destination now. Anything else (no entry, the backend
+ * left, the id now names another VIP, a VIP that ignores the source port)
+ * returns NULL and the packet takes the full path. The caller runs
+ * flow_cache_locate first and passes the same @now_ns to both.
  */
-static __always_inline struct ballast_vip_info *
-established_vip(const struct ballast_flow_key *flow, struct selection *sel, int *no_usable_entry)
+
+/* Sets @sel from an entry that led to a VIP. */
+static __always_inline void established_selected(struct selection *sel, struct ballast_backend *be,
+						 __u32 id, __u32 hash)
 {
-	struct ballast_flow_cache_slot *cached;
+	sel->be = be;
+	sel->backend_id = id;
+	sel->hash = hash;
+	sel->new_flow = 0;
+}
+
+/* Returns: the VIP's info (and @sel filled) when this CPU's slot answers. */
+static __always_inline struct ballast_vip_info *
+established_cached(const struct ballast_flow_key *flow, const struct flow_cache_ref *ref,
+		   __u64 now_ns, struct selection *sel)
+{
+	struct ballast_flow_cache_slot *cached = flow_cache_hit(ref, flow, now_ns);
 	struct ballast_vip_info *info;
-	struct flow_cache_ref ref;
-	struct ballast_conn *conn;
 	struct ballast_backend *be;
-	__u64 now = coarse_now_ns();
 	__u32 id;
 
-	flow_cache_locate(flow, &ref);
-	cached = flow_cache_hit(&ref, flow, now);
-	if (cached) {
-		id = cached->backend_id;
-		be = active_backend(id);
-		info = be ? serving_vip(be, flow) : NULL;
-		if (info) {
-			sel->be = be;
-			sel->backend_id = id;
-			sel->hash = cached->hash;
-			sel->new_flow = 0;
-			return info;
-		}
-		/* Whatever changed, the table path below decides. */
-	}
+	if (!cached)
+		return NULL;
+	id = cached->backend_id;
+	be = active_backend(id);
+	info = be ? serving_vip(be, flow) : NULL;
+	if (info)
+		established_selected(sel, be, id, cached->hash);
+	/* Else, whatever changed, the table decides. */
+	return info;
+}
+
+/*
+ * @no_usable_entry is set when the flow has no entry or its backend is no
+ * longer active: the full path's own lookup would find the same, so it
+ * need not look again.
+ * Returns: the VIP's info (and @sel filled) from the connection table.
+ */
+static __always_inline struct ballast_vip_info *
+established_in_table(const struct ballast_flow_key *flow, const struct flow_cache_ref *ref,
+		     __u64 now_ns, struct selection *sel, int *no_usable_entry)
+{
+	struct ballast_vip_info *info;
+	struct ballast_conn *conn;
+	struct ballast_backend *be;
+	__u32 id;
 
 	*no_usable_entry = 1;
 	conn = bpf_map_lookup_elem(&conn_table, flow);
@@ -196,12 +214,9 @@ established_vip(const struct ballast_flow_key *flow, struct selection *sel, int 
 	info = serving_vip(be, flow);
 	if (!info)
 		return NULL;
-	conn_touch(conn, now);
-	flow_cache_fill(&ref, flow, id, conn->hash, ref.epoch_seen, now);
-	sel->be = be;
-	sel->backend_id = id;
-	sel->hash = conn->hash;
-	sel->new_flow = 0;
+	conn_touch(conn, now_ns);
+	flow_cache_fill(ref, flow, id, conn->hash, ref->epoch_seen, now_ns);
+	established_selected(sel, be, id, conn->hash);
 	return info;
 }
 

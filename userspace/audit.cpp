@@ -9,6 +9,8 @@
 #include <set>
 #include <tuple>
 
+#include "vip_filter_writer.h"
+
 namespace ballast {
 namespace {
 
@@ -295,12 +297,22 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
     if (std::memcmp(&it->second, &want, sizeof(want)) != 0)
       out.push_back(finding(
           Severity::error, "drift", have_names[key_bytes(k)], "",
-          "VIP " + have_names[key_bytes(k)] + "'s vip_by_id entry (id " +
-              std::to_string(i.vip_id) +
+          "VIP " + have_names[key_bytes(k)] + "'s vip_by_id entry (id " + std::to_string(i.vip_id) +
               ") does not match the vips map: its established flows take the wrong mode or the "
               "slower path.",
           hint));
   }
+  // Every VIP key's address must have its bit in the VIP address filter:
+  // with the bit clear the data plane passes the VIP's packets to the
+  // host's own stack.
+  if (!live.vip_filter.empty())
+    for (const auto& [k, i] : live.vips)
+      if (!vip_filter_has(live.vip_filter, k.addr))
+        out.push_back(finding(Severity::error, "drift", have_names[key_bytes(k)], "",
+                              "VIP " + have_names[key_bytes(k)] +
+                                  "'s address has no bit in the vip_filter map: its packets are "
+                                  "passed to this host instead of forwarded.",
+                              hint));
   for (const auto& [k, id] : have_vips)
     if (!want_vips.count(k))
       out.push_back(finding(Severity::error, "drift", have_names[k], "",

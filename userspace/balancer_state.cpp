@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "maglev.h"
+#include "vip_filter_writer.h"
 
 namespace ballast {
 namespace {
@@ -722,6 +723,8 @@ std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
     // rewritten.
     if (auto it = live.vip_by_id.find(info.vip_id); key.port != 0 && it != live.vip_by_id.end())
       ok = ok && same_key(it->second.key, key) && same_info(it->second.info, info);
+    // And the address's bit in the VIP filter.
+    if (!live.vip_filter.empty()) ok = ok && vip_filter_has(live.vip_filter, key.addr);
     if (ok) continue;
     dataplane_.put_vip(key, info);
     out.push_back("repair vip " + VipKey::from_abi(key).str());

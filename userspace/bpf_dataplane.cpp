@@ -62,8 +62,26 @@ void read_array(int fd, uint32_t* keys, void* values, size_t value_size, uint32_
 
 }  // namespace
 
-BpfDataPlane::BpfDataPlane(MapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
+namespace {
+
+std::vector<ballast_vip_key> vip_keys(int vips_fd) {
+  std::vector<ballast_vip_key> keys;
+  for_each_entry<ballast_vip_key, ballast_vip_info>(
+      vips_fd, "vips",
+      [&](const ballast_vip_key& k, const ballast_vip_info&) { keys.push_back(k); });
+  return keys;
+}
+
+}  // namespace
+
+void BpfDataPlane::prepare_maps(const MapFds& fds) {
+  VipFilter(fds.vip_filter).rebuild(vip_keys(fds.vips));
+}
+
+BpfDataPlane::BpfDataPlane(MapFds fds)
+    : fds_(fds), ncpus_(libbpf_num_possible_cpus()), vip_filter_(fds.vip_filter) {
   if (ncpus_ <= 0) throw Error(errno_message("counting possible CPUs", ncpus_));
+  vip_filter_.rebuild(vip_keys(fds_.vips));
   // Adopted pins from a version without vip_by_id (or a crash between the
   // two writes) leave it short: bring it in line with vips. Until then
   // established flows only take the slower vips-first path.
@@ -83,7 +101,12 @@ BpfDataPlane::BpfDataPlane(MapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_c
 // flows find their VIP by id. Written before the vips entry and cleared after
 // it, so that whenever vips maps a key to an id, vip_by_id agrees; the data
 // plane also checks the key, so a stale entry is never used for another VIP.
+// The VIP address filter's bit goes first of all, and is cleared (when no
+// other key needs it) only after the key is gone: a VIP's packets never
+// meet a clear bit.
 void BpfDataPlane::put_vip(const ballast_vip_key& key, const ballast_vip_info& info) {
+  ballast_vip_info old{};
+  vip_filter_.add(key, bpf_map_lookup_elem(fds_.vips, &key, &old) != 0);
   if (key.port != 0) {
     const ballast_vip_entry entry{.key = key, .info = info};
     check(bpf_map_update_elem(fds_.vip_by_id, &info.vip_id, &entry, BPF_ANY),
@@ -97,6 +120,7 @@ void BpfDataPlane::delete_vip(const ballast_vip_key& key) {
   const bool had = bpf_map_lookup_elem(fds_.vips, &key, &info) == 0;
   int ret = bpf_map_delete_elem(fds_.vips, &key);
   if (ret < 0 && errno != ENOENT) check(ret, "deleting from vips map");
+  if (had) vip_filter_.remove(key);
   if (!had || key.port == 0) return;
   ballast_vip_entry entry{};
   if (bpf_map_lookup_elem(fds_.vip_by_id, &info.vip_id, &entry) == 0 &&
@@ -231,6 +255,7 @@ LiveSnapshot BpfDataPlane::snapshot() {
       throw Error(errno_message("reading vip_by_id map", errno));
     snap.vip_by_id[info.vip_id] = entry;
   }
+  snap.vip_filter = read_vip_filter(fds_.vip_filter);
   for (const auto& [key, info] : snap.vips)
     if (!snap.tables.count(info.vip_id))
       if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);

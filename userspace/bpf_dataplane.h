@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "dataplane.h"
+#include "vip_filter_writer.h"
 
 namespace ballast {
 
@@ -35,11 +36,17 @@ struct MapFds {
   int reason_stats = -1;
   int egress = -1;
   int tx_ports = -1;
+  int vip_filter = -1;
 };
 
 class BpfDataPlane : public DataPlane {
  public:
   explicit BpfDataPlane(MapFds fds);
+
+  // What must hold before the program sees its first packet, on maps
+  // adopted from a running (or older) ballastd too: the VIP address filter
+  // agrees with vips. The loader runs it between loading and attaching.
+  static void prepare_maps(const MapFds& fds);
 
   void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override;
   void delete_vip(const ballast_vip_key& key) override;
@@ -59,6 +66,7 @@ class BpfDataPlane : public DataPlane {
 
   MapFds fds_;
   int ncpus_;
+  VipFilter vip_filter_;
 };
 
 }  // namespace ballast

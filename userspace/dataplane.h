@@ -19,8 +19,8 @@ enum class CounterMap { vip, backend };
 // The balancer's maps ballastd pins, by name under its pin directory
 // (bpf/maps.h): the loader pins them, `ballast doctor` looks for them.
 inline constexpr const char* kPinnedMaps[] = {
-    "vips",      "vip_by_id",     "backends",     "maglev_tables", "conn_table",
-    "vip_stats", "backend_stats", "reason_stats", "egress",        "tx_ports"};
+    "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
+    "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter"};
 
 // What the pinned maps hold: read by a restarted ballastd to adopt the live
 // state instead of rebuilding it.
@@ -33,6 +33,9 @@ struct LiveSnapshot {
   // unused). Empty from a source that does not read it (unit-test fakes):
   // the audit compares only what is here.
   std::map<uint32_t, ballast_vip_entry> vip_by_id;
+  // The VIP address filter's words (bpf/vip_filter.h), as read. Empty
+  // from a source that does not read it.
+  std::vector<uint64_t> vip_filter;
 };
 
 class DataPlane {

@@ -79,6 +79,7 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
     const AttachedBallast old = find_attached_ballast();
     const uint32_t old_id = old.direct_id;
     adopted_ = load_reusing_pins();
+    BpfDataPlane::prepare_maps(map_fds());
     const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
 
     if (old_id) {
@@ -279,6 +280,7 @@ MapFds Loader::map_fds() const {
       .reason_stats = bpf_map__fd(skel_->maps.reason_stats),
       .egress = bpf_map__fd(skel_->maps.egress),
       .tx_ports = bpf_map__fd(skel_->maps.tx_ports),
+      .vip_filter = bpf_map__fd(skel_->maps.vip_filter),
   };
 }
 

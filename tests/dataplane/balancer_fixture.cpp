@@ -132,7 +132,9 @@ void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id, 
                               std::uint16_t gue_port_host_order) {
   const ballast_vip_info info{
       .vip_id = vip_id, .flags = flags, .gue_port = htons(gue_port_host_order), .pad = 0};
-  // As ballastd does (BpfDataPlane::put_vip): the id's entry, then the key.
+  // As ballastd does (BpfDataPlane::put_vip): the address's bit in the VIP
+  // filter, the id's entry, then the key.
+  set_vip_filter_bit(key.addr, true);
   if (key.port != 0) {
     const ballast_vip_entry entry{.key = key, .info = info};
     if (int err = bpf_map_update_elem(map_fd("vip_by_id"), &vip_id, &entry, BPF_ANY); err)
@@ -140,6 +142,17 @@ void BalancerHarness::add_vip(const ballast_vip_key& key, std::uint32_t vip_id, 
   }
   if (int err = bpf_map_update_elem(map_fd("vips"), &key, &info, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(vips)");
+}
+
+void BalancerHarness::set_vip_filter_bit(const ballast_addr& addr, bool set) {
+  const std::uint32_t bit = ballast_vip_filter_bit(&addr), word = bit >> 6;
+  std::uint64_t bits = 0;
+  if (int err = bpf_map_lookup_elem(map_fd("vip_filter"), &word, &bits); err)
+    fail(err, "bpf_map_lookup_elem(vip_filter)");
+  const std::uint64_t mask = std::uint64_t{1} << (bit & 63);
+  bits = set ? bits | mask : bits & ~mask;
+  if (int err = bpf_map_update_elem(map_fd("vip_filter"), &word, &bits, BPF_ANY); err)
+    fail(err, "bpf_map_update_elem(vip_filter)");
 }
 
 ballast_vip_entry BalancerHarness::vip_entry(std::uint32_t vip_id) const {

@@ -61,6 +61,8 @@ class BalancerHarness {
   // add_vip writes vip_by_id as ballastd does; these read and overwrite it
   // (tests of what the data plane does when it disagrees with vips).
   ballast_vip_entry vip_entry(std::uint32_t vip_id) const;
+  // Sets or clears @addr's bit in the VIP address filter (add_vip sets it).
+  void set_vip_filter_bit(const ballast_addr& addr, bool set);
   void set_vip_entry(std::uint32_t vip_id, const ballast_vip_entry& entry);
   void set_backend(std::uint32_t backend_id, const ballast_backend& slot);
   void set_egress(std::uint32_t egress_id, const ballast_egress& egress);

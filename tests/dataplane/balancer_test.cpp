@@ -588,7 +588,7 @@ TEST_F(BalancerTest, FlowOnSlotNowServingAnotherVipReselects) {
 }
 
 // An established flow finds its VIP through vip_by_id (select.h,
-// established_vip), not the vips hash: make the two disagree on the mode and
+// serving_vip), not the vips hash: make the two disagree on the mode and
 // the established ACK follows vip_by_id while a SYN, which always takes the
 // full path, follows vips. (ballastd never lets them disagree.)
 TEST_F(BalancerTest, EstablishedFlowTakesItsVipFromVipById) {

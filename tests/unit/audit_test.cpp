@@ -153,6 +153,10 @@ class RecordingMaps : public DataPlane {
   // when a test asks (mirror_vip_by_id), as BpfDataPlane always does.
   std::map<uint32_t, ballast_vip_entry> vip_by_id;
   bool mirror_vip_by_id = false;
+  // The VIP address filter, as BpfDataPlane keeps it: put_vip sets the
+  // key's bit. snapshot() reports it only when a test asks.
+  std::vector<uint64_t> vip_filter = std::vector<uint64_t>(BALLAST_VIP_FILTER_WORDS, 0);
+  bool report_vip_filter = false;
   std::vector<std::string> log;
   std::vector<std::string> violations;
 
@@ -161,6 +165,8 @@ class RecordingMaps : public DataPlane {
       violations.push_back("VIP " + key_text(key) + " published before its table " +
                            std::to_string(info.vip_id));
     if (key.port != 0) vip_by_id[info.vip_id] = ballast_vip_entry{.key = key, .info = info};
+    const uint32_t bit = ballast_vip_filter_bit(&key.addr);
+    vip_filter[bit >> 6] |= uint64_t{1} << (bit & 63);
     vips[key_bytes(key)] = info;
     log.push_back("put_vip " + key_text(key) + " " + std::to_string(info.vip_id));
   }
@@ -220,6 +226,7 @@ class RecordingMaps : public DataPlane {
     if (mirror_vip_by_id)
       for (const auto& [k, info] : snap.vips)
         if (k.port != 0) snap.vip_by_id[info.vip_id] = vip_by_id[info.vip_id];
+    if (report_vip_filter) snap.vip_filter = vip_filter;
     return snap;
   }
 };
@@ -1085,6 +1092,28 @@ TEST_F(ReconcileTest, VipByIdDriftIsFoundAndRepaired) {
   const auto repairs = state.rewrite_all(dp.snapshot());
   ASSERT_EQ(repairs.size(), 1u) << "one repair";
   EXPECT_EQ(repairs[0].rfind("repair vip ", 0), 0u) << repairs[0];
+  EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
+}
+
+// A VIP whose address lost its bit in the VIP filter has its packets passed
+// to the host: drift, which rewrite_all repairs with one put_vip.
+TEST_F(ReconcileTest, VipFilterBitMissingIsFoundAndRepaired) {
+  dp.report_vip_filter = true;
+  EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
+  const ballast_addr addr = ip("10.0.0.101").to_abi();
+  const uint32_t bit = ballast_vip_filter_bit(&addr);
+  dp.vip_filter[bit >> 6] &= ~(uint64_t{1} << (bit & 63));
+
+  const auto before = drift(dp.snapshot());
+  ASSERT_EQ(before.size(), 1u) << dump(before);
+  EXPECT_EQ(before[0].severity, Severity::error);
+  EXPECT_NE(before[0].message.find("VIP 10.0.0.101:53/udp's address has no bit in the vip_filter "
+                                   "map: its packets are passed to this host"),
+            std::string::npos)
+      << before[0].message;
+
+  const auto repairs = state.rewrite_all(dp.snapshot());
+  EXPECT_EQ(repairs, std::vector<std::string>{"repair vip 10.0.0.101:53/udp"});
   EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
 }
 
