@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "balancer_fixture.h"
+#include "bpf_dataplane.h"
 #include "packet_builder.h"
 #include "vip_filter_writer.h"
 
@@ -107,6 +108,18 @@ TEST_F(VipFilterTest, AnAddressSharingAVipsBitIsStillPassed) {
   EXPECT_EQ(verdict_of(tcp_to(twin, tcp_ack)), "XDP_PASS");
   EXPECT_EQ(passed_not_vip(), 2u);
   EXPECT_FALSE(lb_.conn(flow_key_v4(v4_client_one, port_client_one, twin, port_http, ipproto_tcp)));
+}
+
+// What the loader runs between loading the program and attaching it: maps
+// adopted from a ballastd without the filter hold VIPs but no bits, and
+// the first packet after the attach must find them.
+TEST_F(VipFilterTest, PreparingTheMapsSetsEveryVipsBit) {
+  lb_.set_vip_filter_bit(web_key().addr, false);
+  ASSERT_EQ(verdict_of(tcp_to(v4_vip_one, tcp_syn)), "XDP_PASS");
+  BpfDataPlane::prepare_maps(
+      MapFds{.vips = lb_.map_fd("vips"), .vip_filter = lb_.map_fd("vip_filter")});
+  EXPECT_TRUE(map_has(web_key().addr));
+  EXPECT_EQ(verdict_of(tcp_to(v4_vip_one, tcp_syn)), "XDP_TX");
 }
 
 // ballastd's VipFilter keeps a bit while any vips key has its address
