@@ -29,9 +29,9 @@
 # error. Timings are never asserted.
 #
 # Usage: bench/compare_bench.sh [BUILD_DIR] [--quick]
-#   --quick: 1 s per HTTP run, 32 MB per iperf3 run (one way), one round, no
-#   wait for ballastd to settle: a smoke run (the same code path and checks,
-#   figures too short to mean anything), about 13 s.
+#   --quick: 0.25 s per HTTP run, 32 MB per iperf3 run (one way), one round,
+#   checks every 250 ms, no wait for ballastd to settle: a smoke run (the
+#   same code path and checks, figures too short to mean anything), about 5 s.
 # Writes $BENCH_OUT/compare.json (bench/report.py's format; BENCH_OUT
 # defaults to BUILD_DIR/bench-results) and prints the tables. Needs root.
 set -euo pipefail
@@ -64,13 +64,16 @@ readonly WRK_THREADS=1
 readonly WRK_CONNS=50
 # iperf3's directions: up, the client sends (the data crosses every
 # balancer); down, the backend sends (-R: with DSR it bypasses Ballast).
-# How long each runs: wrk's and iperf3's shortest are a second, so --quick's
-# iperf3 moves a fixed amount of data instead (a few tenths of a second).
+# How long each runs: wrk's and iperf3's shortest are a second, so --quick
+# ends each wrk run after HTTP_CUT_S with SIGINT (wrk stops, then reports
+# what it did in that time) and its iperf3 moves a fixed amount of data (a
+# few tenths of a second). --quick's backends are checked every 250 ms, so
+# they come up sooner after ballastd starts.
 if ((QUICK)); then
-	readonly HTTP_S=1 ROUNDS=1
+	readonly HTTP_S=1 HTTP_CUT_S=0.25 ROUNDS=1 CHECK_INTERVAL=250ms
 	readonly IPERF_LEN=(-n 32M) IPERF_DIRS=(up) IPERF_WHAT="32 MB"
 else
-	readonly HTTP_S=6 ROUNDS=2
+	readonly HTTP_S=6 HTTP_CUT_S='' ROUNDS=2 CHECK_INTERVAL=1s
 	readonly IPERF_LEN=(-t 4) IPERF_DIRS=(up down) IPERF_WHAT="4 s"
 fi
 # The request paths: long-lived keep-alive connections, and one new
@@ -258,7 +261,7 @@ ballast_on() {
 	local cfg=$STATE_DIR/ballast.yaml addr
 	[[ -n $(lb_pid) ]] && return 0
 	render "$TPL_DIR/ballast.yaml" "$cfg" "VIP=$VIP1" "IPERF_PORT=$IPERF_PORT" \
-		"IPERF_BE=$IPERF_BE" "BACKENDS=$(server_lines '      - {address: {addr}}')"
+		"CHECK_INTERVAL=$CHECK_INTERVAL" "IPERF_BE=$IPERF_BE" "BACKENDS=$(server_lines '      - {address: {addr}}')"
 	peer_pass on
 	lb_start "$cfg"
 	# Until its first health check passes a backend takes no new flows (the
@@ -424,7 +427,9 @@ http_run() {
 	target_ready "$target"
 	backend_counters >"$out.before"
 	cpu_counters "$target" >>"$out.before"
-	nsx "$NS_CL" wrk "${args[@]}" "$(http_url "$target")" >"$out" 2>&1 ||
+	local cut=()
+	[[ -n $HTTP_CUT_S ]] && cut=(timeout --preserve-status -s INT "$HTTP_CUT_S")
+	nsx "$NS_CL" "${cut[@]}" wrk "${args[@]}" "$(http_url "$target")" >"$out" 2>&1 ||
 		die "wrk through $target exited $?: $(tail -n 3 "$out" | oneline)"
 	cpu_counters "$target" >"$out.after"
 	backend_counters >>"$out.after"
@@ -492,19 +497,13 @@ main() {
 	ballast_off
 
 	"$PYTHON" "$TPL_DIR/results.py" write --runs "$STATE_DIR/runs.jsonl" \
-		--out "$BENCH_OUT/compare.json" --quick "$QUICK" --http-s "$HTTP_S" \
+		--out "$BENCH_OUT/compare.json" --quick "$QUICK" --http-s "${HTTP_CUT_S:-$HTTP_S}" \
 		--iperf-what "$IPERF_WHAT" --rounds "$ROUNDS" --threads "$WRK_THREADS" \
 		--conns "$WRK_CONNS" --backends "${#BE_NAMES[@]}" ||
 		die "results.py write failed"
 }
 
 e2e_init "$build"
-# Debian's own interpreter when there is one: the bench starts Python
-# between runs, and it starts in a fraction of the time of a version
-# manager's build with many site packages (0.08 s against 0.6 s here).
-if [[ -x /usr/bin/python3 ]]; then
-	PYTHON=/usr/bin/python3
-fi
 # Any command that fails unchecked ends the bench: say which (not for the
 # exit of die or fail, which said why, nor teardown's return of the status).
 set -E

@@ -10,8 +10,8 @@
 #   BUILD_DIR defaults to build. Writes $BENCH_OUT/control.json (bench/
 #   report.py's format; BENCH_OUT defaults to BUILD_DIR/bench-results) and
 #   prints its tables. Needs root. About 2 minutes; --quick (100 backends,
-#   one repetition, one failover, short CPU samples, checks every 250 ms)
-#   about 12 s, for `make test`'s smoke run: the same steps and checks,
+#   one repetition, one failover, 0.5 s CPU samples, checks every 250 ms)
+#   about 8 s, for `make test`'s smoke run: the same steps and checks,
 #   fewer of them.
 #
 # The world is tests/e2e/lib.sh's (client, lb running ballastd, backends on
@@ -52,7 +52,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"
 # --quick also checks 4x as often and does not wait out the audit before a
 # CPU sample (SETTLE_S below): its figures mean nothing, its steps run.
 if ((QUICK)); then
-	readonly MANY=100 APPLY_REPS=2 FAILOVERS=1 CPU_S=1 STREAM_S=1
+	readonly MANY=100 APPLY_REPS=2 FAILOVERS=1 CPU_S=0.5 STREAM_S=0.5
 	readonly CHECK_TIMES="interval: 250ms, timeout: 200ms" SETTLE_S=0.2
 else
 	readonly MANY=1000 APPLY_REPS=8 FAILOVERS=3 CPU_S=10 STREAM_S=2
@@ -610,7 +610,8 @@ report() {
 	"$PYTHON" - "$RESULTS" "$BENCH_OUT/control.json" "$MANY" "$FEW" "$QUICK" "$CPU_S" "$STREAM_S" <<'PY'
 import json, statistics, sys
 res, out_path = sys.argv[1], sys.argv[2]
-many, few, quick, cpu_s, stream_s = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1", int(sys.argv[6]), int(sys.argv[7])
+many, few, quick = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+cpu_s, stream_s = float(sys.argv[6]), float(sys.argv[7])
 lines = lambda f: [json.loads(l) for l in open(f) if l.strip()]
 applies = lines(res + ".apply")
 mem = lines(res + ".mem")
@@ -694,7 +695,7 @@ sections.append({
         f"Backends be2, be3, be4 serve `10.231.100.1:80/tcp` with an http health check "
         f"(`GET /healthz`, interval 1 s, timeout 500 ms, rise 2, fall 3), while ballastd also "
         f"tcp-checks the {many} backends of the other VIP. The client opens 50 new connections a "
-        f"second to the VIP (each with one HTTP request, 2 s timeout); {stream_s} s in, be2's server is "
+        f"second to the VIP (each with one HTTP request, 2 s timeout); {stream_s:g} s in, be2's server is "
         "killed (SIGKILL: its port answers RST, so each check fails at once, with no timeout to "
         "wait for). Times are seconds after the kill: **change log**: ballastd's `backend health "
         "... up -> down` entry (the health transition, swapped table included); **backend list**: "
@@ -717,13 +718,13 @@ sections.append({
     "heading": "Health checking cost in ballastd",
     "text": (
         f"ballastd's own CPU time (utime + stime from `/proc/PID/stat`, summed over its threads) "
-        f"over {cpu_s} s: first with the same {many} backends and no checks (the reference: its "
+        f"over {cpu_s:g} s: first with the same {many} backends and no checks (the reference: its "
         f"poll loop, the 1 s skew sampling of {many} backends' counters, the audit), then with a "
         f"tcp check of each of them every second (port {8080}, where a listener of ours accepts "
         f"and closes, timeout 500 ms) plus the three http checks of the failover VIP. The "
         f"difference is what checking costs the daemon; `build/bench_health` (above) measures the "
         f"checker alone with the host's share of the packets. Every check must pass throughout. "
-        f"Clock-tick resolution (10 ms over {cpu_s} s: 0.1% of a core)."),
+        f"Clock-tick resolution (10 ms over {cpu_s:g} s: {1 / cpu_s:g}% of a core)."),
     "table": {"columns": ["ballastd", "CPU (% of one core)"],
               "rows": [[f"{many} backends, no checks (reference)", f"{hz['idle'] * 100:.2f}%"],
                        [f"{many} backends, tcp-checked every second", f"{hz['busy'] * 100:.2f}%"],

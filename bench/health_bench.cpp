@@ -5,7 +5,7 @@
 // Usage: bench_health [--json FILE] [TARGETS [SECONDS [netns|loopback]]]
 //        (default 1000 10 netns; about 30 s: an idle baseline of 5 s, or
 //        SECONDS if shorter, then each check type for SECONDS plus the tcp
-//        floor)
+//        floor; SECONDS may be a fraction, as the smoke run's 0.5)
 //
 // --json FILE: also writes the results for bench/report.py (bench "health").
 // Each pass checks that every probe succeeded and every target ended up;
@@ -308,7 +308,7 @@ struct Result {
   double backends_cpu_ms = 0;  // not counted
   // Every probe answered and no target down: the figures are the cost of
   // checking healthy backends, as they claim. (A target first checked in a
-  // run's last moments may still be unknown: a 1 s smoke run.)
+  // run's last moments may still be unknown: the 0.5 s smoke run.)
   bool clean() const { return failed == 0 && started > 0 && down == 0; }
 };
 
@@ -322,10 +322,11 @@ struct Setup {
   std::string netns_path;      // empty for loopback
   IpAddress backend;           // where the listeners are
   double cpu0_idle_per_s = 0;  // CPU 0's busy share when nothing is checked
-  long baseline_s = 0;         // over how long that was measured
+  double baseline_s = 0;       // over how long that was measured, seconds
 };
 
-Result bench(CheckType type, size_t targets, std::chrono::seconds duration, const Setup& setup) {
+Result bench(CheckType type, size_t targets, std::chrono::duration<double> duration,
+             const Setup& setup) {
   Listeners listeners(targets, type == CheckType::http, setup.backend, setup.netns_path,
                       setup.netns ? 1 : -1);
   std::map<uint64_t, HealthTarget> set;
@@ -343,7 +344,8 @@ Result bench(CheckType type, size_t targets, std::chrono::seconds duration, cons
   const double cpu_start = thread_cpu_seconds(), user_start = thread_user_seconds();
   const Cpu0Busy cpu0_busy;
   const auto start = std::chrono::steady_clock::now();
-  const auto end = start + duration;
+  const auto end =
+      start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(duration);
   checker.set_targets(set);
   for (auto now = start; now < end; now = std::chrono::steady_clock::now()) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - now);
@@ -423,7 +425,7 @@ std::string fmt(const char* format, double value) {
 
 // The results in bench/report.py's format (see its docstring).
 nlohmann::json report(const std::vector<Result>& results, const Setup& setup, size_t targets,
-                      long seconds) {
+                      double seconds) {
   using nlohmann::json;
   json rows = json::array();
   for (const auto& r : results) {
@@ -447,7 +449,7 @@ nlohmann::json report(const std::vector<Result>& results, const Setup& setup, si
             "side's receive processing stays. **Balancer host** is CPU 0's busy time from "
             "`/proc/stat` (wall time less idle time) while checking, less CPU 0's busy share "
             "over a " +
-                std::to_string(setup.baseline_s) + " s idle stretch measured just before (" +
+                fmt("%g", setup.baseline_s) + " s idle stretch measured just before (" +
                 fmt("%.2f%%", 100 * setup.cpu0_idle_per_s) + " of one core this run; above " +
                 fmt("%.0f%%", 100 * kCpu0Saturated) +
                 " another process owns CPU 0 and the host columns say `-`): the checker's "
@@ -458,7 +460,7 @@ nlohmann::json report(const std::vector<Result>& results, const Setup& setup, si
   const std::string text =
       "`HealthChecker` (ballastd's checker, from libballast) checks " + std::to_string(targets) +
       " backends every second (interval 1 s, timeout 500 ms: the defaults) for " +
-      std::to_string(seconds) +
+      fmt("%g", seconds) +
       " s per check type, in one thread on non-blocking sockets, as ballastd does. " + where +
       "**Checker thread** is that thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`); "
       "its user-space part comes from `getrusage`, tick-sampled, so only roughly. "
@@ -505,7 +507,7 @@ int main(int argc, char** argv) {
     }
   }
   const size_t targets = args.size() > 0 ? std::strtoul(args[0].c_str(), nullptr, 10) : 1000;
-  const long seconds = args.size() > 1 ? std::strtol(args[1].c_str(), nullptr, 10) : 10;
+  const double seconds = args.size() > 1 ? std::strtod(args[1].c_str(), nullptr) : 10;
   const std::string mode = args.size() > 2 ? args[2] : "netns";
   if (mode != "netns" && mode != "loopback") {
     std::fprintf(stderr, "bench_health: mode must be netns or loopback, got %s\n", mode.c_str());
@@ -535,11 +537,11 @@ int main(int argc, char** argv) {
       ballast::pin_to_cpu(0);
       // What CPU 0 does anyway (timers, other processes), subtracted below:
       // over 5 s, or over the run's length where that is shorter (the smoke
-      // run's 1 s).
-      setup.baseline_s = std::min(seconds, 5L);
+      // run's 0.5 s).
+      setup.baseline_s = std::min(seconds, 5.0);
       const ballast::Cpu0Busy idle;
-      std::this_thread::sleep_for(std::chrono::seconds(setup.baseline_s));
-      setup.cpu0_idle_per_s = idle.seconds() / static_cast<double>(setup.baseline_s);
+      std::this_thread::sleep_for(std::chrono::duration<double>(setup.baseline_s));
+      setup.cpu0_idle_per_s = idle.seconds() / setup.baseline_s;
       std::printf(
           "backends in namespace %s (10.251.0.2), checker on CPU 0, backends on CPU 1;\n"
           "CPU 0 idle baseline %.2f%%\n",
@@ -550,7 +552,8 @@ int main(int argc, char** argv) {
     }
     std::vector<ballast::Result> results;
     for (auto type : {ballast::CheckType::tcp, ballast::CheckType::http})
-      results.push_back(ballast::bench(type, targets, std::chrono::seconds(seconds), setup));
+      results.push_back(
+          ballast::bench(type, targets, std::chrono::duration<double>(seconds), setup));
     if (!json_path.empty()) {
       std::ofstream out(json_path);
       out << ballast::report(results, setup, targets, seconds).dump(2) << "\n";

@@ -213,13 +213,13 @@ int run(const char* json_path) {
        "flows", "flows", "scaling_flows.png", {}, true},
   };
   const std::vector<std::uint32_t> vip_counts =
-      quick ? std::vector<std::uint32_t>{1, 100} : std::vector<std::uint32_t>{1, 10, 100, 1000, 10000};
+      quick ? std::vector<std::uint32_t>{100} : std::vector<std::uint32_t>{1, 10, 100, 1000, 10000};
   for (auto n : vip_counts) sweeps[0].points.push_back({n, {n, 2, 10'000, true}});
   const std::vector<std::uint32_t> be_counts =
-      quick ? std::vector<std::uint32_t>{2, 100} : std::vector<std::uint32_t>{2, 10, 100, 1000};
+      quick ? std::vector<std::uint32_t>{100} : std::vector<std::uint32_t>{2, 10, 100, 1000};
   for (auto n : be_counts) sweeps[1].points.push_back({n, {1, n, 10'000, true}});
   const std::vector<std::uint32_t> flow_counts =
-      quick ? std::vector<std::uint32_t>{1, 10'000}
+      quick ? std::vector<std::uint32_t>{10'000}
             : std::vector<std::uint32_t>{1, 1'000, 10'000, 100'000, full / 10 * 9};
   for (auto n : flow_counts) sweeps[2].points.push_back({n, {1, 10, n, true}});
   sweeps[2].points.push_back({2 * full, {1, 10, quick ? 20'000u : 2 * full, false}});

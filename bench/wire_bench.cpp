@@ -560,9 +560,7 @@ class Cell {
     gen.stop();
     generator_ = nullptr;
     if (gen.failed()) throw std::runtime_error("generator: " + gen.error());
-    // Let the last frames through the rings before the totals are read.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const Snapshot end = snapshot();
+    const Snapshot end = drained();
 
     json out = window_json(a, b, cpu);
     out["warmup_s"] = warmup_s;
@@ -597,6 +595,25 @@ class Cell {
       floor_.reset(xdp_floor::open_and_load());
       if (!floor_) throw std::runtime_error(errno_text("xdp_floor::open_and_load", errno));
     }
+  }
+
+  // The totals once the last frames are through the rings: the receiver's
+  // counts stood still for 20 ms (two reads 10 ms apart), or 200 ms passed.
+  Snapshot drained() {
+    auto received = [](const Snapshot& s) {
+      std::uint64_t n = 0;
+      for (auto v : s.received) n += v;
+      return n;
+    };
+    Snapshot last = snapshot();
+    int still = 0;
+    for (int i = 0; i < 20 && still < 2; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      Snapshot now = snapshot();
+      still = received(now) == received(last) ? still + 1 : 0;
+      last = std::move(now);
+    }
+    return last;
   }
 
   Snapshot snapshot() {

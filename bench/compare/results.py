@@ -273,8 +273,8 @@ def cmd_write(args):
 
 
 def intro_text(a):
-    quick = ("**This is a --quick run (1 s per HTTP run, 32 MB per iperf3 run, one round): "
-             "the figures are a smoke test, not a measurement.**\n\n" if a.quick else "")
+    quick = (f"**This is a --quick run ({a.http_s:g} s per HTTP run, 32 MB per iperf3 run, "
+             "one round): the figures are a smoke test, not a measurement.**\n\n" if a.quick else "")
     rounds = ("one round" if a.rounds == 1 else
               f"{a.rounds} rounds, every other one in the reverse order (so that a drift of "
               "the machine during the run weighs on all alike)")
@@ -300,7 +300,7 @@ veth peer takes GSO away from the lb's eth0): each balancer is measured as it wo
 deployed. The client's transmit checksum offload is off in every run (the topology needs it for
 XDP on veth), so the client's side is the same for all.
 
-Load: wrk from the client namespace, {a.threads} thread, {a.conns} connections, {a.http_s} s per
+Load: wrk from the client namespace, {a.threads} thread, {a.conns} connections, {a.http_s:g} s per
 run, the same for every balancer; {rounds}, and each balancer's ratio to *direct* is taken
 within a round and then averaged. **Absolute figures
 on these shared VMs swing 2x between runs (see the "by round" columns); the ratios measured side
@@ -396,7 +396,8 @@ def main():
     w.add_argument("--out", required=True)
     w.add_argument("--quick", type=int, default=0)
     w.add_argument("--iperf-what", required=True)
-    for k in ("http-s", "rounds", "threads", "conns", "backends"):
+    w.add_argument("--http-s", type=float, required=True)
+    for k in ("rounds", "threads", "conns", "backends"):
         w.add_argument(f"--{k}", type=int, required=True)
     args = ap.parse_args()
     if args.cmd == "check":

@@ -189,9 +189,15 @@ e2e_init() {
 	else
 		BUILD_DIR=$REPO_ROOT/$build
 	fi
-	# The real interpreter, not a version-manager shim: it is started often,
-	# inside `ip netns exec`.
-	PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+	# Debian's interpreter where there is one (the tests use only its
+	# standard library), else the real one behind python3, never a version
+	# manager's shim: it is started often, inside `ip netns exec`, and
+	# Debian's starts in half the time of a version manager's build here.
+	if [[ -x /usr/bin/python3 ]]; then
+		PYTHON=/usr/bin/python3
+	else
+		PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+	fi
 
 	# bpffs is not mounted at boot here; ballastd pins under it. It stays
 	# mounted afterwards: other users of this machine may rely on it.
