@@ -58,6 +58,11 @@ all: $(BPF_OBJS) $(BINS) $(TEST_BINS) $(BENCH_BINS)
 deps:
 	$(Q)scripts/install-deps.sh
 
+# Keep every built file: the skeletons and bench objects are reached only
+# through pattern rules, so make would otherwise delete them as intermediate
+# after each build and rebuild them (and all that includes them) next time.
+.SECONDARY:
+
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
