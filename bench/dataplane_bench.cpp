@@ -241,7 +241,6 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// The three tables in bench/report.py's format, with how they were made.
 // The first line of @path, or "unknown" (a kernel without that file).
 std::string first_line(const char* path) {
   std::ifstream in(path);
@@ -263,8 +262,8 @@ std::string cpu_model() {
 // What "Where the time goes" shows on this host, from its own rows: what a
 // call into the kernel (a hash-map lookup, the LRU insert) added against the
 // arrays the verifier inlines, and the kernel's speculation mitigations,
-// which set the price of those calls (the text once named one host's and
-// was wrong on the next). Row names are the ones measure_parts gives.
+// which set the price of those calls and differ between hosts. Row names
+// are the ones measure_parts gives.
 std::string parts_finding(const std::vector<PartRow>& parts) {
   auto over = [&](const std::string& prefix) {
     for (const auto& r : parts)
@@ -284,6 +283,7 @@ std::string parts_finding(const std::vector<PartRow>& parts) {
          " ns. That is what the changes in docs/dataplane.md (\"Where the time goes\") act on.";
 }
 
+// The three tables in bench/report.py's format, with how they were made.
 void write_json(const nlohmann::json& repeat_rows, const nlohmann::json& part_rows,
                 const std::string& parts_text, const nlohmann::json& call_rows) {
   const nlohmann::json cols = {"path", "ns/packet", "x floor"};

@@ -19,6 +19,8 @@ if [[ $EUID -ne 0 ]]; then
 	exit 0
 fi
 failed=0
+# The in-process benches' results files, rendered by report.py at the end.
+mkdir -p "$OUT/inproc"
 
 # verdict NAME LOG STATUS: PASS NAME when STATUS is 0, else FAIL NAME with
 # the last lines of LOG (and the script's exit status becomes 1).
@@ -32,24 +34,24 @@ verdict() {
 }
 
 # bench_dataplane --quick: every row of both tables, checked by the bench.
-"$BUILD/bench_dataplane" --quick >"$OUT/dataplane" 2>&1 &&
+"$BUILD/bench_dataplane" --quick --json "$OUT/inproc/dataplane.json" >"$OUT/dataplane" 2>&1 &&
 	grep -q '^malformed: TCP header cut short ' "$OUT/dataplane" &&
 	grep -q '^ipip over the MTU: ICMP too big reply ' "$OUT/dataplane"
 verdict bench_dataplane "$OUT/dataplane" $?
 
 # bench_maglev --quick: the table measures for 10 and 100 backends.
-"$BUILD/bench_maglev" --quick >"$OUT/maglev" 2>&1 &&
+"$BUILD/bench_maglev" --quick --json "$OUT/inproc/maglev.json" >"$OUT/maglev" 2>&1 &&
 	grep -q 'largest |table share - weight share|' "$OUT/maglev"
 verdict bench_maglev "$OUT/maglev" $?
 
 # bench_health with 20 targets for 0.5 s per check type: every check answered.
-"$BUILD/bench_health" 20 0.5 >"$OUT/health" 2>&1 &&
+"$BUILD/bench_health" --json "$OUT/inproc/health.json" 20 0.5 >"$OUT/health" 2>&1 &&
 	(($(grep -c 'checks started' "$OUT/health") >= 2)) &&
 	! grep 'checks started' "$OUT/health" | grep -vq ' 0 failed'
 verdict bench_health "$OUT/health" $?
 
 # bench_scaling --quick: every sweep, its own forwarded/new-flow checks.
-"$BUILD/bench_scaling" --quick >"$OUT/scaling" 2>&1 &&
+"$BUILD/bench_scaling" --quick --json "$OUT/inproc/scaling.json" >"$OUT/scaling" 2>&1 &&
 	grep -q '(new)' "$OUT/scaling"
 verdict bench_scaling "$OUT/scaling" $?
 
@@ -65,11 +67,12 @@ for script in bench/*_bench.sh; do
 	verdict "$name" "$OUT/$name.log" $?
 done
 
-# report.py renders what the quick runs wrote.
+# report.py renders what the quick runs wrote: a section for every bench.
 mkdir -p "$OUT/all"
 cp "$OUT"/*/*.json "$OUT/all/" 2>/dev/null || true
 /usr/bin/python3 bench/report.py "$OUT/all" "$OUT/report/benchmarks.md" >"$OUT/report.log" 2>&1 &&
-	grep -q '^## ' "$OUT/report/benchmarks.md"
+	(($(grep -c '^## ' "$OUT/report/benchmarks.md") >= 7)) &&
+	grep -q '^### Where the time goes' "$OUT/report/benchmarks.md"
 verdict report "$OUT/report.log" $?
 
 exit "$failed"
