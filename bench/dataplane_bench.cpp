@@ -241,29 +241,11 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// The first line of @path, or "unknown" (a kernel without that file).
-std::string first_line(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  return std::getline(in, line) && !line.empty() ? line : "unknown";
-}
-
-// The CPU model from /proc/cpuinfo.
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(": ");
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  return "unknown CPU";
-}
-
 // What "Where the time goes" shows on this host, from its own rows: what a
 // call into the kernel (a hash-map lookup, the LRU insert) added against the
-// arrays the verifier inlines, and the kernel's speculation mitigations,
-// which set the price of those calls and differ between hosts. Row names
-// are the ones measure_parts gives.
+// arrays the verifier inlines. The price of a call differs between hosts
+// with their speculation mitigations, which bench/report.py lists with the
+// machine. Row names are the ones measure_parts gives.
 std::string parts_finding(const std::vector<PartRow>& parts) {
   auto over = [&](const std::string& prefix) {
     for (const auto& r : parts)
@@ -271,16 +253,14 @@ std::string parts_finding(const std::vector<PartRow>& parts) {
     throw std::logic_error("no part row " + prefix);
   };
   const double vip = over("+ VIP lookup"), conn = over("+ conn_table lookup");
-  return "On this host (" + cpu_model() + "; the kernel reports spectre_v2 \"" +
-         first_line("/sys/devices/system/cpu/vulnerabilities/spectre_v2") +
-         "\" and spec_rstack_overflow \"" +
-         first_line("/sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow") +
-         "\") what costs is calling into the kernel: a hash-map lookup added " +
+  return "Here a hash-map lookup, a call into the kernel, added " +
          fmt("%.0f", std::min(vip, conn)) + "-" + fmt("%.0f", std::max(vip, conn)) +
          " ns and the LRU insert " + fmt("%.0f", over("+ conn_table write")) +
          " ns, while three array lookups, which the verifier inlines, added " +
          fmt("%.0f", over("+ backend, vip_by_id, egress")) +
-         " ns. That is what the changes in docs/dataplane.md (\"Where the time goes\") act on.";
+         " ns. What a call costs depends on the host's speculation mitigations (listed with the "
+         "machine at the top). The changes in docs/dataplane.md (\"Where the time goes\") act on "
+         "these costs.";
 }
 
 // The three tables in bench/report.py's format, with how they were made.

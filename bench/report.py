@@ -63,6 +63,15 @@ def machine_facts():
     except (OSError, ValueError, IndexError):
         pass
     facts.append(f"kernel: {platform.release()}")
+    # The speculation mitigations price every call from an XDP program into
+    # the kernel (helpers, map lookups the verifier does not inline), so the
+    # data-plane ratios depend on them.
+    for name in ("spectre_v2", "spec_rstack_overflow"):
+        try:
+            with open(f"/sys/devices/system/cpu/vulnerabilities/{name}") as f:
+                facts.append(f"kernel's {name}: {f.read().strip()}")
+        except OSError:
+            pass
     try:
         with open("/etc/debian_version") as f:
             facts.append(f"Debian {f.read().strip()}")
