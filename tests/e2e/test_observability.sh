@@ -353,13 +353,15 @@ test_outage_replay() {
 	grep -qE "^ERROR +ring-share +Backend $(ere_quote "${BE_IPS[0]}") holds 100\.0% of VIP .* \(ring skew 3\.00\)" "$STATE_DIR/audit.txt" ||
 		fail "no ring-share finding naming be1: $(oneline <"$STATE_DIR/audit.txt")"
 	# Traffic goes on; within one window (5 s, plus the 1 s sampling) of the
-	# edit be1's skew metric must pass 2.
+	# edit be1's skew metric must pass 2. The metric is absent while the
+	# window holds no new flow (a sample may not have been taken since the
+	# traffic): that is "not yet", so the loop goes on until the deadline.
 	local skew=0 elapsed=0
 	while :; do
 		tcp_batch "$STATE_DIR/skewed.json" 100 >/dev/null
 		skew=$(lb_exec curl -s "$METRICS/metrics" |
-			grep -F "ballast_backend_skew_ratio{vip=\"$VIP_TCP\",backend=\"${BE_IPS[0]}\",measure=\"new_flows\"} " |
-			awk '{ print $2 }')
+			awk -v want="ballast_backend_skew_ratio{vip=\"$VIP_TCP\",backend=\"${BE_IPS[0]}\",measure=\"new_flows\"}" \
+				'$1 == want { print $2 }')
 		elapsed=$(awk -v a="$(now)" -v b="$t_edit" 'BEGIN { printf "%.1f", a - b }')
 		awk -v s="${skew:-0}" 'BEGIN { exit !(s > 2) }' && break
 		awk -v e="$elapsed" 'BEGIN { exit !(e > 6) }' &&
