@@ -175,6 +175,38 @@ TEST(Maglev, SmallTableIsPinned) {
   EXPECT_EQ(build_table(eps, 13), (std::vector<uint32_t>{1, 1, 2, 2, 0, 0, 0, 2, 2, 2, 0, 1, 1}));
 }
 
+// A digest of the whole table (FNV-1a over its entries' bytes).
+uint64_t digest(const std::vector<uint32_t>& table) {
+  uint64_t h = 14695981039346656037ull;
+  for (uint32_t e : table)
+    for (int i = 0; i < 4; i++) {
+      h ^= e >> (8 * i) & 0xff;
+      h *= 1099511628211ull;
+    }
+  return h;
+}
+
+// Full-size tables of both fills, pinned by digest. The values were taken
+// from the fills as they were before the take log (commit ea14735), so a
+// speed-up that changes any entry of any table shows here: balancers on
+// two versions must still compute the same table.
+TEST(Maglev, FullSizeTablesArePinned) {
+  const auto equal = [](size_t) { return 1; };
+  const struct {
+    size_t n;
+    uint64_t bounded, classic;
+  } pinned[] = {
+      {10, 18187307795636826249ull, 10660817456288108716ull},
+      {100, 5108640529115558730ull, 866667541090306198ull},
+      {1000, 14385828019845719624ull, 7184628979751656503ull},
+  };
+  for (const auto& p : pinned) {
+    const auto eps = make_endpoints(p.n, equal);
+    EXPECT_EQ(digest(build_table(eps, kSize)), p.bounded) << p.n << " backends, bounded fill";
+    EXPECT_EQ(digest(build_table_classic(eps, kSize)), p.classic) << p.n << " backends, classic";
+  }
+}
+
 // Mixed weights keep the paper's fill (docs/maglev.md says why).
 TEST(Maglev, MixedWeightsUseTheClassicFill) {
   auto eps = make_endpoints(20, [](size_t i) { return 1 + i % 3; });
