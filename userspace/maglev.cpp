@@ -65,8 +65,8 @@ class SlotBits {
 
 // The slots taken so far, in order, written to the table once the fill is
 // done. Storing each take straight into the table (256 KiB at 65,537 slots,
-// more than L1) was a random store that missed L1 on nearly every take, and
-// it cost a third of the bounded fill; appending to this log is sequential.
+// several times L1) put a random store in every look, and the bounded fill
+// took 1.5x as long with it (docs/maglev.md); appending here is sequential.
 // @append writes the next entry whether or not it is kept, so that the
 // bounded fill's look stays branch-free.
 class TakeLog {
