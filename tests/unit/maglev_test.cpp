@@ -188,8 +188,8 @@ uint64_t digest(const std::vector<uint32_t>& table) {
 
 // Full-size tables of both fills, pinned by digest. The values were taken
 // from the fills as they were before the take log (commit ea14735), so a
-// speed-up that changes any entry of any table shows here: balancers on
-// two versions must still compute the same table.
+// speed-up that changes an entry of one of these tables fails here:
+// balancers on two versions must still compute the same table.
 TEST(Maglev, FullSizeTablesArePinned) {
   const auto equal = [](size_t) { return 1; };
   const struct {
