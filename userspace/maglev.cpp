@@ -33,7 +33,6 @@ struct Walk {
   uint32_t weight;
   uint32_t quota;   // bounded fill: entries this backend gets
   uint32_t count;   // bounded fill: entries owned so far
-  uint64_t looks;   // bounded fill: levels walked so far, set for finish_tail
   uint64_t credit;  // classic fill: accumulated weight, a turn costs max_weight
 
   void advance(uint32_t m) {
@@ -167,37 +166,39 @@ uint32_t inverse_mod(uint32_t a, uint32_t m) {
 
 // Ends the fill of fill_levels exactly as walking on would, from the free
 // slots: walk w reaches free slot s after d = (s - pos) / skip mod m more
-// looks, at a known level, and looks at taken slots change nothing. So each
-// free slot goes to the walk that reaches it first (level, then key order)
+// looks, and looks at taken slots change nothing. So each free slot goes to
+// the walk that reaches it first (fewest more looks, then key order)
 // among those still under quota when it does: a heap of one candidate per
-// free slot, re-chosen when its walk fills up first. Costs free slots x
-// walks steps, which the caller keeps under m.
+// free slot, re-chosen when its walk fills up first. Every walk in @active
+// has made the same number of looks (fill_levels stops between levels), so
+// counting from now orders the looks as their levels would. Costs free
+// slots x walks steps, which the caller keeps under m.
 void finish_tail(std::vector<Walk>& active, const SlotBits& taken, std::vector<uint32_t>& table,
                  uint32_t filled) {
   const uint32_t m = table.size();
   const MulMod mulmod(m);
   std::vector<uint32_t> inverse;
   for (const Walk& w : active) inverse.push_back(inverse_mod(w.skip, m));
-  // The level of walk @i's look at slot @s (the levels of its looks so far
-  // are 0..looks-1); ties go to the lower @i (key order).
-  auto level_of = [&](size_t i, uint32_t s) {
+  // How many more looks walk @i takes to reach slot @s; ties go to the
+  // lower @i (key order).
+  auto looks_to = [&](size_t i, uint32_t s) -> uint64_t {
     const Walk& w = active[i];
     const uint32_t gap = s >= w.pos ? s - w.pos : s + m - w.pos;
-    return w.looks + mulmod(gap, inverse[i]);
+    return mulmod(gap, inverse[i]);
   };
   struct Candidate {
-    uint64_t level;
+    uint64_t looks;  // from now until the walk reaches the slot
     uint32_t walk, slot;
     bool operator>(const Candidate& o) const {
-      return level != o.level ? level > o.level : walk > o.walk;
+      return looks != o.looks ? looks > o.looks : walk > o.walk;
     }
   };
   auto candidate = [&](uint32_t s) {
     Candidate best{UINT64_MAX, 0, s};
     for (uint32_t i = 0; i < active.size(); i++) {
       if (active[i].count >= active[i].quota) continue;
-      const uint64_t level = level_of(i, s);
-      if (level < best.level) best = {level, i, s};
+      const uint64_t looks = looks_to(i, s);
+      if (looks < best.looks) best = {looks, i, s};
     }
     return best;
   };
@@ -223,7 +224,7 @@ void finish_tail(std::vector<Walk>& active, const SlotBits& taken, std::vector<u
 void fill_levels(std::vector<Walk>& active, SlotBits& taken, std::vector<uint32_t>& table) {
   const uint32_t m = table.size();
   TakeLog log(m);
-  for (uint64_t level = 1;; level++) {
+  for (;;) {
     bool dropped = false;
     for (Walk& w : active) {
       const uint32_t slot = w.pos;
@@ -248,7 +249,6 @@ void fill_levels(std::vector<Walk>& active, SlotBits& taken, std::vector<uint32_
     // of the fill directly once that costs less (free x walks under m / 4
     // measured best at 65,537 and 655,373 slots).
     if (uint64_t{m - filled} * active.size() * 4 <= m) {
-      for (Walk& w : active) w.looks = level;
       log.write_to(table);
       finish_tail(active, taken, table, filled);
       return;
