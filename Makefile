@@ -2,8 +2,10 @@
 #
 # Chain for BPF (after libbpf-bootstrap's examples/c/Makefile):
 #   bpf/x.bpf.c -> build/bpf/x.bpf.o -> build/gen/x.skel.h
-# Userspace: userspace/*.cpp except the two mains -> build/libballast.a,
-# linked into build/ballastd, build/ballast and the test binaries.
+# Userspace: userspace/LAYER/*.cpp except the two mains -> build/libballast.a,
+# linked into build/ballastd, build/ballast and the test binaries. The layers
+# (core, host, dataplane, daemon, cli, tools) are described in
+# docs/architecture.md; every layer's folder is on the include path.
 
 BUILD      ?= build
 CLANG      ?= clang-14
@@ -13,7 +15,8 @@ ARCH_INC   := -I/usr/include/$(shell uname -m)-linux-gnu
 
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf $(ARCH_INC) -Ibpf
 CXXFLAGS   ?= -O2 -g
-CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Ibpf -Iuserspace -I$(BUILD)/gen -MMD -MP
+LAYERS     := core host dataplane daemon cli tools
+CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) -I$(BUILD)/gen -MMD -MP
 LDLIBS     := -lxdp -lbpf -lelf -lz -lyaml-cpp -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
 
@@ -30,8 +33,8 @@ BPF_SRCS   := $(wildcard bpf/*.bpf.c) $(wildcard bench/*.bpf.c)
 BPF_OBJS   := $(patsubst %.bpf.c,$(BUILD)/bpf/%.bpf.o,$(notdir $(BPF_SRCS)))
 SKELS      := $(patsubst %.bpf.c,$(BUILD)/gen/%.skel.h,$(notdir $(BPF_SRCS)))
 
-MAIN_SRCS  := userspace/ballastd.cpp userspace/cli.cpp
-LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard userspace/*.cpp))
+MAIN_SRCS  := userspace/daemon/ballastd.cpp userspace/cli/cli.cpp
+LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.cpp,$(addprefix userspace/,$(LAYERS)))))
 LIB_OBJS   := $(patsubst userspace/%.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB        := $(BUILD)/libballast.a
 
@@ -75,9 +78,9 @@ $(BUILD)/gen/%.skel.h: $(BUILD)/bpf/%.bpf.o | $(BUILD)/gen
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/obj/%.o: userspace/%.cpp $(SKELS) | $(BUILD)/obj
+$(BUILD)/obj/%.o: userspace/%.cpp $(SKELS)
 	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D) && $(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/obj/unit/%.o: tests/unit/%.cpp $(SKELS) | $(BUILD)/obj/unit
 	$(call msg,CXX,$@)
@@ -95,11 +98,11 @@ $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/ballastd: $(BUILD)/obj/ballastd.o $(LIB)
+$(BUILD)/ballastd: $(BUILD)/obj/daemon/ballastd.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/ballast: $(BUILD)/obj/cli.o $(LIB)
+$(BUILD)/ballast: $(BUILD)/obj/cli/cli.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
@@ -137,6 +140,6 @@ clean:
 	$(Q)rm -rf $(BUILD)
 
 format:
-	$(Q)clang-format -i userspace/*.cpp userspace/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/dataplane/*.h
+	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/dataplane/*.h
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d)

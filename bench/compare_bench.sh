@@ -295,12 +295,16 @@ ballastd_settle() {
 	e2e_log "ballastd still busy 4 s after its start: measuring anyway"
 }
 
-# ballast_off: ballastd stopped, its program and the peer's pass program
-# detached (checked: the proxies must not run behind an XDP program).
+# ballast_off: ballastd stopped, Ballast removed from the lb's eth0
+# (ballastd --cleanup: a stop alone leaves it forwarding) and the peer's
+# pass program detached (checked: the proxies must not run behind an XDP
+# program).
 ballast_off() {
 	if [[ -n $(lb_pid) ]]; then
 		lb_stop || die "ballastd exited with status $? on SIGTERM"
 	fi
+	lb_exec "$BUILD_DIR/ballastd" --cleanup --interface eth0 --pin-dir "$PIN_DIR" >/dev/null 2>&1 ||
+		die "ballastd --cleanup failed"
 	if lb_xdp_attached; then
 		die "XDP program still on the lb's eth0 after ballastd stopped"
 	fi

@@ -1,4 +1,4 @@
-// maglev_bench.cpp: the Maglev table (userspace/maglev.h) as issue #6 asks
+// maglev_bench.cpp: the Maglev table (userspace/core/maglev.h) as issue #6 asks
 // to measure it, against the published reference points:
 //   - build time for 10 / 100 / 1,000 backends at M = 65,537 and 655,373
 //     (the Maglev paper: 1.8 ms for 1,000 backends at 65,537);
@@ -194,7 +194,7 @@ struct Row {
 };
 
 const char* kMethod =
-    R"(Pure C++ (`userspace/maglev.cpp`), no BPF. For each table size M and backend count
+    R"(Pure C++ (`userspace/core/maglev.cpp`), no BPF. For each table size M and backend count
 N, **bounded** is the fill ballastd uses (`build_table`: at level j every backend looks at the
 j-th slot of its permutation and takes it if free, up to a quota of M/N rounded down or up; mixed
 weights fall back to the classic fill) and **classic** is the
@@ -344,7 +344,7 @@ int run(bool quick, const std::string& json_path) {
   const int builds = quick ? 1 : 7;
   const int trials = quick ? 1 : 5;
 
-  std::printf("Maglev tables (userspace/maglev.cpp), median of %d builds per case,\n", builds);
+  std::printf("Maglev tables (userspace/core/maglev.cpp), median of %d builds per case,\n", builds);
   std::printf(
       "disruption: mean of %d leavers / joiners; bounded = ballastd's fill, classic = "
       "the paper's\n\n",

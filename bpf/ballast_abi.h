@@ -2,7 +2,7 @@
 /*
  * ballast_abi.h: every map key/value struct, enum and size shared by the XDP
  * program (bpf/) and ballastd (userspace/). One definition, included by both;
- * userspace static_asserts the sizes (userspace/maps.h) so a layout change
+ * userspace static_asserts the sizes (userspace/dataplane/bpf_dataplane.h) so a layout change
  * cannot go unnoticed.
  *
  * Byte order: fields named with a __be type are in network byte order exactly
@@ -223,7 +223,7 @@ struct ballast_reason_counters {
  * Why a packet got its verdict. Listed once, here; userspace prints the names
  * from the same list (BALLAST_REASONS X-macro), so a new reason is one line.
  * X(enum suffix, metric/JSON name, verdict)
- * Read by: bpf/counters.h (counting), userspace/stats.cpp (names).
+ * Read by: bpf/counters.h (counting), userspace/core/stats.cpp (names).
  */
 #define BALLAST_REASONS(X)                                                   \
 	X(TX_FORWARDED, "tx_forwarded", "tx")                                \
@@ -283,6 +283,25 @@ struct ballast_decap_vip {
 struct ballast_decap_config {
 	__be16 gue_port;  /* UDP port GUE arrives on; 0: GUE not decapsulated */
 	__u16 pad;
+};
+
+/*
+ * The pinned state's identity (map "meta", one entry), written only by
+ * ballastd: which layout the pinned maps have, and who manages them. A
+ * ballastd adopts pins whose layout_version equals its own and refuses
+ * others (userspace/dataplane/loader.cpp); pins without a meta map are
+ * layout 1, the maps of the releases before it existed, identical to
+ * layout 2 in every other map. Bump BALLAST_LAYOUT_VERSION with any change
+ * to a pinned map's key, value, size or type.
+ */
+#define BALLAST_LAYOUT_VERSION 2
+
+struct ballast_meta {
+	__u32 layout_version;
+	__u32 daemon_pid;          /* the managing ballastd; 0 after it stopped */
+	__u64 heartbeat_unix_ms;   /* its last sign of life (every second), or its stop */
+	__u64 created_unix_ms;     /* when these pins were first made */
+	__u64 reserved;
 };
 
 #define BALLAST_REASON_ENUM(name, str, verdict) BALLAST_REASON_##name,

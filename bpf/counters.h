@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * counters.h: the per-CPU counter updates. Per-CPU slots need no atomics;
- * ballastd sums the CPUs when it reads them (userspace/stats.cpp).
+ * ballastd sums the CPUs when it reads them (userspace/core/stats.cpp).
  */
 #ifndef BALLAST_COUNTERS_H
 #define BALLAST_COUNTERS_H

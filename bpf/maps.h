@@ -2,7 +2,7 @@
 /*
  * maps.h: the balancer's maps. Key/value layouts live in ballast_abi.h;
  * ballastd pins every map here under its pin directory by the same name
- * (userspace/loader.cpp), which is what keeps forwarding alive across a
+ * (userspace/dataplane/loader.cpp), which is what keeps forwarding alive across a
  * daemon restart.
  */
 #ifndef BALLAST_MAPS_H
@@ -94,6 +94,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } tx_ports SEC(".maps");
+
+/* The pinned state's layout version and its manager (ballast_abi.h,
+ * ballast_meta). Read and written by ballastd only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ballast_meta);
+} meta SEC(".maps");
 
 /* Per-CPU counters, summed by the daemon. */
 struct {

@@ -1,6 +1,6 @@
 // vip_filter_test.cpp: the VIP address filter (bpf/vip_filter.h,
 // ballast_abi.h BALLAST_VIP_FILTER_BITS) through the real program, and
-// ballastd's VipFilter (userspace/vip_filter.h) writing the real map.
+// ballastd's VipFilter (userspace/dataplane/vip_filter_writer.h) writing the real map.
 //
 // The world: one TCP VIP (v4_vip_one:80) with one backend.
 #include <gtest/gtest.h>

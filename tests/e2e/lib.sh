@@ -112,8 +112,12 @@ NS_BE=()
 # Namespaces a script adds to the topology (named $PREFIX-...): torn down
 # with the rest on every exit path.
 E2E_EXTRA_NS=()
+# Host groups a test created (per-run names): deleted at teardown.
+E2E_EXTRA_GROUPS=()
 PIN_DIR=
 LB_SOCK=
+# More ballastd options for lb_start (a test sets them for itself).
+LB_EXTRA_ARGS=()
 LB_NSENTER=()
 E2E_MAIN_PID=
 E2E_TEST_PID=
@@ -297,6 +301,9 @@ e2e_teardown() {
 		e2e_log "pins left in $PIN_DIR: removing them"
 		rm -rf "$PIN_DIR"
 	fi
+	for f in "${E2E_EXTRA_GROUPS[@]}"; do
+		getent group "$f" >/dev/null && groupdel "$f"
+	done
 	if [[ -n $STATE_DIR && -d $STATE_DIR ]]; then
 		if [[ ${E2E_KEEP_STATE:-0} == 1 ]]; then
 			e2e_log "state kept in $STATE_DIR (E2E_KEEP_STATE=1)"
@@ -620,7 +627,7 @@ lb_start() {
 	# nsenter itself, not lb_exec (a function in the background would be a
 	# forked shell): nsenter execs, so $! is ballastd's own pid.
 	"${LB_NSENTER[@]}" "$BUILD_DIR/ballastd" --config "$config" \
-		--socket "$LB_SOCK" --pin-dir "$PIN_DIR" >>"$log" 2>&1 &
+		--socket "$LB_SOCK" --pin-dir "$PIN_DIR" "${LB_EXTRA_ARGS[@]}" >>"$log" 2>&1 &
 	pid=$!
 	track_pid ballastd "$pid"
 	deadline=$((SECONDS + LB_READY_TIMEOUT_S))
@@ -670,11 +677,24 @@ lb_stop() {
 	return "$rc"
 }
 
-# lb_stop_quiet: lb_stop for teardown paths, where the status is no news.
+# lb_remove: `ballastd --cleanup`: Ballast off the lb's eth0, its pins gone
+# (a stopped ballastd leaves both in place, forwarding). Fails the test
+# when it fails.
+lb_remove() {
+	local out
+	out=$(lb_exec "$BUILD_DIR/ballastd" --cleanup --interface eth0 --pin-dir "$PIN_DIR" 2>&1) ||
+		fail "ballastd --cleanup failed: $(oneline <<<"$out")"
+	e2e_log "$out"
+}
+
+# lb_stop_quiet: lb_stop and lb_remove for teardown paths, where the status
+# is no news: the next test starts from an interface without Ballast.
 lb_stop_quiet() {
 	lb_stop >/dev/null 2>&1 || true
-	# A crashed or killed ballastd leaves its pins: they would keep the
-	# program and maps alive.
+	if [[ -n $NS_LB && -e /run/netns/$NS_LB ]]; then
+		lb_exec "$BUILD_DIR/ballastd" --cleanup --interface eth0 --pin-dir "$PIN_DIR" \
+			>/dev/null 2>&1 || true
+	fi
 	if [[ -n $PIN_DIR && -e $PIN_DIR ]]; then
 		e2e_log "pins left in $PIN_DIR: removing them"
 		rm -rf "$PIN_DIR"
@@ -698,6 +718,11 @@ lb_cli_ok() {
 # lb_xdp_attached: true when anything XDP is attached to the lb's eth0.
 lb_xdp_attached() {
 	ip -n "$NS_LB" link show dev eth0 | grep -q 'xdp'
+}
+
+# lb_xdp_id: the id of the XDP program on the lb's eth0, or nothing.
+lb_xdp_id() {
+	ip -n "$NS_LB" -d link show dev eth0 | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p' | head -n 1
 }
 
 # --- Client ------------------------------------------------------------------
@@ -1001,6 +1026,154 @@ PY
 	); then
 		fail "$why"
 	fi
+}
+
+# --- Traffic across failures and restarts --------------------------------------
+
+# stream_start OUT RATE [client args...]: new HTTP connections to VIP1 at
+# RATE per second until stream_stop; sets STREAM_PID.
+STREAM_PID=
+stream_start() {
+	local out=$1 rate=$2
+	shift 2
+	rm -f "$out.stop"
+	client_bg "$out" --vip "$VIP1" --port "$HTTP_PORT" --stream "$rate" \
+		--stop-file "$out.stop" "$@"
+	STREAM_PID=$CLIENT_PID
+}
+
+# stream_stop OUT PID: ends a stream and waits for its report.
+stream_stop() {
+	: >"$1.stop"
+	client_wait "$2" "$1"
+}
+
+# wait_all_up VIP SECONDS ADDRESS...: each backend "up" with table entries.
+wait_all_up() {
+	local vip=$1 limit=$2 a
+	shift 2
+	for a in "$@"; do
+		wait_backend_for "$limit" "$vip" "$a" 'b["health"] == "up" and b["table_entries"] > 0'
+	done
+}
+
+# assert_stream STREAM_JSON FROM NAME=WEIGHT...: every request of the stream
+# started at or after FROM (unix seconds; "" for all) was answered, by the
+# named backends only, each within 5 sd of its weight share (a weight-0
+# backend: none at all).
+assert_stream() {
+	local why
+	if ! why=$("$PYTHON" - "$@" <<'PY'
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+since = float(sys.argv[2]) if sys.argv[2] else 0.0
+weights = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
+reqs = [q for q in r["requests"] if q[0] >= since]
+bad = []
+if len(reqs) < 20:
+    print(f"only {len(reqs)} requests started after {since:.3f}: too few to judge"); sys.exit(1)
+failed = [q for q in reqs if q[2].startswith("!")]
+if failed:
+    first = ", ".join(f"{q[2][1:]} at +{q[0] - since:.2f}s" for q in failed[:3])
+    bad.append(f"{len(failed)} of {len(reqs)} requests started after {since:.3f} failed ({first})")
+ok = [q[2] for q in reqs if not q[2].startswith("!")]
+total_w = sum(weights.values())
+print(f"{len(reqs)} requests from {since:.3f}: {'backend':8} {'weight':>6} {'expected':>8} "
+      f"{'observed':>8} {'count':>6}", file=sys.stderr)
+for name, w in weights.items():
+    got = ok.count(name); exp = w / total_w; obs = got / len(ok) if ok else 0
+    tol = max(0.05, 5 * math.sqrt(exp * (1 - exp) / max(1, len(ok))))
+    print(f"    {name:8} {w:6} {exp:8.3f} {obs:8.3f} {got:6}", file=sys.stderr)
+    if w == 0 and got:
+        bad.append(f"{name} (no new flows allowed) answered {got}")
+    elif w and abs(obs - exp) > tol:
+        bad.append(f"{name} share {obs:.3f}, expected {exp:.3f} +- {tol:.3f}")
+strays = sorted(set(ok) - set(weights))
+if strays:
+    bad.append(f"answers from {strays}, which should get none")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+}
+
+# assert_held HOLD_JSON: every long-lived connection was answered every
+# time, always by the backend that answered it first.
+assert_held() {
+	local why
+	if ! why=$("$PYTHON" - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = []
+for c in r["connections"]:
+    others = sorted(set(c["answers"]) - {c["backend"]})
+    if c["failed"] or c["dead"]:
+        bad.append(f"connection from port {c['sport']} to {c['backend']} failed after {c['ok']} answers "
+                   f"({c['errors']}, first at {c['first_error_unix']})")
+    if others:
+        bad.append(f"connection from port {c['sport']} moved from {c['backend']} to {others}")
+    print(f"held: port {c['sport']} {c['backend']}: {c['ok']} answered {c['answers']}, "
+          f"{c['failed']} failed", file=sys.stderr)
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
+	); then
+		fail "$why"
+	fi
+}
+
+# xdp_watch OUT STOPFILE: until STOPFILE exists, every 20 ms: the XDP
+# program id on the lb's eth0 ("none" when nothing is attached), one line
+# per change, with the time.
+xdp_watch() {
+	local last='' cur
+	while [[ ! -e $2 ]]; do
+		cur=$(lb_xdp_id)
+		cur=${cur:-none}
+		[[ $cur == "$last" ]] || echo "$(now) $cur" >>"$1"
+		last=$cur
+		sleep 0.02
+	done
+}
+
+# adoption_problems LIST0 LIST1 STATS0 STATS1: what a restart lost, from
+# `ballast backend list -o json` and stats_json before (0) and after (1):
+# a backend gone, or its id, drain, weight or table entries changed; any
+# counter that went down. Prints the problems and returns 1, or nothing.
+adoption_problems() {
+	"$PYTHON" - "$@" <<'PY'
+import json, sys
+l0, l1, s0, s1 = (json.load(open(p)) for p in sys.argv[1:5])
+bad = []
+key = lambda b: (b["vip"], b["address"])
+b1 = {key(b): b for b in l1}
+for b in l0:
+    n = b1.get(key(b))
+    if n is None:
+        bad.append(f"{key(b)} gone after the restart"); continue
+    for f in ("id", "drained", "weight", "table_entries"):
+        if b.get(f) != n.get(f):
+            bad.append(f"{b['vip']} {b['address']}: {f} {b.get(f)} before, {n.get(f)} after")
+def counters(s):
+    out = {}
+    for v in s["vips"]:
+        for f in ("packets", "bytes", "new_flows"):
+            out[(v["vip"], f)] = v[f]
+        for b in v["backends"]:
+            for f in ("packets", "bytes", "new_flows"):
+                out[(v["vip"], b["address"], f)] = b[f]
+    for r in s["reasons"]:
+        out[("reason", r["reason"])] = r["packets"]
+    return out
+c0, c1 = counters(s0), counters(s1)
+went_down = [f"{k}: {v} -> {c1.get(k)}" for k, v in c0.items() if c1.get(k, -1) < v]
+if went_down:
+    bad.append(f"{len(went_down)} counters went down across the restart: {'; '.join(went_down[:4])}")
+if bad:
+    print("; ".join(bad)); sys.exit(1)
+PY
 }
 
 # --- Runner ------------------------------------------------------------------

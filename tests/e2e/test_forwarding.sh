@@ -253,17 +253,29 @@ test_vip_add_del_live() {
 	assert_all_ok "$STATE_DIR/after.json" 200
 }
 
-# SIGTERM: ballastd exits 0, detaches its program and removes its pins.
-test_sigterm_cleanup() {
-	local rc=0
+# SIGTERM: ballastd exits 0 and leaves its program attached and its maps
+# pinned (forwarding goes on); `ballastd --cleanup` then detaches the
+# program and removes the pins.
+test_sigterm_then_cleanup() {
+	local rc=0 id_before id_after
 	lb_start_weights 1 1 2
 	lb_xdp_attached || fail "no XDP program on the lb's eth0 while ballastd runs"
 	[[ -d $PIN_DIR ]] || fail "no pins under $PIN_DIR while ballastd runs"
+	id_before=$(lb_xdp_id)
 	lb_stop || rc=$?
 	((rc == 0)) || fail "ballastd exited $rc on SIGTERM"
+	id_after=$(lb_xdp_id)
+	[[ $id_after == "$id_before" ]] ||
+		fail "XDP program $id_before on the lb's eth0 before SIGTERM, '$id_after' after"
+	[[ -e $PIN_DIR/conn_table ]] || fail "pins removed by SIGTERM: $(ls "$PIN_DIR" 2>&1 | oneline)"
+	grep -q 'stays attached' "$STATE_DIR/ballastd.log" ||
+		fail "ballastd's stop did not say the program stays attached: $(tail -n 2 "$STATE_DIR/ballastd.log" | oneline)"
+	tcp_batch "$STATE_DIR/after-stop.json" 100
+	assert_all_ok "$STATE_DIR/after-stop.json" 100
+	lb_remove
 	! lb_xdp_attached ||
-		fail "XDP still attached after SIGTERM: $(ip -n "$NS_LB" link show dev eth0 | tr '\n' ' ')"
-	[[ ! -e $PIN_DIR ]] || fail "pins left after SIGTERM: $(find "$PIN_DIR" -mindepth 1 -printf '%f ')"
+		fail "XDP still attached after --cleanup: $(ip -n "$NS_LB" link show dev eth0 | tr '\n' ' ')"
+	[[ ! -e $PIN_DIR ]] || fail "pins left after --cleanup: $(find "$PIN_DIR" -mindepth 1 -printf '%f ')"
 }
 
 E2E_TESTS=(
@@ -273,7 +285,7 @@ E2E_TESTS=(
 	test_set_weight_live
 	test_vip_add_del_live
 	test_cli_errors
-	test_sigterm_cleanup
+	test_sigterm_then_cleanup
 )
 
 e2e_main "$@"

@@ -90,103 +90,7 @@ lb_start_tcp() {
 	lb_start "$STATE_DIR/ballast.yaml"
 }
 
-# --- Traffic -------------------------------------------------------------------
-
-# stream_start OUT RATE [client args...]: new HTTP connections to VIP1 at
-# RATE per second until stream_stop; sets STREAM_PID.
-STREAM_PID=
-stream_start() {
-	local out=$1 rate=$2
-	shift 2
-	rm -f "$out.stop"
-	client_bg "$out" --vip "$VIP1" --port "$HTTP_PORT" --stream "$rate" \
-		--stop-file "$out.stop" "$@"
-	STREAM_PID=$CLIENT_PID
-}
-
-# stream_stop OUT PID: ends a stream and waits for its report.
-stream_stop() {
-	: >"$1.stop"
-	client_wait "$2" "$1"
-}
-
-# wait_all_up VIP SECONDS ADDRESS...: each backend "up" with table entries.
-wait_all_up() {
-	local vip=$1 limit=$2 a
-	shift 2
-	for a in "$@"; do
-		wait_backend_for "$limit" "$vip" "$a" 'b["health"] == "up" and b["table_entries"] > 0'
-	done
-}
-
 # --- Assertions ------------------------------------------------------------------
-
-# assert_stream STREAM_JSON FROM NAME=WEIGHT...: every request of the stream
-# started at or after FROM (unix seconds; "" for all) was answered, by the
-# named backends only, each within 5 sd of its weight share (a weight-0
-# backend: none at all).
-assert_stream() {
-	local why
-	if ! why=$("$PYTHON" - "$@" <<'PY'
-import json, math, sys
-r = json.load(open(sys.argv[1]))
-since = float(sys.argv[2]) if sys.argv[2] else 0.0
-weights = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
-reqs = [q for q in r["requests"] if q[0] >= since]
-bad = []
-if len(reqs) < 20:
-    print(f"only {len(reqs)} requests started after {since:.3f}: too few to judge"); sys.exit(1)
-failed = [q for q in reqs if q[2].startswith("!")]
-if failed:
-    first = ", ".join(f"{q[2][1:]} at +{q[0] - since:.2f}s" for q in failed[:3])
-    bad.append(f"{len(failed)} of {len(reqs)} requests started after {since:.3f} failed ({first})")
-ok = [q[2] for q in reqs if not q[2].startswith("!")]
-total_w = sum(weights.values())
-print(f"{len(reqs)} requests from {since:.3f}: {'backend':8} {'weight':>6} {'expected':>8} "
-      f"{'observed':>8} {'count':>6}", file=sys.stderr)
-for name, w in weights.items():
-    got = ok.count(name); exp = w / total_w; obs = got / len(ok) if ok else 0
-    tol = max(0.05, 5 * math.sqrt(exp * (1 - exp) / max(1, len(ok))))
-    print(f"    {name:8} {w:6} {exp:8.3f} {obs:8.3f} {got:6}", file=sys.stderr)
-    if w == 0 and got:
-        bad.append(f"{name} (no new flows allowed) answered {got}")
-    elif w and abs(obs - exp) > tol:
-        bad.append(f"{name} share {obs:.3f}, expected {exp:.3f} +- {tol:.3f}")
-strays = sorted(set(ok) - set(weights))
-if strays:
-    bad.append(f"answers from {strays}, which should get none")
-if bad:
-    print("; ".join(bad)); sys.exit(1)
-PY
-	); then
-		fail "$why"
-	fi
-}
-
-# assert_held HOLD_JSON: every long-lived connection was answered every
-# time, always by the backend that answered it first.
-assert_held() {
-	local why
-	if ! why=$("$PYTHON" - "$1" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-bad = []
-for c in r["connections"]:
-    others = sorted(set(c["answers"]) - {c["backend"]})
-    if c["failed"] or c["dead"]:
-        bad.append(f"connection from port {c['sport']} to {c['backend']} failed after {c['ok']} answers "
-                   f"({c['errors']}, first at {c['first_error_unix']})")
-    if others:
-        bad.append(f"connection from port {c['sport']} moved from {c['backend']} to {others}")
-    print(f"held: port {c['sport']} {c['backend']}: {c['ok']} answered {c['answers']}, "
-          f"{c['failed']} failed", file=sys.stderr)
-if bad:
-    print("; ".join(bad)); sys.exit(1)
-PY
-	); then
-		fail "$why"
-	fi
-}
 
 # log_count LOG_JSON ACTOR CHANGE_REGEX [SINCE]: entries of `ballast log -o
 # json` by ACTOR ("" for any) whose change matches CHANGE_REGEX (Python, from
@@ -354,6 +258,7 @@ PY
 		backend_kill "$name"
 	done
 	lb_stop
+	lb_remove
 	{
 		cfg_head
 		cfg_vip "$VIP1" "$HTTP_PORT" tcp true "$FAST_CHECK" 1 1 2 -
@@ -900,20 +805,6 @@ PY
 	fail_if_problems
 }
 
-# xdp_watch OUT STOPFILE: until STOPFILE exists, every 20 ms: the XDP
-# program id on the lb's eth0 ("none" when nothing is attached), one line
-# per change, with the time.
-xdp_watch() {
-	local last='' cur
-	while [[ ! -e $2 ]]; do
-		cur=$(ip -n "$NS_LB" -d link show dev eth0 | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p' | head -n 1)
-		cur=${cur:-none}
-		[[ $cur == "$last" ]] || echo "$(now) $cur" >>"$1"
-		last=$cur
-		sleep 0.02
-	done
-}
-
 # Rule: after `kill -9` the XDP program stays attached and the maps stay
 # pinned; a new ballastd with the same config, pin dir and socket adopts the
 # live state: no request fails, no established flow changes backend, the
@@ -921,7 +812,7 @@ xdp_watch() {
 test_hitless_restart() {
 	local check="{type: http, path: /healthz, interval: 500ms, timeout: 300ms, rise: 2, fall: 2}"
 	local hold=$STATE_DIR/hold.json tcp=$STATE_DIR/tcp.json udp=$STATE_DIR/udp.json
-	local tpid upid wpid pid m t_restart
+	local tpid upid wpid pid m t_restart why
 	{
 		cfg_head
 		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "$check" 1 1 1 -
@@ -1018,38 +909,8 @@ n = sum(1 for q in reqs if q[2] == "be3")
 if n:
     print(f"be3 (drained before the kill) answered {n} of {len(reqs)} new connections after the restart"); sys.exit(1)
 PY
-	"$PYTHON" - "$STATE_DIR/list0.json" "$STATE_DIR/list1.json" "$STATE_DIR/stats0.json" "$STATE_DIR/stats1.json" \
-		<<'PY' >"$STATE_DIR/adopt.err" || problem "$(cat "$STATE_DIR/adopt.err")"
-import json, sys
-l0, l1, s0, s1 = (json.load(open(p)) for p in sys.argv[1:5])
-bad = []
-key = lambda b: (b["vip"], b["address"])
-b1 = {key(b): b for b in l1}
-for b in l0:
-    n = b1.get(key(b))
-    if n is None:
-        bad.append(f"{key(b)} gone after the restart"); continue
-    for f in ("id", "drained", "weight", "table_entries"):
-        if b.get(f) != n.get(f):
-            bad.append(f"{b['vip']} {b['address']}: {f} {b.get(f)} before, {n.get(f)} after")
-def counters(s):
-    out = {}
-    for v in s["vips"]:
-        for f in ("packets", "bytes", "new_flows"):
-            out[(v["vip"], f)] = v[f]
-        for b in v["backends"]:
-            for f in ("packets", "bytes", "new_flows"):
-                out[(v["vip"], b["address"], f)] = b[f]
-    for r in s["reasons"]:
-        out[("reason", r["reason"])] = r["packets"]
-    return out
-c0, c1 = counters(s0), counters(s1)
-went_down = [f"{k}: {v} -> {c1.get(k)}" for k, v in c0.items() if c1.get(k, -1) < v]
-if went_down:
-    bad.append(f"{len(went_down)} counters went down across the restart: {'; '.join(went_down[:4])}")
-if bad:
-    print("; ".join(bad)); sys.exit(1)
-PY
+	why=$(adoption_problems "$STATE_DIR/list0.json" "$STATE_DIR/list1.json" \
+		"$STATE_DIR/stats0.json" "$STATE_DIR/stats1.json") || problem "$why"
 	fail_if_problems
 }
 

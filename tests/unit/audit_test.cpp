@@ -1,4 +1,4 @@
-// The audit (userspace/audit.h): config, live and drift checks on plain
+// The audit (userspace/core/audit.h): config, live and drift checks on plain
 // data, the finding helpers, and BalancerState::expected() / rewrite_all()
 // (what the drift check compares against and how `reconcile: true` repairs
 // it) against a fake of the pinned maps.

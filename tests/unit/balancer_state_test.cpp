@@ -556,6 +556,29 @@ class CommandsTest : public BalancerStateTest {
   Commands commands{state, dp, changes, [] { return nlohmann::json::object(); }};
 };
 
+// A read-group member reads but may not change: the change is refused with
+// its uid, and nothing is written.
+TEST_F(CommandsTest, ReadersMayNotChange) {
+  commands.set_access(ControlAccess{.read_group = 990, .admin_group = std::nullopt});
+  const PeerCred reader{.pid = 77, .uid = 1000, .gid = 990, .groups = {990}};
+  EXPECT_NO_THROW(commands.handle({{"command", "backend.list"}}, reader));
+  dp.log.clear();
+  try {
+    commands.handle({{"command", "backend.set_weight"},
+                     {"args", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", 5}}}},
+                    reader);
+    ADD_FAILURE() << "a reader changed a weight";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "permission denied: uid 1000 pid 77 may not change ballastd (root and the admin "
+              "group only)");
+  }
+  EXPECT_TRUE(dp.log.empty());
+  EXPECT_EQ(state.desired().vips[0].backends[0].weight, 1u);
+  const PeerCred stranger{.pid = 78, .uid = 1001, .gid = 100, .groups = {100}};
+  EXPECT_THROW(commands.handle({{"command", "status"}}, stranger), Error);
+}
+
 TEST_F(CommandsTest, BadEditsChangeNothing) {
   const auto before = state.desired().vips;
   const std::vector<std::pair<std::string, nlohmann::json>> bad = {

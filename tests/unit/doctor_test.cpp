@@ -1,4 +1,4 @@
-// `ballast doctor` (userspace/doctor.h): every check on plain snapshots of
+// `ballast doctor` (userspace/tools/doctor.h): every check on plain snapshots of
 // a backend host and of a balancer host: its severity, that its sentence
 // names the thing and the numbers, and the exact fix command; and a clean
 // host of each kind with no error.
@@ -458,6 +458,27 @@ TEST(DoctorBalancer, BallastdNotAnsweringIsAnError) {
   EXPECT_EQ(a.severity, Severity::error);
   EXPECT_CONTAINS(a.message, "ballastd does not answer on /run/ballast/ballast.sock (connect");
   EXPECT_EQ(a.fix, "ballastd --config /etc/ballast/ballast.yaml");
+}
+
+// The pinned meta map says how long the program has forwarded with nobody
+// managing it, and how its last ballastd ended.
+TEST(DoctorBalancer, SaysHowLongNoBallastdHasManagedThePins) {
+  BalancerHost h = clean_balancer();
+  h.api_ok = false;
+  h.api_error = "connect: Connection refused";
+  h.heartbeat_age_ms = 423'000;
+  h.heartbeat_pid = 0;
+  Finding a = one(check_balancer(h), "ballastd-api");
+  EXPECT_CONTAINS(a.message, "no ballastd has managed the maps in /sys/fs/bpf/ballast for 7 min 3 s "
+                             "(the last one was stopped)");
+  h.heartbeat_age_ms = 2 * 86400'000 + 3 * 3600'000;
+  h.heartbeat_pid = 77;
+  a = one(check_balancer(h), "ballastd-api");
+  EXPECT_CONTAINS(a.message, "for 2 d 3 h (the last, pid 77, stopped without a word");
+  // No meta map (pins of layout 1): nothing said about it.
+  h.heartbeat_age_ms = -1;
+  a = one(check_balancer(h), "ballastd-api");
+  EXPECT_EQ(a.message.find("no ballastd has managed"), std::string::npos) << a.message;
 }
 
 TEST(DoctorBalancer, ADsrBackendBehindAGatewayIsAnError) {

@@ -9,7 +9,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
-#include "api.h"
+#include "access.h"
 #include "audit.h"
 #include "balancer_state.h"
 #include "changelog.h"
@@ -35,8 +35,12 @@ class Commands {
       const SkewTracker* skew = nullptr, AuditFn audit = nullptr);
 
   // Dispatches {"command": ..., "args": {...}}; throws Error on a bad
-  // command, bad arguments or a change that does not validate.
+  // command, bad arguments, a change that does not validate, or a peer that
+  // may not do it (refusals are logged with its uid and pid).
   nlohmann::json handle(const nlohmann::json& request, const PeerCred& peer);
+
+  // Who may read and who may change (default: root only).
+  void set_access(ControlAccess access) { access_ = std::move(access); }
 
  private:
   nlohmann::json apply_edit(Config next, const PeerCred& peer, bool force);
@@ -54,6 +58,7 @@ class Commands {
   LastCheckFn last_check_;
   const SkewTracker* skew_;
   AuditFn audit_;
+  ControlAccess access_;
 };
 
 }  // namespace ballast

@@ -95,6 +95,11 @@ std::string render_metrics(const MetricsInput& in) {
            "1 while ballastd's XDP program is the one attached to its interface, else 0.");
   w.sample({{"interface", in.interface}, {"mode", in.attach_mode}},
            in.program_attached ? 1.0 : 0.0);
+  w.family("ballast_daemon_errors_total", "counter",
+           "Errors ballastd met in a step of its loop, logged and survived (forwarding "
+           "never depends on the loop).");
+  for (const auto& [step, n] : in.daemon_errors)
+    w.sample({{"step", step}}, static_cast<double>(n));
   w.family("ballast_skew_window_seconds", "gauge",
            "Length of the sliding window skew is computed over.");
   w.sample({}, static_cast<double>(in.skew_settings.window.count()));

@@ -87,7 +87,7 @@ struct BackendHost {
   Ipv4Conf conf_iface;                  // net.ipv4.conf.<interface>.*
   std::string default_route_interface;  // "" when there is no IPv4 default route
   // The XDP program on the interface, and Ballast's decap program's view
-  // (userspace/decap.h decap_status): its id (0: not ours or none) and VIPs.
+  // (userspace/tools/decap.h decap_status): its id (0: not ours or none) and VIPs.
   XdpState xdp;
   uint32_t decap_program_id = 0;
   std::vector<IpAddress> decap_vips;
@@ -132,6 +132,10 @@ struct BalancerHost {
   std::string pin_dir;
   bool pin_dir_exists = false;
   std::vector<std::string> pinned;  // names found under pin_dir
+  // From the pinned meta map: how long ago the managing ballastd last wrote
+  // its heartbeat (-1: no meta map), and its pid then (0: it stopped).
+  int64_t heartbeat_age_ms = -1;
+  uint32_t heartbeat_pid = 0;
   std::string config_path;          // "" when none was found
   std::string config_error;         // "" when it loaded
   std::vector<BackendPath> paths;
@@ -144,8 +148,8 @@ struct BalancerHost {
 
 std::vector<Finding> check_balancer(const BalancerHost& host);
 
-// The maps ballastd pins (userspace/loader.cpp's kPinnedMaps, which is
-// private there); the doctor requires these and ignores any others.
+// The maps ballastd pins (kPinnedMaps, core/dataplane.h) but meta, whose
+// absence a restart adopts; the doctor requires these and ignores any others.
 const std::vector<std::string>& required_pinned_maps();
 
 // ---------------------------------------------------------------------------

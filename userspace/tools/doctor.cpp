@@ -474,13 +474,31 @@ void check_peer(const BalancerHost& host, std::vector<Finding>& out) {
                                       xdp_programs(host.peer_xdp) + ", so XDP_TX delivers"));
 }
 
+// "42 s", "7 min 3 s", "2 h 5 min", "3 d 4 h": how long, to the unit that matters.
+std::string duration_text(int64_t ms) {
+  const int64_t s = ms / 1000;
+  if (s < 60) return num(s) + " s";
+  if (s < 3600) return num(s / 60) + " min " + num(s % 60) + " s";
+  if (s < 86400) return num(s / 3600) + " h " + num(s % 3600 / 60) + " min";
+  return num(s / 86400) + " d " + num(s % 86400 / 3600) + " h";
+}
+
 void check_api(const BalancerHost& host, std::vector<Finding>& out) {
   const std::string start = "ballastd --config " + config_or_placeholder(host);
   if (!host.api_ok) {
+    std::string since;
+    if (host.heartbeat_age_ms >= 0) {
+      since = "; no ballastd has managed the maps in " + host.pin_dir + " for " +
+              duration_text(host.heartbeat_age_ms) +
+              (host.heartbeat_pid ? " (the last, pid " + num(host.heartbeat_pid) +
+                                        ", stopped without a word: killed or crashed)"
+                                  : " (the last one was stopped)");
+    }
     out.push_back(error("ballastd-api",
                         "ballastd does not answer on " + host.socket + " (" + host.api_error +
                             "): the XDP program keeps forwarding, but nothing checks health, "
-                            "resolves MACs or takes changes",
+                            "resolves MACs or takes changes" +
+                            since,
                         start));
     return;
   }
@@ -606,7 +624,14 @@ uint32_t encap_overhead(Mode m, bool outer_v6) {
 }
 
 const std::vector<std::string>& required_pinned_maps() {
-  static const std::vector<std::string> maps(std::begin(kPinnedMaps), std::end(kPinnedMaps));
+  // Every pinned map but meta: pins without it are layout 1, which a
+  // restarted ballastd adopts (and adds meta to).
+  static const std::vector<std::string> maps = [] {
+    std::vector<std::string> m;
+    for (const char* name : kPinnedMaps)
+      if (std::string_view(name) != "meta") m.push_back(name);
+    return m;
+  }();
   return maps;
 }
 

@@ -25,6 +25,9 @@ struct MetricsInput {
   std::string interface;
   std::string attach_mode;
   bool program_attached = false;
+  // Errors ballastd caught and survived, by the step of its loop that met
+  // them (every step listed, 0 when none).
+  std::map<std::string, uint64_t> daemon_errors;
   // (check id, severity) -> findings now; every check id listed, 0 when clean.
   std::map<std::pair<std::string, std::string>, int> audit_findings;
 };

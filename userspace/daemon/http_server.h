@@ -1,18 +1,21 @@
 // http_server.h: the small HTTP/1.x server behind ballastd's Prometheus
-// endpoint. It runs inside the daemon's poll loop (no threads, so the
-// handler reads live state without locks): non-blocking sockets on one
-// epoll, one request per connection, answered and closed. A client that
-// sends more than 8 KiB of headers or stays idle for 10 s is dropped.
+// endpoint, on StreamServer (stream_server.h): inside the daemon's loop,
+// one request per connection, answered and closed. Headers over 8 KiB are
+// answered 431; a client gets 5 s to send its request; 64 connections at
+// most, the oldest making room for a new one (so nobody can lock
+// Prometheus out by holding connections).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "address.h"
 #include "fd.h"
+#include "stream_server.h"
 
 namespace ballast {
 
@@ -34,30 +37,22 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Readable when serve() has work.
-  int fd() const { return epoll_.get(); }
+  int fd() const { return server_.fd(); }
   // Accepts, reads, answers and writes whatever is ready; drops clients past
   // their deadline. Never blocks.
-  void serve();
+  void serve() { server_.serve(); }
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
   // Clients connected: call serve() now and then even when fd() is quiet,
   // so that one that never sends is dropped at its deadline.
-  bool has_clients() const { return !connections_.empty(); }
+  bool has_clients() const { return server_.has_clients(); }
+  uint64_t evicted() const { return server_.evicted(); }
 
  private:
-  struct Connection {
-    UniqueFd sock;
-    std::string in, out;
-    size_t sent = 0;
-    std::chrono::steady_clock::time_point deadline;
-  };
-  void accept_all();
-  void on_ready(int fd);
-  void close_connection(int fd);
+  std::optional<std::string> respond(const std::string& in, bool eof);
 
   Handler handler_;
-  UniqueFd epoll_, listener_;
   uint16_t port_ = 0;
-  std::map<int, Connection> connections_;
+  StreamServer server_;
 };
 
 // The status line's reason phrase for the codes the server uses.

@@ -49,14 +49,14 @@ struct EncapSettings {
   bool operator==(const EncapSettings&) const = default;
 };
 
-// The audit (userspace/audit.h). YAML `audit:`.
+// The audit (userspace/core/audit.h). YAML `audit:`.
 struct AuditSettings {
   std::chrono::seconds interval{30};  // how often ballastd audits itself (and after every change)
   double max_share = 0.5;             // the most one backend may get of a VIP by weight
   bool operator==(const AuditSettings&) const = default;
 };
 
-// How skew is judged (userspace/skew.h explains each field). YAML `skew:`.
+// How skew is judged (userspace/core/skew.h explains each field). YAML `skew:`.
 struct SkewSettings {
   std::chrono::seconds window{10};  // sliding window of the observed shares
   uint64_t min_new_flows = 100;     // a VIP's new flows in the window to be confident

@@ -19,6 +19,7 @@
 #include <xdp/libxdp.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +29,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "loader.h"
 #include "decap.h"
 #include "doctor.h"
 #include "error.h"
@@ -284,6 +286,17 @@ BalancerHost gather_balancer(const Request& request, const std::string& socket) 
   if (h.pin_dir_exists)
     for (const auto& entry : std::filesystem::directory_iterator(h.pin_dir, ec))
       h.pinned.push_back(entry.path().filename().string());
+  try {
+    if (const auto meta = read_pinned_meta(h.pin_dir)) {
+      using namespace std::chrono;
+      const int64_t now_ms =
+          duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+      h.heartbeat_age_ms = std::max<int64_t>(0, now_ms - static_cast<int64_t>(meta->heartbeat_unix_ms));
+      h.heartbeat_pid = meta->daemon_pid;
+    }
+  } catch (const Error&) {
+    // Unreadable: the pinned-maps check speaks for the pins.
+  }
 
   h.config_path = !request.config.empty()                   ? request.config
                   : !daemon_config.empty()                  ? daemon_config

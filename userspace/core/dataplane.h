@@ -1,6 +1,6 @@
-// dataplane.h: what the policy code (userspace/balancer_state.h) may do to
+// dataplane.h: what the policy code (userspace/core/balancer_state.h) may do to
 // the data plane, as an interface over the ABI structs. The real one writes
-// BPF maps (userspace/bpf_dataplane.h); unit tests use a fake, so policy code
+// BPF maps (userspace/dataplane/bpf_dataplane.h); unit tests use a fake, so policy code
 // never includes libbpf.
 #pragma once
 
@@ -20,7 +20,7 @@ enum class CounterMap { vip, backend };
 // (bpf/maps.h): the loader pins them, `ballast doctor` looks for them.
 inline constexpr const char* kPinnedMaps[] = {
     "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
-    "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter"};
+    "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta"};
 
 // What the pinned maps hold: read by a restarted ballastd to adopt the live
 // state instead of rebuilding it.

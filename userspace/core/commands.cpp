@@ -164,6 +164,14 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     throw Error("request must be an object with a \"command\" string");
   const std::string cmd = request["command"];
   const json args = request.value("args", json::object());
+  const bool reads = is_read_only_command(cmd);
+  if (!(reads ? access_.may_read(peer) : access_.may_change(peer))) {
+    const std::string why = std::string("permission denied: ") + peer_text(peer) +
+                            (reads ? " may not read ballastd's state (root and the read group only)"
+                                   : " may not change ballastd (root and the admin group only)");
+    log_line(LogLevel::warning, "control: refused '" + cmd + "' from " + peer_text(peer));
+    throw Error(why);
+  }
 
   if (cmd == "status") return status_();
   if (cmd == "stats") return stats_json(state_.view(), dataplane_);

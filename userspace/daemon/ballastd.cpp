@@ -1,0 +1,530 @@
+// ballastd: loads and attaches the XDP balancer and keeps its maps in step
+// with the config and the control API. It never stops forwarding by itself:
+// SIGTERM, an error and a failed start all leave the program attached and
+// the maps pinned, for the next ballastd to adopt; `ballastd --cleanup`
+// removes them when an operator asks.
+//
+// Start order (each step can fail without touching what the next ones
+// own): validate the config, take the instance lock, open the control
+// socket and the metrics listener, load (adopting pinned maps), write the
+// config into the maps, and attach last.
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "api.h"
+#include "audit.h"
+#include "balancer_state.h"
+#include "bpf_dataplane.h"
+#include "changelog.h"
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "fd.h"
+#include "health.h"
+#include "http_server.h"
+#include "instance_lock.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "neighbor.h"
+#include "skew.h"
+
+namespace ballast {
+namespace {
+
+using Clock = std::chrono::steady_clock;  // (health checks take theirs from SteadyClock)
+
+// How long start-up waits for backend MACs before serving with what it has,
+// and how often MACs are looked at afterwards (sooner while some are missing).
+constexpr auto kInitialResolveWait = std::chrono::seconds(3);
+constexpr auto kRefreshUnresolved = std::chrono::seconds(1);
+constexpr auto kRefreshResolved = std::chrono::seconds(10);
+// How often skew samples the counters (the window slides by this much).
+constexpr auto kSkewSample = std::chrono::seconds(1);
+// After a change the audit runs this much later, so that a burst of
+// changes (a script, a flapping backend) costs one audit.
+constexpr auto kAuditAfterChange = std::chrono::seconds(1);
+// How often ballastd writes its sign of life into the pinned meta map.
+constexpr auto kHeartbeat = std::chrono::seconds(1);
+
+struct Options {
+  std::string config_path;
+  std::string socket_path = kDefaultSocket;
+  std::string pin_dir = "/sys/fs/bpf/ballast";
+  std::string run_dir = kDefaultRunDir;
+  bool cleanup = false;
+  std::string interface;  // --cleanup without --config
+  std::string read_group = "ballast";  // "" for none
+  std::string admin_group;             // "" for none: root only
+};
+
+// The steps of the loop; each one's errors are caught, logged and counted
+// on its own (ballast_daemon_errors_total{step}).
+constexpr const char* kLoopSteps[] = {"signals", "control",   "health-checks", "skew",
+                                      "metrics", "audit",     "neighbours",    "heartbeat"};
+
+std::unique_ptr<HttpServer> open_metrics(const std::string& listen,
+                                         HttpServer::Handler handler) {
+  if (listen.empty()) return nullptr;
+  const auto at = parse_listen_address(listen);
+  if (!at) throw Error("metrics.listen: not ADDRESS:PORT: " + listen);
+  return std::make_unique<HttpServer>(*at, std::move(handler));
+}
+
+class Daemon {
+ public:
+  // Writes @config into @loader's maps (adopting what they hold). Does not
+  // attach: start() does, last.
+  Daemon(const Options& options, Config config, Loader& loader, ApiServer& api,
+         const ControlAccess& access)
+      : options_(options),
+        loader_(loader),
+        api_(api),
+        dataplane_(loader_.map_fds()),
+        state_(dataplane_, neighbors_, loader_.ifindex()),
+        checker_(clock_),
+        skew_(config.skew),
+        commands_(
+            state_, dataplane_, changes_, [this] { return status(); },
+            [this](uint32_t id) { return checker_.last_result(id); }, &skew_,
+            [this] { return audit(); }),
+        metrics_listen_(config.metrics_listen) {
+    for (const char* step : kLoopSteps) errors_[step] = 0;
+    commands_.set_access(access);
+    api_.set_handler([this](const nlohmann::json& req, const PeerCred& peer) {
+      return commands_.handle(req, peer);
+    });
+    state_.set_interface(read_interface_facts(config.interface));
+    const std::string actor = "config " + options_.config_path;
+    if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
+    changes_.record(actor, state_.apply(config));
+    const auto deadline = Clock::now() + kInitialResolveWait;
+    while (!state_.unresolved().empty() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      changes_.record("neighbour table", state_.refresh_neighbors());
+    }
+    for (const auto& b : state_.unresolved())
+      log_line(LogLevel::warning, "backend " + b + ": no MAC on " + config.interface +
+                                      " (no neighbour entry after ARP; is it on " +
+                                      config.interface +
+                                      "'s subnet?). It takes no traffic until it resolves.");
+    sync_checker();
+  }
+
+  // The metrics listener, opened before the loader (a port taken fails the
+  // start before anything is touched); served by this daemon.
+  void set_metrics(std::unique_ptr<HttpServer> metrics) { metrics_ = std::move(metrics); }
+
+  // The last step of a start: the program goes on the interface with its
+  // maps already written, then the first audit (a risky config still
+  // starts, better balanced than not, loudly).
+  void start() {
+    loader_.attach();
+    log_line(LogLevel::info, loader_.story());
+    run_audit();
+  }
+
+  // Serves until SIGTERM or SIGINT. An error in one step is logged,
+  // counted and survived: the next turn of the loop runs every step again.
+  void run(int signal_fd) {
+    log_line(LogLevel::info, "ready: program id " + std::to_string(loader_.program_id()) + " on " +
+                                 loader_.options().interface + " (" +
+                                 attach_mode_name(loader_.options().mode) + "), control socket " +
+                                 api_.path() +
+                                 (metrics_ ? ", metrics http://" + metrics_listen_ + "/metrics"
+                                           : ", no metrics endpoint"));
+    auto next_refresh = Clock::now();
+    auto next_skew = Clock::now();
+    auto next_heartbeat = Clock::now();
+    next_audit_ = Clock::now() + state_.desired().audit.interval;
+    for (bool stop = false; !stop;) {
+      const uint64_t changes_at_start = changes_.recorded();
+      pollfd fds[4] = {{signal_fd, POLLIN, 0},
+                       {api_.fd(), POLLIN, 0},
+                       {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0},
+                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
+      const auto wait = std::min<long long>(checker_.time_to_next().count(), 200);
+      if (poll(fds, 4, static_cast<int>(wait)) < 0 && errno != EINTR) {
+        // Nothing to serve this turn; sleep the wait so that a persistent
+        // failure does not spin.
+        count_error("signals", errno_message("poll", errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+        continue;
+      }
+      if (fds[0].revents & POLLIN) {
+        guard("signals", [&] {
+          signalfd_siginfo si{};
+          if (read(signal_fd, &si, sizeof(si)) != sizeof(si)) return;
+          if (si.ssi_signo == SIGHUP) {
+            reload();
+          } else {
+            log_line(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + ": stopping");
+            stop = true;
+          }
+        });
+        if (stop) break;
+      }
+      if ((fds[1].revents & POLLIN) || api_.has_clients()) {
+        guard("control", [&] {
+          const uint64_t changes_before = changes_.recorded();
+          api_.serve();
+          // An edit may have added, removed or changed backends. (Reads
+          // such as `skew`, which `ballast top` sends every second, change
+          // nothing and cost no audit.)
+          skew_.set_settings(state_.desired().skew);
+          if (changes_.recorded() != changes_before) {
+            sync_checker();
+            audit_soon();
+          }
+        });
+      }
+      guard("health-checks", [&] {
+        for (const auto& event : checker_.run()) {
+          changes_.record("health-check", state_.set_health(static_cast<uint32_t>(event.id),
+                                                            event.to, event.detail));
+          audit_soon();
+        }
+      });
+      if (Clock::now() >= next_skew) {
+        next_skew += kSkewSample;
+        if (next_skew < Clock::now()) next_skew = Clock::now() + kSkewSample;  // fell behind
+        guard("skew", [&] { skew_.record(clock_.now(), state_.view(), dataplane_); });
+        if (metrics_) guard("metrics", [&] { refresh_metrics(); });
+      }
+      if ((fds[3].revents & POLLIN) || (metrics_ && metrics_->has_clients()))
+        guard("metrics", [&] { metrics_->serve(); });
+      if (Clock::now() >= next_audit_) {
+        next_audit_ = Clock::now() + state_.desired().audit.interval;
+        run_audit();
+      }
+      if (Clock::now() >= next_heartbeat) {
+        next_heartbeat = Clock::now() + kHeartbeat;
+        guard("heartbeat", [&] { loader_.heartbeat(static_cast<uint32_t>(getpid())); });
+      }
+      if (changes_.recorded() != changes_at_start) {
+        // The metrics show a change at once, not at the next tick.
+        if (metrics_) guard("metrics", [&] { refresh_metrics(); });
+        // An apply or reload that added backends whose MACs are unknown:
+        // look again within a second, not at the resolved-state pace.
+        if (!state_.unresolved().empty())
+          next_refresh = std::min(next_refresh, Clock::now() + kRefreshUnresolved);
+      }
+      if (Clock::now() >= next_refresh) {
+        guard("neighbours", [&] {
+          // An operator may change the interface's MTU or addresses live.
+          state_.set_interface(read_interface_facts(state_.desired().interface));
+          changes_.record("neighbour table", state_.refresh_neighbors());
+        });
+        next_refresh =
+            Clock::now() + (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
+      }
+    }
+  }
+
+  // The metrics endpoint: GET /metrics, and a pointer to it at /. A GET
+  // reads no map: it gets the snapshot the loop renders every second, so
+  // scrapes cost the same however often they come.
+  HttpResponse serve_http(const std::string& method, const std::string& path) {
+    if (method != "GET") return {405, "text/plain; charset=utf-8", "GET only\n"};
+    if (path == "/") return {200, "text/plain; charset=utf-8", "Ballast metrics: /metrics\n"};
+    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: " + path + "\n"};
+    if (metrics_text_.empty()) refresh_metrics();
+    return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text_};
+  }
+
+  void refresh_metrics() {
+    const auto vips = state_.view();
+    const auto report = skew_.report(vips, &dataplane_);
+    MetricsInput in;
+    in.vips = &vips;
+    in.skew = &report;
+    in.dataplane = &dataplane_;
+    in.skew_settings = skew_.settings();
+    in.interface = loader_.options().interface;
+    in.attach_mode = attach_mode_name(loader_.options().mode);
+    in.program_attached = loader_.is_attached();
+    in.daemon_errors = errors_;
+    for (const auto& check : audit_check_ids())
+      for (Severity sev : {Severity::error, Severity::warning, Severity::info})
+        in.audit_findings[{check, std::string(severity_name(sev))}] = 0;
+    for (const auto& f : findings_)
+      ++in.audit_findings[{f.check, std::string(severity_name(f.severity))}];
+    metrics_text_ = render_metrics(in);
+  }
+
+ private:
+  // SIGHUP: the config file again, validated whole; a bad file changes
+  // nothing. The interface and attach mode are fixed for the daemon's life.
+  void reload() {
+    try {
+      Config next = load_config_file(options_.config_path);
+      if (next.interface != loader_.options().interface ||
+          next.attach_mode != loader_.options().mode)
+        throw Error("interface and attach_mode cannot change on reload; restart ballastd");
+      // The pre-apply audit, as for `ballast apply`; a reload cannot be
+      // forced (use `ballast apply -f FILE --force`).
+      const auto errors = audit_change(state_.desired(), next, state_.view()).added_errors();
+      if (!errors.empty())
+        throw Error("the new config fails the pre-apply audit (apply it with `ballast apply -f " +
+                    options_.config_path + " --force` if intended):\n" + findings_text(errors));
+      changes_.record("reload " + options_.config_path, state_.apply(next));
+      sync_checker();
+      skew_.set_settings(next.skew);
+      audit_soon();
+      if (next.metrics_listen != metrics_listen_)
+        log_line(LogLevel::warning, "metrics.listen changed to '" + next.metrics_listen +
+                                        "': takes effect at the next restart");
+    } catch (const Error& e) {
+      log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
+    }
+  }
+
+  // Gives the checker the current backends. A target it starts afresh
+  // (new, or its check changed) continues from the health the state already
+  // knows (adopted after a restart, or before the change), so one result
+  // alone never flips it; rise and fall apply.
+  void sync_checker() {
+    try {
+      checker_.set_targets(state_.health_targets());
+    } catch (const Error& e) {
+      log_line(LogLevel::error, std::string("health checks not updated: ") + e.what());
+      return;
+    }
+    for (const auto& vip : state_.view())
+      for (const auto& b : vip.backends)
+        if (b.health != Health::unknown) checker_.assume(b.id, b.health);
+  }
+
+  // Every check of audit.h, now.
+  std::vector<Finding> audit() {
+    const auto vips = state_.view();
+    const Config& desired = state_.desired();
+    auto findings = audit_config(desired, vips);
+    for (auto& f : audit_live(vips, skew_.report(vips, &dataplane_), desired.skew))
+      findings.push_back(std::move(f));
+    for (auto& f : audit_drift(state_.expected(), dataplane_.snapshot(), vips,
+                               loader_.is_attached(), loader_.options().interface))
+      findings.push_back(std::move(f));
+    return findings;
+  }
+
+  void audit_soon() { next_audit_ = std::min(next_audit_, Clock::now() + kAuditAfterChange); }
+
+  // The periodic audit: logs what appeared and what cleared since the last
+  // one, and with `reconcile: true` rewrites drifted maps from the state.
+  void run_audit() {
+    std::vector<Finding> findings;
+    try {
+      findings = audit();
+      // Map drift is repaired by rewriting the maps; a detached program is
+      // not (that needs a restart).
+      bool drift = false;
+      for (const auto& f : findings)
+        drift = drift || (f.check == "drift" && f.message.rfind("ballastd's XDP program", 0) != 0);
+      if (drift && state_.desired().reconcile) {
+        const auto repairs = state_.rewrite_all(dataplane_.snapshot());
+        changes_.record("reconcile", repairs);
+        findings = audit();
+      }
+    } catch (const std::exception& e) {
+      count_error("audit", e.what());
+      return;
+    }
+    for (const auto& f : new_findings(findings_, findings))
+      log_line(f.severity == Severity::error ? LogLevel::error : LogLevel::warning,
+               "audit " + std::string(severity_name(f.severity)) + " " + f.check + ": " +
+                   f.message + " (hint: " + f.hint + ")");
+    for (const auto& f : new_findings(findings, findings_))
+      log_line(LogLevel::info, "audit cleared " + f.check + ": " + f.message);
+    findings_ = std::move(findings);
+  }
+
+  // Runs one step of the loop; an error is logged and counted, and the
+  // loop goes on (forwarding never depends on it).
+  template <typename Step>
+  void guard(const char* step, Step&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      count_error(step, e.what());
+    }
+  }
+
+  void count_error(const char* step, const std::string& what) {
+    ++errors_[step];
+    log_line(LogLevel::error, std::string(step) + ": " + what + " (survived; " +
+                                  std::to_string(errors_[step]) + " so far in this step)");
+  }
+
+  nlohmann::json status() const {
+    size_t backends = 0;
+    for (const auto& v : state_.desired().vips) backends += v.backends.size();
+    return {{"interface", loader_.options().interface},
+            {"ifindex", loader_.ifindex()},
+            {"attach_mode", attach_mode_name(loader_.options().mode)},
+            {"program_id", loader_.program_id()},
+            {"pin_dir", loader_.options().pin_dir},
+            {"config", options_.config_path},
+            {"vips", state_.desired().vips.size()},
+            {"backends", backends},
+            {"unresolved_backends", state_.unresolved()},
+            {"version", kBallastVersion},
+            {"metrics", metrics_ ? "http://" + metrics_listen_ + "/metrics" : ""},
+            {"uptime_seconds",
+             std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
+  }
+
+  Options options_;
+  Clock::time_point started_ = Clock::now();
+  Loader& loader_;
+  ApiServer& api_;
+  BpfDataPlane dataplane_;
+  KernelNeighbors neighbors_;
+  BalancerState state_;
+  SteadyClock clock_;
+  HealthChecker checker_;
+  SkewTracker skew_;
+  ChangeLog changes_;
+  Commands commands_;
+  std::string metrics_listen_;     // as configured at start; "" for none
+  std::vector<Finding> findings_;  // of the last periodic audit
+  Clock::time_point next_audit_ = Clock::now();
+  std::unique_ptr<HttpServer> metrics_;
+  std::map<std::string, uint64_t> errors_;  // per loop step, caught and survived
+  std::string metrics_text_;                // rendered every second, served per GET
+};
+
+}  // namespace
+}  // namespace ballast
+
+namespace ballast {
+namespace {
+
+// `ballastd --cleanup`: removes Ballast from the interface (the program
+// and the pins), the one way forwarding stops on purpose. Refused while a
+// ballastd serves the interface or pin directory.
+int cleanup(const Options& options) {
+  std::string interface = options.interface;
+  if (interface.empty() && !options.config_path.empty())
+    interface = load_config_file(options.config_path).interface;
+  if (interface.empty()) throw Error("--cleanup needs --interface or --config");
+  InstanceLock lock = [&] {
+    try {
+      return InstanceLock::acquire(options.run_dir, interface, options.pin_dir);
+    } catch (const AlreadyRunning& e) {
+      throw Error("another ballastd (pid " + std::to_string(e.holder().pid) + ") serves " +
+                  interface + " from " + options.pin_dir + "; stop it first, nothing was removed");
+    }
+  }();
+  const RemoveResult r = remove_ballast(interface, options.pin_dir);
+  log_line(LogLevel::info,
+           "cleanup: " +
+               (r.detached_program ? "detached program " + std::to_string(r.detached_program) +
+                                         " from " + interface
+                                   : "no ballast program on " + interface) +
+               ", removed " + std::to_string(r.removed_pins) + " pins from " + options.pin_dir);
+  return 0;
+}
+
+// A group by name: nullopt for "" (none), and for the default read group
+// "ballast" when the host has no such group; Error for a group given on
+// the command line that does not exist.
+std::optional<gid_t> group_id(const std::string& name, bool required) {
+  if (name.empty()) return std::nullopt;
+  if (const group* g = getgrnam(name.c_str())) return g->gr_gid;
+  if (required) throw Error("no such group: " + name);
+  return std::nullopt;
+}
+
+int serve(const Options& options, int signal_fd) {
+  Config config = load_config_file(options.config_path);
+  ControlAccess access;
+  access.read_group = group_id(options.read_group, options.read_group != "ballast");
+  access.admin_group = group_id(options.admin_group, true);
+  InstanceLock lock = InstanceLock::acquire(options.run_dir, config.interface, options.pin_dir);
+  // The socket's group: the read group (its members connect; the kernel
+  // refuses everyone else), else the admin group.
+  ApiServer api(options.socket_path, access.read_group ? access.read_group : access.admin_group);
+  std::unique_ptr<Daemon> daemon;
+  auto metrics = open_metrics(
+      config.metrics_listen, [&daemon](const std::string& method, const std::string& path) {
+        return daemon->serve_http(method, path);
+      });
+  Loader loader(LoaderOptions{config.interface, config.attach_mode, options.pin_dir});
+  daemon = std::make_unique<Daemon>(options, std::move(config), loader, api, access);
+  daemon->set_metrics(std::move(metrics));
+  daemon->start();
+  daemon->run(signal_fd);
+  loader.stopped();
+  log_line(LogLevel::info, "stopped: program " + std::to_string(loader.program_id()) +
+                               " stays attached to " + loader.options().interface +
+                               " and keeps forwarding with the maps pinned in " +
+                               loader.options().pin_dir +
+                               "; the next ballastd adopts them (`ballastd --cleanup` removes them)");
+  return 0;
+}
+
+}  // namespace
+}  // namespace ballast
+
+int main(int argc, char** argv) {
+  using namespace ballast;
+  Options options;
+  CLI::App app{"ballastd: the Ballast XDP load balancer daemon"};
+  app.add_option("-c,--config", options.config_path, "YAML config file");
+  app.add_option("-s,--socket", options.socket_path, "control socket path")->capture_default_str();
+  app.add_option("--pin-dir", options.pin_dir, "bpffs directory for the pinned maps")
+      ->capture_default_str();
+  app.add_option("--run-dir", options.run_dir, "directory for the instance lock files")
+      ->capture_default_str();
+  app.add_flag("--cleanup", options.cleanup,
+               "remove Ballast from the interface: detach its program and remove the pinned "
+               "maps (established flows lose their entries), then exit");
+  app.add_option("--read-group", options.read_group,
+                 "group whose members may read through the control socket (status, lists, stats, "
+                 "skew, log, audit); the socket belongs to it; \"\" for none")
+      ->capture_default_str();
+  app.add_option("--admin-group", options.admin_group,
+                 "group whose members may also change things (default: root only)");
+  app.add_option("--interface", options.interface,
+                 "the interface --cleanup removes Ballast from (default: the config's)");
+  CLI11_PARSE(app, argc, argv);
+  if (!options.cleanup && options.config_path.empty()) {
+    std::cerr << "--config is required (unless --cleanup)\n";
+    return 2;
+  }
+
+  route_library_logs();
+  // Each health check in flight holds a socket: 1,000 backends that do not
+  // answer would exhaust the default 1,024 descriptors.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  // Signals are read from a signalfd in the main loop: block them first.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd signal_fd(signalfd(-1, &mask, SFD_CLOEXEC));
+
+  try {
+    return options.cleanup ? cleanup(options) : serve(options, signal_fd.get());
+  } catch (const std::exception& e) {
+    // Whatever failed, nothing here detaches or unpins: a program that was
+    // forwarding before this start still is.
+    log_line(LogLevel::error, e.what());
+    return 1;
+  }
+}

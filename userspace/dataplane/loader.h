@@ -1,0 +1,113 @@
+// loader.h: the balancer program's lifecycle, owned by one RAII object.
+//
+// A start: check the pinned state's layout (refuse one this build cannot
+// adopt, before touching anything), open the skeleton, pin its maps (reusing
+// the maps a previous ballastd pinned, so flows, ids and counters carry over),
+// load, and prepare the maps; the caller then writes its config into them and
+// calls attach() last, which replaces a ballast program already attached in
+// one netlink request (no packet meets an interface without a program).
+//
+// Destruction closes our descriptors and nothing else: the program stays
+// attached and the maps stay pinned whatever ended the daemon (SIGTERM, an
+// error, a failed start after attach). Only pins this object created itself
+// and never attached are removed, so a failed first start leaves no trace.
+// Removing Ballast from an interface is remove_ballast(), an operator's act
+// (`ballastd --cleanup`).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "address.h"
+#include "bpf_dataplane.h"
+#include "config.h"
+
+struct balancer;
+struct xdp_program;
+
+namespace ballast {
+
+struct LoaderOptions {
+  std::string interface;
+  AttachMode mode = AttachMode::native;
+  std::string pin_dir = "/sys/fs/bpf/ballast";
+};
+
+class Loader {
+ public:
+  // Throws Error naming the step that failed (mount, layout, open, load...).
+  explicit Loader(const LoaderOptions& options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Puts the program on the interface: an atomic replace of a ballast
+  // program found there, else a fresh attach through libxdp. Throws Error.
+  void attach();
+  // The interface came back (deleted and re-created under the same name):
+  // attaches to its new index. Returns whether it attached.
+  bool reattach(int new_ifindex);
+
+  MapFds map_fds() const;
+  int ifindex() const { return ifindex_; }
+  uint32_t program_id() const;
+  const LoaderOptions& options() const { return options_; }
+  // Whether our program is attached to the interface now, on its own or in
+  // libxdp's dispatcher (false after someone detached or replaced it, or
+  // when the interface is gone). Opens no descriptor it does not close.
+  bool is_attached() const;
+  // True when the maps were pinned by an earlier ballastd and are reused:
+  // the caller adopts their state instead of starting from nothing.
+  bool adopted() const { return adopted_; }
+  // What happened at start, for the log ("adopted the pinned maps in ...,
+  // replaced program 12 with 57").
+  const std::string& story() const { return story_; }
+
+  // The pinned meta entry (ballast_abi.h): who manages the maps. heartbeat()
+  // says "ballastd @pid is alive now"; stopped() says nobody manages them
+  // from now on (the program keeps forwarding).
+  void heartbeat(uint32_t pid);
+  void stopped();
+
+ private:
+  void open_and_pin();
+  void load_reusing_pins();
+  void write_meta(uint32_t pid);
+  void close_all() noexcept;
+
+  LoaderOptions options_;
+  int ifindex_ = 0;
+  balancer* skel_ = nullptr;
+  xdp_program* prog_ = nullptr;  // libxdp's handle after a fresh attach
+  bool attached_ = false;
+  bool adopted_ = false;
+  bool created_pins_ = false;  // this object made the pins (nothing was there)
+  uint64_t created_unix_ms_ = 0;
+  std::string story_;
+};
+
+// What `ballastd --cleanup` did: the program it detached (0: none) and the
+// pins it removed.
+struct RemoveResult {
+  uint32_t detached_program = 0;
+  size_t removed_pins = 0;
+};
+
+// Removes Ballast from @interface: detaches a ballast program (on its own or
+// in libxdp's dispatcher; any other program is left alone) and removes the
+// pins under @pin_dir. The caller holds the instance lock. Throws Error.
+RemoveResult remove_ballast(const std::string& interface, const std::string& pin_dir);
+
+// The pinned meta entry under @pin_dir, or nullopt when there is none
+// (no pins, or pins of layout 1). Throws Error when it cannot be read.
+std::optional<ballast_meta> read_pinned_meta(const std::string& pin_dir);
+
+// Mounts bpffs on /sys/fs/bpf unless it already is.
+void ensure_bpffs_mounted();
+
+// Routes libbpf's and libxdp's messages through our log (warnings and up).
+void route_library_logs();
+
+}  // namespace ballast
