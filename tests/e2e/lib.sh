@@ -677,6 +677,26 @@ lb_stop() {
 	return "$rc"
 }
 
+# lb_link_delete / lb_link_create MAC: the lb's eth0 deleted (its bridge
+# port with it), and created again as topo_create made it, with MAC (an
+# interface that comes back keeps its hardware address) and the pass
+# program on its bridge port.
+lb_link_delete() {
+	ip -n "$NS_LB" link del eth0
+}
+lb_link_create() {
+	local port=$PREFIX-lb
+	ip link add "$port" netns "$NS_SW" type veth peer name eth0 netns "$NS_LB"
+	ip -n "$NS_LB" link set eth0 address "$1"
+	ip -n "$NS_SW" link set "$port" master "$PREFIX-br" up
+	ip -n "$NS_LB" addr add "$LB_IP/$E2E_SUBNET_LEN" dev eth0
+	if e2e_ipv6; then
+		ip -n "$NS_LB" -6 addr add "$LB_IP6/$E2E_SUBNET6_LEN" dev eth0 nodad
+	fi
+	ip -n "$NS_LB" link set eth0 up
+	ip -n "$NS_SW" link set dev "$port" xdpdrv obj "$BUILD_DIR/bpf/xdp_pass.bpf.o" sec xdp
+}
+
 # lb_remove: `ballastd --cleanup`: Ballast off the lb's eth0, its pins gone
 # (a stopped ballastd leaves both in place, forwarding). Fails the test
 # when it fails.

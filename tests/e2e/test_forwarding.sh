@@ -201,6 +201,9 @@ test_cli_errors() {
 	cli_refuses "unparsable VIP" backend set-weight "$VIP1:http/tcp" "$BE1" 2
 	cli_refuses "unknown backend" backend set-weight "$VIP_TCP" 10.231.0.99 2
 	cli_refuses "bad backend address" backend set-weight "$VIP_TCP" 10.231.0.300 2
+	# Checked before anything is drained: the backend stays undrained.
+	cli_refuses "drain --wait --timeout bogus" backend drain "$VIP_TCP" "$BE1" --wait --timeout bogus
+	cli_refuses "drain --wait --idle 5x" backend drain "$VIP_TCP" "$BE1" --wait --idle 5x
 	lb_cli backend list -o json >"$STATE_DIR/after.json"
 	lb_cli vip list -o json >"$STATE_DIR/vips-after.json"
 	cmp -s "$STATE_DIR/before.json" "$STATE_DIR/after.json" ||

@@ -5,10 +5,12 @@
 # start, a start that fails (metrics port taken), and an upgrade from pins
 # of an older compatible layout: each under a stream of new connections and
 # with long-lived connections open, none of which may fail or move, with
-# the XDP program on the interface throughout and ids, drains and counters
-# carried over. Then the refusals: pins of another layout, --cleanup while
-# a ballastd runs, a --socket path that is not a socket; and descriptors,
-# memory and log volume flat across thousands of audits and changes.
+# the XDP program on the interface throughout and ids, weights, counters
+# and the change log carried over. Then the refusals: pins of another
+# layout, --cleanup while a ballastd runs, a --socket path that is not a
+# socket; descriptors, memory and log volume flat across hundreds of
+# audits and changes; and the interface deleted and created again under
+# a running ballastd.
 #
 # Usage: tests/e2e/test_lifecycle.sh [BUILD_DIR] [test_name...]
 #   BUILD_DIR defaults to build; no names runs every test. Needs root.
@@ -55,8 +57,8 @@ pins_listing() {
 # and the XDP program watched every 20 ms; then DISRUPTION (a function)
 # runs; then: no new connection failed, none of the held ones failed or
 # moved, the interface never went without the program, and the ballastd
-# serving afterwards has the same backends (ids, weights, table entries)
-# and counters that only went up.
+# serving afterwards has the same backends (ids, weights, table entries),
+# counters that only went up and every change-log entry from before.
 across() {
 	local disruption=$1 hold=$STATE_DIR/hold.json tcp=$STATE_DIR/tcp.json wpid tpid why
 	lb_config
@@ -71,14 +73,26 @@ across() {
 	stream_start "$tcp" 40 --timeout 3
 	tpid=$STREAM_PID
 	sleep 1
+	lb_cli_ok backend set-weight "$VIP_TCP" "$BE1" 1 # a change of ours in the log
 	lb_cli backend list -o json >"$STATE_DIR/list0.json"
 	stats_json "$STATE_DIR/stats0.json"
+	lb_log_json "$STATE_DIR/log0.json"
 
 	"$disruption"
 
 	sleep 1.5
 	lb_cli backend list -o json >"$STATE_DIR/list1.json"
 	stats_json "$STATE_DIR/stats1.json"
+	lb_log_json "$STATE_DIR/log1.json"
+	"$PYTHON" - "$STATE_DIR/log0.json" "$STATE_DIR/log1.json" >"$STATE_DIR/log.err" <<'PY' ||
+import json, sys
+key = lambda e: (e["unix_ms"], e["actor"], e["change"])
+before, after = (set(map(key, json.load(open(p)))) for p in sys.argv[1:3])
+lost = sorted(before - after)
+if not before or lost:
+    print(f"{len(lost)} of {len(before)} change-log entries lost: {lost[:3]}"); sys.exit(1)
+PY
+		problem "the change log did not continue: $(cat "$STATE_DIR/log.err")"
 	: >"$STATE_DIR/xdp.stop"
 	stream_stop "$tcp" "$tpid"
 	hold_stop "$hold"
@@ -314,6 +328,43 @@ test_flat_across_audits_and_changes() {
 	((rss2 - rss0 < 16384)) || fail "ballastd's RSS grew from $rss0 to $rss2 KiB"
 }
 
+# Rule: the interface deleted and created again under its name, under
+# traffic: ballastd says it is gone, then attaches again by itself, and
+# forwarding resumes with no restart.
+test_interface_recreated() {
+	local mac id0 id1 status_id
+	lb_config
+	lb_start "$STATE_DIR/ballast.yaml"
+	tcp_batch "$STATE_DIR/before.json" 50
+	assert_all_ok "$STATE_DIR/before.json" 50
+	mac=$(ip -n "$NS_LB" -j link show dev eth0 | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["address"])')
+	id0=$(lb_xdp_id)
+	lb_link_delete
+	for _ in $(seq 30); do
+		grep -q 'interface eth0 is gone' "$STATE_DIR/ballastd.log" && break
+		sleep 0.1
+	done
+	grep -q 'interface eth0 is gone' "$STATE_DIR/ballastd.log" || fail "ballastd did not say eth0 is gone"
+	lb_cli status >/dev/null || fail "ballastd does not answer with its interface gone"
+	lb_link_create "$mac"
+	for _ in $(seq 50); do
+		grep -q 'interface eth0 is back' "$STATE_DIR/ballastd.log" && break
+		sleep 0.1
+	done
+	grep -q 'interface eth0 is back' "$STATE_DIR/ballastd.log" ||
+		fail "ballastd did not attach again within 5 s: $(tail -n 2 "$STATE_DIR/ballastd.log" | oneline)"
+	id1=$(lb_xdp_id)
+	[[ -n $id1 ]] || fail "no XDP program on the new eth0"
+	status_id=$(lb_cli status -o json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["program_id"])')
+	[[ $status_id == "$id1" ]] || fail "ballast status says program $status_id, $id1 is attached"
+	e2e_log "program $id0 on the old eth0, $id1 on the new one"
+	tcp_batch "$STATE_DIR/after.json" 50
+	assert_all_ok "$STATE_DIR/after.json" 50
+	lb_cli audit >"$STATE_DIR/audit.out" 2>&1 || true
+	! grep -qi 'not attached' "$STATE_DIR/audit.out" ||
+		fail "the audit still says the program is not attached: $(oneline <"$STATE_DIR/audit.out")"
+}
+
 E2E_TESTS=(
 	test_second_start_changes_nothing
 	test_sigterm_then_start_is_hitless
@@ -324,6 +375,7 @@ E2E_TESTS=(
 	test_cleanup_refused_while_running
 	test_socket_path_not_a_socket
 	test_flat_across_audits_and_changes
+	test_interface_recreated
 )
 
 e2e_main "$@"

@@ -358,7 +358,12 @@ int main(int argc, char** argv) {
   drain->add_option("--timeout", wait_timeout, "how long --wait waits")->capture_default_str();
   drain->add_option("--idle", wait_idle, "a flow with no packet for this long is over")
       ->capture_default_str();
+  int64_t wait_timeout_ms = 0, wait_idle_ms = 0;
   drain->callback([&] {
+    // Both durations are checked before anything is drained: a typo in
+    // --timeout must not leave a backend drained and the command failed.
+    wait_timeout_ms = duration_ms(wait_timeout);
+    wait_idle_ms = duration_ms(wait_idle);
     request = {{"command", "backend.drain"},
                {"args", {{"vip", vip_arg}, {"address", address_arg}}}};
     print = print_changes;
@@ -589,8 +594,7 @@ int main(int argc, char** argv) {
         count_errors(result.value("findings", json::array())) > 0)
       return 1;
     if (drain->parsed() && wait_flag)
-      return wait_for_drain(g.socket, request["args"], duration_ms(wait_timeout),
-                            duration_ms(wait_idle));
+      return wait_for_drain(g.socket, request["args"], wait_timeout_ms, wait_idle_ms);
   } catch (const std::exception& e) {
     std::cerr << "ballast: " << e.what() << "\n";
     return 1;

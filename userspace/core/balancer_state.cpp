@@ -586,6 +586,25 @@ std::vector<std::string> BalancerState::set_drained(const VipKey& key, const IpA
           address.str()};
 }
 
+std::vector<std::string> BalancerState::move_interface(int ifindex) {
+  if (ifindex == ifindex_) return {};
+  const int old = ifindex_;
+  ifindex_ = ifindex;
+  egress_ids_.erase(ifindex);  // the new index is slot 0's now
+  size_t hops = 0;
+  for (auto& vip : vips_)
+    for (auto& b : vip.backends)
+      if (b.hop.ifindex == old) {
+        b.hop.ifindex = ifindex;
+        hops++;
+      }
+  written_egress_.erase(0);  // rewritten from the interface's facts
+  sync_egress(desired_);
+  return {"interface " + desired_.interface + " index " + std::to_string(old) + " -> " +
+          std::to_string(ifindex) + ": egress slot 0 and " + std::to_string(hops) +
+          " next hops follow it"};
+}
+
 std::vector<std::string> BalancerState::refresh_neighbors() {
   std::vector<std::string> changes;
   // Only a change: the first apply writes the slots.

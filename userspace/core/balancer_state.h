@@ -95,6 +95,11 @@ class BalancerState {
   // backend of a family that has no outer source (no address on the
   // interface and no encap prefix). Call before the first apply().
   void set_interface(const InterfaceFacts& facts) { interface_ = facts; }
+  // The balancer's interface was deleted and created again under its name,
+  // with index @ifindex: egress slot 0 and every next hop on the old index
+  // follow it (MACs learnt stay until the neighbour table says otherwise).
+  // Returns what changed, for the change log.
+  std::vector<std::string> move_interface(int ifindex);
 
   const Config& desired() const { return desired_; }
   std::vector<VipView> view() const;

@@ -15,7 +15,15 @@ void ChangeLog::record(const std::string& actor, const std::vector<std::string>&
     entries_.push_back({t, actor, c});
     ++recorded_;
     if (entries_.size() > capacity_) entries_.pop_front();
+    if (sink_) sink_(entries_.back());
   }
+}
+
+void ChangeLog::restore(const std::vector<ChangeEntry>& earlier) {
+  std::deque<ChangeEntry> merged(earlier.begin(), earlier.end());
+  merged.insert(merged.end(), entries_.begin(), entries_.end());
+  while (merged.size() > capacity_) merged.pop_front();
+  entries_ = std::move(merged);
 }
 
 std::vector<ChangeEntry> ChangeLog::since(std::chrono::system_clock::time_point since) const {

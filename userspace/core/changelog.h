@@ -1,7 +1,8 @@
 // changelog.h: every change to the live state (CLI, apply, reload, health
 // transition, drain), with its time and who made it, in a bounded history
 // (oldest dropped first) that `ballast log` reads. Each entry is also one
-// line in ballastd's log.
+// line in ballastd's log, and goes to a sink (ballastd's journal file, so
+// that the history outlives a restart; restore() reads it back).
 #pragma once
 
 #include <chrono>
@@ -26,7 +27,14 @@ class ChangeLog {
 
   explicit ChangeLog(size_t capacity = kDefaultCapacity, Now now = std::chrono::system_clock::now);
 
+  using Sink = std::function<void(const ChangeEntry&)>;
+
   void record(const std::string& actor, const std::vector<std::string>& changes);
+  // Every entry recorded from now on also goes to @sink.
+  void set_sink(Sink sink) { sink_ = std::move(sink); }
+  // Entries from before this process (oldest first), ahead of any recorded
+  // since; not sent to the sink, not counted by recorded().
+  void restore(const std::vector<ChangeEntry>& earlier);
   // Entries at or after @since, oldest first.
   std::vector<ChangeEntry> since(std::chrono::system_clock::time_point since) const;
   size_t size() const { return entries_.size(); }
@@ -39,6 +47,7 @@ class ChangeLog {
   Now now_;
   std::deque<ChangeEntry> entries_;
   uint64_t recorded_ = 0;
+  Sink sink_;
 };
 
 // "2026-11-26T02:00:00.123Z"

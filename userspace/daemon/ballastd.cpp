@@ -9,6 +9,7 @@
 // socket and the metrics listener, load (adopting pinned maps), write the
 // config into the maps, and attach last.
 #include <grp.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -16,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -23,6 +25,7 @@
 #include "audit.h"
 #include "balancer_state.h"
 #include "bpf_dataplane.h"
+#include "change_journal.h"
 #include "changelog.h"
 #include "commands.h"
 #include "config.h"
@@ -34,6 +37,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "service_notify.h"
 #include "neighbor.h"
 #include "skew.h"
 
@@ -68,8 +72,9 @@ struct Options {
 
 // The steps of the loop; each one's errors are caught, logged and counted
 // on its own (ballast_daemon_errors_total{step}).
-constexpr const char* kLoopSteps[] = {"signals", "control",   "health-checks", "skew",
-                                      "metrics", "audit",     "neighbours",    "heartbeat"};
+constexpr const char* kLoopSteps[] = {"signals",    "control",   "health-checks", "skew",
+                                      "metrics",    "audit",     "neighbours",    "heartbeat",
+                                      "interface",  "journal"};
 
 std::unique_ptr<HttpServer> open_metrics(const std::string& listen,
                                          HttpServer::Handler handler) {
@@ -98,6 +103,7 @@ class Daemon {
             [this] { return audit(); }),
         metrics_listen_(config.metrics_listen) {
     for (const char* step : kLoopSteps) errors_[step] = 0;
+    open_journal();
     commands_.set_access(access);
     api_.set_handler([this](const nlohmann::json& req, const PeerCred& peer) {
       return commands_.handle(req, peer);
@@ -141,6 +147,10 @@ class Daemon {
                                  api_.path() +
                                  (metrics_ ? ", metrics http://" + metrics_listen_ + "/metrics"
                                            : ", no metrics endpoint"));
+    // The service manager hears "ready" only now: the program is attached
+    // and the control socket serves.
+    notify_ready("serving " + loader_.options().interface + " with program " +
+                 std::to_string(loader_.program_id()));
     auto next_refresh = Clock::now();
     auto next_skew = Clock::now();
     auto next_heartbeat = Clock::now();
@@ -167,6 +177,7 @@ class Daemon {
             reload();
           } else {
             log_line(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + ": stopping");
+            notify_stopping();
             stop = true;
           }
         });
@@ -207,7 +218,11 @@ class Daemon {
       }
       if (Clock::now() >= next_heartbeat) {
         next_heartbeat = Clock::now() + kHeartbeat;
-        guard("heartbeat", [&] { loader_.heartbeat(static_cast<uint32_t>(getpid())); });
+        guard("heartbeat", [&] {
+          loader_.heartbeat(static_cast<uint32_t>(getpid()));
+          notify_watchdog();
+        });
+        guard("interface", [&] { follow_interface(); });
       }
       if (changes_.recorded() != changes_at_start) {
         // The metrics show a change at once, not at the next tick.
@@ -264,6 +279,13 @@ class Daemon {
   // SIGHUP: the config file again, validated whole; a bad file changes
   // nothing. The interface and attach mode are fixed for the daemon's life.
   void reload() {
+    notify_reloading();
+    reload_config();
+    notify_ready("serving " + loader_.options().interface + " with program " +
+                 std::to_string(loader_.program_id()));
+  }
+
+  void reload_config() {
     try {
       Config next = load_config_file(options_.config_path);
       if (next.interface != loader_.options().interface ||
@@ -347,6 +369,57 @@ class Daemon {
     findings_ = std::move(findings);
   }
 
+  // The change log's history from before this start (when the pins are
+  // adopted: a fresh start begins a fresh history), and its file from now
+  // on. A journal that cannot be written costs the history, not the start.
+  void open_journal() {
+    const std::string path = pin_dir_journal_path(options_.run_dir, options_.pin_dir);
+    try {
+      if (!loader_.adopted()) std::filesystem::remove(path);
+      journal_ = std::make_unique<ChangeJournal>(path, ChangeLog::kDefaultCapacity);
+      changes_.restore(journal_->load());
+      changes_.set_sink([this](const ChangeEntry& e) {
+        guard("journal", [&] { journal_->append(e); });
+      });
+    } catch (const std::exception& e) {
+      count_error("journal", e.what());
+    }
+  }
+
+  // Once a second: is the interface still the one the program is on? Gone,
+  // it is said once (log; the audit and ballast_xdp_program_attached say
+  // so too); back under its name with a new index, the program goes on
+  // again and what names the index follows, with no restart.
+  void follow_interface() {
+    const std::string& name = loader_.options().interface;
+    const int now = static_cast<int>(if_nametoindex(name.c_str()));
+    if (now == 0) {
+      if (!interface_gone_)
+        log_line(LogLevel::error, "interface " + name +
+                                      " is gone, and forwarding with it; ballastd attaches again "
+                                      "when an interface of that name comes back");
+      interface_gone_ = true;
+      audit_soon();
+      return;
+    }
+    if (now == loader_.ifindex()) {
+      interface_gone_ = false;
+      return;
+    }
+    const int old = loader_.ifindex();
+    loader_.reattach(now);  // throws: counted, tried again next second
+    interface_gone_ = false;
+    state_.set_interface(read_interface_facts(name));
+    auto changes = state_.move_interface(now);
+    changes.push_back("program " + std::to_string(loader_.program_id()) + " on " + name + ": " +
+                      loader_.story());
+    changes_.record("interface " + name, changes);
+    changes_.record("neighbour table", state_.refresh_neighbors());
+    log_line(LogLevel::info, "interface " + name + " is back (index " + std::to_string(old) +
+                                 " -> " + std::to_string(now) + "): forwarding again");
+    audit_soon();
+  }
+
   // Runs one step of the loop; an error is logged and counted, and the
   // loop goes on (forwarding never depends on it).
   template <typename Step>
@@ -400,6 +473,8 @@ class Daemon {
   std::unique_ptr<HttpServer> metrics_;
   std::map<std::string, uint64_t> errors_;  // per loop step, caught and survived
   std::string metrics_text_;                // rendered every second, served per GET
+  bool interface_gone_ = false;
+  std::unique_ptr<ChangeJournal> journal_;
 };
 
 }  // namespace
@@ -425,6 +500,8 @@ int cleanup(const Options& options) {
     }
   }();
   const RemoveResult r = remove_ballast(interface, options.pin_dir);
+  std::error_code ec;
+  std::filesystem::remove(pin_dir_journal_path(options.run_dir, options.pin_dir), ec);
   log_line(LogLevel::info,
            "cleanup: " +
                (r.detached_program ? "detached program " + std::to_string(r.detached_program) +

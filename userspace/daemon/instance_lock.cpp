@@ -93,6 +93,10 @@ std::string pin_dir_lock_path(const std::string& run_dir, const std::string& pin
   return run_dir + "/ballastd-pins-" + escape_path(pin_dir) + ".lock";
 }
 
+std::string pin_dir_journal_path(const std::string& run_dir, const std::string& pin_dir) {
+  return run_dir + "/ballastd-pins-" + escape_path(pin_dir) + ".changes";
+}
+
 InstanceLock InstanceLock::acquire(const std::string& run_dir, const std::string& interface,
                                    const std::string& pin_dir) {
   std::error_code ec;

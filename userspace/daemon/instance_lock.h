@@ -66,5 +66,7 @@ std::optional<LockHolder> lock_holder(const std::string& run_dir, const std::str
 // The lock files' paths (for messages and tests).
 std::string interface_lock_path(const std::string& run_dir, const std::string& interface);
 std::string pin_dir_lock_path(const std::string& run_dir, const std::string& pin_dir);
+// The change journal of the pins in @pin_dir (change_journal.h).
+std::string pin_dir_journal_path(const std::string& run_dir, const std::string& pin_dir);
 
 }  // namespace ballast

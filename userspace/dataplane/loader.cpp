@@ -316,7 +316,12 @@ void Loader::attach() {
     // so other XDP programs can share the interface (and falls back to
     // attaching the program on its own where it does not).
     if (!prog_) {
-      prog_ = xdp_program__from_fd(new_fd);
+      // Wrapped from the skeleton's object, not from its fd: libxdp's
+      // from_fd reads the program's BTF back from the kernel, which needs
+      // CAP_SYS_ADMIN (without it libxdp 1.3.1 goes on with a half-filled
+      // program and crashes in the attach).
+      DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = skel_->obj, .prog_name = kProgramName);
+      prog_ = xdp_program__create(&opts);
       if (int err = libxdp_get_error(prog_)) {
         prog_ = nullptr;
         throw Error(errno_message("wrapping the program for libxdp", err));
@@ -340,10 +345,17 @@ void Loader::attach() {
   story_ += ", " + what;
 }
 
-bool Loader::reattach(int new_ifindex) {
+void Loader::reattach(int new_ifindex) {
+  const int old = ifindex_;
   ifindex_ = new_ifindex;
-  attach();
-  return true;
+  story_.clear();
+  try {
+    attach();
+  } catch (...) {
+    ifindex_ = old;
+    throw;
+  }
+  story_ = story_.substr(2);  // attach() appends ", what it did"
 }
 
 bool Loader::is_attached() const {

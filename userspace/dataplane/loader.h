@@ -46,9 +46,10 @@ class Loader {
   // Puts the program on the interface: an atomic replace of a ballast
   // program found there, else a fresh attach through libxdp. Throws Error.
   void attach();
-  // The interface came back (deleted and re-created under the same name):
-  // attaches to its new index. Returns whether it attached.
-  bool reattach(int new_ifindex);
+  // The interface came back (deleted and created again under its name):
+  // attaches to its new index. Throws Error (the old index is kept, so the
+  // caller tries again later).
+  void reattach(int new_ifindex);
 
   MapFds map_fds() const;
   int ifindex() const { return ifindex_; }

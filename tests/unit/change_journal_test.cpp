@@ -1,0 +1,93 @@
+// change_journal_test.cpp: the change log's history across a restart
+// (userspace/daemon/change_journal.cpp, ChangeLog's sink and restore).
+#include "change_journal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace ballast {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::system_clock;
+
+class ChangeJournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override { std::filesystem::remove(path_); }
+  void TearDown() override { std::filesystem::remove(path_); }
+  ChangeEntry entry(int i) {
+    return {system_clock::time_point(milliseconds(1'700'000'000'000 + i)), "uid=0 pid=1",
+            "change " + std::to_string(i)};
+  }
+  const std::string path_ =
+      std::filesystem::temp_directory_path() / ("ballast-journal-" + std::to_string(getpid()));
+};
+
+TEST_F(ChangeJournalTest, ARestartedLogHasEveryEntryBeforeItsOwn) {
+  {
+    ChangeLog log;
+    ChangeJournal journal(path_, 100);
+    log.set_sink([&](const ChangeEntry& e) { journal.append(e); });
+    log.record("health-check", {"backend health a up -> down", "backend health b up -> down"});
+  }
+  ChangeJournal journal(path_, 100);
+  ChangeLog log;
+  log.restore(journal.load());
+  log.record("restart", {"adopt vip"});
+  const auto all = log.since(system_clock::time_point{});
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].change, "backend health a up -> down");
+  EXPECT_EQ(all[1].actor, "health-check");
+  EXPECT_EQ(all[2].change, "adopt vip");
+  // Restored entries are history, not news.
+  EXPECT_EQ(log.recorded(), 1u);
+}
+
+TEST_F(ChangeJournalTest, StaysBoundedAndKeepsTheNewest) {
+  ChangeJournal journal(path_, 10);
+  for (int i = 0; i < 35; ++i) journal.append(entry(i));
+  const auto kept = journal.load();
+  ASSERT_EQ(kept.size(), 10u);
+  EXPECT_EQ(kept.front().change, "change 25");
+  EXPECT_EQ(kept.back().change, "change 34");
+  size_t lines = 0;
+  std::ifstream in(path_);
+  for (std::string l; std::getline(in, l);) ++lines;
+  EXPECT_LE(lines, 20u) << "the file is never more than twice the capacity";
+}
+
+TEST_F(ChangeJournalTest, LinesThatDoNotParseAreSkipped) {
+  {
+    std::ofstream out(path_);
+    out << "{\"unix_ms\": 5, \"actor\": \"a\", \"change\": \"one\"}\n"
+        << "garbage\n"
+        << "{\"unix_ms\": \"x\", \"actor\": \"a\", \"change\": \"bad time\"}\n"
+        << "{\"unix_ms\": 6, \"actor\": \"a\", \"change\": \"two\"}\n"
+        << "{\"unix_ms\": 7, \"actor\": \"a\", \"cha";  // cut short by a crash
+  }
+  ChangeJournal journal(path_, 100);
+  journal.append(entry(9));  // after the cut line, on a line of its own
+  const auto kept = journal.load();
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].change, "one");
+  EXPECT_EQ(kept[1].change, "two");
+  EXPECT_EQ(kept[2].change, "change 9");
+}
+
+TEST(ChangeLogRestore, KeepsTheCapacity) {
+  ChangeLog log(3);
+  std::vector<ChangeEntry> earlier;
+  for (int i = 0; i < 5; ++i) earlier.push_back({system_clock::now(), "a", std::to_string(i)});
+  log.restore(earlier);
+  log.record("b", {"new"});
+  const auto all = log.since(system_clock::time_point{});
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].change, "3");
+  EXPECT_EQ(all[2].change, "new");
+}
+
+}  // namespace
+}  // namespace ballast
