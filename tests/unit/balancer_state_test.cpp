@@ -579,6 +579,31 @@ TEST_F(CommandsTest, ReadersMayNotChange) {
   EXPECT_THROW(commands.handle({{"command", "status"}}, stranger), Error);
 }
 
+// A drain passes the audit a weight of 0 would: with 1:1:2, draining
+// 10.0.0.11 leaves 10.0.0.13 two thirds of the new flows, over the 50 %
+// share limit, so it is refused (nothing changes) unless forced.
+TEST_F(CommandsTest, DrainsAreAuditedLikeWeights) {
+  const nlohmann::json drain = {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}};
+  try {
+    run("backend.drain", drain);
+    ADD_FAILURE() << "a drain that breaks the share limit was applied";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("refused by the pre-apply audit"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("share-limit"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(state.view()[0].backends[0].drained);
+  EXPECT_TRUE(dp.log.empty());
+  nlohmann::json forced = drain;
+  forced["force"] = true;
+  const auto out = run("backend.drain", forced);
+  EXPECT_TRUE(state.view()[0].backends[0].drained);
+  EXPECT_FALSE(out["new_findings"].empty());
+  // Undraining removes the finding: nothing new, so never refused.
+  EXPECT_NO_THROW(run("backend.undrain", drain));
+  EXPECT_THROW(run("backend.drain", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}}),
+               Error);
+}
+
 TEST_F(CommandsTest, BadEditsChangeNothing) {
   const auto before = state.desired().vips;
   const std::vector<std::pair<std::string, nlohmann::json>> bad = {

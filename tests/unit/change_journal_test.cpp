@@ -89,5 +89,34 @@ TEST(ChangeLogRestore, KeepsTheCapacity) {
   EXPECT_EQ(all[2].change, "new");
 }
 
+// A flap storm: 300 health transitions in 3 s log the burst and the rate,
+// then one summary line; the change log keeps all 300. An operator's
+// changes are never held back.
+TEST(ChangeLogLines, AStormOfHealthChangesIsSummarisedNotHidden) {
+  auto t = system_clock::time_point(std::chrono::seconds(1'700'000'000));
+  std::vector<std::string> lines;
+  ChangeLog log(
+      10000, [&] { return t; }, [&](const std::string& l) { lines.push_back(l); });
+  for (int i = 0; i < 300; ++i) {
+    log.record("health-check", {"backend health x up -> down"});
+    t += milliseconds(10);
+    log.flush();
+  }
+  // 20 at once, then 5 a second for 3 s.
+  EXPECT_LE(lines.size(), 20u + 15u + 1u);
+  EXPECT_GE(lines.size(), 20u + 14u);
+  const size_t logged = lines.size();
+  log.record("uid=0 pid=1", {"backend set-weight a 1 -> 2"});
+  EXPECT_EQ(lines.size(), logged + 1) << "an operator's change was held back";
+  t += std::chrono::seconds(10);
+  log.flush();
+  ASSERT_EQ(lines.size(), logged + 2);
+  EXPECT_EQ(lines.back().rfind(std::to_string(300 - (logged)) + " more automatic changes", 0), 0u)
+      << lines.back();
+  EXPECT_EQ(log.since(system_clock::time_point{}).size(), 301u);
+  log.flush();
+  EXPECT_EQ(lines.size(), logged + 2) << "the summary is said once";
+}
+
 }  // namespace
 }  // namespace ballast

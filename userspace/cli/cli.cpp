@@ -358,6 +358,7 @@ int main(int argc, char** argv) {
   drain->add_option("--timeout", wait_timeout, "how long --wait waits")->capture_default_str();
   drain->add_option("--idle", wait_idle, "a flow with no packet for this long is over")
       ->capture_default_str();
+  drain->add_flag("--force", force, force_help);
   int64_t wait_timeout_ms = 0, wait_idle_ms = 0;
   drain->callback([&] {
     // Both durations are checked before anything is drained: a typo in
@@ -371,6 +372,7 @@ int main(int argc, char** argv) {
   auto* undrain = backend->add_subcommand("undrain", "let a drained backend take new flows again");
   undrain->add_option("VIP", vip_arg, "ADDRESS:PORT/PROTOCOL")->required();
   undrain->add_option("ADDRESS", address_arg, "backend IP address")->required();
+  undrain->add_flag("--force", force, force_help);
   undrain->callback([&] {
     request = {{"command", "backend.undrain"},
                {"args", {{"vip", vip_arg}, {"address", address_arg}}}};

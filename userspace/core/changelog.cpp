@@ -1,17 +1,57 @@
 #include "changelog.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 #include "log.h"
 
 namespace ballast {
 
-ChangeLog::ChangeLog(size_t capacity, Now now) : capacity_(capacity), now_(std::move(now)) {}
+namespace {
+
+// Changes no operator asked for, which can come in storms.
+bool is_automatic(const std::string& actor) {
+  return actor == "health-check" || actor == "neighbour table";
+}
+
+}  // namespace
+
+ChangeLog::ChangeLog(size_t capacity, Now now, LogFn log)
+    : capacity_(capacity), now_(std::move(now)), log_(std::move(log)) {
+  if (!log_) log_ = [](const std::string& line) { log_line(LogLevel::info, line); };
+}
+
+void ChangeLog::flush() {
+  if (!held_back_) return;
+  const auto t = now_();
+  if (t - first_held_back_ < kLogSummaryEvery) return;
+  const double secs = std::chrono::duration<double>(t - first_held_back_).count();
+  char span[32];
+  std::snprintf(span, sizeof(span), "%.0f", secs);
+  log_(std::to_string(held_back_) + " more automatic changes (health checks, neighbour table) in " +
+       span + " s not logged one by one; every one is in `ballast log`");
+  held_back_ = 0;
+}
 
 void ChangeLog::record(const std::string& actor, const std::vector<std::string>& changes) {
   const auto t = now_();
   for (const auto& c : changes) {
-    log_line(LogLevel::info, "change by " + actor + ": " + c);
+    bool log_it = true;
+    if (is_automatic(actor)) {
+      if (refilled_ != std::chrono::system_clock::time_point{})
+        tokens_ = std::min(kLogBurst, tokens_ + kLogPerSecond *
+                                                    std::chrono::duration<double>(t - refilled_)
+                                                        .count());
+      refilled_ = t;
+      if (tokens_ >= 1) {
+        tokens_ -= 1;
+      } else {
+        log_it = false;
+        if (!held_back_++) first_held_back_ = t;
+      }
+    }
+    if (log_it) log_("change by " + actor + ": " + c);
     entries_.push_back({t, actor, c});
     ++recorded_;
     if (entries_.size() > capacity_) entries_.pop_front();

@@ -23,9 +23,18 @@ struct ChangeEntry {
 class ChangeLog {
  public:
   using Now = std::function<std::chrono::system_clock::time_point()>;
+  using LogFn = std::function<void(const std::string& line)>;
   static constexpr size_t kDefaultCapacity = 10000;
+  // ballastd's log gets every change an operator makes, but the automatic
+  // ones (health checks, the neighbour table) only up to a burst of
+  // kLogBurst lines, then kLogPerSecond a second; the rest are counted and
+  // said in one line every kLogSummaryEvery (flush()). The change log
+  // itself keeps every entry.
+  static constexpr double kLogBurst = 20, kLogPerSecond = 5;
+  static constexpr auto kLogSummaryEvery = std::chrono::seconds(10);
 
-  explicit ChangeLog(size_t capacity = kDefaultCapacity, Now now = std::chrono::system_clock::now);
+  explicit ChangeLog(size_t capacity = kDefaultCapacity, Now now = std::chrono::system_clock::now,
+                     LogFn log = nullptr);
 
   using Sink = std::function<void(const ChangeEntry&)>;
 
@@ -38,6 +47,9 @@ class ChangeLog {
   // Entries at or after @since, oldest first.
   std::vector<ChangeEntry> since(std::chrono::system_clock::time_point since) const;
   size_t size() const { return entries_.size(); }
+  // The summary of lines held back, once kLogSummaryEvery has passed since
+  // the first of them (call it every second).
+  void flush();
   // Changes recorded since construction (not capped like size()): a caller
   // compares two readings to learn whether anything changed in between.
   uint64_t recorded() const { return recorded_; }
@@ -48,6 +60,12 @@ class ChangeLog {
   std::deque<ChangeEntry> entries_;
   uint64_t recorded_ = 0;
   Sink sink_;
+  LogFn log_;
+  // The automatic actors' shared budget of log lines.
+  double tokens_ = kLogBurst;
+  std::chrono::system_clock::time_point refilled_{};
+  uint64_t held_back_ = 0;
+  std::chrono::system_clock::time_point first_held_back_{};
 };
 
 // "2026-11-26T02:00:00.123Z"

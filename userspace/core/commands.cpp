@@ -91,6 +91,38 @@ json Commands::pre_apply_audit(const Config& next, bool force) const {
   return {{"findings", findings_json(audit.all)}, {"new_findings", findings_json(audit.added)}};
 }
 
+// A drain takes a backend out of the new flows as a weight of 0 would, so
+// it passes the same audit: the config checks against the live state with
+// the backend drained (or undrained), refused for new errors unless forced.
+json Commands::pre_drain_audit(const VipKey& key, const IpAddress& address, bool drain,
+                               bool force) const {
+  const auto now = state_.view();
+  auto next = now;
+  bool found = false;
+  for (auto& vip : next)
+    if (vip.key == key)
+      for (auto& b : vip.backends)
+        if (b.address == address) {
+          b.drained = drain;
+          found = true;
+        }
+  if (!found) {
+    const VipConfig* vip = state_.desired().find_vip(key);
+    if (!vip) throw Error("VIP " + key.str() + " is not configured");
+    throw Error("backend " + address.str() + " is not in VIP " + key.str());
+  }
+  const auto before = audit_config(state_.desired(), now);
+  const auto after = audit_config(state_.desired(), next);
+  const auto added = new_findings(before, after);
+  std::vector<Finding> errors;
+  for (const auto& f : added)
+    if (f.severity == Severity::error) errors.push_back(f);
+  if (!force && !errors.empty())
+    throw Error("refused by the pre-apply audit (nothing changed; --force applies it anyway):\n" +
+                findings_text(errors));
+  return {{"findings", findings_json(after)}, {"new_findings", findings_json(added)}};
+}
+
 json Commands::apply_edit(Config next, const PeerCred& peer, bool force) {
   require_valid(next);
   json out = pre_apply_audit(next, force);
@@ -208,9 +240,14 @@ json Commands::handle(const json& request, const PeerCred& peer) {
   }
   if (cmd == "backend.drain" || cmd == "backend.undrain") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
-    auto changes = state_.set_drained(key, arg_address(args), cmd == "backend.drain");
-    log_.record(actor(peer), changes);
-    return {{"changes", changes}, {"applied", true}};
+    const auto address = arg_address(args);
+    const bool drain = cmd == "backend.drain", force = args.value("force", false);
+    json out = pre_drain_audit(key, address, drain, force);
+    auto changes = state_.set_drained(key, address, drain);
+    log_.record(actor(peer) + (force ? " (forced)" : ""), changes);
+    out["changes"] = changes;
+    out["applied"] = true;
+    return out;
   }
   if (cmd == "backend.flows") {
     const uint32_t id =

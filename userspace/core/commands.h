@@ -48,6 +48,8 @@ class Commands {
   // and @force is false; returns its findings (all, and the new ones).
   nlohmann::json pre_apply_audit(const Config& next, bool force) const;
   nlohmann::json apply_file(const nlohmann::json& args, const PeerCred& peer);
+  nlohmann::json pre_drain_audit(const VipKey& key, const IpAddress& address, bool drain,
+                                 bool force) const;
   nlohmann::json vip_list() const;
   nlohmann::json backend_list(const nlohmann::json& args) const;
 

@@ -221,6 +221,7 @@ class Daemon {
         guard("heartbeat", [&] {
           loader_.heartbeat(static_cast<uint32_t>(getpid()));
           notify_watchdog();
+          changes_.flush();
         });
         guard("interface", [&] { follow_interface(); });
       }
