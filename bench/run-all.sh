@@ -33,6 +33,7 @@ run dataplane "$BUILD/bench_dataplane" --json "$BENCH_OUT/dataplane.json"
 run scaling "$BUILD/bench_scaling" --json "$BENCH_OUT/scaling.json"
 run maglev "$BUILD/bench_maglev" --json "$BENCH_OUT/maglev.json"
 run health "$BUILD/bench_health" --json "$BENCH_OUT/health.json"
+run changes "$BUILD/bench_changes" --json "$BENCH_OUT/changes.json"
 for script in bench/*_bench.sh; do
 	[[ -e $script ]] || continue
 	name=$(basename "$script" _bench.sh)

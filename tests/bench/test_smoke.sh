@@ -55,6 +55,12 @@ verdict bench_health "$OUT/health" $?
 	grep -q '(new)' "$OUT/scaling"
 verdict bench_scaling "$OUT/scaling" $?
 
+# bench_changes --quick: one change at 1, 100 and 1,000 VIPs; its own check
+# that a change makes the same map writes and kernel round trips at each.
+"$BUILD/bench_changes" --quick --json "$OUT/inproc/changes.json" >"$OUT/changes" 2>&1 &&
+	grep -q 'the same at every size' "$OUT/changes"
+verdict bench_changes "$OUT/changes" $?
+
 # The network benches (bench/*_bench.sh) in their --quick modes: each builds
 # its own namespaces, checks that traffic went where it meant, and writes
 # its results file. A few seconds each, mostly topology set-up.
@@ -71,7 +77,7 @@ done
 mkdir -p "$OUT/all"
 cp "$OUT"/*/*.json "$OUT/all/" 2>/dev/null || true
 /usr/bin/python3 bench/report.py "$OUT/all" "$OUT/report/benchmarks.md" >"$OUT/report.log" 2>&1 &&
-	(($(grep -c '^## ' "$OUT/report/benchmarks.md") >= 7)) &&
+	(($(grep -c '^## ' "$OUT/report/benchmarks.md") >= 8)) &&
 	grep -q '^### Where the time goes' "$OUT/report/benchmarks.md"
 verdict report "$OUT/report.log" $?
 

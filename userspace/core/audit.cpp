@@ -32,12 +32,20 @@ Finding finding(Severity s, std::string check, std::string vip, std::string back
       s, std::move(check), std::move(vip), std::move(backend), std::move(message), std::move(hint)};
 }
 
-const BackendView* live_backend(const std::vector<VipView>& live, const VipKey& vip,
+// The live VIPs by key: a check looks up its VIP, never scans them all.
+using LiveIndex = std::map<VipKey, const VipView*>;
+LiveIndex index_live(const std::vector<VipView>& live) {
+  LiveIndex index;
+  for (const auto& v : live) index[v.key] = &v;
+  return index;
+}
+
+const BackendView* live_backend(const LiveIndex& live, const VipKey& vip,
                                 const IpAddress& address) {
-  for (const auto& v : live)
-    if (v.key == vip)
-      for (const auto& b : v.backends)
-        if (b.address == address) return &b;
+  auto it = live.find(vip);
+  if (it == live.end()) return nullptr;
+  for (const auto& b : it->second->backends)
+    if (b.address == address) return &b;
   return nullptr;
 }
 
@@ -75,8 +83,9 @@ const std::vector<std::string>& audit_check_ids() {
   return ids;
 }
 
-std::vector<Finding> audit_config(const Config& config, const std::vector<VipView>& live) {
+std::vector<Finding> audit_config(const Config& config, const std::vector<VipView>& live_vips) {
   std::vector<Finding> out;
+  const LiveIndex live = index_live(live_vips);
   std::map<IpAddress, std::string> vip_addresses;
   for (const auto& vip : config.vips) vip_addresses.emplace(vip.key.address, vip.key.str());
   for (const auto& vip : config.vips) {

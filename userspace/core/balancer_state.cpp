@@ -283,32 +283,40 @@ void BalancerState::sync_vip(LiveVip& vip) {
   // drained give their entries, and only theirs, to the others, as a table
   // of the usable backends alone says. So a failure moves only the failed
   // backend's flows, and its recovery restores the base table exactly.
-  std::vector<maglev::Endpoint> base, usable;
-  std::vector<uint32_t> base_ids, usable_ids;
-  std::set<uint32_t> usable_set;
-  for (const auto& b : vip.backends) {
-    if (!b.mac || b.config.weight == 0) continue;
-    base.push_back({b.config.address.str(), b.config.weight});
-    base_ids.push_back(b.id);
-    if (!takes_new_flows(b, fo)) continue;
-    usable.push_back(base.back());
-    usable_ids.push_back(b.id);
-    usable_set.insert(b.id);
-  }
-  auto to_ids = [](std::vector<uint32_t> t, const std::vector<uint32_t>& ids) {
-    for (auto& e : t)
-      if (e != maglev::kNoBackend) e = ids[e];
-    return t;
-  };
-  auto table = to_ids(maglev::build_table(base, BALLAST_MAGLEV_SIZE), base_ids);
-  if (usable.size() != base.size()) {
-    const auto fallback = to_ids(maglev::build_table(usable, BALLAST_MAGLEV_SIZE), usable_ids);
-    for (uint32_t i = 0; i < table.size(); i++)
-      if (!usable_set.count(table[i])) table[i] = fallback[i];
-  }
-  if (table != vip.table) {
-    dataplane_.install_table(vip.id, table);
-    vip.table = std::move(table);
+  std::vector<TableInput> inputs;
+  for (const auto& b : vip.backends)
+    if (b.mac && b.config.weight != 0)
+      inputs.push_back({b.id, b.config.address, b.config.weight, takes_new_flows(b, fo)});
+  if (!vip.table || inputs != vip.table_inputs) {
+    std::vector<maglev::Endpoint> base, usable;
+    std::vector<uint32_t> base_ids, usable_ids;
+    std::set<uint32_t> usable_set;
+    for (const auto& in : inputs) {
+      base.push_back({in.address.str(), in.weight});
+      base_ids.push_back(in.id);
+      if (!in.usable) continue;
+      usable.push_back(base.back());
+      usable_ids.push_back(in.id);
+      usable_set.insert(in.id);
+    }
+    auto to_ids = [](std::vector<uint32_t> t, const std::vector<uint32_t>& ids) {
+      for (auto& e : t)
+        if (e != maglev::kNoBackend) e = ids[e];
+      return t;
+    };
+    auto table = to_ids(maglev::build_table(base, BALLAST_MAGLEV_SIZE), base_ids);
+    if (usable.size() != base.size()) {
+      const auto fallback = to_ids(maglev::build_table(usable, BALLAST_MAGLEV_SIZE), usable_ids);
+      for (uint32_t i = 0; i < table.size(); i++)
+        if (!usable_set.count(table[i])) table[i] = fallback[i];
+    }
+    if (!vip.table || table != *vip.table) {
+      dataplane_.install_table(vip.id, table);
+      vip.entries.clear();
+      for (uint32_t e : table) vip.entries[e]++;
+      vip.table = std::make_shared<const std::vector<uint32_t>>(std::move(table));
+    }
+    vip.table_inputs = std::move(inputs);
   }
   // 3. Slots that stop taking traffic, once no table names them.
   write_if(false);
@@ -364,7 +372,10 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
       claimed.insert(id);
       next_backend_id_ = std::max(next_backend_id_, (id + 1) % BALLAST_MAX_BACKENDS);
     }
-    if (auto t = live.tables.find(vip.id); t != live.tables.end()) vip.table = t->second;
+    if (auto t = live.tables.find(vip.id); t != live.tables.end()) {
+      for (uint32_t e : t->second) vip.entries[e]++;
+      vip.table = std::make_shared<const std::vector<uint32_t>>(t->second);
+    }
     used_vip_ids_.insert(vip.id);
     out.push_back("adopt vip " + key.str() + " id " + std::to_string(vip.id) + " with " +
                   std::to_string(vip.backends.size()) + " backends");
@@ -400,15 +411,40 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
                     " address and encap.source_prefix_" + (v4 ? "v4" : "v6") + " is not set");
     }
   }
-  // Next hops from the kernel's routes, by (mode encapsulates, backend).
+  // The live VIPs by key, and their backends by address: a change looks up
+  // what it touches instead of scanning every VIP.
+  std::map<VipKey, const LiveVip*> live_by_key;
+  for (const auto& v : vips_) live_by_key[v.config.key] = &v;
+  auto live_backend = [&](const VipConfig& vip, const IpAddress& address) -> const LiveBackend* {
+    auto it = live_by_key.find(vip.key);
+    if (it == live_by_key.end()) return nullptr;
+    for (const auto& b : it->second->backends)
+      if (b.config.address == address) return &b;
+    return nullptr;
+  };
+  // Next hops from the kernel's routes, by (mode encapsulates, backend):
+  // asked only for backends that are new, whose VIP's mode changed, or all
+  // when the encap settings did. The others keep theirs; refresh_neighbors()
+  // follows route changes for every backend.
   std::map<std::pair<bool, IpAddress>, NextHop> hops;
-  for (const auto& vip : desired.vips)
+  for (const auto& vip : desired.vips) {
+    const bool encap = mode_encapsulates(vip.mode);
+    auto live = live_by_key.find(vip.key);
+    // (A new encap router moves every encapsulated backend's hop.)
+    const bool same_mode = live != live_by_key.end() && live->second->config.mode == vip.mode &&
+                           desired.encap == desired_.encap;
     for (const auto& b : vip.backends) {
+      if (hops.count({encap, b.address})) continue;
+      if (const LiveBackend* known = same_mode ? live_backend(vip, b.address) : nullptr) {
+        hops[{encap, b.address}] = known->hop;
+        continue;
+      }
       std::string problem;
       auto hop = next_hop(vip.mode, b.address, desired, &problem);
       if (!problem.empty()) throw Error("VIP " + vip.key.str() + ": " + problem);
-      hops[{mode_encapsulates(vip.mode), b.address}] = hop;
+      hops[{encap, b.address}] = hop;
     }
+  }
   std::vector<std::string> changes;
   // Egress slots first: backends and VIPs written below rely on them.
   if (written_egress_.count(0) && !same_egress(written_egress_[0], egress))
@@ -430,13 +466,15 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
   };
 
   for (const auto& vip_cfg : desired.vips) {
-    auto old = std::find_if(vips_.begin(), vips_.end(),
-                            [&](const LiveVip& v) { return v.config.key == vip_cfg.key; });
+    const auto found = live_by_key.find(vip_cfg.key);
+    const LiveVip* old = found == live_by_key.end() ? nullptr : found->second;
     const std::string vname = vip_cfg.key.str();
     LiveVip vip;
-    if (old != vips_.end()) {
+    if (old) {
       vip.id = old->id;
       vip.table = old->table;
+      vip.table_inputs = old->table_inputs;
+      vip.entries = old->entries;
       if (old->config.fail_open != vip_cfg.fail_open)
         changes.push_back("vip fail-open " + vname + " " + (vip_cfg.fail_open ? "on" : "off"));
       if (auto what = option_changes(old->config, vip_cfg); !what.empty())
@@ -447,10 +485,7 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
     }
     vip.config = vip_cfg;
     for (const auto& b_cfg : vip_cfg.backends) {
-      const LiveBackend* prev = nullptr;
-      if (old != vips_.end())
-        for (const auto& b : old->backends)
-          if (b.config.address == b_cfg.address) prev = &b;
+      const LiveBackend* prev = old ? live_backend(vip_cfg, b_cfg.address) : nullptr;
       const std::string bname = vname + " " + b_cfg.address.str();
       LiveBackend b;
       const NextHop hop = hops.at({mode_encapsulates(vip_cfg.mode), b_cfg.address});
@@ -490,26 +525,28 @@ std::vector<std::string> BalancerState::apply(const Config& desired) {
     for (const auto& b : vip.backends) egress_id(b.hop.ifindex, desired);
 
   // Tables (and slots) first; then new VIPs become visible.
+  std::map<uint32_t, const LiveVip*> live_by_id, next_by_id;
+  for (const auto& v : vips_) live_by_id[v.id] = &v;
   for (auto& vip : next) {
+    next_by_id[vip.id] = &vip;
     sync_vip(vip);
-    auto old =
-        std::find_if(vips_.begin(), vips_.end(), [&](const LiveVip& v) { return v.id == vip.id; });
-    if (old == vips_.end()) {
+    auto old = live_by_id.find(vip.id);
+    if (old == live_by_id.end()) {
       dataplane_.reset_counters(CounterMap::vip, vip.id);
       put_vip_entries(vip, nullptr);
     } else {
       // A mode or option change is one map write: the VIP's next packet
       // takes it.
-      put_vip_entries(vip, &*old);
+      put_vip_entries(vip, old->second);
     }
   }
 
   // What left: VIPs stop matching before their table and backends go;
   // backends leave after the table that no longer names them.
   for (const auto& old : vips_) {
-    auto kept =
-        std::find_if(next.begin(), next.end(), [&](const LiveVip& v) { return v.id == old.id; });
-    if (kept == next.end()) {
+    const auto found = next_by_id.find(old.id);
+    const LiveVip* kept = found == next_by_id.end() ? nullptr : found->second;
+    if (!kept) {
       dataplane_.delete_vip(old.config.key.to_abi());
       if (old.config.fragments) dataplane_.delete_vip(fragment_key(old.config));
       dataplane_.remove_table(old.id);
@@ -678,13 +715,14 @@ std::map<uint64_t, HealthTarget> BalancerState::health_targets() const {
 std::vector<VipView> BalancerState::view() const {
   std::vector<VipView> out;
   for (const auto& vip : vips_) {
-    std::map<uint32_t, uint32_t> entries;
-    for (uint32_t e : vip.table) entries[e]++;
     const bool fo = failing_open(vip);
     VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}};
-    for (const auto& b : vip.backends)
+    for (const auto& b : vip.backends) {
+      const auto e = vip.entries.find(b.id);
       v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
-                            takes_new_flows(b, fo), entries[b.id], b.config.check});
+                            takes_new_flows(b, fo), e == vip.entries.end() ? 0 : e->second,
+                            b.config.check});
+    }
     out.push_back(std::move(v));
   }
   return out;
@@ -695,7 +733,7 @@ LiveSnapshot BalancerState::expected() const {
   for (const auto& vip : vips_) {
     out.vips.emplace_back(vip.config.key.to_abi(), vip_info(vip));
     if (vip.config.fragments) out.vips.emplace_back(fragment_key(vip.config), fragment_info(vip));
-    if (!vip.table.empty()) out.tables[vip.id] = vip.table;
+    if (vip.table) out.tables[vip.id] = *vip.table;
   }
   for (const auto& [id, e] : written_egress_)
     if (e.ifindex != 0) out.egress[id] = e;

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -120,11 +122,24 @@ class BalancerState {
     Health health = Health::unknown;
     bool drained = false;
   };
+  // What a VIP's Maglev table is built from, in order: equal inputs build
+  // an equal table, so a change that leaves them alone builds none.
+  struct TableInput {
+    uint32_t id;
+    IpAddress address;
+    uint32_t weight;
+    bool usable;  // takes new flows (else its entries go to the usable ones)
+    bool operator==(const TableInput&) const = default;
+  };
   struct LiveVip {
     uint32_t id;
     VipConfig config;
     std::vector<LiveBackend> backends;
-    std::vector<uint32_t> table;  // as installed; empty before the first install
+    // As installed; null before the first install. Shared: copying the
+    // state (the next generation in apply(), plan()'s copy) copies no table.
+    std::shared_ptr<const std::vector<uint32_t>> table;
+    std::vector<TableInput> table_inputs;  // empty: unknown (adopted), build
+    std::map<uint32_t, uint32_t> entries;  // backend id -> its entries in table
   };
 
   BalancerState(const BalancerState& other, DataPlane& dataplane);
