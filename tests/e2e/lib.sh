@@ -286,6 +286,11 @@ e2e_teardown() {
 		stop_pid "$(cat "$f")" 5
 		rm -f "$f"
 	done
+	# ballastd's instance locks and change journals under /run/ballast: the
+	# lb namespace's interface locks (named by its inode) and this run's
+	# pin dir's files.
+	local lb_ino=''
+	[[ -n $NS_LB && -e /run/netns/$NS_LB ]] && lb_ino=$(stat -L -c %i "/run/netns/$NS_LB" 2>/dev/null)
 	for ns in "$NS_CL" "$NS_LB" "${NS_BE[@]}" "${E2E_EXTRA_NS[@]}" "$NS_SW"; do
 		[[ -n $ns && -e /run/netns/$ns ]] || continue
 		# A process still inside would keep the namespace (and its links)
@@ -300,6 +305,11 @@ e2e_teardown() {
 	if [[ -n $PIN_DIR && -e $PIN_DIR ]]; then
 		e2e_log "pins left in $PIN_DIR: removing them"
 		rm -rf "$PIN_DIR"
+	fi
+	if [[ -n $PREFIX ]]; then
+		rm -f /run/ballast/ballastd-pins-*"$PREFIX".lock /run/ballast/ballastd-pins-*"$PREFIX".changes
+		[[ -z $lb_ino ]] || rm -f /run/ballast/ballastd-net"$lb_ino"-*.lock
+		rm -rf "/run/ballast-e2e-$PREFIX"
 	fi
 	for f in "${E2E_EXTRA_GROUPS[@]}"; do
 		getent group "$f" >/dev/null && groupdel "$f"
