@@ -19,6 +19,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "api.h"
@@ -531,21 +532,25 @@ int serve(const Options& options, int signal_fd) {
   // The socket's group: the read group (its members connect; the kernel
   // refuses everyone else), else the admin group.
   ApiServer api(options.socket_path, access.read_group ? access.read_group : access.admin_group);
+  // Declared before the daemon, which holds a reference to it: destroyed
+  // after it.
+  std::optional<Loader> loader;
   std::unique_ptr<Daemon> daemon;
+  // Served only from the daemon's loop, so the daemon exists by then.
   auto metrics = open_metrics(
       config.metrics_listen, [&daemon](const std::string& method, const std::string& path) {
         return daemon->serve_http(method, path);
       });
-  Loader loader(LoaderOptions{config.interface, config.attach_mode, options.pin_dir});
-  daemon = std::make_unique<Daemon>(options, std::move(config), loader, api, access);
+  loader.emplace(LoaderOptions{config.interface, config.attach_mode, options.pin_dir});
+  daemon = std::make_unique<Daemon>(options, std::move(config), *loader, api, access);
   daemon->set_metrics(std::move(metrics));
   daemon->start();
   daemon->run(signal_fd);
-  loader.stopped();
-  log_line(LogLevel::info, "stopped: program " + std::to_string(loader.program_id()) +
-                               " stays attached to " + loader.options().interface +
+  loader->stopped();
+  log_line(LogLevel::info, "stopped: program " + std::to_string(loader->program_id()) +
+                               " stays attached to " + loader->options().interface +
                                " and keeps forwarding with the maps pinned in " +
-                               loader.options().pin_dir +
+                               loader->options().pin_dir +
                                "; the next ballastd adopts them (`ballastd --cleanup` removes them)");
   return 0;
 }
