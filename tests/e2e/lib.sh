@@ -1069,6 +1069,7 @@ stream_start() {
 	rm -f "$out.stop"
 	client_bg "$out" --vip "$VIP1" --port "$HTTP_PORT" --stream "$rate" \
 		--stop-file "$out.stop" "$@"
+	# shellcheck disable=SC2034 # read by the test scripts
 	STREAM_PID=$CLIENT_PID
 }
 

@@ -44,7 +44,7 @@ lb_config_checked() {
 # Rule: 50 clients dripping half a request each hold up neither the health
 # checks nor another client.
 test_dripping_clients_delay_nothing() {
-	local drip=$STATE_DIR/drip.json dpid t_kill t0 elapsed i
+	local drip=$STATE_DIR/drip.json dpid t0 elapsed i
 	lb_config_checked
 	lb_start "$STATE_DIR/ballast.yaml"
 	for a in "$BE1" "$BE2" "$BE3"; do

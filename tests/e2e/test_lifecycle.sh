@@ -238,8 +238,10 @@ test_other_layout_refused() {
 	tcp_batch "$STATE_DIR/warm.json" 50
 	lb_stop || fail "ballastd exited $? on SIGTERM"
 	# meta = {layout_version 1, pid 0, heartbeat, created, reserved}: 32 bytes.
+	local zeros
+	read -ra zeros <<<"$(printf '00 %.0s' $(seq 28))"
 	bpftool map update pinned "$PIN_DIR/meta" key hex 00 00 00 00 \
-		value hex 01 00 00 00 $(printf '00 %.0s' $(seq 28))
+		value hex 01 00 00 00 "${zeros[@]}"
 	id=$(lb_xdp_id)
 	before=$(pins_listing)
 	ballastd_again "$out" || rc=$?
@@ -285,7 +287,7 @@ test_socket_path_not_a_socket() {
 	grep -q "is not a socket" "$out" || fail "no clear refusal: $(oneline <"$out")"
 	[[ $(cat "$STATE_DIR/not-a-socket") == precious ]] || fail "the file at --socket was changed"
 	! lb_xdp_attached || fail "a refused start attached a program"
-	[[ ! -e $PIN_DIR ]] || fail "a refused start pinned maps: $(ls "$PIN_DIR" | oneline)"
+	[[ ! -e $PIN_DIR ]] || fail "a refused start pinned maps: $(find "$PIN_DIR" -mindepth 1 -printf '%f ')"
 }
 
 # fd_count PID / rss_kib PID: open descriptors and resident memory.

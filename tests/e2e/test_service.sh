@@ -36,7 +36,7 @@ unit_copy() {
 # ("+bpf,+perfmon,...").
 unit_caps() {
 	sed -n 's/^CapabilityBoundingSet=//p' "$UNIT" | tr ' ' '\n' |
-		sed 's/^CAP_//' | tr 'A-Z' 'a-z' | sed 's/^/+/' | paste -sd, -
+		sed 's/^CAP_//' | tr '[:upper:]' '[:lower:]' | sed 's/^/+/' | paste -sd, -
 }
 
 test_unit_verifies() {
@@ -46,7 +46,8 @@ test_unit_verifies() {
 	out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $(oneline <<<"$out")"
 	[[ -z $out ]] || fail "systemd-analyze verify printed: $(oneline <<<"$out")"
 	grep -q '^Type=notify' "$UNIT" || fail "the unit is not Type=notify"
-	grep -q '^ExecReload=/bin/kill -HUP \$MAINPID' "$UNIT" || fail "ExecReload is not SIGHUP"
+	# shellcheck disable=SC2016 # the unit's own text, not ours to expand
+	grep -qF 'ExecReload=/bin/kill -HUP $MAINPID' "$UNIT" || fail "ExecReload is not SIGHUP"
 	grep -q '^Restart=on-failure' "$UNIT" || fail "no Restart=on-failure"
 	! grep -q '^ExecStop' "$UNIT" || fail "an ExecStop would remove what a stop must leave"
 }
