@@ -6,18 +6,25 @@
 #
 # Runs, from the repository root:
 #   BUILD_DIR/unit_tests, BUILD_DIR/dataplane_tests  (GoogleTest)
+#   tests/runner/test_*.sh                            (PASS/FAIL lines: this file's rules)
 #   tests/prometheus/test_*.sh                        (PASS/FAIL/SKIP lines: promtool)
 #   tests/bench/test_*.sh BUILD_DIR                   (PASS/FAIL/SKIP lines: bench smoke)
 #   tests/e2e/test_*.sh BUILD_DIR                     (PASS/FAIL/SKIP lines)
 # prints each suite's output and summary, and ends with exactly one last line
-# "N passed, N failed" summed over all suites. Exit status 0 iff no failure.
+# "N passed, N failed" summed over all suites (", N skipped" added when any
+# test skipped). Exit status 0 iff no failure.
 #
 # Counting rules (so that nothing broken can look green):
-#   GoogleTest: "[  PASSED  ] N" and "[  FAILED  ] N" from --gtest_brief=1
-#   output; a missing binary, a crash (no summary) or a non-zero exit with no
-#   failed test counted is one failure.
-#   e2e and prometheus: one per PASS or FAIL line (SKIP counts neither); a
-#   script that exits non-zero without printing a FAIL line is one failure.
+#   GoogleTest: "[  PASSED  ] N", "[  SKIPPED ] N" and "[  FAILED  ] N" from
+#   --gtest_brief=1 output; a missing binary, a crash (no summary) or a
+#   non-zero exit with no failed test counted is one failure.
+#   Scripts (tests/runner, prometheus, bench smoke, e2e): one per PASS, FAIL
+#   or SKIP line ("SKIP all: ..." included); a script that exits non-zero
+#   without printing a FAIL line is one failure, and so is one that prints
+#   no verdict at all.
+#   Skips are never silent: each suite's line and the last line say how
+#   many. With BALLAST_STRICT=1 (.ci/run sets it) every skip counts as a
+#   failure too: CI's machine has everything, so a skip there is a defect.
 #
 # Environment: GTEST_TIMEOUT_S (default 600), E2E_TIMEOUT_S (default 1800):
 # a suite that outlives its limit is stopped and counted as failed.
@@ -34,6 +41,8 @@ E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1800}
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0
+TOTAL_SKIPPED=0
+STRICT=${BALLAST_STRICT:-0}
 SUMMARY=()
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ballast-run-all.XXXXXX")
 
@@ -43,11 +52,14 @@ trap 'rm -rf "$LOG_DIR"' EXIT
 trap 'echo "run-all: interrupted" >&2; exit 130' INT
 trap 'echo "run-all: terminated" >&2; exit 143' TERM
 
-# record NAME PASSED FAILED [NOTE]: adds one suite's result.
+# record NAME PASSED FAILED SKIPPED [NOTE]: adds one suite's result.
 record() {
-	local line="$1: $2 passed, $3 failed${4:+ ($4)}"
+	local line="$1: $2 passed, $3 failed"
+	((${4:-0} == 0)) || line+=", $4 skipped"
+	line+="${5:+ ($5)}"
 	TOTAL_PASSED=$((TOTAL_PASSED + $2))
 	TOTAL_FAILED=$((TOTAL_FAILED + $3))
+	TOTAL_SKIPPED=$((TOTAL_SKIPPED + ${4:-0}))
 	SUMMARY+=("$line")
 	echo "== $line"
 	echo
@@ -78,15 +90,17 @@ describe_status() {
 
 # run_gtest NAME: one GoogleTest binary from BUILD.
 run_gtest() {
-	local name=$1 bin=$BUILD/$1 log=$LOG_DIR/$1.log rc=0 passed failed
+	local name=$1 bin=$BUILD/$1 log=$LOG_DIR/$1.log rc=0 passed failed skipped
 	echo "== $name"
 	if [[ ! -x $bin ]]; then
 		echo "$bin: not built"
-		record "$name" 0 1 "binary missing"
+		record "$name" 0 1 0 "binary missing"
 		return
 	fi
 	run_logged "$log" "$GTEST_TIMEOUT_S" "$bin" --gtest_brief=1 || rc=$?
 	passed=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+	skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9][0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+	skipped=${skipped:-0}
 	# --gtest_brief=1 prints one "[  FAILED  ] Suite.Test (N ms)" line per
 	# failed test and no "N tests, listed below" summary (without brief, it
 	# prints both, each test twice): count distinct test names.
@@ -97,17 +111,17 @@ run_gtest() {
 	failed=${failed:-0}
 	if [[ $rc -ne 0 && $failed -eq 0 ]]; then
 		# Crashed, hung or failed outside any test (no summary to trust).
-		record "$name" "$passed" 1 "$(describe_status "$rc") without a failed test listed"
+		record "$name" "$passed" 1 "$skipped" "$(describe_status "$rc") without a failed test listed"
 	elif ! grep -q '^\[==========\] .* ran\.' "$log"; then
-		record "$name" "$passed" $((failed + 1)) "no GoogleTest summary"
+		record "$name" "$passed" $((failed + 1)) "$skipped" "no GoogleTest summary"
 	else
-		record "$name" "$passed" "$failed"
+		record "$name" "$passed" "$failed" "$skipped"
 	fi
 }
 
 # run_e2e SCRIPT: one end-to-end (or promtool, or bench smoke) script.
 run_e2e() {
-	local script=$1 name log rc=0 passed failed skipped note=''
+	local script=$1 name log rc=0 passed failed skipped
 	name=$(basename "$(dirname "$script")")/$(basename "$script")
 	log=$LOG_DIR/$(basename "$script").log
 	echo "== $name"
@@ -116,10 +130,12 @@ run_e2e() {
 	failed=$(grep -c '^FAIL ' "$log" || true)
 	skipped=$(grep -c '^SKIP ' "$log" || true)
 	if [[ $rc -ne 0 && $failed -eq 0 ]]; then
-		record "$name" "$passed" 1 "$(describe_status "$rc") without a FAIL line"
+		record "$name" "$passed" 1 "$skipped" "$(describe_status "$rc") without a FAIL line"
+	elif ((passed + failed + skipped == 0)); then
+		# Not one verdict: a suite that ran nothing is not green.
+		record "$name" 0 1 0 "no PASS, FAIL or SKIP line"
 	else
-		((skipped == 0)) || note="$skipped skipped"
-		record "$name" "$passed" "$failed" "$note"
+		record "$name" "$passed" "$failed" "$skipped"
 	fi
 }
 
@@ -128,15 +144,30 @@ main() {
 	cd "$ROOT"
 	run_gtest unit_tests
 	run_gtest dataplane_tests
-	for script in tests/prometheus/test_*.sh tests/bench/test_*.sh tests/e2e/test_*.sh; do
+	for script in tests/runner/test_*.sh tests/prometheus/test_*.sh tests/bench/test_*.sh \
+		tests/e2e/test_*.sh; do
 		[[ -e $script ]] || continue
 		run_e2e "$script"
 	done
 
+	finish
+}
+
+# finish: the summary and the last line; returns 0 iff nothing failed.
+finish() {
 	echo "== Summary"
 	printf '  %s\n' "${SUMMARY[@]}"
-	echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+	if ((TOTAL_SKIPPED > 0 && STRICT == 1)); then
+		TOTAL_FAILED=$((TOTAL_FAILED + TOTAL_SKIPPED))
+		echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed ($TOTAL_SKIPPED skipped, counted as failed: BALLAST_STRICT=1)"
+	elif ((TOTAL_SKIPPED > 0)); then
+		echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+	else
+		echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+	fi
 	((TOTAL_FAILED == 0))
 }
 
-main
+# Sourced (tests/runner/test_run_all.sh checks the counting rules): the
+# functions only.
+[[ ${BASH_SOURCE[0]} != "$0" ]] || main

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+#
+# test_run_all.sh: the counting rules of tests/run-all.sh, the one verdict
+# `make test` ends with. Fake suites (a GoogleTest-like binary printing
+# given lines, scripts printing PASS/FAIL/SKIP lines) go through run-all's
+# own functions; the last line must say what they did, skips included, and
+# count skips as failures under BALLAST_STRICT=1.
+#
+# Usage: tests/runner/test_run_all.sh [BUILD_DIR]   (BUILD_DIR is unused)
+# Prints PASS/FAIL per case; exits 0 when none failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ballast-run-all-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+failed=0
+
+# fake_gtest NAME LINE...: $WORK/build/NAME prints LINEs, exits 0.
+fake_gtest() {
+	local name=$1
+	shift
+	mkdir -p "$WORK/build"
+	printf '#!/bin/sh\ncat <<"OUT"\n%s\nOUT\n' "$(printf '%s\n' "$@")" >"$WORK/build/$name"
+	chmod +x "$WORK/build/$name"
+}
+
+# fake_script NAME STATUS LINE...: a suite script printing LINEs, exiting STATUS.
+fake_script() {
+	local name=$1 status=$2
+	shift 2
+	mkdir -p "$WORK/suites"
+	printf '#!/bin/sh\ncat <<"OUT"\n%s\nOUT\nexit %s\n' "$(printf '%s\n' "$@")" "$status" \
+		>"$WORK/suites/$name"
+	chmod +x "$WORK/suites/$name"
+	echo "$WORK/suites/$name"
+}
+
+# case NAME STRICT WANT_LAST WANT_STATUS CMD...: runs CMD (calls of
+# run-all's functions, then finish) in a subshell that sourced run-all.sh;
+# checks finish's last line and status.
+check() {
+	local name=$1 strict=$2 want=$3 want_rc=$4 out last rc=0
+	shift 4
+	out=$(BALLAST_STRICT=$strict bash -c 'source "$1"; shift; BUILD=$WORK/build; eval "$*"; finish' \
+		_ "$ROOT/tests/run-all.sh" "$@" 2>&1) || rc=$?
+	last=$(tail -n 1 <<<"$out")
+	if [[ $last == "$want" && $rc == "$want_rc" ]]; then
+		echo "PASS $name"
+	else
+		echo "FAIL $name: last line '$last' (status $rc), want '$want' (status $want_rc)"
+		failed=1
+	fi
+}
+export WORK
+
+fake_gtest g_ok '[==========] 3 tests from 1 test suite ran. (1 ms total)' '[  PASSED  ] 3 tests.'
+fake_gtest g_skip '[==========] 3 tests from 1 test suite ran. (1 ms total)' '[  PASSED  ] 2 tests.' \
+	'[  SKIPPED ] 1 test.'
+ok=$(fake_script ok.sh 0 'PASS a' 'PASS b')
+skip=$(fake_script skip.sh 0 'PASS a' 'SKIP b: no tool')
+nothing=$(fake_script nothing.sh 0 'SKIP all: needs root')
+silent=$(fake_script silent.sh 0 'just talk')
+crash=$(fake_script crash.sh 3 'PASS a')
+
+check "all green" 0 "5 passed, 0 failed" 0 run_gtest g_ok\; run_e2e "$ok"
+check "a GoogleTest skip is shown" 0 "2 passed, 0 failed, 1 skipped" 0 run_gtest g_skip
+check "a script's skip is shown" 0 "1 passed, 0 failed, 1 skipped" 0 run_e2e "$skip"
+check "skips fail under CI" 1 "3 passed, 2 failed (2 skipped, counted as failed: BALLAST_STRICT=1)" 1 \
+	run_gtest g_skip\; run_e2e "$skip"
+check "a suite that skips everything is shown" 0 "0 passed, 0 failed, 1 skipped" 0 run_e2e "$nothing"
+check "a suite that skips everything fails under CI" 1 \
+	"0 passed, 1 failed (1 skipped, counted as failed: BALLAST_STRICT=1)" 1 run_e2e "$nothing"
+check "a suite with no verdict fails" 0 "0 passed, 1 failed" 1 run_e2e "$silent"
+check "a crash without FAIL fails" 0 "1 passed, 1 failed" 1 run_e2e "$crash"
+check "a missing binary fails" 0 "0 passed, 1 failed" 1 run_gtest nosuch
+
+exit "$failed"
