@@ -750,6 +750,11 @@ lb_xdp_attached() {
 	ip -n "$NS_LB" link show dev eth0 | grep -q 'xdp'
 }
 
+# lb_status_field FIELD: one field of `ballast status -o json`.
+lb_status_field() {
+	lb_cli status -o json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
 # lb_xdp_id: the id of the XDP program on the lb's eth0, or nothing.
 lb_xdp_id() {
 	ip -n "$NS_LB" -d link show dev eth0 | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p' | head -n 1
@@ -1306,6 +1311,25 @@ e2e_main() {
 # A batch stops after this many failed requests: the test fails either way,
 # and a dead path would otherwise cost N timeouts (minutes).
 readonly GIVE_UP=50
+
+# cfg_vip_weights ADDRESS PORT PROTO FAIL_OPEN CHECK W1 W2...: one VIP over be1,
+# be2, ... with weights W1, W2, ...; a weight "-" leaves that backend out.
+# FAIL_OPEN: true, false or "" (key left out); CHECK: the health_check
+# (a YAML flow mapping) or "" (none: always up).
+cfg_vip_weights() {
+	local addr=$1 port=$2 proto=$3 fail_open=$4 check=$5 i=0 w
+	shift 5
+	echo "  - address: $addr"
+	echo "    port: $port"
+	echo "    protocol: $proto"
+	[[ -z $fail_open ]] || echo "    fail_open: $fail_open"
+	[[ -z $check ]] || echo "    health_check: $check"
+	echo "    backends:"
+	for w in "$@"; do
+		[[ $w == - ]] || echo "      - {address: ${BE_IPS[$i]}, weight: $w}"
+		i=$((i + 1))
+	done
+}
 
 # cfg_head: a config's first lines (the lb's interface, native XDP).
 cfg_head() {

@@ -30,14 +30,7 @@ readonly NOBODY=65534
 lb_config_checked() {
 	{
 		cfg_head
-		echo "  - address: $VIP1"
-		echo "    port: $HTTP_PORT"
-		echo "    protocol: tcp"
-		echo "    health_check: $CHECK"
-		echo "    backends:"
-		for a in "$BE1" "$BE2" "$BE3"; do
-			echo "      - {address: $a, weight: 1}"
-		done
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "$CHECK" 1 1 1
 	} >"$STATE_DIR/ballast.yaml"
 }
 

@@ -127,7 +127,7 @@ second_start() {
 	grep -qF "another ballastd (pid $pid) serves eth0 from $PIN_DIR" "$out" ||
 		problem "the second ballastd did not name the running one: $(oneline <"$out")"
 	[[ $(lb_xdp_id) == "$id" ]] || problem "XDP program $id replaced by $(lb_xdp_id) by a second start"
-	status_id=$(lb_cli status -o json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["program_id"])')
+	status_id=$(lb_status_field program_id)
 	[[ $status_id == "$id" ]] || problem "ballast status says program $status_id, $id is attached"
 	lb_cli audit >"$STATE_DIR/audit.out" 2>&1 || true
 	! grep -qi 'not attached' "$STATE_DIR/audit.out" ||
@@ -281,8 +281,8 @@ test_socket_path_not_a_socket() {
 	local out=$STATE_DIR/notsock.out rc=0
 	lb_config
 	echo "precious" >"$STATE_DIR/not-a-socket"
-	timeout 20 "${LB_NSENTER[@]}" "$BUILD_DIR/ballastd" --config "$STATE_DIR/ballast.yaml" \
-		--socket "$STATE_DIR/not-a-socket" --pin-dir "$PIN_DIR" >"$out" 2>&1 || rc=$?
+	LB_SOCK=$STATE_DIR/not-a-socket
+	ballastd_again "$out" || rc=$?
 	((rc == 1)) || fail "ballastd exited $rc with --socket on a regular file: $(oneline <"$out")"
 	grep -q "is not a socket" "$out" || fail "no clear refusal: $(oneline <"$out")"
 	[[ $(cat "$STATE_DIR/not-a-socket") == precious ]] || fail "the file at --socket was changed"
@@ -357,7 +357,7 @@ test_interface_recreated() {
 		fail "ballastd did not attach again within 5 s: $(tail -n 2 "$STATE_DIR/ballastd.log" | oneline)"
 	id1=$(lb_xdp_id)
 	[[ -n $id1 ]] || fail "no XDP program on the new eth0"
-	status_id=$(lb_cli status -o json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["program_id"])')
+	status_id=$(lb_status_field program_id)
 	[[ $status_id == "$id1" ]] || fail "ballast status says program $status_id, $id1 is attached"
 	e2e_log "program $id0 on the old eth0, $id1 on the new one"
 	tcp_batch "$STATE_DIR/after.json" 50

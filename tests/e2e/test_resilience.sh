@@ -60,32 +60,13 @@ readonly FAST_CHECK="{type: http, path: /healthz, interval: 250ms, timeout: 200m
 
 # --- Configs -------------------------------------------------------------------
 
-# cfg_vip ADDRESS PORT PROTO FAIL_OPEN CHECK W1 W2...: one VIP over be1,
-# be2, ... with weights W1, W2, ...; a weight "-" leaves that backend out.
-# FAIL_OPEN: true, false or "" (key left out); CHECK: the health_check
-# (a YAML flow mapping) or "" (none: always up).
-cfg_vip() {
-	local addr=$1 port=$2 proto=$3 fail_open=$4 check=$5 i=0 w
-	shift 5
-	echo "  - address: $addr"
-	echo "    port: $port"
-	echo "    protocol: $proto"
-	[[ -z $fail_open ]] || echo "    fail_open: $fail_open"
-	[[ -z $check ]] || echo "    health_check: $check"
-	echo "    backends:"
-	for w in "$@"; do
-		[[ $w == - ]] || echo "      - {address: ${BE_IPS[$i]}, weight: $w}"
-		i=$((i + 1))
-	done
-}
-
 # lb_start_tcp CHECK W1 W2 W3: ballastd with VIP1:80/tcp only.
 lb_start_tcp() {
 	local check=$1
 	shift
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "$check" "$@"
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "$check" "$@"
 	} >"$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
 }
@@ -187,7 +168,7 @@ test_partial_failures() {
 	local before after name i
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp false "$FAST_CHECK" 1 1 2 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp false "$FAST_CHECK" 1 1 2 -
 	} >"$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
 	wait_all_up "$VIP_TCP" 5 "$BE1" "$BE2" "$BE3"
@@ -261,7 +242,7 @@ PY
 	lb_remove
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp true "$FAST_CHECK" 1 1 2 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp true "$FAST_CHECK" 1 1 2 -
 	} >"$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
 	for i in 0 1 2; do
@@ -300,8 +281,8 @@ test_down_moves_established() {
 	local udp=$STATE_DIR/udp-hold.json tcp=$STATE_DIR/hold.json upid tpid t_down
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "$FAST_CHECK" 1 1 1 -
-		cfg_vip "$VIP1" "$UDP_PORT" udp "" "${FAST_CHECK%\}}, port: $HTTP_PORT}" 1 1 1 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "$FAST_CHECK" 1 1 1 -
+		cfg_vip_weights "$VIP1" "$UDP_PORT" udp "" "${FAST_CHECK%\}}, port: $HTTP_PORT}" 1 1 1 -
 	} >"$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
 	wait_all_up "$VIP_TCP" 5 "$BE1" "$BE2" "$BE3"
@@ -546,14 +527,14 @@ test_apply_and_reload() {
 	local rc pid n line
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 1 1 1 -
-		cfg_vip "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 1 1 1 -
+		cfg_vip_weights "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
 	} >"$a"
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 2 1 - -
-		cfg_vip "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
-		cfg_vip "$VIP2" "$HTTP_PORT" tcp "" "" - - 1 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 2 1 - -
+		cfg_vip_weights "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
+		cfg_vip_weights "$VIP2" "$HTTP_PORT" tcp "" "" - - 1 -
 	} >"$b"
 	cp "$a" "$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
@@ -643,7 +624,7 @@ PY
 	# An invalid file: exit 1, the error named, nothing changed or logged.
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 5 -3 - -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 5 -3 - -
 	} >"$bad"
 	lb_cli backend list -o json >"$STATE_DIR/list2.json"
 	rc=0
@@ -663,9 +644,9 @@ PY
 	# SIGHUP: the edited config file is applied, logged as "reload".
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 3 1 - -
-		cfg_vip "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
-		cfg_vip "$VIP2" "$HTTP_PORT" tcp "" "" - - 1 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 3 1 - -
+		cfg_vip_weights "$VIP1" "$UDP_PORT" udp "" "" 1 1 - -
+		cfg_vip_weights "$VIP2" "$HTTP_PORT" tcp "" "" - - 1 -
 	} >"$STATE_DIR/ballast.yaml"
 	kill -HUP "$(lb_pid)"
 	wait_backend_for 5 "$VIP_TCP" "$BE1" 'b["weight"] == 3'
@@ -712,13 +693,13 @@ test_atomic_weight_changes() {
 	local srcs=() stream=$STATE_DIR/tcp.json spid fpid flood=$STATE_DIR/flood.json
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 1 1 0 0
-		cfg_vip "$VIP1" "$FLOOD_PORT" udp "" "" 1 0 0 0
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 1 1 0 0
+		cfg_vip_weights "$VIP1" "$FLOOD_PORT" udp "" "" 1 0 0 0
 	} >"$a"
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "" 0 1 1 0
-		cfg_vip "$VIP1" "$FLOOD_PORT" udp "" "" 0 0 1 0
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "" 0 1 1 0
+		cfg_vip_weights "$VIP1" "$FLOOD_PORT" udp "" "" 0 0 1 0
 	} >"$b"
 	cp "$a" "$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
@@ -815,8 +796,8 @@ test_hitless_restart() {
 	local tpid upid wpid pid m t_restart why
 	{
 		cfg_head
-		cfg_vip "$VIP1" "$HTTP_PORT" tcp "" "$check" 1 1 1 -
-		cfg_vip "$VIP1" "$UDP_PORT" udp "" "" 1 1 1 -
+		cfg_vip_weights "$VIP1" "$HTTP_PORT" tcp "" "$check" 1 1 1 -
+		cfg_vip_weights "$VIP1" "$UDP_PORT" udp "" "" 1 1 1 -
 	} >"$STATE_DIR/ballast.yaml"
 	lb_start "$STATE_DIR/ballast.yaml"
 	wait_all_up "$VIP_TCP" 5 "$BE1" "$BE2" "$BE3"

@@ -98,7 +98,7 @@ TEST(ChangeLogLines, AStormOfHealthChangesIsSummarisedNotHidden) {
   ChangeLog log(
       10000, [&] { return t; }, [&](const std::string& l) { lines.push_back(l); });
   for (int i = 0; i < 300; ++i) {
-    log.record("health-check", {"backend health x up -> down"});
+    log.record("health-check", {"backend health x up -> down"}, ChangeLog::Origin::automatic);
     t += milliseconds(10);
     log.flush();
   }

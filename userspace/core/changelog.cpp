@@ -8,15 +8,6 @@
 
 namespace ballast {
 
-namespace {
-
-// Changes no operator asked for, which can come in storms.
-bool is_automatic(const std::string& actor) {
-  return actor == "health-check" || actor == "neighbour table";
-}
-
-}  // namespace
-
 ChangeLog::ChangeLog(size_t capacity, Now now, LogFn log)
     : capacity_(capacity), now_(std::move(now)), log_(std::move(log)) {
   if (!log_) log_ = [](const std::string& line) { log_line(LogLevel::info, line); };
@@ -34,11 +25,12 @@ void ChangeLog::flush() {
   held_back_ = 0;
 }
 
-void ChangeLog::record(const std::string& actor, const std::vector<std::string>& changes) {
+void ChangeLog::record(const std::string& actor, const std::vector<std::string>& changes,
+                       Origin origin) {
   const auto t = now_();
   for (const auto& c : changes) {
     bool log_it = true;
-    if (is_automatic(actor)) {
+    if (origin == Origin::automatic) {
       if (refilled_ != std::chrono::system_clock::time_point{})
         tokens_ = std::min(kLogBurst, tokens_ + kLogPerSecond *
                                                     std::chrono::duration<double>(t - refilled_)

@@ -38,7 +38,13 @@ class ChangeLog {
 
   using Sink = std::function<void(const ChangeEntry&)>;
 
-  void record(const std::string& actor, const std::vector<std::string>& changes);
+  // Who asked: an operator (the API, a config file, a reload), or ballastd
+  // itself reacting to the world (health checks, the neighbour table),
+  // which can come in storms.
+  enum class Origin { operator_request, automatic };
+
+  void record(const std::string& actor, const std::vector<std::string>& changes,
+              Origin origin = Origin::operator_request);
   // Every entry recorded from now on also goes to @sink.
   void set_sink(Sink sink) { sink_ = std::move(sink); }
   // Entries from before this process (oldest first), ahead of any recorded

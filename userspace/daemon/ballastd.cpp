@@ -116,7 +116,7 @@ class Daemon {
     const auto deadline = Clock::now() + kInitialResolveWait;
     while (!state_.unresolved().empty() && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      changes_.record("neighbour table", state_.refresh_neighbors());
+      changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
     }
     for (const auto& b : state_.unresolved())
       log_line(LogLevel::warning, "backend " + b + ": no MAC on " + config.interface +
@@ -200,8 +200,10 @@ class Daemon {
       }
       guard("health-checks", [&] {
         for (const auto& event : checker_.run()) {
-          changes_.record("health-check", state_.set_health(static_cast<uint32_t>(event.id),
-                                                            event.to, event.detail));
+          changes_.record("health-check",
+                          state_.set_health(static_cast<uint32_t>(event.id), event.to,
+                                            event.detail),
+                          ChangeLog::Origin::automatic);
           audit_soon();
         }
       });
@@ -238,7 +240,7 @@ class Daemon {
         guard("neighbours", [&] {
           // An operator may change the interface's MTU or addresses live.
           state_.set_interface(read_interface_facts(state_.desired().interface));
-          changes_.record("neighbour table", state_.refresh_neighbors());
+          changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
         });
         next_refresh =
             Clock::now() + (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
@@ -414,9 +416,9 @@ class Daemon {
     state_.set_interface(read_interface_facts(name));
     auto changes = state_.move_interface(now);
     changes.push_back("program " + std::to_string(loader_.program_id()) + " on " + name + ": " +
-                      loader_.story());
+                      loader_.attach_story());
     changes_.record("interface " + name, changes);
-    changes_.record("neighbour table", state_.refresh_neighbors());
+    changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
     log_line(LogLevel::info, "interface " + name + " is back (index " + std::to_string(old) +
                                  " -> " + std::to_string(now) + "): forwarding again");
     audit_soon();

@@ -223,8 +223,8 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
     if (created_pins_) remove_pins(options_.pin_dir);
     throw;
   }
-  story_ = adopted_ ? "adopted the maps pinned in " + options_.pin_dir
-                    : "pinned new maps in " + options_.pin_dir;
+  load_story_ = adopted_ ? "adopted the maps pinned in " + options_.pin_dir
+                         : "pinned new maps in " + options_.pin_dir;
 }
 
 Loader::~Loader() {
@@ -342,20 +342,18 @@ void Loader::attach() {
     }
   }
   attached_ = true;
-  story_ += ", " + what;
+  attach_story_ = what;
 }
 
 void Loader::reattach(int new_ifindex) {
   const int old = ifindex_;
   ifindex_ = new_ifindex;
-  story_.clear();
   try {
     attach();
   } catch (...) {
     ifindex_ = old;
     throw;
   }
-  story_ = story_.substr(2);  // attach() appends ", what it did"
 }
 
 bool Loader::is_attached() const {

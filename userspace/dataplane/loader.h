@@ -62,9 +62,10 @@ class Loader {
   // True when the maps were pinned by an earlier ballastd and are reused:
   // the caller adopts their state instead of starting from nothing.
   bool adopted() const { return adopted_; }
-  // What happened at start, for the log ("adopted the pinned maps in ...,
-  // replaced program 12 with 57").
-  const std::string& story() const { return story_; }
+  // What happened at start, for the log ("adopted the maps pinned in ...,
+  // replaced program 12 with 57 atomically"), and what the last attach did.
+  std::string story() const { return load_story_ + ", " + attach_story_; }
+  const std::string& attach_story() const { return attach_story_; }
 
   // The pinned meta entry (ballast_abi.h): who manages the maps. heartbeat()
   // says "ballastd @pid is alive now"; stopped() says nobody manages them
@@ -86,7 +87,7 @@ class Loader {
   bool adopted_ = false;
   bool created_pins_ = false;  // this object made the pins (nothing was there)
   uint64_t created_unix_ms_ = 0;
-  std::string story_;
+  std::string load_story_, attach_story_;
 };
 
 // What `ballastd --cleanup` did: the program it detached (0: none) and the
