@@ -348,6 +348,17 @@ test_interface_recreated() {
 	done
 	grep -q 'interface eth0 is gone' "$STATE_DIR/ballastd.log" || fail "ballastd did not say eth0 is gone"
 	lb_cli status >/dev/null || fail "ballastd does not answer with its interface gone"
+	lb_cli audit >"$STATE_DIR/audit-gone.out" 2>&1 || true
+	grep -q "XDP program is not attached to eth0" "$STATE_DIR/audit-gone.out" ||
+		fail "the audit does not say the program is gone: $(oneline <"$STATE_DIR/audit-gone.out")"
+	# The metrics snapshot is rendered every second: within 3 s.
+	local attached=''
+	for _ in $(seq 30); do
+		attached=$(lb_exec curl -s -m 2 http://127.0.0.1:9469/metrics | grep '^ballast_xdp_program_attached{') || true
+		[[ $attached == *' 0' ]] && break
+		sleep 0.1
+	done
+	[[ $attached == *' 0' ]] || fail "with the interface gone, metrics say: $attached"
 	lb_link_create "$mac"
 	for _ in $(seq 50); do
 		grep -q 'interface eth0 is back' "$STATE_DIR/ballastd.log" && break
