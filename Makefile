@@ -42,8 +42,10 @@ UNIT_SRCS  := $(wildcard tests/unit/*.cpp)
 UNIT_OBJS  := $(patsubst tests/unit/%.cpp,$(BUILD)/obj/unit/%.o,$(UNIT_SRCS))
 DP_SRCS    := $(wildcard tests/dataplane/*.cpp)
 DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_SRCS))
-# The packet builder and fixtures are shared by the data-plane tests and bench.
-DP_LIB_OBJS := $(filter-out %_test.o,$(DP_OBJS))
+# What tests and benches share (packet builder, program fixture, fake data
+# planes and host, the state driver): tests/support, one place.
+SUPPORT_SRCS := $(wildcard tests/support/*.cpp)
+SUPPORT_OBJS := $(patsubst tests/support/%.cpp,$(BUILD)/obj/support/%.o,$(SUPPORT_SRCS))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 # One binary per bench/*_bench.cpp main (build/bench_NAME); bench/run-all.sh runs them
@@ -84,15 +86,19 @@ $(BUILD)/obj/%.o: userspace/%.cpp $(SKELS)
 
 $(BUILD)/obj/unit/%.o: tests/unit/%.cpp $(SKELS) | $(BUILD)/obj/unit
 	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
 
 $(BUILD)/obj/dataplane/%.o: tests/dataplane/%.cpp $(SKELS) | $(BUILD)/obj/dataplane
 	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -Itests/dataplane -c $< -o $@
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
+
+$(BUILD)/obj/support/%.o: tests/support/%.cpp $(SKELS) | $(BUILD)/obj/support
+	$(call msg,CXX,$@)
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
 
 $(BUILD)/obj/bench/%.o: bench/%.cpp $(SKELS) | $(BUILD)/obj/bench
 	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -Itests/dataplane -c $< -o $@
+	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
@@ -106,20 +112,20 @@ $(BUILD)/ballast: $(BUILD)/obj/cli/cli.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/unit_tests: $(UNIT_OBJS) $(LIB)
+$(BUILD)/unit_tests: $(UNIT_OBJS) $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
 
-$(BUILD)/dataplane_tests: $(DP_OBJS) $(LIB)
+$(BUILD)/dataplane_tests: $(DP_OBJS) $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
 
-# Every bench binary links the packet builder and fixtures (tests/dataplane) too.
-$(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(DP_LIB_OBJS) $(LIB)
+# Every bench binary links tests/support too.
+$(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/bench:
+$(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/support $(BUILD)/obj/bench:
 	$(Q)mkdir -p $@
 
 # The README's two commands: each installs what is missing first.
@@ -140,6 +146,6 @@ clean:
 	$(Q)rm -rf $(BUILD)
 
 format:
-	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/dataplane/*.h
+	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/support/*.cpp tests/support/*.h
 
 -include $(wildcard $(BUILD)/obj/*/*.d)

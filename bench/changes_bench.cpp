@@ -1,7 +1,7 @@
 // changes_bench.cpp: what one change costs ballastd's control plane as the
 // number of VIPs grows (issue #15: "cost proportional to the change").
 //
-// The control plane's core (Commands -> BalancerState, with the pre-apply
+// The control plane's core (Commands -> ChangePipeline -> BalancerState, with the pre-apply
 // audit) runs in this process against a data plane that counts its writes
 // and keeps nothing, and a neighbour source that answers from memory and
 // counts the kernel round trips ballastd would make (a route lookup or a
@@ -27,60 +27,16 @@
 #include "audit.h"
 #include "balancer_state.h"
 #include "changelog.h"
+#include "change_pipeline.h"
 #include "commands.h"
 #include "config.h"
-#include "neighbor.h"
+#include "fake_neighbors.h"
+#include "null_dataplane.h"
 
 namespace ballast {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Keeps nothing; counts writes.
-class NullDataPlane : public DataPlane {
- public:
-  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override { ++writes; }
-  void delete_vip(const ballast_vip_key&) override { ++writes; }
-  void put_backend(uint32_t, const ballast_backend&) override { ++writes; }
-  void install_table(uint32_t, const std::vector<uint32_t>&) override { ++writes; }
-  void remove_table(uint32_t) override { ++writes; }
-  void put_egress(uint32_t, const ballast_egress&) override { ++writes; }
-  ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
-  void reset_counters(CounterMap, uint32_t) override { ++writes; }
-  std::vector<ballast_reason_counters> read_reasons() override { return {}; }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
-  LiveSnapshot snapshot() override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
-  uint64_t writes = 0;
-};
-
-// Every backend on-link with a known MAC; counts what would be a kernel
-// round trip in ballastd (KernelNeighbors: one rtnetlink request each).
-class MemoryNeighbors : public NeighborSource {
- public:
-  std::map<IpAddress, MacAddress> macs(int) override {
-    ++round_trips;
-    return macs_;
-  }
-  void solicit(int, const IpAddress&) override { ++round_trips; }
-  std::optional<Route> route(const IpAddress&) override {
-    ++round_trips;
-    return Route{1, std::nullopt};
-  }
-  InterfaceFacts interface(int) override { return facts(); }
-  static InterfaceFacts facts() {
-    InterfaceFacts f;
-    f.ifindex = 1;
-    f.mac = {2, 0, 0, 0, 0, 1};
-    f.ipv4 = *IpAddress::parse("10.250.0.1");
-    return f;
-  }
-  void add(const IpAddress& a) { macs_[a] = {2, 0, 0, 0, 0, 2}; }
-  uint64_t round_trips = 0;
-
- private:
-  std::map<IpAddress, MacAddress> macs_;
-};
 
 std::string vip_name(uint32_t i) {
   return "10." + std::to_string(100 + i / 65536) + "." + std::to_string(i / 256 % 256) + "." +
@@ -111,13 +67,14 @@ double median(std::vector<double> v) {
 
 Row measure(uint32_t n, int repeats) {
   NullDataPlane dp;
-  MemoryNeighbors nb;
+  FakeNeighbors nb;
   BalancerState state(dp, nb, 1);
-  state.set_interface(MemoryNeighbors::facts());
+  state.set_interface(FakeNeighbors::facts(1));
   ChangeLog log(ChangeLog::kDefaultCapacity, std::chrono::system_clock::now,
                 [](const std::string&) {});
-  Commands commands(state, dp, log, [] { return nlohmann::json::object(); });
-  for (uint32_t b = 0; b < 3 * (n + repeats) + 3; ++b) nb.add(*IpAddress::parse(backend_name(b)));
+  ChangePipeline pipeline(state, log);
+  Commands commands(pipeline, dp, log, [] { return nlohmann::json::object(); });
+  for (uint32_t b = 0; b < 3 * (n + repeats) + 3; ++b) nb.known[*IpAddress::parse(backend_name(b))] = {2, 0, 0, 0, 0, 2};
 
   Config c;
   c.interface = "eth0";
@@ -129,7 +86,7 @@ Row measure(uint32_t n, int repeats) {
     c.vips.push_back(vip);
   }
   require_valid(c);
-  state.apply(c);
+  pipeline.submit(ConfigRequest{c}, {"bench"});
   const long rss1 = rss_kib();
   const PeerCred root{};
   auto call = [&](const nlohmann::json& req) {

@@ -17,7 +17,9 @@
 
 #include "balancer_state.h"
 #include "config.h"
+#include "fake_neighbors.h"
 #include "skew.h"
+#include "state_driver.h"
 
 namespace ballast {
 namespace {
@@ -228,19 +230,6 @@ class RecordingMaps : public DataPlane {
         if (k.port != 0) snap.vip_by_id[info.vip_id] = vip_by_id[info.vip_id];
     if (report_vip_filter) snap.vip_filter = vip_filter;
     return snap;
-  }
-};
-
-class FakeNeighbors : public NeighborSource {
- public:
-  std::map<IpAddress, MacAddress> known;
-  std::map<IpAddress, MacAddress> macs(int) override { return known; }
-  void solicit(int, const IpAddress&) override {}
-  std::optional<Route> route(const IpAddress&) override { return Route{1, std::nullopt}; }
-  InterfaceFacts interface(int ifindex) override {
-    InterfaceFacts f;
-    f.ifindex = ifindex;
-    return f;
   }
 };
 
@@ -691,9 +680,9 @@ class StateFixture : public ::testing::Test {
   void SetUp() override {
     for (const char* a : {"10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "10.0.0.15"})
       neighbors.known[ip(a)] = mac_of(a);
-    state.apply(config());
-    for (uint32_t id : {0u, 1u, 2u, 3u}) state.set_health(id, Health::up, "");
-    state.set_drained(VipKey::parse(kVip), ip("10.0.0.14"), true);
+    apply(state, config());
+    for (uint32_t id : {0u, 1u, 2u, 3u}) set_health(state, id, Health::up, "");
+    set_drained(state, VipKey::parse(kVip), ip("10.0.0.14"), true);
     ASSERT_TRUE(dp.violations.empty()) << dp.violations[0];
     dp.log.clear();
   }
@@ -975,12 +964,12 @@ TEST_F(ReconcileTest, ExpectedIsWhatApplyWrote) {
   EXPECT_EQ(entries(want.tables.at(0)).count(3), 0u) << "drained: no entries";
 
   // Health, drains and removals move expected() along with the maps.
-  state.set_health(1, Health::down, "3 failures");
-  state.set_drained(VipKey::parse(kVip), ip("10.0.0.14"), false);
+  set_health(state, 1, Health::down, "3 failures");
+  set_drained(state, VipKey::parse(kVip), ip("10.0.0.14"), false);
   Config smaller = config();
   smaller.vips[0].backends.erase(smaller.vips[0].backends.begin() + 2);  // 10.0.0.13
   smaller.vips.pop_back();                                               // 10.0.0.101:53/udp
-  state.apply(smaller);
+  apply(state, smaller);
   ASSERT_TRUE(dp.violations.empty()) << dp.violations[0];
   const LiveSnapshot after = state.expected();
   expect_same(flatten(after), flatten_maps(dp), "after down, undrain, removals");
@@ -994,7 +983,7 @@ TEST_F(ReconcileTest, ExpectedIsWhatApplyWrote) {
 }
 
 TEST_F(ReconcileTest, NothingDriftedWritesNothing) {
-  EXPECT_TRUE(state.rewrite_all(dp.snapshot()).empty()) << "no repair lines";
+  EXPECT_TRUE(repair(state, dp.snapshot()).empty()) << "no repair lines";
   EXPECT_TRUE(dp.log.empty()) << "no writes at all";
 }
 
@@ -1019,7 +1008,7 @@ TEST_F(ReconcileTest, RewriteAllRepairsEveryKindOfDrift) {
                                << dump(before);
   EXPECT_TRUE(has_errors(before));
 
-  const auto repairs = state.rewrite_all(dp.snapshot());
+  const auto repairs = repair(state, dp.snapshot());
   EXPECT_EQ(repairs, (std::vector<std::string>{
                          "repair backend slot 1",
                          "repair Maglev table of vip id 0",
@@ -1044,7 +1033,7 @@ TEST_F(ReconcileTest, RewriteAllRepairsEveryKindOfDrift) {
   EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
 
   dp.log.clear();
-  EXPECT_TRUE(state.rewrite_all(dp.snapshot()).empty()) << "repaired: a second pass finds nothing";
+  EXPECT_TRUE(repair(state, dp.snapshot()).empty()) << "repaired: a second pass finds nothing";
   EXPECT_TRUE(dp.log.empty());
 }
 
@@ -1052,7 +1041,7 @@ TEST_F(ReconcileTest, RewriteAllRestoresVipIdAndEmptiedSlot) {
   const LiveSnapshot want = state.expected();
   dp.vips[key_bytes(VipKey::parse(kVip).to_abi())].vip_id = 1;  // VIP 0 now uses VIP 1's table
   dp.backends.at(4) = ballast_backend{};                        // 10.0.0.15's slot zeroed
-  const auto repairs = state.rewrite_all(dp.snapshot());
+  const auto repairs = repair(state, dp.snapshot());
   EXPECT_EQ(repairs, (std::vector<std::string>{"repair backend slot 4",
                                                // No VIP names table 0 in the map any more,
                                                // so the snapshot does not read it.
@@ -1069,7 +1058,7 @@ TEST_F(ReconcileTest, RewriteAllRepairsAWholeTableHandedToADrainedBackend) {
   const auto found = drift(dp.snapshot());
   ASSERT_EQ(found.size(), 1u) << dump(found);
   EXPECT_EQ(found[0].backend, "10.0.0.14");
-  EXPECT_EQ(state.rewrite_all(dp.snapshot()),
+  EXPECT_EQ(repair(state, dp.snapshot()),
             std::vector<std::string>{"repair Maglev table of vip id 0"});
   EXPECT_TRUE(dp.violations.empty()) << dp.violations[0];
   EXPECT_TRUE(dp.tables.at(0) == want.tables.at(0)) << "the installed table is back";
@@ -1089,7 +1078,7 @@ TEST_F(ReconcileTest, VipByIdDriftIsFoundAndRepaired) {
             std::string::npos)
       << before[0].message;
 
-  const auto repairs = state.rewrite_all(dp.snapshot());
+  const auto repairs = repair(state, dp.snapshot());
   ASSERT_EQ(repairs.size(), 1u) << "one repair";
   EXPECT_EQ(repairs[0].rfind("repair vip ", 0), 0u) << repairs[0];
   EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
@@ -1112,7 +1101,7 @@ TEST_F(ReconcileTest, VipFilterBitMissingIsFoundAndRepaired) {
             std::string::npos)
       << before[0].message;
 
-  const auto repairs = state.rewrite_all(dp.snapshot());
+  const auto repairs = repair(state, dp.snapshot());
   EXPECT_EQ(repairs, std::vector<std::string>{"repair vip 10.0.0.101:53/udp"});
   EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
 }

@@ -11,164 +11,16 @@
 
 #include "commands.h"
 #include "error.h"
+#include "fake_neighbors.h"
+#include "state_driver.h"
+#include "state_fixture.h"
 
 namespace ballast {
 namespace {
 
-class FakeDataPlane : public DataPlane {
- public:
-  std::vector<std::string> log;  // "put_vip 0", "install_table 0", ...
-  std::map<uint32_t, ballast_backend> backends;
-  std::map<uint32_t, std::vector<uint32_t>> tables;
-  std::map<std::string, uint32_t> vips;    // key bytes -> id
-  std::map<uint32_t, uint32_t> vip_flags;  // id -> ballast_vip_info.flags as last written
-  std::map<std::string, ballast_vip_info> vip_infos;  // key bytes -> value as last written
-  // Egress slots as last written; not in the log, which tracks the order
-  // of VIP, slot and table writes.
-  std::map<uint32_t, ballast_egress> egress;
-  int egress_writes = 0;
-
-  void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override {
-    // The table must already be there when the VIP becomes visible.
-    EXPECT_TRUE(tables.count(info.vip_id))
-        << "VIP " << info.vip_id << " published before its table";
-    vips[key_str(key)] = info.vip_id;
-    vip_flags[info.vip_id] = info.flags;
-    vip_infos[key_str(key)] = info;
-    log.push_back("put_vip " + std::to_string(info.vip_id));
-  }
-  void put_egress(uint32_t id, const ballast_egress& e) override {
-    egress[id] = e;
-    egress_writes++;
-  }
-  void delete_vip(const ballast_vip_key& key) override {
-    vips.erase(key_str(key));
-    vip_infos.erase(key_str(key));
-    log.push_back("delete_vip");
-  }
-  void put_backend(uint32_t id, const ballast_backend& b) override {
-    // No live table may name a slot that is being deactivated.
-    if (!(b.flags & BALLAST_BACKEND_F_ACTIVE)) {
-      for (const auto& [vip, t] : tables) {
-        for (uint32_t e : t) {
-          ASSERT_NE(e, id) << "slot " << id << " deactivated while table " << vip << " names it";
-        }
-      }
-    }
-    backends[id] = b;
-    log.push_back("put_backend " + std::to_string(id));
-  }
-  void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override {
-    ASSERT_EQ(entries.size(), BALLAST_MAGLEV_SIZE);
-    for (uint32_t e : entries) {
-      if (e != BALLAST_NO_BACKEND) {
-        ASSERT_TRUE(backends.count(e) && (backends[e].flags & BALLAST_BACKEND_F_ACTIVE))
-            << "table names slot " << e << " before it is active";
-      }
-    }
-    tables[vip_id] = entries;
-    log.push_back("install_table " + std::to_string(vip_id));
-  }
-  void remove_table(uint32_t vip_id) override {
-    tables.erase(vip_id);
-    log.push_back("remove_table " + std::to_string(vip_id));
-  }
-  ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
-  void reset_counters(CounterMap, uint32_t) override {}
-  std::vector<ballast_reason_counters> read_reasons() override {
-    return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
-  }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return flows; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
-    auto it = tables.find(vip_id);
-    if (it == tables.end()) return std::nullopt;
-    return it->second;
-  }
-  LiveSnapshot snapshot() override {
-    LiveSnapshot snap;
-    for (const auto& [k, id] : vips) {
-      ballast_vip_key key;
-      std::memcpy(&key, k.data(), sizeof(key));
-      snap.vips.push_back({key, vip_infos.count(k) ? vip_infos[k] : ballast_vip_info{id, 0, 0, 0}});
-    }
-    snap.egress = egress;
-    for (const auto& [id, b] : backends)
-      if (b.family) snap.backends[id] = b;
-    snap.tables = tables;
-    return snap;
-  }
-  std::map<uint32_t, uint64_t> flows;
-
-  static std::string key_str(const ballast_vip_key& k) {
-    return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
-  }
-  std::map<uint32_t, uint32_t> entries_per_slot(uint32_t vip_id) {
-    std::map<uint32_t, uint32_t> out;
-    for (uint32_t e : tables.at(vip_id)) out[e]++;
-    return out;
-  }
-};
-
-class FakeNeighbors : public NeighborSource {
- public:
-  std::map<IpAddress, MacAddress> known;
-  std::vector<IpAddress> solicited;
-  // Routes by destination; any other is on-link on interface 1 (the
-  // balancer's in these tests).
-  std::map<IpAddress, Route> routes;
-  // Neighbours of interfaces other than 1, by interface.
-  std::map<int, std::map<IpAddress, MacAddress>> known_on;
-  std::map<IpAddress, MacAddress> macs(int ifindex) override {
-    return ifindex == 1 ? known : known_on[ifindex];
-  }
-  void solicit(int, const IpAddress& a) override { solicited.push_back(a); }
-  std::optional<Route> route(const IpAddress& dst) override {
-    if (auto it = routes.find(dst); it != routes.end()) return it->second;
-    return Route{1, std::nullopt};
-  }
-  InterfaceFacts interface(int ifindex) override {
-    InterfaceFacts f;
-    f.ifindex = ifindex;
-    f.mac = MacAddress{2, 0, 0, 0, 0xee, uint8_t(ifindex)};
-    f.mtu = 1500;
-    return f;
-  }
-};
-
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
-
-// The example: weights 1, 1, 2; @check for every backend.
-Config three_backends(CheckSpec check = {}) {
-  Config c;
-  c.interface = "eth0";
-  VipConfig vip = empty_vip(VipKey::parse("10.0.0.100:80/tcp"));
-  check.port = 80;
-  vip.check = check;
-  for (auto [addr, weight] : {std::pair{"10.0.0.11", 1u}, {"10.0.0.12", 1u}, {"10.0.0.13", 2u}})
-    vip.backends.push_back(BackendConfig{ip(addr), weight, check});
-  c.vips.push_back(vip);
-  return c;
-}
-
-CheckSpec tcp_check() {
-  CheckSpec c;
-  c.type = CheckType::tcp;
-  return c;
-}
-
-class BalancerStateTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    for (const char* a : {"10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14"})
-      neighbors.known[ip(a)] = MacAddress{2, 0, 0, 0, 0, uint8_t(ip(a).bytes[3])};
-  }
-  FakeDataPlane dp;
-  FakeNeighbors neighbors;
-  BalancerState state{dp, neighbors, 1};
-};
 
 TEST_F(BalancerStateTest, FirstApplyWritesBackendsThenTableThenVip) {
-  auto changes = state.apply(three_backends());
+  auto changes = apply(state, three_backends());
   EXPECT_EQ(changes.size(), 4u) << "1 vip add + 3 backend add";
   ASSERT_EQ(dp.log.size(), 5u);
   EXPECT_EQ(dp.log[3], "install_table 0");
@@ -186,7 +38,7 @@ TEST_F(BalancerStateTest, IpipModeIsAVipFlagAndSwitchesWithOneWrite) {
   Config c = three_backends();
   c.vips[0].mode = ForwardMode::ipip;
   try {
-    state.apply(c);
+    apply(state, c);
     ADD_FAILURE() << "ipip applied without an IPv4 outer source";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
@@ -199,11 +51,11 @@ TEST_F(BalancerStateTest, IpipModeIsAVipFlagAndSwitchesWithOneWrite) {
   facts.ifindex = 7;
   facts.ipv4 = ip("10.0.0.2");
   state.set_interface(facts);
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.vip_flags[0], BALLAST_VIP_F_ENCAP_IPIP);
   dp.log.clear();
   c.vips[0].mode = ForwardMode::dsr;
-  auto changes = state.apply(c);
+  auto changes = apply(state, c);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0], "vip options 10.0.0.100:80/tcp: mode ipip -> dsr");
   EXPECT_EQ(dp.log, std::vector<std::string>{"put_vip 0"}) << "one write, no table swap";
@@ -223,11 +75,11 @@ TEST_F(BalancerStateTest, GueOptionsAndFragmentsAreVipEntriesAndSurviveARestart)
   vip.gue_port = 7777;
   vip.ignore_source_port = true;
   vip.fragments = true;
-  state.apply(c);
+  apply(state, c);
   VipKey frag = vip.key;
   frag.port = 0;
-  const auto main_key = FakeDataPlane::key_str(vip.key.to_abi());
-  const auto frag_key = FakeDataPlane::key_str(frag.to_abi());
+  const auto main_key = OrderedDataPlane::key_str(vip.key.to_abi());
+  const auto frag_key = OrderedDataPlane::key_str(frag.to_abi());
   ASSERT_TRUE(dp.vip_infos.count(main_key));
   ASSERT_TRUE(dp.vip_infos.count(frag_key)) << "fragments: a port-0 entry";
   EXPECT_EQ(dp.vip_infos[main_key].flags, BALLAST_VIP_F_ENCAP_GUE | BALLAST_VIP_F_NO_SRC_PORT);
@@ -242,12 +94,12 @@ TEST_F(BalancerStateTest, GueOptionsAndFragmentsAreVipEntriesAndSurviveARestart)
   restarted.set_interface(facts);
   dp.log.clear();
   restarted.adopt(dp.snapshot(), c);
-  EXPECT_TRUE(restarted.apply(c).empty()) << "nothing to change";
+  EXPECT_TRUE(apply(restarted, c).empty()) << "nothing to change";
   EXPECT_TRUE(dp.log.empty());
 
   // Turning fragments off removes only the port-0 entry.
   c.vips[0].fragments = false;
-  EXPECT_EQ(restarted.apply(c),
+  EXPECT_EQ(apply(restarted, c),
             std::vector<std::string>{"vip options 10.0.0.100:53/udp: fragments off"});
   EXPECT_EQ(dp.log, std::vector<std::string>{"delete_vip"});
   EXPECT_FALSE(dp.vip_infos.count(frag_key));
@@ -263,7 +115,7 @@ TEST_F(BalancerStateTest, EgressSlotHoldsTheInterfaceAndTheEncapPrefix) {
   state.set_interface(facts);
   Config c = three_backends();
   c.vips[0].mode = ForwardMode::ipip;
-  state.apply(c);
+  apply(state, c);
   ASSERT_TRUE(dp.egress.count(0));
   EXPECT_EQ(dp.egress[0].ifindex, 7u);
   EXPECT_EQ(dp.egress[0].mac[5], 0x0b);
@@ -273,31 +125,31 @@ TEST_F(BalancerStateTest, EgressSlotHoldsTheInterfaceAndTheEncapPrefix) {
   EXPECT_EQ(dp.egress_writes, 1);
 
   c.encap.source_v4 = IpPrefix::parse("10.255.0.0/16");
-  EXPECT_EQ(state.apply(c),
+  EXPECT_EQ(apply(state, c),
             (std::vector<std::string>{"egress eth0 updated", "encap settings changed"}));
   EXPECT_EQ(dp.egress[0].src4, ip("10.255.0.0").to_abi().v4);
   EXPECT_EQ(dp.egress[0].src4_hash_mask, htonl(0x0000ffff)) << "the host bits from the hash";
   EXPECT_EQ(dp.egress_writes, 2);
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.egress_writes, 2) << "unchanged: not rewritten";
 
   // The interface's MTU changes under the daemon: the next refresh
   // rewrites the slot, and says so.
   facts.mtu = 1400;
   state.set_interface(facts);
-  EXPECT_EQ(state.refresh_neighbors(),
+  EXPECT_EQ(follow_host(state),
             std::vector<std::string>{
                 "egress slots rewritten: 1 (an interface's MTU, MAC or address changed)"});
   EXPECT_EQ(dp.egress[0].mtu, 1400);
   EXPECT_EQ(dp.egress_writes, 3);
-  EXPECT_TRUE(state.refresh_neighbors().empty()) << "nothing changed since";
+  EXPECT_TRUE(follow_host(state).empty()) << "nothing changed since";
 
   // An IPv6 backend needs an IPv6 source: refused, nothing written.
   c.vips[0].backends.push_back(BackendConfig{ip("fd00::14"), 1, c.vips[0].check});
-  EXPECT_THROW(state.apply(c), Error);
+  EXPECT_THROW(apply(state, c), Error);
   EXPECT_EQ(dp.egress_writes, 3);
   c.encap.source_v6 = IpPrefix::parse("fd00:ff::/96");
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.egress[0].src6_hash_mask, 0xffffffffu);
 }
 
@@ -315,7 +167,7 @@ TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
 
   Config c = three_backends();
   try {
-    state.apply(c);
+    apply(state, c);
     ADD_FAILURE() << "dsr applied to a backend behind a router";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
@@ -326,7 +178,7 @@ TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
   EXPECT_TRUE(dp.log.empty()) << "refused before any write";
 
   c.vips[0].mode = ForwardMode::ipip;
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.backends[0].mac[5], 11) << "on-link: the backend's own MAC";
   EXPECT_EQ(dp.backends[0].egress, 0);
   EXPECT_EQ(dp.backends[1].mac[5], 1) << "behind a router: the router's MAC";
@@ -341,7 +193,7 @@ TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
   // The route to 10.0.0.12 changes: refresh moves it to the new hop.
   neighbors.routes[ip("10.0.0.12")] = Route{1, ip("10.0.0.254")};
   neighbors.known[ip("10.0.0.254")] = MacAddress{2, 0, 0, 0, 0, 0xfe};
-  const auto changes = state.refresh_neighbors();
+  const auto changes = follow_host(state);
   ASSERT_EQ(changes.size(), 2u);
   EXPECT_EQ(changes[0], "backend next-hop 10.0.0.100:80/tcp 10.0.0.12 10.0.0.1 -> 10.0.0.254");
   EXPECT_EQ(changes[1], "backend mac 10.0.0.100:80/tcp 10.0.0.12 unresolved -> 02:00:00:00:00:fe");
@@ -350,7 +202,7 @@ TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
   // A configured router takes every encapsulated packet of its family.
   c.encap.next_hop_v4 = ip("10.0.0.1");
   neighbors.routes[ip("10.0.0.1")] = Route{1, std::nullopt};
-  state.apply(c);
+  apply(state, c);
   for (uint32_t id : {0u, 1u, 2u}) {
     EXPECT_EQ(dp.backends[id].mac[5], 1) << "slot " << id << ": the configured router's MAC";
     EXPECT_EQ(dp.backends[id].egress, 0);
@@ -358,11 +210,11 @@ TEST_F(BalancerStateTest, NextHopsFollowTheKernelsRoutes) {
 }
 
 TEST_F(BalancerStateTest, WeightChangeSwapsOnlyTheTable) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   dp.log.clear();
   Config c = three_backends();
   c.vips[0].backends[0].weight = 6;
-  auto changes = state.apply(c);
+  auto changes = apply(state, c);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0], "backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 6");
   EXPECT_EQ(dp.log, std::vector<std::string>{"install_table 0"}) << "ids and slots unchanged";
@@ -370,29 +222,29 @@ TEST_F(BalancerStateTest, WeightChangeSwapsOnlyTheTable) {
 }
 
 TEST_F(BalancerStateTest, ReapplyingTheSameConfigWritesNothing) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   dp.log.clear();
-  EXPECT_TRUE(state.apply(three_backends()).empty());
+  EXPECT_TRUE(apply(state, three_backends()).empty());
   EXPECT_TRUE(dp.log.empty());
 }
 
 TEST_F(BalancerStateTest, RemovedBackendLeavesTableBeforeItsSlot) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   dp.log.clear();
   Config c = three_backends();
   c.vips[0].backends.erase(c.vips[0].backends.begin());
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.log, (std::vector<std::string>{"install_table 0", "put_backend 0"}));
   EXPECT_FALSE(dp.backends[0].flags & BALLAST_BACKEND_F_ACTIVE);
   EXPECT_EQ(dp.entries_per_slot(0).count(0), 0u);
 }
 
 TEST_F(BalancerStateTest, RemovedVipStopsMatchingFirst) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   dp.log.clear();
   Config c = three_backends();
   c.vips.clear();
-  state.apply(c);
+  apply(state, c);
   ASSERT_GE(dp.log.size(), 2u);
   EXPECT_EQ(dp.log[0], "delete_vip");
   EXPECT_EQ(dp.log[1], "remove_table 0");
@@ -402,41 +254,41 @@ TEST_F(BalancerStateTest, RemovedVipStopsMatchingFirst) {
 
 TEST_F(BalancerStateTest, UnresolvedBackendWaitsOutsideTheTable) {
   neighbors.known.erase(ip("10.0.0.13"));
-  state.apply(three_backends());
+  apply(state, three_backends());
   EXPECT_EQ(state.unresolved(), std::vector<std::string>{"10.0.0.100:80/tcp 10.0.0.13"});
   ASSERT_EQ(neighbors.solicited.size(), 1u) << "the kernel is asked to resolve it";
   EXPECT_EQ(dp.entries_per_slot(0).count(2), 0u);
   EXPECT_NEAR(dp.entries_per_slot(0)[0] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
 
   neighbors.known[ip("10.0.0.13")] = MacAddress{2, 0, 0, 0, 0, 13};
-  auto changes = state.refresh_neighbors();
+  auto changes = follow_host(state);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_TRUE(state.unresolved().empty());
   EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
 }
 
 TEST_F(BalancerStateTest, KnownMacSurvivesTheKernelForgettingIt) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   neighbors.known.clear();
-  EXPECT_TRUE(state.refresh_neighbors().empty());
+  EXPECT_TRUE(follow_host(state).empty());
   EXPECT_TRUE(state.unresolved().empty());
 }
 
 TEST_F(BalancerStateTest, CheckedBackendsWaitForTheirFirstResult) {
-  state.apply(three_backends(tcp_check()));
+  apply(state, three_backends(tcp_check()));
   EXPECT_EQ(dp.entries_per_slot(0),
             (std::map<uint32_t, uint32_t>{{BALLAST_NO_BACKEND, BALLAST_MAGLEV_SIZE}}))
       << "health unknown: no new flows yet";
-  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "first check");
+  for (uint32_t id : {0u, 1u, 2u}) set_health(state, id, Health::up, "first check");
   EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
 }
 
 TEST_F(BalancerStateTest, DownBackendLeavesTableThenSlotOthersKeepTheirEntries) {
-  state.apply(three_backends(tcp_check()));
-  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
+  apply(state, three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) set_health(state, id, Health::up, "");
   const auto before = dp.tables.at(0);
   dp.log.clear();
-  auto changes = state.set_health(1, Health::down, "3 failures");
+  auto changes = set_health(state, 1, Health::down, "3 failures");
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0], "backend health 10.0.0.100:80/tcp 10.0.0.12 up -> down (3 failures)");
   EXPECT_EQ(dp.log, (std::vector<std::string>{"install_table 0", "put_backend 1"}))
@@ -452,74 +304,74 @@ TEST_F(BalancerStateTest, DownBackendLeavesTableThenSlotOthersKeepTheirEntries) 
   auto shares = dp.entries_per_slot(0);
   EXPECT_NEAR(shares[0] / double(BALLAST_MAGLEV_SIZE), 1.0 / 3, 0.005) << "weight 1 of 3 left";
   EXPECT_NEAR(shares[2] / double(BALLAST_MAGLEV_SIZE), 2.0 / 3, 0.005) << "weight 2 of 3 left";
-  EXPECT_TRUE(state.set_health(1, Health::down, "again").empty()) << "no change, no entry";
-  state.set_health(1, Health::up, "2 successes");
+  EXPECT_TRUE(set_health(state, 1, Health::down, "again").empty()) << "no change, no entry";
+  set_health(state, 1, Health::up, "2 successes");
   EXPECT_EQ(dp.tables.at(0), before) << "recovery restores the same table";
   EXPECT_TRUE(dp.backends[1].flags & BALLAST_BACKEND_F_ACTIVE);
 }
 
 TEST_F(BalancerStateTest, AllDownDropsUnlessFailOpen) {
   Config c = three_backends(tcp_check());
-  state.apply(c);
-  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::down, "");
+  apply(state, c);
+  for (uint32_t id : {0u, 1u, 2u}) set_health(state, id, Health::down, "");
   EXPECT_EQ(dp.entries_per_slot(0).count(BALLAST_NO_BACKEND), 1u) << "fail_open false: drop";
   c.vips[0].fail_open = true;
-  auto changes = state.apply(c);
+  auto changes = apply(state, c);
   EXPECT_EQ(changes, std::vector<std::string>{"vip fail-open 10.0.0.100:80/tcp on"});
   EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005)
       << "fail open: every backend by weight";
   for (uint32_t id : {0u, 1u, 2u})
     EXPECT_TRUE(dp.backends[id].flags & BALLAST_BACKEND_F_ACTIVE) << "slot " << id;
   EXPECT_TRUE(state.view()[0].failing_open);
-  state.set_health(0, Health::up, "");
+  set_health(state, 0, Health::up, "");
   EXPECT_EQ(dp.entries_per_slot(0), (std::map<uint32_t, uint32_t>{{0, BALLAST_MAGLEV_SIZE}}))
       << "one up backend: fail-open ends";
   EXPECT_FALSE(dp.backends[1].flags & BALLAST_BACKEND_F_ACTIVE);
 }
 
 TEST_F(BalancerStateTest, DrainKeepsFlowsAndSurvivesRecoveryAndApply) {
-  state.apply(three_backends(tcp_check()));
-  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
-  auto changes = state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), true);
+  apply(state, three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) set_health(state, id, Health::up, "");
+  auto changes = set_drained(state, VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), true);
   EXPECT_EQ(changes, std::vector<std::string>{"backend drain 10.0.0.100:80/tcp 10.0.0.13"});
   EXPECT_EQ(dp.entries_per_slot(0).count(2), 0u) << "drained: no new flows";
   EXPECT_TRUE(dp.backends[2].flags & BALLAST_BACKEND_F_ACTIVE) << "established flows stay";
   EXPECT_TRUE(dp.backends[2].flags & BALLAST_BACKEND_F_DRAINED);
-  state.set_health(2, Health::down, "");
-  state.set_health(2, Health::up, "");
-  state.apply(three_backends(tcp_check()));
+  set_health(state, 2, Health::down, "");
+  set_health(state, 2, Health::up, "");
+  apply(state, three_backends(tcp_check()));
   EXPECT_EQ(dp.entries_per_slot(0).count(2), 0u) << "recovered and re-applied: still drained";
-  state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), false);
+  set_drained(state, VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.13"), false);
   EXPECT_NEAR(dp.entries_per_slot(0)[2] / double(BALLAST_MAGLEV_SIZE), 0.5, 0.005);
-  EXPECT_THROW(state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.99"), true), Error);
+  EXPECT_THROW(set_drained(state, VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.99"), true), Error);
 }
 
 TEST_F(BalancerStateTest, PlanWritesNothing) {
-  state.apply(three_backends());
+  apply(state, three_backends());
   dp.log.clear();
   Config c = three_backends();
   c.vips[0].backends[0].weight = 5;
   c.vips[0].backends.pop_back();
-  auto planned = state.plan(c);
+  auto planned = plan_text(state, c);
   EXPECT_EQ(planned,
             (std::vector<std::string>{"backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 5",
                                       "backend del 10.0.0.100:80/tcp 10.0.0.13"}));
   EXPECT_TRUE(dp.log.empty());
   EXPECT_EQ(state.desired().vips[0].backends.size(), 3u);
-  EXPECT_EQ(state.apply(c), planned) << "apply does what plan said";
+  EXPECT_EQ(apply(state, c), planned) << "apply does what plan said";
 }
 
 TEST_F(BalancerStateTest, RestartAdoptsIdsHealthDrainsAndTables) {
-  state.apply(three_backends(tcp_check()));
-  for (uint32_t id : {0u, 1u, 2u}) state.set_health(id, Health::up, "");
-  state.set_health(0, Health::down, "");
-  state.set_drained(VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.12"), true);
+  apply(state, three_backends(tcp_check()));
+  for (uint32_t id : {0u, 1u, 2u}) set_health(state, id, Health::up, "");
+  set_health(state, 0, Health::down, "");
+  set_drained(state, VipKey::parse("10.0.0.100:80/tcp"), ip("10.0.0.12"), true);
   const auto table = dp.tables.at(0);
 
   BalancerState restarted(dp, neighbors, 1);
   dp.log.clear();
   restarted.adopt(dp.snapshot(), three_backends(tcp_check()));
-  EXPECT_TRUE(restarted.apply(three_backends(tcp_check())).empty()) << "nothing to change";
+  EXPECT_TRUE(apply(restarted, three_backends(tcp_check())).empty()) << "nothing to change";
   EXPECT_TRUE(dp.log.empty()) << "adoption rewrote the maps";
   auto view = restarted.view();
   ASSERT_EQ(view.size(), 1u);
@@ -530,14 +382,14 @@ TEST_F(BalancerStateTest, RestartAdoptsIdsHealthDrainsAndTables) {
   // A backend added after the restart takes a fresh slot.
   Config more = three_backends(tcp_check());
   more.vips[0].backends.push_back(BackendConfig{ip("10.0.0.14"), 1, more.vips[0].check});
-  restarted.apply(more);
+  apply(restarted, more);
   EXPECT_EQ(restarted.view()[0].backends[3].id, 3u);
 }
 
 TEST_F(BalancerStateTest, AllWeightsZeroLeavesNoBackendEntries) {
   Config c = three_backends();
   for (auto& b : c.vips[0].backends) b.weight = 0;
-  state.apply(c);
+  apply(state, c);
   EXPECT_EQ(dp.entries_per_slot(0),
             (std::map<uint32_t, uint32_t>{{BALLAST_NO_BACKEND, BALLAST_MAGLEV_SIZE}}));
 }
@@ -546,14 +398,15 @@ class CommandsTest : public BalancerStateTest {
  protected:
   void SetUp() override {
     BalancerStateTest::SetUp();
-    state.apply(three_backends());
+    apply(state, three_backends());
     dp.log.clear();
   }
   nlohmann::json run(const std::string& cmd, nlohmann::json args) {
     return commands.handle({{"command", cmd}, {"args", args}}, PeerCred{});
   }
   ChangeLog changes;
-  Commands commands{state, dp, changes, [] { return nlohmann::json::object(); }};
+  ChangePipeline pipeline{state, changes};
+  Commands commands{pipeline, dp, changes, [] { return nlohmann::json::object(); }};
 };
 
 // A read-group member reads but may not change: the change is refused with

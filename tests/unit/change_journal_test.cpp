@@ -26,22 +26,31 @@ class ChangeJournalTest : public ::testing::Test {
       std::filesystem::temp_directory_path() / ("ballast-journal-" + std::to_string(getpid()));
 };
 
+// Typed changes to record, and their text.
+const VipKey kVip = VipKey::parse("10.0.0.100:80/tcp");
+Change down(const char* backend) {
+  return HealthChanged{kVip, *IpAddress::parse(backend), Health::up, Health::down, ""};
+}
+std::string down_text(const char* backend) {
+  return "backend health 10.0.0.100:80/tcp " + std::string(backend) + " up -> down";
+}
+
 TEST_F(ChangeJournalTest, ARestartedLogHasEveryEntryBeforeItsOwn) {
   {
     ChangeLog log;
     ChangeJournal journal(path_, 100);
     log.set_sink([&](const ChangeEntry& e) { journal.append(e); });
-    log.record("health-check", {"backend health a up -> down", "backend health b up -> down"});
+    log.record("health-check", {down("10.0.0.1"), down("10.0.0.2")});
   }
   ChangeJournal journal(path_, 100);
   ChangeLog log;
   log.restore(journal.load());
-  log.record("restart", {"adopt vip"});
+  log.record("restart", {VipAdopted{kVip, 3, 2}});
   const auto all = log.since(system_clock::time_point{});
   ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].change, "backend health a up -> down");
+  EXPECT_EQ(all[0].change, down_text("10.0.0.1"));
   EXPECT_EQ(all[1].actor, "health-check");
-  EXPECT_EQ(all[2].change, "adopt vip");
+  EXPECT_EQ(all[2].change, "adopt vip 10.0.0.100:80/tcp id 3 with 2 backends");
   // Restored entries are history, not news.
   EXPECT_EQ(log.recorded(), 1u);
 }
@@ -82,11 +91,11 @@ TEST(ChangeLogRestore, KeepsTheCapacity) {
   std::vector<ChangeEntry> earlier;
   for (int i = 0; i < 5; ++i) earlier.push_back({system_clock::now(), "a", std::to_string(i)});
   log.restore(earlier);
-  log.record("b", {"new"});
+  log.record("b", {VipAdded{kVip}});
   const auto all = log.since(system_clock::time_point{});
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[0].change, "3");
-  EXPECT_EQ(all[2].change, "new");
+  EXPECT_EQ(all[2].change, "vip add 10.0.0.100:80/tcp");
 }
 
 // A flap storm: 300 health transitions in 3 s log the burst and the rate,
@@ -98,7 +107,7 @@ TEST(ChangeLogLines, AStormOfHealthChangesIsSummarisedNotHidden) {
   ChangeLog log(
       10000, [&] { return t; }, [&](const std::string& l) { lines.push_back(l); });
   for (int i = 0; i < 300; ++i) {
-    log.record("health-check", {"backend health x up -> down"}, ChangeLog::Origin::automatic);
+    log.record("health-check", {down("10.0.0.1")}, ChangeLog::Origin::automatic);
     t += milliseconds(10);
     log.flush();
   }
@@ -106,7 +115,7 @@ TEST(ChangeLogLines, AStormOfHealthChangesIsSummarisedNotHidden) {
   EXPECT_LE(lines.size(), 20u + 15u + 1u);
   EXPECT_GE(lines.size(), 20u + 14u);
   const size_t logged = lines.size();
-  log.record("uid=0 pid=1", {"backend set-weight a 1 -> 2"});
+  log.record("uid=0 pid=1", {WeightChanged{kVip, *IpAddress::parse("10.0.0.1"), 1, 2}});
   EXPECT_EQ(lines.size(), logged + 1) << "an operator's change was held back";
   t += std::chrono::seconds(10);
   log.flush();

@@ -76,12 +76,12 @@ BackendHost ipip_backend() {
   return h;
 }
 
-BackendOptions opts(Mode mode, std::vector<IpAddress> vips = {}, uint16_t gue_port = 6080) {
+BackendOptions opts(ForwardMode mode, std::vector<IpAddress> vips = {}, uint16_t gue_port = 6080) {
   return {mode, std::move(vips), gue_port};
 }
 
 TEST(DoctorBackend, CleanDsrHostHasOnlyOks) {
-  const auto f = check_backend(dsr_backend(), opts(Mode::dsr));
+  const auto f = check_backend(dsr_backend(), opts(ForwardMode::dsr));
   expect_all_ok(f);
   EXPECT_CONTAINS(one(f, "vip-on-lo").message, "10.0.0.100/32 is on lo");
   EXPECT_CONTAINS(one(f, "arp-ignore").message, "net.ipv4.conf.all.arp_ignore is 1");
@@ -94,7 +94,7 @@ TEST(DoctorBackend, CleanDsrHostHasOnlyOks) {
 TEST(DoctorBackend, ArpIgnoreZeroIsAnErrorNamingBothSysctls) {
   BackendHost h = dsr_backend();
   h.conf_all.arp_ignore = 0;
-  const auto f = check_backend(h, opts(Mode::dsr));
+  const auto f = check_backend(h, opts(ForwardMode::dsr));
   const Finding a = one(f, "arp-ignore");
   EXPECT_EQ(a.severity, Severity::error);
   EXPECT_CONTAINS(a.message, "net.ipv4.conf.all.arp_ignore is 0");
@@ -108,7 +108,7 @@ TEST(DoctorBackend, ArpIgnoreTakesTheLargerOfAllAndTheInterface) {
   BackendHost h = dsr_backend();
   h.conf_all.arp_ignore = 0;
   h.conf_iface.arp_ignore = 1;
-  const Finding a = one(check_backend(h, opts(Mode::dsr)), "arp-ignore");
+  const Finding a = one(check_backend(h, opts(ForwardMode::dsr)), "arp-ignore");
   EXPECT_EQ(a.severity, Severity::ok);
   EXPECT_CONTAINS(a.message, "the kernel uses the larger: 1");
 }
@@ -117,7 +117,7 @@ TEST(DoctorBackend, ArpIgnoreEightOnTheInterfaceIsFixedThereToo) {
   BackendHost h = dsr_backend();
   h.conf_all.arp_ignore = 0;
   h.conf_iface.arp_ignore = 8;
-  const Finding a = one(check_backend(h, opts(Mode::dsr)), "arp-ignore");
+  const Finding a = one(check_backend(h, opts(ForwardMode::dsr)), "arp-ignore");
   EXPECT_EQ(a.severity, Severity::error);
   EXPECT_CONTAINS(a.message, "the kernel uses the larger: 8");
   EXPECT_CONTAINS(a.message, "answers no ARP at all");
@@ -127,13 +127,13 @@ TEST(DoctorBackend, ArpIgnoreEightOnTheInterfaceIsFixedThereToo) {
 TEST(DoctorBackend, ArpAnnounceZeroIsAnErrorOneAWarning) {
   BackendHost h = dsr_backend();
   h.conf_all.arp_announce = 0;
-  Finding a = one(check_backend(h, opts(Mode::dsr)), "arp-announce");
+  Finding a = one(check_backend(h, opts(ForwardMode::dsr)), "arp-announce");
   EXPECT_EQ(a.severity, Severity::error);
   EXPECT_CONTAINS(a.message, "net.ipv4.conf.all.arp_announce is 0");
   EXPECT_CONTAINS(a.message, "10.0.0.100");
   EXPECT_EQ(a.fix, "sysctl -w net.ipv4.conf.all.arp_announce=2");
   h.conf_all.arp_announce = 1;
-  a = one(check_backend(h, opts(Mode::dsr)), "arp-announce");
+  a = one(check_backend(h, opts(ForwardMode::dsr)), "arp-announce");
   EXPECT_EQ(a.severity, Severity::warn);
   EXPECT_EQ(a.fix, "sysctl -w net.ipv4.conf.all.arp_announce=2");
 }
@@ -141,7 +141,7 @@ TEST(DoctorBackend, ArpAnnounceZeroIsAnErrorOneAWarning) {
 TEST(DoctorBackend, UnreadableSysctlIsAWarning) {
   BackendHost h = dsr_backend();
   h.conf_all.arp_ignore.reset();
-  const Finding a = one(check_backend(h, opts(Mode::dsr)), "arp-ignore");
+  const Finding a = one(check_backend(h, opts(ForwardMode::dsr)), "arp-ignore");
   EXPECT_EQ(a.severity, Severity::warn);
   EXPECT_CONTAINS(a.message, "cannot read net.ipv4.conf.all.arp_ignore");
 }
@@ -150,7 +150,7 @@ TEST(DoctorBackend, StrictRpFilterWithTheDefaultRouteElsewhereIsAnError) {
   BackendHost h = dsr_backend();
   h.conf_all.rp_filter = 1;
   h.default_route_interface = "eth1";
-  const Finding r = one(check_backend(h, opts(Mode::dsr)), "rp-filter");
+  const Finding r = one(check_backend(h, opts(ForwardMode::dsr)), "rp-filter");
   EXPECT_EQ(r.severity, Severity::error);
   EXPECT_CONTAINS(r.message, "net.ipv4.conf.all.rp_filter is 1");
   EXPECT_CONTAINS(r.message, "(the kernel uses the larger: 1), strict:");
@@ -162,7 +162,7 @@ TEST(DoctorBackend, StrictRpFilterWithTheDefaultRouteElsewhereIsAnError) {
 TEST(DoctorBackend, StrictRpFilterWithTheDefaultRouteHereIsAWarning) {
   BackendHost h = ipip_backend();
   h.conf_iface.rp_filter = 1;
-  const Finding r = one(check_backend(h, opts(Mode::ipip)), "rp-filter");
+  const Finding r = one(check_backend(h, opts(ForwardMode::ipip)), "rp-filter");
   EXPECT_EQ(r.severity, Severity::warn);
   EXPECT_CONTAINS(r.message, "net.ipv4.conf.eth0.rp_filter is 1");
   EXPECT_CONTAINS(r.message, "the decap program unwraps");
@@ -172,7 +172,7 @@ TEST(DoctorBackend, StrictRpFilterWithTheDefaultRouteHereIsAWarning) {
 TEST(DoctorBackend, LooseRpFilterIsOk) {
   BackendHost h = dsr_backend();
   h.conf_all.rp_filter = 2;
-  const Finding r = one(check_backend(h, opts(Mode::dsr)), "rp-filter");
+  const Finding r = one(check_backend(h, opts(ForwardMode::dsr)), "rp-filter");
   EXPECT_EQ(r.severity, Severity::ok);
   EXPECT_CONTAINS(r.message, "is 0 (the kernel uses the larger: 2), loose:");
 }
@@ -181,14 +181,14 @@ TEST(DoctorBackend, SysctlNamesWriteAnInterfacesDotsAsSlashes) {
   BackendHost h = dsr_backend();
   h.interface = "eth0.100";
   h.conf_all.rp_filter = 1;
-  const Finding r = one(check_backend(h, opts(Mode::dsr)), "rp-filter");
+  const Finding r = one(check_backend(h, opts(ForwardMode::dsr)), "rp-filter");
   EXPECT_EQ(r.fix, "sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.eth0/100.rp_filter=2");
 }
 
 TEST(DoctorBackend, NoVipAtAllIsAnError) {
   BackendHost h = dsr_backend();
   h.addresses.erase(h.addresses.begin() + 2);  // 10.0.0.100 on lo
-  const Finding v = one(check_backend(h, opts(Mode::dsr)), "vips");
+  const Finding v = one(check_backend(h, opts(ForwardMode::dsr)), "vips");
   EXPECT_EQ(v.severity, Severity::error);
   EXPECT_CONTAINS(v.message, "lo holds no address but 127.0.0.0/8 and ::1");
   EXPECT_EQ(v.fix, "ip addr add <VIP>/32 dev lo");
@@ -196,7 +196,7 @@ TEST(DoctorBackend, NoVipAtAllIsAnError) {
 
 TEST(DoctorBackend, AVipNotOnLoIsAnErrorWithTheAddCommand) {
   const auto f =
-      check_backend(dsr_backend(), opts(Mode::dsr, {ip("10.0.0.100"), ip("10.0.0.200")}));
+      check_backend(dsr_backend(), opts(ForwardMode::dsr, {ip("10.0.0.100"), ip("10.0.0.200")}));
   const auto v = of(f, "vip-on-lo");
   ASSERT_EQ(v.size(), 2u);
   EXPECT_EQ(v[0].severity, Severity::ok);
@@ -208,19 +208,19 @@ TEST(DoctorBackend, AVipNotOnLoIsAnErrorWithTheAddCommand) {
 TEST(DoctorBackend, AVipOnTheInterfaceIsAnErrorForDsrAndAWarningForIpip) {
   BackendHost h = dsr_backend();
   h.addresses[2] = {ip("10.0.0.100"), 24, "eth0", false};
-  Finding v = one(check_backend(h, opts(Mode::dsr, {ip("10.0.0.100")})), "vip-on-lo");
+  Finding v = one(check_backend(h, opts(ForwardMode::dsr, {ip("10.0.0.100")})), "vip-on-lo");
   EXPECT_EQ(v.severity, Severity::error);
   EXPECT_CONTAINS(v.message, "10.0.0.100 is on eth0, not on lo");
   EXPECT_CONTAINS(v.message, "answers ARP for it");
   EXPECT_EQ(v.fix, "ip addr del 10.0.0.100/24 dev eth0 && ip addr add 10.0.0.100/32 dev lo");
-  v = one(check_backend(h, opts(Mode::ipip, {ip("10.0.0.100")})), "vip-on-lo");
+  v = one(check_backend(h, opts(ForwardMode::ipip, {ip("10.0.0.100")})), "vip-on-lo");
   EXPECT_EQ(v.severity, Severity::warn);
 }
 
 TEST(DoctorBackend, AWidePrefixOnLoIsAWarning) {
   BackendHost h = dsr_backend();
   h.addresses[2].prefix_len = 24;
-  const Finding v = one(check_backend(h, opts(Mode::dsr)), "vip-on-lo");
+  const Finding v = one(check_backend(h, opts(ForwardMode::dsr)), "vip-on-lo");
   EXPECT_EQ(v.severity, Severity::warn);
   EXPECT_CONTAINS(v.message, "10.0.0.100/24 is on lo");
   EXPECT_EQ(v.fix, "ip addr del 10.0.0.100/24 dev lo && ip addr add 10.0.0.100/32 dev lo");
@@ -229,7 +229,7 @@ TEST(DoctorBackend, AWidePrefixOnLoIsAWarning) {
 TEST(DoctorBackend, AnIpv6VipHasNoArpButNeedsNodad) {
   BackendHost h = dsr_backend();
   h.addresses[2] = {ip("2001:db8::100"), 128, "lo", false};
-  auto f = check_backend(h, opts(Mode::dsr));
+  auto f = check_backend(h, opts(ForwardMode::dsr));
   Finding n = one(f, "vip-nodad");
   EXPECT_EQ(n.severity, Severity::warn);
   EXPECT_CONTAINS(n.message, "2001:db8::100 is on lo without nodad");
@@ -243,7 +243,7 @@ TEST(DoctorBackend, AnIpv6VipHasNoArpButNeedsNodad) {
 
   h.addresses[2].nodad = true;
   h.conf_all = {0, 0, 1};  // IPv4 sysctls do not matter to an IPv6 VIP
-  f = check_backend(h, opts(Mode::dsr));
+  f = check_backend(h, opts(ForwardMode::dsr));
   n = one(f, "vip-nodad");
   EXPECT_EQ(n.severity, Severity::ok);
   EXPECT_CONTAINS(n.message, "IPv6 has no ARP");
@@ -254,14 +254,14 @@ TEST(DoctorBackend, NoInterfaceIsAnError) {
   BackendHost h = dsr_backend();
   h.interface = "";
   h.interface_note = "no default route and 2 interfaces up";
-  const Finding i = one(check_backend(h, opts(Mode::ipip)), "interface");
+  const Finding i = one(check_backend(h, opts(ForwardMode::ipip)), "interface");
   EXPECT_EQ(i.severity, Severity::error);
   EXPECT_CONTAINS(i.message, "no default route and 2 interfaces up");
   EXPECT_EQ(i.fix, "ballast doctor backend --mode ipip --interface <IFACE>");
 }
 
 TEST(DoctorBackend, CleanIpipHostHasOnlyOks) {
-  const auto f = check_backend(ipip_backend(), opts(Mode::ipip));
+  const auto f = check_backend(ipip_backend(), opts(ForwardMode::ipip));
   expect_all_ok(f);
   EXPECT_CONTAINS(one(f, "decap-attached").message, "decap program (id 42) is attached to eth0");
   EXPECT_CONTAINS(one(f, "decap-vips").message, "holds all 1 VIP(s): 10.0.0.100");
@@ -274,7 +274,7 @@ TEST(DoctorBackend, NoDecapProgramIsAnErrorWithTheAttachCommand) {
   h.xdp = {};
   h.decap_program_id = 0;
   h.decap_vips.clear();
-  const Finding d = one(check_backend(h, opts(Mode::ipip)), "decap-attached");
+  const Finding d = one(check_backend(h, opts(ForwardMode::ipip)), "decap-attached");
   EXPECT_EQ(d.severity, Severity::error);
   EXPECT_CONTAINS(d.message, "no decap program is attached to eth0");
   EXPECT_EQ(d.fix, "ballast decap attach eth0 --vip 10.0.0.100");
@@ -285,7 +285,7 @@ TEST(DoctorBackend, AForeignXdpProgramIsNamed) {
   h.xdp = {"native", {"xdp_pass"}, {7}};
   h.decap_program_id = 0;
   h.decap_vips.clear();
-  const Finding d = one(check_backend(h, opts(Mode::ipip)), "decap-attached");
+  const Finding d = one(check_backend(h, opts(ForwardMode::ipip)), "decap-attached");
   EXPECT_EQ(d.severity, Severity::error);
   EXPECT_CONTAINS(d.message, "xdp_pass (id 7)");
   EXPECT_EQ(d.fix, "ip link set dev eth0 xdp off && ballast decap attach eth0 --vip 10.0.0.100");
@@ -294,7 +294,7 @@ TEST(DoctorBackend, AForeignXdpProgramIsNamed) {
 TEST(DoctorBackend, ADecapProgramMissingAVipIsAnError) {
   BackendHost h = ipip_backend();
   h.addresses.push_back({ip("10.0.0.101"), 32, "lo", false});
-  const Finding d = one(check_backend(h, opts(Mode::ipip)), "decap-vips");
+  const Finding d = one(check_backend(h, opts(ForwardMode::ipip)), "decap-vips");
   EXPECT_EQ(d.severity, Severity::error);
   EXPECT_CONTAINS(d.message, "holds 1 VIP(s) (10.0.0.100) but not 10.0.0.101");
   EXPECT_EQ(d.fix, "ballast decap attach eth0 --vip 10.0.0.100 --vip 10.0.0.101");
@@ -303,7 +303,7 @@ TEST(DoctorBackend, ADecapProgramMissingAVipIsAnError) {
 TEST(DoctorBackend, MtuWithoutHeadroomStatesTheOverhead) {
   BackendHost h = ipip_backend();
   h.mtu = 1500;
-  Finding m = one(check_backend(h, opts(Mode::ipip)), "mtu");
+  Finding m = one(check_backend(h, opts(ForwardMode::ipip)), "mtu");
   EXPECT_EQ(m.severity, Severity::warn);
   EXPECT_CONTAINS(m.message, "eth0 MTU 1500 leaves no headroom: ipip adds 20 bytes (IPv4 outer");
   EXPECT_CONTAINS(m.message, "client packets over 1480 bytes will be answered with ICMP too big");
@@ -311,14 +311,14 @@ TEST(DoctorBackend, MtuWithoutHeadroomStatesTheOverhead) {
 
   h.xdp = {"native", {"ballast_decap"}, {42}};
   h.decap_gue_port = 6080;
-  m = one(check_backend(h, opts(Mode::gue, {}, 6080)), "mtu");
+  m = one(check_backend(h, opts(ForwardMode::gue, {}, 6080)), "mtu");
   EXPECT_CONTAINS(m.message, "gue adds 28 bytes (IPv4 outer");
   EXPECT_CONTAINS(m.message, "over 1472 bytes");
   EXPECT_EQ(m.fix, "ip link set dev eth0 mtu 1528");
 
   // A backend reached over IPv6 only: IPv6 outer headers.
   h.addresses[3] = {ip("2001:db8::11"), 64, "eth0", false};
-  m = one(check_backend(h, opts(Mode::gue, {}, 6080)), "mtu");
+  m = one(check_backend(h, opts(ForwardMode::gue, {}, 6080)), "mtu");
   EXPECT_CONTAINS(m.message, "gue adds 48 bytes (IPv6 outer");
   EXPECT_CONTAINS(m.message, "over 1452 bytes");
   EXPECT_EQ(m.fix, "ip link set dev eth0 mtu 1548");
@@ -328,17 +328,17 @@ TEST(DoctorBackend, GuePortIsChecked) {
   BackendHost h = ipip_backend();
   h.mtu = 1600;
   h.decap_gue_port = 6080;
-  auto f = check_backend(h, opts(Mode::gue, {}, 6080));
+  auto f = check_backend(h, opts(ForwardMode::gue, {}, 6080));
   expect_all_ok(f);
   EXPECT_CONTAINS(one(f, "decap-gue-port").message, "takes GUE on UDP port 6080");
 
-  Finding g = one(check_backend(h, opts(Mode::gue, {}, 5555)), "decap-gue-port");
+  Finding g = one(check_backend(h, opts(ForwardMode::gue, {}, 5555)), "decap-gue-port");
   EXPECT_EQ(g.severity, Severity::error);
   EXPECT_CONTAINS(g.message, "takes GUE on UDP port 6080, but the VIPs send it to port 5555");
   EXPECT_EQ(g.fix, "ballast decap attach eth0 --vip 10.0.0.100 --gue-port 5555");
 
   h.decap_gue_port = 0;
-  g = one(check_backend(h, opts(Mode::gue, {}, 5555)), "decap-gue-port");
+  g = one(check_backend(h, opts(ForwardMode::gue, {}, 5555)), "decap-gue-port");
   EXPECT_EQ(g.severity, Severity::error);
   EXPECT_CONTAINS(g.message, "takes no GUE (its port is 0)");
 }
@@ -346,7 +346,7 @@ TEST(DoctorBackend, GuePortIsChecked) {
 // ---------------------------------------------------------------------------
 // Balancer snapshots.
 
-BackendPath path(const char* vip, Mode mode, const char* backend, uint32_t mtu = 1500) {
+BackendPath path(const char* vip, ForwardMode mode, const char* backend, uint32_t mtu = 1500) {
   BackendPath p;
   p.vip = vip;
   p.mode = mode;
@@ -370,8 +370,8 @@ BalancerHost clean_balancer() {
   h.pin_dir_exists = true;
   h.pinned = required_pinned_maps();
   h.config_path = "/etc/ballast/ballast.yaml";
-  h.paths = {path("10.0.0.100:80/tcp", Mode::dsr, "10.0.0.11", 1600),
-             path("10.0.0.101:80/tcp", Mode::ipip, "10.0.0.12", 1600)};
+  h.paths = {path("10.0.0.100:80/tcp", ForwardMode::dsr, "10.0.0.11", 1600),
+             path("10.0.0.101:80/tcp", ForwardMode::ipip, "10.0.0.12", 1600)};
   h.socket = "/run/ballast/ballast.sock";
   h.api_ok = true;
   h.api_interface = "eth0";
@@ -519,7 +519,7 @@ TEST(DoctorBalancer, NoNeighbourEntryIsAnErrorWithACommandThatAsksForIt) {
 
 TEST(DoctorBalancer, NoRouteIsAnErrorOncePerBackend) {
   BalancerHost h = clean_balancer();
-  BackendPath p = path("10.0.0.102:53/udp", Mode::dsr, "192.0.2.9");
+  BackendPath p = path("10.0.0.102:53/udp", ForwardMode::dsr, "192.0.2.9");
   p.route_error = "Network is unreachable";
   h.paths.push_back(p);
   p.vip = "10.0.0.102:80/tcp";
@@ -543,7 +543,7 @@ TEST(DoctorBalancer, EncapsulationOverTheMtuWarnsWithTheLargestPacket) {
                   "over 1480 bytes will be answered with ICMP too big");
   EXPECT_EQ(m.fix, "ip link set dev eth0 mtu 1520");
 
-  h.paths[1] = path("[2001:db8::100]:80/tcp", Mode::gue, "2001:db8::12", 1500);
+  h.paths[1] = path("[2001:db8::100]:80/tcp", ForwardMode::gue, "2001:db8::12", 1500);
   m = one(check_balancer(h), "mtu");
   EXPECT_CONTAINS(m.message,
                   "(gue, IPv6 outer, 48 bytes) leaves by eth0 with MTU 1500: packets "
@@ -613,13 +613,13 @@ TEST(DoctorBalancer, NoInterfaceIsAnError) {
 // Modes and output.
 
 TEST(DoctorOutput, EncapOverheads) {
-  EXPECT_EQ(encap_overhead(Mode::dsr, false), 0u);
-  EXPECT_EQ(encap_overhead(Mode::ipip, false), 20u);
-  EXPECT_EQ(encap_overhead(Mode::ipip, true), 40u);
-  EXPECT_EQ(encap_overhead(Mode::gue, false), 28u);
-  EXPECT_EQ(encap_overhead(Mode::gue, true), 48u);
-  EXPECT_EQ(parse_mode("gue"), Mode::gue);
-  EXPECT_FALSE(parse_mode("vxlan"));
+  EXPECT_EQ(encap_overhead(ForwardMode::dsr, false), 0u);
+  EXPECT_EQ(encap_overhead(ForwardMode::ipip, false), 20u);
+  EXPECT_EQ(encap_overhead(ForwardMode::ipip, true), 40u);
+  EXPECT_EQ(encap_overhead(ForwardMode::gue, false), 28u);
+  EXPECT_EQ(encap_overhead(ForwardMode::gue, true), 48u);
+  EXPECT_EQ(parse_forward_mode("gue"), ForwardMode::gue);
+  EXPECT_FALSE(parse_forward_mode("vxlan"));
 }
 
 TEST(DoctorOutput, TextHasOneLinePerFindingTheFixAndACount) {

@@ -18,10 +18,17 @@
 #include "decap.h"
 #include "doctor.h"
 #include "error.h"
-#include "health.h"
+#include "health_model.h"
 #include "table.h"
 
 namespace {
+
+// The modes `doctor backend --mode` takes: forward_mode.h's.
+std::vector<std::string> forward_mode_names() {
+  std::vector<std::string> out;
+  for (ballast::ForwardMode m : ballast::kForwardModes) out.push_back(ballast::forward_mode_name(m));
+  return out;
+}
 
 using ballast::Table;
 using nlohmann::json;
@@ -488,7 +495,7 @@ int main(int argc, char** argv) {
       "backend", "on a backend host: VIPs on lo, ARP and rp_filter sysctls, decap, MTU headroom");
   doctor_backend->add_option("--mode", doctor_req.mode, "the VIPs' forwarding mode")
       ->required()
-      ->check(CLI::IsMember({"dsr", "ipip", "gue"}));
+      ->check(CLI::IsMember(forward_mode_names()));
   doctor_backend->add_option(
       "--vip", doctor_req.vips,
       "a VIP this backend serves (repeatable; default: the addresses on lo)");

@@ -9,7 +9,6 @@
 #include <set>
 #include <tuple>
 
-#include "vip_filter_writer.h"
 
 namespace ballast {
 namespace {
@@ -83,14 +82,25 @@ const std::vector<std::string>& audit_check_ids() {
   return ids;
 }
 
-std::vector<Finding> audit_config(const Config& config, const std::vector<VipView>& live_vips) {
-  std::vector<Finding> out;
-  const LiveIndex live = index_live(live_vips);
-  std::map<IpAddress, std::string> vip_addresses;
-  for (const auto& vip : config.vips) vip_addresses.emplace(vip.key.address, vip.key.str());
+std::vector<Finding> audit_config(const Config& config, const std::vector<VipView>& live) {
+  ConfigAuditScope scope;
+  scope.max_share = config.audit.max_share;
   for (const auto& vip : config.vips) {
+    scope.vips.push_back(&vip);
+    scope.vip_at.emplace(vip.key.address, vip.key.str());
+  }
+  scope.live = live;
+  return audit_config(scope);
+}
+
+std::vector<Finding> audit_config(const ConfigAuditScope& scope) {
+  std::vector<Finding> out;
+  const LiveIndex live = index_live(scope.live);
+  const auto& vip_addresses = scope.vip_at;
+  for (const VipConfig* vip_ptr : scope.vips) {
+    const VipConfig& vip = *vip_ptr;
     const std::string name = vip.key.str();
-    const double max_share = vip.max_share.value_or(config.audit.max_share);
+    const double max_share = vip.max_share.value_or(scope.max_share);
     std::set<IpAddress> seen;
     uint32_t weighted = 0;
     const BackendConfig* only_weighted = nullptr;
@@ -256,11 +266,6 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
     auto it = vip_name.find(id);
     return it == vip_name.end() ? "vip id " + std::to_string(id) : it->second;
   };
-  if (!program_attached)
-    out.push_back(finding(
-        Severity::error, "drift", "", "",
-        "ballastd's XDP program is not attached to " + interface + ": nothing is balanced.",
-        "restart ballastd; check `ip link show " + interface + "` for another XDP program"));
   auto key_bytes = [](const ballast_vip_key& k) {
     return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
   };
@@ -393,6 +398,16 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                     " now holds " + std::to_string(top_count) + " of them.",
                 hint));
   }
+  // Every map finding so far is repaired by rewriting the maps; a program
+  // that is not attached is not (a restart, or the interface coming back).
+  for (auto& f : out) f.repair = Repair::rewrite_maps;
+  if (!program_attached)
+    out.insert(out.begin(),
+               finding(Severity::error, "drift", "", "",
+                       "ballastd's XDP program is not attached to " + interface +
+                           ": nothing is balanced.",
+                       "restart ballastd; check `ip link show " + interface +
+                           "` for another XDP program"));
   return out;
 }
 
@@ -418,13 +433,6 @@ std::vector<Finding> ChangeAudit::added_errors() const {
   std::vector<Finding> out;
   for (const auto& f : added)
     if (f.severity == Severity::error) out.push_back(f);
-  return out;
-}
-
-ChangeAudit audit_change(const Config& now, const Config& next, const std::vector<VipView>& live) {
-  ChangeAudit out;
-  out.all = audit_config(next, live);
-  out.added = new_findings(audit_config(now, live), out.all);
   return out;
 }
 

@@ -38,6 +38,12 @@ namespace ballast {
 enum class Severity { info, warning, error };
 std::string_view severity_name(Severity s);
 
+// What ballastd can do about a finding by itself.
+enum class Repair {
+  none,
+  rewrite_maps,  // map drift: rewritten from the state with `reconcile: true`
+};
+
 struct Finding {
   Severity severity = Severity::warning;
   std::string check;  // a stable id (above)
@@ -45,6 +51,7 @@ struct Finding {
   std::string backend;
   std::string message;  // one sentence with the numbers
   std::string hint;     // what to do about it
+  Repair repair = Repair::none;
   bool operator==(const Finding&) const = default;
 };
 
@@ -56,6 +63,9 @@ const std::vector<std::string>& audit_check_ids();
 // drained does not count among those taking traffic; one not running yet
 // counts as up.
 std::vector<Finding> audit_config(const Config& config, const std::vector<VipView>& live);
+// The same checks of the VIPs in @scope alone (each VIP's findings are
+// what audit_config of the whole config says of it).
+std::vector<Finding> audit_config(const ConfigAuditScope& scope);
 
 // The live checks. @skew is SkewTracker::report(@vips, live tables).
 std::vector<Finding> audit_live(const std::vector<VipView>& vips, const std::vector<VipSkew>& skew,
@@ -75,14 +85,13 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
 std::vector<Finding> new_findings(const std::vector<Finding>& before,
                                   const std::vector<Finding>& after);
 
-// The pre-apply audit of a change from @now to @next (apply, reload, CLI
-// edits, dry runs): every finding of @next, and the ones it adds. A change
-// whose added findings hold an error is refused unless forced.
+// The pre-apply audit of a change (change_pipeline.h): every finding of
+// the VIPs it touches once applied, and the ones it adds. A change whose
+// added findings hold an error is refused unless forced.
 struct ChangeAudit {
   std::vector<Finding> all, added;
   std::vector<Finding> added_errors() const;
 };
-ChangeAudit audit_change(const Config& now, const Config& next, const std::vector<VipView>& live);
 
 bool has_errors(const std::vector<Finding>& findings);
 nlohmann::json findings_json(const std::vector<Finding>& findings);

@@ -8,31 +8,17 @@
 
 #include "error.h"
 #include "maglev.h"
-#include "vip_filter_writer.h"
 
 namespace ballast {
 namespace {
 
-// plan()'s data plane: every write is dropped.
-class NullDataPlane : public DataPlane {
- public:
-  void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
-  void delete_vip(const ballast_vip_key&) override {}
-  void put_backend(uint32_t, const ballast_backend&) override {}
-  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
-  void remove_table(uint32_t) override {}
-  void put_egress(uint32_t, const ballast_egress&) override {}
-  ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
-  void reset_counters(CounterMap, uint32_t) override {}
-  std::vector<ballast_reason_counters> read_reasons() override { return {}; }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
-  LiveSnapshot snapshot() override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
-};
-
 bool mac_is_zero(const uint8_t* mac) {
   static const uint8_t zero[6] = {};
   return std::memcmp(mac, zero, 6) == 0;
+}
+
+VipOptions options_of(const VipConfig& vip) {
+  return {vip.mode, vip.gue_port, vip.ignore_source_port, vip.fragments};
 }
 
 }  // namespace
@@ -40,11 +26,8 @@ bool mac_is_zero(const uint8_t* mac) {
 ballast_vip_info BalancerState::vip_info(const LiveVip& vip) {
   ballast_vip_info info{};
   info.vip_id = vip.id;
-  if (vip.config.mode == ForwardMode::ipip) info.flags |= BALLAST_VIP_F_ENCAP_IPIP;
-  if (vip.config.mode == ForwardMode::gue) {
-    info.flags |= BALLAST_VIP_F_ENCAP_GUE;
-    info.gue_port = htons(vip.config.gue_port);
-  }
+  info.flags = forward_mode_flags(vip.config.mode);
+  if (vip.config.mode == ForwardMode::gue) info.gue_port = htons(vip.config.gue_port);
   if (vip.config.ignore_source_port) info.flags |= BALLAST_VIP_F_NO_SRC_PORT;
   return info;
 }
@@ -78,20 +61,6 @@ bool same_egress(const ballast_egress& a, const ballast_egress& b) {
 // The host bits of a /@length prefix in a 32-bit word, network order.
 uint32_t host_mask_be(unsigned length) { return length >= 32 ? 0 : htonl(0xffffffffu >> length); }
 
-// What changed in a VIP's options, for the change log ("" when nothing).
-std::string option_changes(const VipConfig& from, const VipConfig& to) {
-  std::string out;
-  auto add = [&](const std::string& s) { out += (out.empty() ? "" : ", ") + s; };
-  if (from.mode != to.mode)
-    add("mode " + forward_mode_name(from.mode) + " -> " + forward_mode_name(to.mode));
-  if (to.mode == ForwardMode::gue && from.gue_port != to.gue_port)
-    add("gue_port " + std::to_string(from.gue_port) + " -> " + std::to_string(to.gue_port));
-  if (from.ignore_source_port != to.ignore_source_port)
-    add(std::string("ignore_source_port ") + (to.ignore_source_port ? "on" : "off"));
-  if (from.fragments != to.fragments)
-    add(std::string("fragments ") + (to.fragments ? "on" : "off"));
-  return out;
-}
 
 }  // namespace
 
@@ -150,79 +119,786 @@ BalancerState::NextHop BalancerState::next_hop(ForwardMode mode, const IpAddress
   return hop;
 }
 
-uint32_t BalancerState::egress_id(int ifindex, const Config& desired) {
+uint32_t BalancerState::plan_egress_id(int ifindex, const Config& desired, Plan& plan) const {
   if (ifindex == ifindex_) return 0;
   if (auto it = egress_ids_.find(ifindex); it != egress_ids_.end()) return it->second;
+  if (auto it = plan.new_egress_ids_.find(ifindex); it != plan.new_egress_ids_.end())
+    return it->second;
   std::set<uint32_t> used{0};
   for (const auto& [ix, id] : egress_ids_) used.insert(id);
+  for (const auto& [ix, id] : plan.new_egress_ids_) used.insert(id);
   uint32_t id = 1;
   while (used.count(id)) id++;
   if (id >= BALLAST_MAX_EGRESS)
     throw Error("no free egress slot for interface index " + std::to_string(ifindex) +
                 " (at most " + std::to_string(BALLAST_MAX_EGRESS - 1) + " other interfaces)");
-  const ballast_egress e = egress_slot(neighbors_.interface(ifindex), desired);
-  dataplane_.put_egress(id, e);
-  written_egress_[id] = e;
-  egress_ids_[ifindex] = id;
+  plan.egress_[id] = egress_slot(neighbors_.interface(ifindex), desired);
+  plan.new_egress_ids_[ifindex] = id;
   return id;
 }
 
-size_t BalancerState::sync_egress(const Config& desired) {
-  size_t rewritten = 0;
-  auto put = [&](uint32_t id, const ballast_egress& e) {
+std::map<uint32_t, ballast_egress> BalancerState::changed_egress(const Config& desired) const {
+  std::map<uint32_t, ballast_egress> out;
+  auto want = [&](uint32_t id, const ballast_egress& e) {
     auto it = written_egress_.find(id);
-    if (it != written_egress_.end() && same_egress(it->second, e)) return;
-    dataplane_.put_egress(id, e);
-    written_egress_[id] = e;
-    rewritten++;
+    if (it == written_egress_.end() || !same_egress(it->second, e)) out[id] = e;
   };
-  put(0, egress_slot(interface_, desired));
+  want(0, egress_slot(interface_, desired));
   for (const auto& [ifindex, id] : egress_ids_) {
     if (id == 0) continue;
     try {
-      put(id, egress_slot(neighbors_.interface(ifindex), desired));
+      want(id, egress_slot(neighbors_.interface(ifindex), desired));
     } catch (const Error&) {
       // The interface is gone: its backends move when their routes do.
     }
   }
-  return rewritten;
+  return out;
 }
 
 BalancerState::BalancerState(DataPlane& dataplane, NeighborSource& neighbors, int ifindex)
     : dataplane_(dataplane), neighbors_(neighbors), ifindex_(ifindex) {}
 
-BalancerState::BalancerState(const BalancerState& other, DataPlane& dataplane)
-    : dataplane_(dataplane),
-      neighbors_(other.neighbors_),
-      ifindex_(other.ifindex_),
-      desired_(other.desired_),
-      vips_(other.vips_),
-      used_vip_ids_(other.used_vip_ids_),
-      used_backend_ids_(other.used_backend_ids_),
-      next_backend_id_(other.next_backend_id_),
-      written_slots_(other.written_slots_),
-      dry_run_(true),
-      interface_(other.interface_),
-      egress_ids_(other.egress_ids_),
-      written_egress_(other.written_egress_) {}
+BalancerState::~BalancerState() = default;
 
-uint32_t BalancerState::allocate_vip_id() {
-  for (uint32_t id = 0; id < BALLAST_MAX_VIPS; id++)
-    if (used_vip_ids_.insert(id).second) return id;
+// Lowest free first. Within one plan nothing is freed before it executes,
+// so each id it takes is above the last: the search starts there.
+uint32_t BalancerState::plan_vip_id(Plan& plan) const {
+  const uint32_t from = plan.new_vip_ids_.empty() ? 0 : plan.new_vip_ids_.back() + 1;
+  for (uint32_t id = from; id < BALLAST_MAX_VIPS; id++) {
+    if (used_vip_ids_.count(id)) continue;
+    plan.new_vip_ids_.push_back(id);
+    return id;
+  }
   throw Error("no free VIP id (at most " + std::to_string(BALLAST_MAX_VIPS) + " VIPs)");
 }
 
 // Round robin, not lowest-free: a freed id is reused as late as possible, so
 // connection-table entries still naming it have long expired or re-selected.
-uint32_t BalancerState::allocate_backend_id() {
+uint32_t BalancerState::plan_backend_id(Plan& plan) const {
   for (uint32_t n = 0; n < BALLAST_MAX_BACKENDS; n++) {
-    uint32_t id = (next_backend_id_ + n) % BALLAST_MAX_BACKENDS;
-    if (used_backend_ids_.insert(id).second) {
-      next_backend_id_ = (id + 1) % BALLAST_MAX_BACKENDS;
-      return id;
-    }
+    const uint32_t id = (plan.next_backend_id_ + n) % BALLAST_MAX_BACKENDS;
+    if (used_backend_ids_.count(id) ||
+        std::find(plan.new_backend_ids_.begin(), plan.new_backend_ids_.end(), id) !=
+            plan.new_backend_ids_.end())
+      continue;
+    plan.new_backend_ids_.push_back(id);
+    plan.next_backend_id_ = (id + 1) % BALLAST_MAX_BACKENDS;
+    return id;
   }
   throw Error("no free backend slot (at most " + std::to_string(BALLAST_MAX_BACKENDS) + ")");
+}
+
+BalancerState::Plan BalancerState::plan(const ChangeRequest& request) const {
+  Plan plan;
+  plan.generation_ = generation_;
+  plan.next_backend_id_ = next_backend_id_;
+  if (const auto* r = std::get_if<ConfigRequest>(&request)) plan_config(r->desired, plan);
+  if (const auto* r = std::get_if<VipRequest>(&request)) plan_vip(*r, plan);
+  if (const auto* r = std::get_if<DrainRequest>(&request)) plan_drain(*r, plan);
+  if (const auto* r = std::get_if<HealthRequest>(&request)) plan_health(*r, plan);
+  if (std::holds_alternative<HostRequest>(request)) plan_host(plan);
+  if (const auto* r = std::get_if<InterfaceRequest>(&request)) plan_interface(*r, plan);
+  if (const auto* r = std::get_if<RepairRequest>(&request)) plan_repair(r->live, plan);
+  return plan;
+}
+
+std::vector<Change> BalancerState::execute(Plan plan) {
+  if (plan.generation_ != generation_)
+    throw Error("stale plan: the live state changed after it was made; nothing was written");
+  for (const auto& [ifindex, address] : plan.solicit_) neighbors_.solicit(ifindex, address);
+  switch (plan.kind_) {
+    case Plan::Kind::config:
+      execute_config(plan);
+      break;
+    case Plan::Kind::vip:
+      execute_vip(plan);
+      break;
+    case Plan::Kind::drain:
+    case Plan::Kind::health:
+    case Plan::Kind::host:
+      execute_vips(plan);
+      break;
+    case Plan::Kind::interface:
+      execute_interface(plan);
+      break;
+    case Plan::Kind::repair:
+      execute_repair(plan);
+      break;
+  }
+  ++generation_;
+  return std::move(plan.changes_);
+}
+
+class BalancerState::MacLookup {
+ public:
+  MacLookup(NeighborSource& neighbors, Plan& plan) : neighbors_(neighbors), plan_(plan) {}
+  std::optional<MacAddress> operator()(const NextHop& hop) {
+    auto table = tables_.find(hop.ifindex);
+    if (table == tables_.end())
+      table = tables_.emplace(hop.ifindex, neighbors_.macs(hop.ifindex)).first;
+    if (auto it = table->second.find(hop.address); it != table->second.end()) return it->second;
+    if (solicited_.insert({hop.ifindex, hop.address}).second)
+      plan_.solicit_.emplace_back(hop.ifindex, hop.address);
+    return std::nullopt;
+  }
+
+ private:
+  NeighborSource& neighbors_;
+  Plan& plan_;
+  std::map<int, std::map<IpAddress, MacAddress>> tables_;
+  std::set<std::pair<int, IpAddress>> solicited_;
+};
+
+void BalancerState::check_outer_sources(const VipConfig& vip, const Config& desired) const {
+  if (!mode_encapsulates(vip.mode)) return;
+  const ballast_egress egress = egress_slot(interface_, desired);
+  for (const auto& b : vip.backends) {
+    const bool v4 = b.address.is_v4();
+    const bool has = v4 ? egress.src4 != 0 || desired.encap.source_v4
+                        : desired.encap.source_v6 || interface_.ipv6;
+    if (!has)
+      throw Error("VIP " + vip.key.str() + ": mode " + forward_mode_name(vip.mode) +
+                  " to backend " + b.address.str() + " needs an " + (v4 ? "IPv4" : "IPv6") +
+                  " outer source: " + desired.interface + " has no " + (v4 ? "IPv4" : "IPv6") +
+                  " address and encap.source_prefix_" + (v4 ? "v4" : "v6") + " is not set");
+  }
+}
+
+BalancerState::LiveVip BalancerState::plan_vip_config(
+    const VipConfig& cfg, const LiveVip* old, const Config& desired,
+    const std::function<NextHop(const BackendConfig&)>& hop_of, MacLookup& macs,
+    Plan& plan) const {
+  auto& changes = plan.changes_;
+  LiveVip vip;
+  if (old) {
+    vip.id = old->id;
+    vip.table = old->table;
+    vip.table_inputs = old->table_inputs;
+    vip.entries = old->entries;
+    if (old->config.fail_open != cfg.fail_open)
+      changes.push_back(VipFailOpenChanged{cfg.key, cfg.fail_open});
+    if (options_of(cfg).takes_effect_over(options_of(old->config)))
+      changes.push_back(VipOptionsChanged{cfg.key, options_of(old->config), options_of(cfg)});
+  } else {
+    vip.id = plan_vip_id(plan);
+    changes.push_back(VipAdded{cfg.key});
+  }
+  vip.config = cfg;
+  for (const auto& b_cfg : cfg.backends) {
+    const LiveBackend* prev = nullptr;
+    if (old)
+      for (const auto& b : old->backends)
+        if (b.config.address == b_cfg.address) prev = &b;
+    LiveBackend b;
+    const NextHop hop = hop_of(b_cfg);
+    if (prev) {
+      b = *prev;
+      if (prev->hop != hop) {
+        b.hop = hop;
+        b.mac = macs(hop);
+        changes.push_back(NextHopChanged{cfg.key, b_cfg.address, prev->hop.address, hop.address});
+      }
+      if (prev->config.weight != b_cfg.weight)
+        changes.push_back(WeightChanged{cfg.key, b_cfg.address, prev->config.weight, b_cfg.weight});
+      if (prev->config.check != b_cfg.check)
+        changes.push_back(CheckChanged{cfg.key, b_cfg.address, b_cfg.check});
+    } else {
+      b.id = plan_backend_id(plan);
+      b.hop = hop;
+      b.mac = macs(hop);
+      // Without a check a backend is up; with one, its first result decides.
+      b.health = b_cfg.check.type == CheckType::none ? Health::up : Health::unknown;
+      changes.push_back(BackendAdded{cfg.key, b_cfg.address, b_cfg.weight});
+    }
+    b.config = b_cfg;
+    if (b_cfg.check.type == CheckType::none) b.health = Health::up;
+    // Other interfaces' egress slots, before a slot names them.
+    plan_egress_id(b.hop.ifindex, desired, plan);
+    vip.backends.push_back(b);
+  }
+  return vip;
+}
+
+void BalancerState::plan_config(const Config& desired, Plan& plan) const {
+  plan.kind_ = Plan::Kind::config;
+  auto& changes = plan.changes_;
+  // Refused before any write: an encapsulating VIP needs an outer source
+  // of each of its backends' families, and a dsr VIP backends on our link.
+  for (const auto& vip : desired.vips) check_outer_sources(vip, desired);
+  // The live VIPs by key: a VIP looks up what it touches instead of
+  // scanning every VIP.
+  std::map<VipKey, const LiveVip*> live_by_key;
+  for (const auto& v : vips_) live_by_key[v.config.key] = &v;
+  auto live_backend = [&](const VipConfig& vip, const IpAddress& address) -> const LiveBackend* {
+    auto it = live_by_key.find(vip.key);
+    if (it == live_by_key.end()) return nullptr;
+    for (const auto& b : it->second->backends)
+      if (b.config.address == address) return &b;
+    return nullptr;
+  };
+  // Next hops from the kernel's routes, by (mode encapsulates, backend):
+  // asked only for backends that are new, whose VIP's mode changed, or all
+  // when the encap settings did. The others keep theirs; a HostRequest
+  // follows route changes for every backend.
+  std::map<std::pair<bool, IpAddress>, NextHop> hops;
+  for (const auto& vip : desired.vips) {
+    const bool encap = mode_encapsulates(vip.mode);
+    auto live = live_by_key.find(vip.key);
+    // (A new encap router moves every encapsulated backend's hop.)
+    const bool same_mode = live != live_by_key.end() && live->second->config.mode == vip.mode &&
+                           desired.encap == desired_.encap;
+    for (const auto& b : vip.backends) {
+      if (hops.count({encap, b.address})) continue;
+      if (const LiveBackend* known = same_mode ? live_backend(vip, b.address) : nullptr) {
+        hops[{encap, b.address}] = known->hop;
+        continue;
+      }
+      std::string problem;
+      auto hop = next_hop(vip.mode, b.address, desired, &problem);
+      if (!problem.empty()) throw Error("VIP " + vip.key.str() + ": " + problem);
+      hops[{encap, b.address}] = hop;
+    }
+  }
+  // Egress slots first: backends and VIPs written after rely on them.
+  plan.egress_ = changed_egress(desired);
+  if (written_egress_.count(0) && plan.egress_.count(0))
+    changes.push_back(EgressChanged{desired.interface, 1});
+
+  MacLookup macs(neighbors_, plan);
+  auto& next = plan.vips_;
+  next.reserve(desired.vips.size());
+  for (const auto& vip_cfg : desired.vips) {
+    const auto found = live_by_key.find(vip_cfg.key);
+    const bool encap = mode_encapsulates(vip_cfg.mode);
+    next.push_back(plan_vip_config(
+        vip_cfg, found == live_by_key.end() ? nullptr : found->second, desired,
+        [&](const BackendConfig& b) { return hops.at({encap, b.address}); }, macs, plan));
+  }
+
+  // What leaves: VIPs, and backends of VIPs that stay.
+  std::map<uint32_t, const LiveVip*> next_by_id;
+  for (const auto& vip : next) next_by_id[vip.id] = &vip;
+  for (const auto& old : vips_) {
+    const auto kept = next_by_id.find(old.id);
+    if (kept == next_by_id.end()) {
+      changes.push_back(VipRemoved{old.config.key});
+      continue;
+    }
+    for (const auto& b : old.backends)
+      if (!kept->second->config.find_backend(b.config.address))
+        changes.push_back(BackendRemoved{old.config.key, b.config.address});
+  }
+
+  // Settings that live in the daemon, not the maps: recorded like the rest.
+  using Which = SettingChanged::Which;
+  if (desired.skew != desired_.skew) changes.push_back(SettingChanged{Which::skew});
+  if (desired.audit != desired_.audit) changes.push_back(SettingChanged{Which::audit});
+  if (desired.encap != desired_.encap) changes.push_back(SettingChanged{Which::encap});
+  if (desired.reconcile != desired_.reconcile)
+    changes.push_back(SettingChanged{Which::reconcile, desired.reconcile});
+  plan.desired_ = desired;
+}
+
+void BalancerState::plan_vip(const VipRequest& request, Plan& plan) const {
+  plan.kind_ = Plan::Kind::vip;
+  plan.vip_key_ = request.key;
+  const auto pos = vip_pos_.find(request.key);
+  const LiveVip* old = pos == vip_pos_.end() ? nullptr : &vips_[pos->second];
+  if (!request.vip) {
+    if (!old) throw Error("VIP " + request.key.str() + " is not configured");
+    plan.changes_.push_back(VipRemoved{request.key});
+    return;
+  }
+  const VipConfig& cfg = *request.vip;
+  if (cfg.key != request.key)
+    throw Error("VIP " + request.key.str() + ": the config given is " + cfg.key.str() + "'s");
+  // The whole config's rules, where this VIP takes part in them.
+  const size_t index = old ? pos->second : vips_.size();
+  const std::string path = "vips[" + std::to_string(index) + "]";
+  std::vector<std::string> problems;
+  if (!old && vips_.size() + 1 > BALLAST_MAX_VIPS) problems.push_back(too_many_vips(vips_.size() + 1));
+  if (cfg.fragments)
+    if (auto at = vips_at_.find(cfg.key.address); at != vips_at_.end())
+      for (const VipKey& other : at->second) {
+        if (other == cfg.key || other.protocol != cfg.key.protocol) continue;
+        if (desired_vip(other)->fragments)
+          problems.push_back(fragments_taken(path, vip_pos_.at(other), cfg.key));
+      }
+  validate_vip(cfg, path, problems);
+  const size_t total = total_backends_ - (old ? old->backends.size() : 0) + cfg.backends.size();
+  if (total > BALLAST_MAX_BACKENDS) problems.push_back(too_many_backends(total));
+  if (!problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) msg += (msg.empty() ? "" : "\n") + p;
+    throw Error(msg);
+  }
+  check_outer_sources(cfg, desired_);
+  // Next hops: a backend keeps its hop while the VIP's mode stays; a new
+  // one (or all, when the mode changed) asks the kernel's routes.
+  const bool same_mode = old && old->config.mode == cfg.mode;
+  auto hop_of = [&](const BackendConfig& b) -> NextHop {
+    if (same_mode)
+      for (const auto& live : old->backends)
+        if (live.config.address == b.address) return live.hop;
+    std::string problem;
+    auto hop = next_hop(cfg.mode, b.address, desired_, &problem);
+    if (!problem.empty()) throw Error("VIP " + cfg.key.str() + ": " + problem);
+    return hop;
+  };
+  MacLookup macs(neighbors_, plan);
+  plan.vips_.push_back(plan_vip_config(cfg, old, desired_, hop_of, macs, plan));
+  if (old)
+    for (const auto& b : old->backends)
+      if (!cfg.find_backend(b.config.address))
+        plan.changes_.push_back(BackendRemoved{cfg.key, b.config.address});
+}
+
+void BalancerState::commit_allocations(const Plan& plan) {
+  for (const auto& [id, e] : plan.egress_) {
+    dataplane_.put_egress(id, e);
+    written_egress_[id] = e;
+  }
+  for (const auto& [ifindex, id] : plan.new_egress_ids_) egress_ids_[ifindex] = id;
+  // New slots start from zeroed counters.
+  for (uint32_t id : plan.new_backend_ids_) {
+    used_backend_ids_.insert(id);
+    dataplane_.reset_counters(CounterMap::backend, id);
+  }
+  next_backend_id_ = plan.next_backend_id_;
+  used_vip_ids_.insert(plan.new_vip_ids_.begin(), plan.new_vip_ids_.end());
+}
+
+// The VIP stops matching before its table and backends go.
+void BalancerState::remove_vip(const LiveVip& vip) {
+  dataplane_.delete_vip(vip.config.key.to_abi());
+  if (vip.config.fragments) dataplane_.delete_vip(fragment_key(vip.config));
+  dataplane_.remove_table(vip.id);
+  for (const auto& b : vip.backends) free_backend(b.id);
+  used_vip_ids_.erase(vip.id);
+}
+
+void BalancerState::execute_config(Plan& plan) {
+  commit_allocations(plan);
+
+  // Tables (and slots) first; then new VIPs become visible.
+  std::map<uint32_t, const LiveVip*> live_by_id;
+  std::set<uint32_t> next_ids;
+  for (const auto& v : vips_) live_by_id[v.id] = &v;
+  for (auto& vip : plan.vips_) {
+    next_ids.insert(vip.id);
+    sync_vip(vip);
+    auto old = live_by_id.find(vip.id);
+    if (old == live_by_id.end()) {
+      dataplane_.reset_counters(CounterMap::vip, vip.id);
+      put_vip_entries(vip, nullptr);
+    } else {
+      // A mode or option change is one map write: the VIP's next packet
+      // takes it.
+      put_vip_entries(vip, old->second);
+    }
+  }
+
+  // What left: VIPs stop matching before their table and backends go;
+  // backends leave after the table that no longer names them.
+  std::map<uint32_t, const LiveVip*> next_by_id;
+  for (const auto& vip : plan.vips_) next_by_id[vip.id] = &vip;
+  for (const auto& old : vips_) {
+    const auto found = next_by_id.find(old.id);
+    if (found == next_by_id.end()) {
+      remove_vip(old);
+      continue;
+    }
+    for (const auto& b : old.backends)
+      if (!found->second->config.find_backend(b.config.address)) free_backend(b.id);
+  }
+  vips_ = std::move(plan.vips_);
+  desired_ = std::move(*plan.desired_);
+  reindex();
+}
+
+void BalancerState::execute_vip(Plan& plan) {
+  commit_allocations(plan);
+  const VipKey& key = *plan.vip_key_;
+  const auto pos = vip_pos_.find(key);
+  if (plan.vips_.empty()) {  // removed
+    const size_t i = pos->second;
+    remove_vip(vips_[i]);
+    index_vip(desired_.vips[i], false);
+    vips_.erase(vips_.begin() + static_cast<std::ptrdiff_t>(i));
+    desired_.vips.erase(desired_.vips.begin() + static_cast<std::ptrdiff_t>(i));
+    vip_pos_.erase(pos);
+    for (auto& [k, p] : vip_pos_)
+      if (p > i) --p;
+    return;
+  }
+  LiveVip& next = plan.vips_.front();
+  // Slots and table first; then the VIP's entries; backends that left go
+  // after the table that no longer names them.
+  sync_vip(next);
+  if (pos == vip_pos_.end()) {
+    dataplane_.reset_counters(CounterMap::vip, next.id);
+    put_vip_entries(next, nullptr);
+    index_vip(next.config, true);
+    vip_pos_[key] = vips_.size();
+    desired_.vips.push_back(next.config);
+    vips_.push_back(std::move(next));
+    return;
+  }
+  LiveVip& old = vips_[pos->second];
+  put_vip_entries(next, &old);
+  for (const auto& b : old.backends)
+    if (!next.config.find_backend(b.config.address)) free_backend(b.id);
+  index_vip(old.config, false);
+  index_vip(next.config, true);
+  desired_.vips[pos->second] = next.config;
+  old = std::move(next);
+}
+
+void BalancerState::index_vip(const VipConfig& vip, bool add) {
+  auto update = [&](std::map<IpAddress, std::set<VipKey>>& index, const IpAddress& at) {
+    if (add) {
+      index[at].insert(vip.key);
+      return;
+    }
+    auto it = index.find(at);
+    if (it == index.end()) return;
+    it->second.erase(vip.key);
+    if (it->second.empty()) index.erase(it);
+  };
+  update(vips_at_, vip.key.address);
+  for (const auto& b : vip.backends) update(backend_of_, b.address);
+  total_backends_ = add ? total_backends_ + vip.backends.size() : total_backends_ - vip.backends.size();
+}
+
+void BalancerState::reindex() {
+  vip_pos_.clear();
+  vips_at_.clear();
+  backend_of_.clear();
+  total_backends_ = 0;
+  for (size_t i = 0; i < desired_.vips.size(); i++) {
+    vip_pos_[desired_.vips[i].key] = i;
+    index_vip(desired_.vips[i], true);
+  }
+}
+
+const VipConfig* BalancerState::desired_vip(const VipKey& key) const {
+  auto it = vip_pos_.find(key);
+  return it == vip_pos_.end() ? nullptr : &desired_.vips[it->second];
+}
+
+const BalancerState::LiveVip* BalancerState::find_vip(uint32_t id) const {
+  for (const auto& vip : vips_)
+    if (vip.id == id) return &vip;
+  return nullptr;
+}
+
+void BalancerState::plan_drain(const DrainRequest& request, Plan& plan) const {
+  plan.kind_ = Plan::Kind::drain;
+  plan.vip_key_ = request.vip;
+  const uint32_t id = backend_id(request.vip, request.backend);  // throws for unknown ones
+  const LiveVip& vip = vips_[vip_pos_.at(request.vip)];
+  for (size_t i = 0; i < vip.backends.size(); i++) {
+    if (vip.backends[i].id != id || vip.backends[i].drained == request.drained) continue;
+    LiveVip next = vip;
+    next.backends[i].drained = request.drained;
+    plan.changes_.push_back(DrainChanged{request.vip, request.backend, request.drained});
+    plan.vips_.push_back(std::move(next));
+    return;
+  }
+}
+
+void BalancerState::plan_health(const HealthRequest& request, Plan& plan) const {
+  plan.kind_ = Plan::Kind::health;
+  if (request.health == Health::unknown) return;
+  for (const auto& vip : vips_)
+    for (size_t i = 0; i < vip.backends.size(); i++) {
+      const LiveBackend& b = vip.backends[i];
+      if (b.id != request.backend_id) continue;
+      if (b.health == request.health) return;
+      LiveVip next = vip;
+      next.backends[i].health = request.health;
+      plan.changes_.push_back(HealthChanged{vip.config.key, b.config.address, b.health,
+                                            request.health, request.detail});
+      plan.vips_.push_back(std::move(next));
+      return;
+    }
+}
+
+void BalancerState::plan_host(Plan& plan) const {
+  plan.kind_ = Plan::Kind::host;
+  auto& changes = plan.changes_;
+  // Only a change: the first config change writes the slots.
+  if (!written_egress_.empty()) {
+    plan.egress_ = changed_egress(desired_);
+    if (!plan.egress_.empty()) changes.push_back(EgressChanged{"", plan.egress_.size()});
+  }
+  std::map<int, std::map<IpAddress, MacAddress>> tables;
+  auto table_of = [&](int ifindex) -> const std::map<IpAddress, MacAddress>& {
+    auto it = tables.find(ifindex);
+    if (it == tables.end()) it = tables.emplace(ifindex, neighbors_.macs(ifindex)).first;
+    return it->second;
+  };
+  for (const auto& vip : vips_) {
+    // Copied only when one of its backends changes.
+    std::optional<LiveVip> next;
+    auto edit = [&](size_t i) -> LiveBackend& {
+      if (!next) next = vip;
+      return next->backends[i];
+    };
+    for (size_t i = 0; i < vip.backends.size(); i++) {
+      const LiveBackend& now = next ? next->backends[i] : vip.backends[i];
+      const VipKey& key = vip.config.key;
+      const IpAddress& address = now.config.address;
+      std::string problem;
+      const NextHop hop = next_hop(vip.config.mode, address, desired_, &problem);
+      if (hop != now.hop) {
+        // A route change: frames go to another hop's MAC from now on.
+        plan_egress_id(hop.ifindex, desired_, plan);
+        changes.push_back(NextHopChanged{key, address, now.hop.address, hop.address});
+        LiveBackend& b = edit(i);
+        b.hop = hop;
+        b.mac.reset();
+      }
+      const LiveBackend& cur = next ? next->backends[i] : vip.backends[i];
+      if (!problem.empty()) {
+        if (cur.mac) {
+          changes.push_back(BackendUnreachable{key, address, problem});
+          edit(i).mac.reset();
+        }
+        continue;
+      }
+      const auto& table = table_of(hop.ifindex);
+      auto it = table.find(hop.address);
+      if (it == table.end()) {
+        // A MAC we had stays in use: the kernel ages out entries for hosts
+        // it never talks to itself, and XDP_TX traffic is invisible to it.
+        if (!cur.mac) plan.solicit_.emplace_back(hop.ifindex, hop.address);
+        continue;
+      }
+      if (cur.mac == it->second) continue;
+      changes.push_back(MacChanged{key, address, cur.mac, it->second});
+      edit(i).mac = it->second;
+    }
+    if (next) plan.vips_.push_back(std::move(*next));
+  }
+}
+
+void BalancerState::execute_vips(Plan& plan) {
+  for (const auto& [id, e] : plan.egress_) {
+    dataplane_.put_egress(id, e);
+    written_egress_[id] = e;
+  }
+  for (const auto& [ifindex, id] : plan.new_egress_ids_) egress_ids_[ifindex] = id;
+  for (auto& next : plan.vips_)
+    for (auto& vip : vips_)
+      if (vip.id == next.id) {
+        vip = std::move(next);
+        sync_vip(vip);
+        break;
+      }
+}
+
+void BalancerState::plan_interface(const InterfaceRequest& request, Plan& plan) const {
+  plan.kind_ = Plan::Kind::interface;
+  plan.interface_ = request.facts;
+  if (request.facts.ifindex == ifindex_) return;
+  size_t hops = 0;
+  for (const auto& vip : vips_)
+    for (const auto& b : vip.backends) hops += b.hop.ifindex == ifindex_;
+  plan.changes_.push_back(
+      InterfaceMoved{desired_.interface, ifindex_, request.facts.ifindex, hops});
+}
+
+void BalancerState::execute_interface(Plan& plan) {
+  interface_ = plan.interface_;
+  if (plan.interface_.ifindex == ifindex_) return;
+  const int old = ifindex_;
+  ifindex_ = plan.interface_.ifindex;
+  egress_ids_.erase(ifindex_);  // the new index is slot 0's now
+  for (auto& vip : vips_)
+    for (auto& b : vip.backends)
+      if (b.hop.ifindex == old) b.hop.ifindex = ifindex_;
+  written_egress_.erase(0);  // rewritten from the interface's facts
+  for (const auto& [id, e] : changed_egress(desired_)) {
+    dataplane_.put_egress(id, e);
+    written_egress_[id] = e;
+  }
+}
+
+// Active slots before the tables that name them, inactive ones after the
+// tables stop naming them: the order a config change keeps. Then VIPs
+// (and their vip_by_id mirror and filter bit), strays last.
+void BalancerState::plan_repair(const LiveSnapshot& live, Plan& plan) const {
+  plan.kind_ = Plan::Kind::repair;
+  using What = MapRepaired::What;
+  auto& out = plan.changes_;
+  const LiveSnapshot want = expected();
+  for (const auto& [id, e] : want.egress) {
+    auto it = live.egress.find(id);
+    if (it == live.egress.end() || !same_egress(it->second, e))
+      out.push_back(MapRepaired{What::egress_slot, id, std::nullopt});
+  }
+  auto repair_slots = [&](bool active) {
+    for (const auto& [id, slot] : want.backends) {
+      if (static_cast<bool>(slot.flags & BALLAST_BACKEND_F_ACTIVE) != active) continue;
+      auto it = live.backends.find(id);
+      if (it == live.backends.end() || !same_slot(it->second, slot))
+        out.push_back(MapRepaired{What::backend_slot, id, std::nullopt});
+    }
+  };
+  repair_slots(true);
+  for (const auto& [vip_id, table] : want.tables) {
+    auto it = live.tables.find(vip_id);
+    if (it == live.tables.end() || it->second != table)
+      out.push_back(MapRepaired{What::table, vip_id, std::nullopt});
+  }
+  repair_slots(false);
+  auto same_key = [](const ballast_vip_key& a, const ballast_vip_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+  };
+  for (const auto& [key, info] : want.vips) {
+    bool ok = false;
+    for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && same_info(i, info));
+    // put_vip writes vip_by_id too: a port entry whose mirror drifted is
+    // rewritten.
+    if (auto it = live.vip_by_id.find(info.vip_id); key.port != 0 && it != live.vip_by_id.end())
+      ok = ok && same_key(it->second.key, key) && same_info(it->second.info, info);
+    // And the address's bit in the VIP filter.
+    if (!live.vip_filter.empty()) ok = ok && vip_filter_has(live.vip_filter, key.addr);
+    if (!ok) out.push_back(MapRepaired{What::vip, info.vip_id, VipKey::from_abi(key)});
+  }
+  for (const auto& [k, i] : live.vips) {
+    bool known = false;
+    for (const auto& [key, info] : want.vips) known = known || same_key(k, key);
+    if (!known) out.push_back(MapRepaired{What::stray_vip, i.vip_id, VipKey::from_abi(k)});
+  }
+  for (const auto& [id, slot] : live.backends)
+    if (!want.backends.count(id))
+      out.push_back(MapRepaired{What::stray_backend_slot, id, std::nullopt});
+}
+
+void BalancerState::execute_repair(Plan& plan) {
+  using What = MapRepaired::What;
+  const LiveSnapshot want = expected();
+  for (const auto& change : plan.changes_) {
+    const auto& r = std::get<MapRepaired>(change);
+    switch (r.what) {
+      case What::egress_slot:
+        dataplane_.put_egress(r.id, want.egress.at(r.id));
+        break;
+      case What::backend_slot:
+        dataplane_.put_backend(r.id, want.backends.at(r.id));
+        break;
+      case What::table:
+        dataplane_.install_table(r.id, want.tables.at(r.id));
+        break;
+      case What::vip:
+        for (const auto& [key, info] : want.vips)
+          if (VipKey::from_abi(key) == *r.vip) dataplane_.put_vip(key, info);
+        break;
+      case What::stray_vip:
+        dataplane_.delete_vip(r.vip->to_abi());
+        break;
+      case What::stray_backend_slot:
+        dataplane_.put_backend(r.id, ballast_backend{});
+        break;
+    }
+  }
+}
+
+VipView BalancerState::view_of(const LiveVip& vip) {
+  const bool fo = failing_open(vip);
+  VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}};
+  for (const auto& b : vip.backends) {
+    const auto e = vip.entries.find(b.id);
+    v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
+                          takes_new_flows(b, fo), e == vip.entries.end() ? 0 : e->second,
+                          b.config.check});
+  }
+  return v;
+}
+
+std::vector<VipView> BalancerState::view() const {
+  std::vector<VipView> out;
+  out.reserve(vips_.size());
+  for (const auto& vip : vips_) out.push_back(view_of(vip));
+  return out;
+}
+
+std::vector<VipView> BalancerState::view_after(const Plan& plan) const {
+  std::vector<VipView> out;
+  if (plan.kind_ == Plan::Kind::config) {
+    for (const auto& vip : plan.vips_) out.push_back(view_of(vip));
+    return out;
+  }
+  out = view();
+  if (plan.kind_ == Plan::Kind::vip && plan.vips_.empty()) {  // a VIP removed
+    std::erase_if(out, [&](const VipView& v) { return v.key == *plan.vip_key_; });
+    return out;
+  }
+  if (plan.kind_ == Plan::Kind::vip && !vip_pos_.count(*plan.vip_key_)) {  // a VIP added
+    out.push_back(view_of(plan.vips_.front()));
+    return out;
+  }
+  for (const auto& next : plan.vips_)
+    for (auto& v : out)
+      if (v.id == next.id) v = view_of(next);
+  return out;
+}
+
+ConfigAuditScope BalancerState::audit_scope(const Plan& plan, bool after) const {
+  ConfigAuditScope scope;
+  scope.max_share = desired_.audit.max_share;
+  if (plan.kind_ == Plan::Kind::config) {
+    const Config& config = after ? *plan.desired_ : desired_;
+    scope.max_share = config.audit.max_share;
+    for (const auto& vip : config.vips) {
+      scope.vips.push_back(&vip);
+      scope.vip_at.emplace(vip.key.address, vip.key.str());
+    }
+    scope.live = after ? view_after(plan) : view();
+    return scope;
+  }
+  if (!plan.vip_key_) return scope;
+  const VipKey& key = *plan.vip_key_;
+  // The VIP as it will be: the plan's (none when removed); as it is: ours.
+  const LiveVip* planned = plan.vips_.empty() ? nullptr : &plan.vips_.front();
+  const bool removed = plan.kind_ == Plan::Kind::vip && !planned;
+  auto position = [&](const VipKey& k) {
+    auto it = vip_pos_.find(k);
+    return it == vip_pos_.end() ? vips_.size() : it->second;  // a new VIP comes last
+  };
+  // Its VIP, and (backend-is-vip) every VIP with a backend at its address,
+  // in config order.
+  std::vector<std::pair<size_t, VipKey>> keys{{position(key), key}};
+  if (auto it = backend_of_.find(key.address); it != backend_of_.end())
+    for (const VipKey& k : it->second)
+      if (k != key) keys.emplace_back(position(k), k);
+  std::sort(keys.begin(), keys.end());
+  for (const auto& [pos, k] : keys) {
+    const LiveVip* live = nullptr;
+    if (k == key && after) {
+      live = planned;
+    } else if (pos < vips_.size()) {
+      live = &vips_[pos];
+    }
+    if (!live || (after && k == key && removed)) continue;
+    scope.vips.push_back(after && k == key ? &planned->config : &desired_.vips[pos]);
+    scope.live.push_back(view_of(*live));
+  }
+  // The VIP at each of their backends' addresses, first in config order,
+  // in the world before or after the plan.
+  for (const VipConfig* vip : scope.vips)
+    for (const auto& b : vip->backends) {
+      std::vector<std::pair<size_t, VipKey>> at;
+      if (auto it = vips_at_.find(b.address); it != vips_at_.end())
+        for (const VipKey& k : it->second)
+          if (!(after && removed && k == key)) at.emplace_back(position(k), k);
+      if (after && !removed && key.address == b.address) at.emplace_back(position(key), key);
+      if (at.empty()) continue;
+      scope.vip_at[b.address] = std::min_element(at.begin(), at.end())->second.str();
+    }
+  return scope;
 }
 
 // Healthy enough for new flows, and allowed them by the operator.
@@ -322,8 +998,8 @@ void BalancerState::sync_vip(LiveVip& vip) {
   write_if(false);
 }
 
-std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Config& desired) {
-  std::vector<std::string> out;
+std::vector<Change> BalancerState::adopt(const LiveSnapshot& live, const Config& desired) {
+  std::vector<Change> out;
   std::set<uint32_t> claimed;
   for (const auto& [abi_key, info] : live.vips) {
     if (abi_key.port == 0) continue;  // a fragment entry: its VIP's, below
@@ -333,11 +1009,9 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
     const VipConfig* want = desired.find_vip(key);
     vip.config = want ? *want : empty_vip(key);
     vip.config.backends.clear();
-    // The mode as the map has it: apply() then rewrites it if the config
+    // The mode as the map has it: the first config change rewrites it if the config
     // says otherwise.
-    vip.config.mode = (info.flags & BALLAST_VIP_F_ENCAP_IPIP)  ? ForwardMode::ipip
-                      : (info.flags & BALLAST_VIP_F_ENCAP_GUE) ? ForwardMode::gue
-                                                               : ForwardMode::dsr;
+    vip.config.mode = forward_mode_from_flags(info.flags);
     if (vip.config.mode == ForwardMode::gue) vip.config.gue_port = ntohs(info.gue_port);
     vip.config.ignore_source_port = info.flags & BALLAST_VIP_F_NO_SRC_PORT;
     vip.config.fragments = false;
@@ -349,12 +1023,12 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
       LiveBackend b;
       b.id = id;
       b.config.address = IpAddress::from_abi(slot.addr, slot.family);
-      // The hop's address is not in the map: apply() finds it again.
+      // The hop's address is not in the map: the first config change finds it again.
       b.hop = NextHop{ifindex_, b.config.address};
       if (auto e = live.egress.find(slot.egress); e != live.egress.end() && slot.egress != 0)
         b.hop.ifindex = static_cast<int>(e->second.ifindex);
       // Weights and checks are not in the maps: take the desired ones
-      // (apply() then finds nothing to change when they match).
+      // (the first config change then finds nothing to change when they match).
       const BackendConfig* cfg = want ? want->find_backend(b.config.address) : nullptr;
       b.config.weight = cfg ? cfg->weight : 0;
       b.config.check = cfg ? cfg->check : vip.config.check;
@@ -377,8 +1051,7 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
       vip.table = std::make_shared<const std::vector<uint32_t>>(t->second);
     }
     used_vip_ids_.insert(vip.id);
-    out.push_back("adopt vip " + key.str() + " id " + std::to_string(vip.id) + " with " +
-                  std::to_string(vip.backends.size()) + " backends");
+    out.push_back(VipAdopted{key, vip.id, vip.backends.size()});
     desired_.vips.push_back(vip.config);
     vips_.push_back(std::move(vip));
   }
@@ -391,310 +1064,17 @@ std::vector<std::string> BalancerState::adopt(const LiveSnapshot& live, const Co
   }
   desired_.interface = desired.interface;
   desired_.attach_mode = desired.attach_mode;
+  reindex();
+  ++generation_;
   return out;
 }
 
-std::vector<std::string> BalancerState::apply(const Config& desired) {
-  // Refused before any write: an encapsulating VIP needs an outer source
-  // of each of its backends' families, and a dsr VIP backends on our link.
-  const ballast_egress egress = egress_slot(interface_, desired);
-  for (const auto& vip : desired.vips) {
-    if (!mode_encapsulates(vip.mode)) continue;
-    for (const auto& b : vip.backends) {
-      const bool v4 = b.address.is_v4();
-      const bool has = v4 ? egress.src4 != 0 || desired.encap.source_v4
-                          : desired.encap.source_v6 || interface_.ipv6;
-      if (!has)
-        throw Error("VIP " + vip.key.str() + ": mode " + forward_mode_name(vip.mode) +
-                    " to backend " + b.address.str() + " needs an " + (v4 ? "IPv4" : "IPv6") +
-                    " outer source: " + desired.interface + " has no " + (v4 ? "IPv4" : "IPv6") +
-                    " address and encap.source_prefix_" + (v4 ? "v4" : "v6") + " is not set");
-    }
-  }
-  // The live VIPs by key, and their backends by address: a change looks up
-  // what it touches instead of scanning every VIP.
-  std::map<VipKey, const LiveVip*> live_by_key;
-  for (const auto& v : vips_) live_by_key[v.config.key] = &v;
-  auto live_backend = [&](const VipConfig& vip, const IpAddress& address) -> const LiveBackend* {
-    auto it = live_by_key.find(vip.key);
-    if (it == live_by_key.end()) return nullptr;
-    for (const auto& b : it->second->backends)
-      if (b.config.address == address) return &b;
-    return nullptr;
-  };
-  // Next hops from the kernel's routes, by (mode encapsulates, backend):
-  // asked only for backends that are new, whose VIP's mode changed, or all
-  // when the encap settings did. The others keep theirs; refresh_neighbors()
-  // follows route changes for every backend.
-  std::map<std::pair<bool, IpAddress>, NextHop> hops;
-  for (const auto& vip : desired.vips) {
-    const bool encap = mode_encapsulates(vip.mode);
-    auto live = live_by_key.find(vip.key);
-    // (A new encap router moves every encapsulated backend's hop.)
-    const bool same_mode = live != live_by_key.end() && live->second->config.mode == vip.mode &&
-                           desired.encap == desired_.encap;
-    for (const auto& b : vip.backends) {
-      if (hops.count({encap, b.address})) continue;
-      if (const LiveBackend* known = same_mode ? live_backend(vip, b.address) : nullptr) {
-        hops[{encap, b.address}] = known->hop;
-        continue;
-      }
-      std::string problem;
-      auto hop = next_hop(vip.mode, b.address, desired, &problem);
-      if (!problem.empty()) throw Error("VIP " + vip.key.str() + ": " + problem);
-      hops[{encap, b.address}] = hop;
-    }
-  }
-  std::vector<std::string> changes;
-  // Egress slots first: backends and VIPs written below rely on them.
-  if (written_egress_.count(0) && !same_egress(written_egress_[0], egress))
-    changes.push_back("egress " + desired.interface + " updated");
-  sync_egress(desired);
-  std::vector<LiveVip> next;
-  std::vector<uint32_t> new_backends;
-
-  // Neighbour tables read once per apply and interface (only when a
-  // backend is new or its next hop moved).
-  std::map<int, std::map<IpAddress, MacAddress>> known_macs;
-  auto mac_for = [&](const NextHop& hop) -> std::optional<MacAddress> {
-    auto table = known_macs.find(hop.ifindex);
-    if (table == known_macs.end())
-      table = known_macs.emplace(hop.ifindex, neighbors_.macs(hop.ifindex)).first;
-    if (auto it = table->second.find(hop.address); it != table->second.end()) return it->second;
-    if (!dry_run_) neighbors_.solicit(hop.ifindex, hop.address);
-    return std::nullopt;
-  };
-
-  for (const auto& vip_cfg : desired.vips) {
-    const auto found = live_by_key.find(vip_cfg.key);
-    const LiveVip* old = found == live_by_key.end() ? nullptr : found->second;
-    const std::string vname = vip_cfg.key.str();
-    LiveVip vip;
-    if (old) {
-      vip.id = old->id;
-      vip.table = old->table;
-      vip.table_inputs = old->table_inputs;
-      vip.entries = old->entries;
-      if (old->config.fail_open != vip_cfg.fail_open)
-        changes.push_back("vip fail-open " + vname + " " + (vip_cfg.fail_open ? "on" : "off"));
-      if (auto what = option_changes(old->config, vip_cfg); !what.empty())
-        changes.push_back("vip options " + vname + ": " + what);
-    } else {
-      vip.id = allocate_vip_id();
-      changes.push_back("vip add " + vname);
-    }
-    vip.config = vip_cfg;
-    for (const auto& b_cfg : vip_cfg.backends) {
-      const LiveBackend* prev = old ? live_backend(vip_cfg, b_cfg.address) : nullptr;
-      const std::string bname = vname + " " + b_cfg.address.str();
-      LiveBackend b;
-      const NextHop hop = hops.at({mode_encapsulates(vip_cfg.mode), b_cfg.address});
-      if (prev) {
-        b = *prev;
-        if (prev->hop != hop) {
-          b.hop = hop;
-          b.mac = mac_for(hop);
-          changes.push_back("backend next-hop " + bname + " " + hop.address.str());
-        }
-        if (prev->config.weight != b_cfg.weight)
-          changes.push_back("backend set-weight " + bname + " " +
-                            std::to_string(prev->config.weight) + " -> " +
-                            std::to_string(b_cfg.weight));
-        if (prev->config.check != b_cfg.check)
-          changes.push_back("backend check " + bname + ": " + check_description(b_cfg.check));
-      } else {
-        b.id = allocate_backend_id();
-        b.hop = hop;
-        b.mac = mac_for(hop);
-        // Without a check a backend is up; with one, its first result decides.
-        b.health = b_cfg.check.type == CheckType::none ? Health::up : Health::unknown;
-        new_backends.push_back(b.id);
-        changes.push_back("backend add " + bname + " weight " + std::to_string(b_cfg.weight));
-      }
-      b.config = b_cfg;
-      if (b_cfg.check.type == CheckType::none) b.health = Health::up;
-      vip.backends.push_back(b);
-    }
-    next.push_back(std::move(vip));
-  }
-
-  // New slots start from zeroed counters.
-  for (uint32_t id : new_backends) dataplane_.reset_counters(CounterMap::backend, id);
-  // Other interfaces' egress slots, before a slot names them.
-  for (const auto& vip : next)
-    for (const auto& b : vip.backends) egress_id(b.hop.ifindex, desired);
-
-  // Tables (and slots) first; then new VIPs become visible.
-  std::map<uint32_t, const LiveVip*> live_by_id, next_by_id;
-  for (const auto& v : vips_) live_by_id[v.id] = &v;
-  for (auto& vip : next) {
-    next_by_id[vip.id] = &vip;
-    sync_vip(vip);
-    auto old = live_by_id.find(vip.id);
-    if (old == live_by_id.end()) {
-      dataplane_.reset_counters(CounterMap::vip, vip.id);
-      put_vip_entries(vip, nullptr);
-    } else {
-      // A mode or option change is one map write: the VIP's next packet
-      // takes it.
-      put_vip_entries(vip, old->second);
-    }
-  }
-
-  // What left: VIPs stop matching before their table and backends go;
-  // backends leave after the table that no longer names them.
-  for (const auto& old : vips_) {
-    const auto found = next_by_id.find(old.id);
-    const LiveVip* kept = found == next_by_id.end() ? nullptr : found->second;
-    if (!kept) {
-      dataplane_.delete_vip(old.config.key.to_abi());
-      if (old.config.fragments) dataplane_.delete_vip(fragment_key(old.config));
-      dataplane_.remove_table(old.id);
-      for (const auto& b : old.backends) free_backend(b.id);
-      used_vip_ids_.erase(old.id);
-      changes.push_back("vip del " + old.config.key.str());
-      continue;
-    }
-    for (const auto& b : old.backends) {
-      if (kept->config.find_backend(b.config.address)) continue;
-      free_backend(b.id);
-      changes.push_back("backend del " + old.config.key.str() + " " + b.config.address.str());
-    }
-  }
-
-  // Settings that live in the daemon, not the maps: logged like the rest.
-  if (desired.skew != desired_.skew) changes.push_back("skew settings changed");
-  if (desired.audit != desired_.audit) changes.push_back("audit settings changed");
-  if (desired.encap != desired_.encap) changes.push_back("encap settings changed");
-  if (desired.reconcile != desired_.reconcile)
-    changes.push_back(std::string("reconcile ") + (desired.reconcile ? "on" : "off"));
-  vips_ = std::move(next);
-  desired_ = desired;
-  return changes;
-}
-
-std::vector<std::string> BalancerState::plan(const Config& desired) const {
-  NullDataPlane null;
-  BalancerState copy(*this, null);  // dry_run_: reads neighbours, never solicits
-  return copy.apply(desired);
-}
-
-BalancerState::LiveBackend* BalancerState::find_backend(uint32_t id, LiveVip** vip_out) {
-  for (auto& vip : vips_)
-    for (auto& b : vip.backends)
-      if (b.id == id) {
-        *vip_out = &vip;
-        return &b;
-      }
-  return nullptr;
-}
-
-std::vector<std::string> BalancerState::set_health(uint32_t id, Health health,
-                                                   const std::string& detail) {
-  LiveVip* vip = nullptr;
-  LiveBackend* b = find_backend(id, &vip);
-  if (!b || b->health == health || health == Health::unknown) return {};
-  const Health from = b->health;
-  b->health = health;
-  sync_vip(*vip);
-  return {"backend health " + vip->config.key.str() + " " + b->config.address.str() + " " +
-          std::string(health_name(from)) + " -> " + std::string(health_name(health)) +
-          (detail.empty() ? "" : " (" + detail + ")")};
-}
-
 uint32_t BalancerState::backend_id(const VipKey& key, const IpAddress& address) const {
-  for (const auto& vip : vips_) {
-    if (vip.config.key != key) continue;
-    for (const auto& b : vip.backends)
-      if (b.config.address == address) return b.id;
-    throw Error("backend " + address.str() + " is not in VIP " + key.str());
-  }
-  throw Error("VIP " + key.str() + " is not configured");
-}
-
-std::vector<std::string> BalancerState::set_drained(const VipKey& key, const IpAddress& address,
-                                                    bool drained) {
-  LiveVip* vip = nullptr;
-  LiveBackend* b = find_backend(backend_id(key, address), &vip);
-  if (b->drained == drained) return {};
-  b->drained = drained;
-  sync_vip(*vip);
-  return {std::string(drained ? "backend drain " : "backend undrain ") + key.str() + " " +
-          address.str()};
-}
-
-std::vector<std::string> BalancerState::move_interface(int ifindex) {
-  if (ifindex == ifindex_) return {};
-  const int old = ifindex_;
-  ifindex_ = ifindex;
-  egress_ids_.erase(ifindex);  // the new index is slot 0's now
-  size_t hops = 0;
-  for (auto& vip : vips_)
-    for (auto& b : vip.backends)
-      if (b.hop.ifindex == old) {
-        b.hop.ifindex = ifindex;
-        hops++;
-      }
-  written_egress_.erase(0);  // rewritten from the interface's facts
-  sync_egress(desired_);
-  return {"interface " + desired_.interface + " index " + std::to_string(old) + " -> " +
-          std::to_string(ifindex) + ": egress slot 0 and " + std::to_string(hops) +
-          " next hops follow it"};
-}
-
-std::vector<std::string> BalancerState::refresh_neighbors() {
-  std::vector<std::string> changes;
-  // Only a change: the first apply writes the slots.
-  if (!written_egress_.empty())
-    if (const size_t n = sync_egress(desired_); n > 0)
-      changes.push_back("egress slots rewritten: " + std::to_string(n) +
-                        " (an interface's MTU, MAC or address changed)");
-  std::map<int, std::map<IpAddress, MacAddress>> tables;
-  auto table_of = [&](int ifindex) -> const std::map<IpAddress, MacAddress>& {
-    auto it = tables.find(ifindex);
-    if (it == tables.end()) it = tables.emplace(ifindex, neighbors_.macs(ifindex)).first;
-    return it->second;
-  };
-  for (auto& vip : vips_) {
-    bool changed = false;
-    for (auto& b : vip.backends) {
-      const std::string bname = vip.config.key.str() + " " + b.config.address.str();
-      std::string problem;
-      const NextHop hop = next_hop(vip.config.mode, b.config.address, desired_, &problem);
-      if (hop != b.hop) {
-        // A route change: frames go to another hop's MAC from now on.
-        egress_id(hop.ifindex, desired_);
-        changes.push_back("backend next-hop " + bname + " " + b.hop.address.str() + " -> " +
-                          hop.address.str());
-        b.hop = hop;
-        b.mac.reset();
-        changed = true;
-      }
-      if (!problem.empty() && b.mac) {
-        changes.push_back("backend unreachable " + bname + ": " + problem);
-        b.mac.reset();
-        changed = true;
-        continue;
-      }
-      if (!problem.empty()) continue;
-      const auto& table = table_of(hop.ifindex);
-      auto it = table.find(hop.address);
-      if (it == table.end()) {
-        // A MAC we had stays in use: the kernel ages out entries for hosts
-        // it never talks to itself, and XDP_TX traffic is invisible to it.
-        if (!b.mac) neighbors_.solicit(hop.ifindex, hop.address);
-        continue;
-      }
-      if (b.mac == it->second) continue;
-      changes.push_back("backend mac " + bname + " " +
-                        (b.mac ? mac_str(*b.mac) : std::string("unresolved")) + " -> " +
-                        mac_str(it->second));
-      b.mac = it->second;
-      changed = true;
-    }
-    if (changed) sync_vip(vip);
-  }
-  return changes;
+  const auto pos = vip_pos_.find(key);
+  if (pos == vip_pos_.end()) throw Error("VIP " + key.str() + " is not configured");
+  for (const auto& b : vips_[pos->second].backends)
+    if (b.config.address == address) return b.id;
+  throw Error("backend " + address.str() + " is not in VIP " + key.str());
 }
 
 std::vector<std::string> BalancerState::unresolved() const {
@@ -712,22 +1092,6 @@ std::map<uint64_t, HealthTarget> BalancerState::health_targets() const {
   return out;
 }
 
-std::vector<VipView> BalancerState::view() const {
-  std::vector<VipView> out;
-  for (const auto& vip : vips_) {
-    const bool fo = failing_open(vip);
-    VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}};
-    for (const auto& b : vip.backends) {
-      const auto e = vip.entries.find(b.id);
-      v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
-                            takes_new_flows(b, fo), e == vip.entries.end() ? 0 : e->second,
-                            b.config.check});
-    }
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
 LiveSnapshot BalancerState::expected() const {
   LiveSnapshot out;
   for (const auto& vip : vips_) {
@@ -739,65 +1103,6 @@ LiveSnapshot BalancerState::expected() const {
     if (e.ifindex != 0) out.egress[id] = e;
   for (const auto& [id, slot] : written_slots_)
     if (slot.family != 0) out.backends[id] = slot;
-  return out;
-}
-
-std::vector<std::string> BalancerState::rewrite_all(const LiveSnapshot& live) {
-  std::vector<std::string> out;
-  const LiveSnapshot want = expected();
-  // Active slots before the tables that name them, inactive ones after the
-  // tables stop naming them: the same order apply() keeps.
-  auto repair_slots = [&](bool active) {
-    for (const auto& [id, slot] : want.backends) {
-      if (static_cast<bool>(slot.flags & BALLAST_BACKEND_F_ACTIVE) != active) continue;
-      auto it = live.backends.find(id);
-      if (it != live.backends.end() && same_slot(it->second, slot)) continue;
-      dataplane_.put_backend(id, slot);
-      out.push_back("repair backend slot " + std::to_string(id));
-    }
-  };
-  for (const auto& [id, e] : want.egress) {
-    auto it = live.egress.find(id);
-    if (it != live.egress.end() && same_egress(it->second, e)) continue;
-    dataplane_.put_egress(id, e);
-    out.push_back("repair egress slot " + std::to_string(id));
-  }
-  repair_slots(true);
-  for (const auto& [vip_id, table] : want.tables) {
-    auto it = live.tables.find(vip_id);
-    if (it != live.tables.end() && it->second == table) continue;
-    dataplane_.install_table(vip_id, table);
-    out.push_back("repair Maglev table of vip id " + std::to_string(vip_id));
-  }
-  repair_slots(false);
-  auto same_key = [](const ballast_vip_key& a, const ballast_vip_key& b) {
-    return std::memcmp(&a, &b, sizeof(a)) == 0;
-  };
-  for (const auto& [key, info] : want.vips) {
-    bool ok = false;
-    for (const auto& [k, i] : live.vips) ok = ok || (same_key(k, key) && same_info(i, info));
-    // put_vip writes vip_by_id too: a port entry whose mirror drifted is
-    // rewritten.
-    if (auto it = live.vip_by_id.find(info.vip_id); key.port != 0 && it != live.vip_by_id.end())
-      ok = ok && same_key(it->second.key, key) && same_info(it->second.info, info);
-    // And the address's bit in the VIP filter.
-    if (!live.vip_filter.empty()) ok = ok && vip_filter_has(live.vip_filter, key.addr);
-    if (ok) continue;
-    dataplane_.put_vip(key, info);
-    out.push_back("repair vip " + VipKey::from_abi(key).str());
-  }
-  for (const auto& [k, i] : live.vips) {
-    bool known = false;
-    for (const auto& [key, info] : want.vips) known = known || same_key(k, key);
-    if (known) continue;
-    dataplane_.delete_vip(k);
-    out.push_back("remove stray vip " + VipKey::from_abi(k).str());
-  }
-  for (const auto& [id, slot] : live.backends) {
-    if (want.backends.count(id)) continue;
-    dataplane_.put_backend(id, ballast_backend{});
-    out.push_back("clear stray backend slot " + std::to_string(id));
-  }
   return out;
 }
 

@@ -25,10 +25,11 @@ void ChangeLog::flush() {
   held_back_ = 0;
 }
 
-void ChangeLog::record(const std::string& actor, const std::vector<std::string>& changes,
+void ChangeLog::record(const std::string& actor, const std::vector<Change>& changes,
                        Origin origin) {
   const auto t = now_();
-  for (const auto& c : changes) {
+  for (const auto& change : changes) {
+    const std::string c = describe(change);
     bool log_it = true;
     if (origin == Origin::automatic) {
       if (refilled_ != std::chrono::system_clock::time_point{})

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "change.h"
+
 namespace ballast {
 
 struct ChangeEntry {
@@ -43,7 +45,8 @@ class ChangeLog {
   // which can come in storms.
   enum class Origin { operator_request, automatic };
 
-  void record(const std::string& actor, const std::vector<std::string>& changes,
+  // Each change as one entry (its text: describe()).
+  void record(const std::string& actor, const std::vector<Change>& changes,
               Origin origin = Origin::operator_request);
   // Every entry recorded from now on also goes to @sink.
   void set_sink(Sink sink) { sink_ = std::move(sink); }

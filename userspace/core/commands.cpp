@@ -33,8 +33,8 @@ IpAddress arg_address(const json& args) {
   return *a;
 }
 
-VipConfig& find_vip_or_throw(Config& config, const VipKey& key) {
-  auto* vip = config.find_vip(key);
+const VipConfig& find_vip_or_throw(const BalancerState& state, const VipKey& key) {
+  const VipConfig* vip = state.desired_vip(key);
   if (!vip) throw Error("VIP " + key.str() + " is not configured");
   return *vip;
 }
@@ -73,9 +73,10 @@ uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
 
 }  // namespace
 
-Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
-                   LastCheckFn last_check, const SkewTracker* skew, AuditFn audit)
-    : state_(state),
+Commands::Commands(ChangePipeline& pipeline, DataPlane& dataplane, const ChangeLog& log,
+                   StatusFn status, LastCheckFn last_check, const SkewTracker* skew, AuditFn audit)
+    : pipeline_(pipeline),
+      state_(pipeline.state()),
       dataplane_(dataplane),
       log_(log),
       status_(std::move(status)),
@@ -83,58 +84,21 @@ Commands::Commands(BalancerState& state, DataPlane& dataplane, ChangeLog& log, S
       skew_(skew),
       audit_(std::move(audit)) {}
 
-json Commands::pre_apply_audit(const Config& next, bool force) const {
-  const ChangeAudit audit = audit_change(state_.desired(), next, state_.view());
-  if (!force && !audit.added_errors().empty())
-    throw Error("refused by the pre-apply audit (nothing changed; --force applies it anyway):\n" +
-                findings_text(audit.added_errors()));
-  return {{"findings", findings_json(audit.all)}, {"new_findings", findings_json(audit.added)}};
-}
-
-// A drain takes a backend out of the new flows as a weight of 0 would, so
-// it passes the same audit: the config checks against the live state with
-// the backend drained (or undrained), refused for new errors unless forced.
-json Commands::pre_drain_audit(const VipKey& key, const IpAddress& address, bool drain,
-                               bool force) const {
-  const auto now = state_.view();
-  auto next = now;
-  bool found = false;
-  for (auto& vip : next)
-    if (vip.key == key)
-      for (auto& b : vip.backends)
-        if (b.address == address) {
-          b.drained = drain;
-          found = true;
-        }
-  if (!found) {
-    const VipConfig* vip = state_.desired().find_vip(key);
-    if (!vip) throw Error("VIP " + key.str() + " is not configured");
-    throw Error("backend " + address.str() + " is not in VIP " + key.str());
-  }
-  const auto before = audit_config(state_.desired(), now);
-  const auto after = audit_config(state_.desired(), next);
-  const auto added = new_findings(before, after);
-  std::vector<Finding> errors;
-  for (const auto& f : added)
-    if (f.severity == Severity::error) errors.push_back(f);
-  if (!force && !errors.empty())
-    throw Error("refused by the pre-apply audit (nothing changed; --force applies it anyway):\n" +
-                findings_text(errors));
-  return {{"findings", findings_json(after)}, {"new_findings", findings_json(added)}};
-}
-
-json Commands::apply_edit(Config next, const PeerCred& peer, bool force) {
-  require_valid(next);
-  json out = pre_apply_audit(next, force);
-  auto changes = state_.apply(next);
-  log_.record(actor(peer) + (force ? " (forced)" : ""), changes);
-  out["changes"] = changes;
-  out["applied"] = true;
-  return out;
+json Commands::submit(const ChangeRequest& request, const PeerCred& peer, bool force,
+                      const std::string& what, bool dry_run) {
+  const ChangeOutcome outcome =
+      dry_run ? pipeline_.dry_run(request)
+              : pipeline_.submit(request, ChangeSource{actor(peer) + what,
+                                                       ChangeLog::Origin::operator_request, force});
+  return {{"findings", findings_json(outcome.audit.all)},
+          {"new_findings", findings_json(outcome.audit.added)},
+          {"changes", describe(outcome.changes)},
+          {"applied", outcome.applied}};
 }
 
 // A whole config file, as one change. The interface and attach mode belong
-// to the running program: changing them needs a restart.
+// to the running program: changing them needs a restart. A dry run is never
+// refused: it shows the findings; the CLI exits 1 on errors.
 json Commands::apply_file(const json& args, const PeerCred& peer) {
   const std::string source = args.value("source", std::string("apply"));
   Config next = parse_config(arg_string(args, "config"), source);
@@ -144,20 +108,8 @@ json Commands::apply_file(const json& args, const PeerCred& peer) {
                 next.interface + " while running; restart ballastd");
   if (next.attach_mode != live.attach_mode)
     throw Error(source + ": attach_mode: cannot change while running; restart ballastd");
-  const bool force = args.value("force", false);
-  if (args.value("dry_run", false)) {
-    // Never refused: a dry run shows the findings; the CLI exits 1 on errors.
-    json out = pre_apply_audit(next, /*force=*/true);
-    out["changes"] = state_.plan(next);
-    out["applied"] = false;
-    return out;
-  }
-  json out = pre_apply_audit(next, force);
-  auto changes = state_.apply(next);
-  log_.record(actor(peer) + " apply " + source + (force ? " (forced)" : ""), changes);
-  out["changes"] = changes;
-  out["applied"] = true;
-  return out;
+  return submit(ConfigRequest{std::move(next)}, peer, args.value("force", false), " apply " + source,
+                args.value("dry_run", false));
 }
 
 json Commands::vip_list() const {
@@ -181,7 +133,7 @@ json Commands::backend_list(const json& args) const {
   std::optional<VipKey> only;
   if (args.is_object() && args.contains("vip")) {
     only = VipKey::parse(arg_string(args, "vip"));
-    if (!state_.desired().find_vip(*only)) throw Error("VIP " + only->str() + " is not configured");
+    find_vip_or_throw(state_, *only);
   }
   json out = json::array();
   for (const auto& vip : state_.view()) {
@@ -241,13 +193,10 @@ json Commands::handle(const json& request, const PeerCred& peer) {
   if (cmd == "backend.drain" || cmd == "backend.undrain") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
     const auto address = arg_address(args);
-    const bool drain = cmd == "backend.drain", force = args.value("force", false);
-    json out = pre_drain_audit(key, address, drain, force);
-    auto changes = state_.set_drained(key, address, drain);
-    log_.record(actor(peer) + (force ? " (forced)" : ""), changes);
-    out["changes"] = changes;
-    out["applied"] = true;
-    return out;
+    // A drain takes a backend out of the new flows as a weight of 0
+    // would: the same audit, refused for new errors unless forced.
+    return submit(DrainRequest{key, address, cmd == "backend.drain"}, peer,
+                  args.value("force", false));
   }
   if (cmd == "backend.flows") {
     const uint32_t id =
@@ -258,35 +207,38 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     return {{"flows", it == flows.end() ? 0 : it->second}, {"idle_ms", idle_ms}};
   }
 
-  Config next = state_.desired();
+  // Edits of one VIP: its whole config after the edit, checked and
+  // planned against that VIP alone.
+  const bool force = args.value("force", false);
   if (cmd == "vip.add") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
-    if (next.find_vip(key)) throw Error("VIP " + key.str() + " already exists");
-    next.vips.push_back(empty_vip(key));
-  } else if (cmd == "vip.del") {
+    if (state_.desired_vip(key)) throw Error("VIP " + key.str() + " already exists");
+    return submit(VipRequest{key, empty_vip(key)}, peer, force);
+  }
+  if (cmd == "vip.del") {
     const auto key = VipKey::parse(arg_string(args, "vip"));
-    find_vip_or_throw(next, key);
-    std::erase_if(next.vips, [&](const VipConfig& v) { return v.key == key; });
-  } else if (cmd == "backend.add") {
-    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
+    find_vip_or_throw(state_, key);
+    return submit(VipRequest{key, std::nullopt}, peer, force);
+  }
+  if (cmd != "backend.add" && cmd != "backend.del" && cmd != "backend.set_weight")
+    throw Error("unknown command '" + cmd + "'");
+  VipConfig vip = find_vip_or_throw(state_, VipKey::parse(arg_string(args, "vip")));
+  if (cmd == "backend.add") {
     const auto address = arg_address(args);
     if (vip.find_backend(address))
       throw Error("backend " + address.str() + " is already in VIP " + vip.key.str());
     vip.backends.push_back(BackendConfig{address, arg_weight(args), vip.check});
   } else if (cmd == "backend.del") {
-    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
     const auto address = arg_address(args);
     find_backend_or_throw(vip, address);
     std::erase_if(vip.backends, [&](const BackendConfig& b) { return b.address == address; });
-  } else if (cmd == "backend.set_weight") {
-    auto& vip = find_vip_or_throw(next, VipKey::parse(arg_string(args, "vip")));
+  } else {
     if (!args.contains("weight")) throw Error("missing argument 'weight'");
     const uint32_t weight = arg_weight(args);
     find_backend_or_throw(vip, arg_address(args)).weight = weight;
-  } else {
-    throw Error("unknown command '" + cmd + "'");
   }
-  return apply_edit(std::move(next), peer, args.value("force", false));
+  const VipKey key = vip.key;
+  return submit(VipRequest{key, std::move(vip)}, peer, force);
 }
 
 }  // namespace ballast

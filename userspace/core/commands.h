@@ -1,9 +1,10 @@
 // commands.h: the control API's commands. Each edit builds a whole new
 // desired config from the live one (or parses a whole file, for apply),
-// validates it whole and applies it through BalancerState::apply, the same
-// path a config file takes; a bad edit throws before anything is written.
-// Every change is recorded in the change log with the peer's uid and pid. No sockets, no libbpf:
-// unit tests drive it with fakes.
+// validates it whole and submits it to the change pipeline
+// (change_pipeline.h), the path a config file, a reload and a drain take
+// too; a bad edit throws before anything is written. Every change is
+// recorded in the change log with the peer's uid and pid. No sockets, no
+// libbpf: unit tests drive it with fakes.
 #pragma once
 
 #include <functional>
@@ -12,6 +13,7 @@
 #include "access.h"
 #include "audit.h"
 #include "balancer_state.h"
+#include "change_pipeline.h"
 #include "changelog.h"
 #include "dataplane.h"
 #include "skew.h"
@@ -30,7 +32,7 @@ class Commands {
   // @skew: the daemon's tracker for the `skew` command; @audit runs the
   // `audit` command (either missing: that command fails).
   Commands(
-      BalancerState& state, DataPlane& dataplane, ChangeLog& log, StatusFn status,
+      ChangePipeline& pipeline, DataPlane& dataplane, const ChangeLog& log, StatusFn status,
       LastCheckFn last_check = [](uint32_t) { return std::string(); },
       const SkewTracker* skew = nullptr, AuditFn audit = nullptr);
 
@@ -43,19 +45,18 @@ class Commands {
   void set_access(ControlAccess access) { access_ = std::move(access); }
 
  private:
-  nlohmann::json apply_edit(Config next, const PeerCred& peer, bool force);
-  // The pre-apply audit of @next: throws Error when it adds error findings
-  // and @force is false; returns its findings (all, and the new ones).
-  nlohmann::json pre_apply_audit(const Config& next, bool force) const;
+  // Submits @request for @peer (dry run: plans and audits only); the
+  // reply: findings, new findings, changes, applied.
+  nlohmann::json submit(const ChangeRequest& request, const PeerCred& peer, bool force,
+                        const std::string& what = "", bool dry_run = false);
   nlohmann::json apply_file(const nlohmann::json& args, const PeerCred& peer);
-  nlohmann::json pre_drain_audit(const VipKey& key, const IpAddress& address, bool drain,
-                                 bool force) const;
   nlohmann::json vip_list() const;
   nlohmann::json backend_list(const nlohmann::json& args) const;
 
-  BalancerState& state_;
+  ChangePipeline& pipeline_;
+  const BalancerState& state_;
   DataPlane& dataplane_;
-  ChangeLog& log_;
+  const ChangeLog& log_;
   StatusFn status_;
   LastCheckFn last_check_;
   const SkewTracker* skew_;

@@ -39,19 +39,6 @@ VipConfig* Config::find_vip(const VipKey& k) {
 
 std::string attach_mode_name(AttachMode m) { return m == AttachMode::native ? "native" : "skb"; }
 
-std::string forward_mode_name(ForwardMode m) {
-  switch (m) {
-    case ForwardMode::dsr:
-      return "dsr";
-    case ForwardMode::ipip:
-      return "ipip";
-    case ForwardMode::gue:
-      return "gue";
-  }
-  return "?";
-}
-
-bool mode_encapsulates(ForwardMode m) { return m != ForwardMode::dsr; }
 
 namespace {
 
@@ -353,12 +340,8 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
                    problems);
   if (const auto m = node["mode"]) {
     const std::string text = scalar_or_empty(m);
-    if (text == "dsr")
-      vip.mode = ForwardMode::dsr;
-    else if (text == "ipip")
-      vip.mode = ForwardMode::ipip;
-    else if (text == "gue")
-      vip.mode = ForwardMode::gue;
+    if (const auto mode = parse_forward_mode(text))
+      vip.mode = *mode;
     else
       problems.add(m, path + ".mode", "must be dsr, ipip or gue, got '" + text + "'");
   }
@@ -413,6 +396,40 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
 
 }  // namespace
 
+void validate_vip(const VipConfig& vip, const std::string& path, std::vector<std::string>& out) {
+  if (vip.ignore_source_port && vip.key.protocol != Protocol::udp)
+    out.push_back(path + ".ignore_source_port: only for udp VIPs (" + vip.key.str() +
+                  " is tcp: a TCP connection never changes its source port)");
+  if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
+  if (auto err = check_spec_error(vip.check); !err.empty())
+    out.push_back(path + ".health_check." + err);
+  std::map<IpAddress, size_t> seen_backends;
+  for (size_t j = 0; j < vip.backends.size(); j++) {
+    const auto& b = vip.backends[j];
+    const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
+    if (b.address.family != vip.key.address.family && !mode_encapsulates(vip.mode))
+      out.push_back(bpath + ".address: " + b.address.str() +
+                    ": must be the VIP's address family in mode dsr (direct server return "
+                    "rewrites only MACs; ipip and gue carry either family)");
+    if (b.weight > kMaxWeight)
+      out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
+                    std::to_string(b.weight));
+    if (b.check != vip.check)
+      if (auto err = check_spec_error(b.check); !err.empty())
+        out.push_back(bpath + ".health_check." + err);
+    auto [bit, bfresh] = seen_backends.emplace(b.address, j);
+    if (!bfresh)
+      out.push_back(bpath + ".address: duplicate backend " + b.address.str() + " (also " + path +
+                    ".backends[" + std::to_string(bit->second) + "])");
+  }
+}
+
+std::string fragments_taken(const std::string& path, size_t owner, const VipKey& key) {
+  return path + ".fragments: vips[" + std::to_string(owner) + "] already takes the fragments to " +
+         key.address.str() + " " + std::string(protocol_name(key.protocol)) +
+         " (one VIP per address and protocol)";
+}
+
 std::vector<std::string> validate_config(const Config& config) {
   std::vector<std::string> out;
   if (config.interface.empty())
@@ -420,60 +437,38 @@ std::vector<std::string> validate_config(const Config& config) {
   else if (config.interface.size() >= IFNAMSIZ)
     out.push_back("interface: '" + config.interface + "' is longer than " +
                   std::to_string(IFNAMSIZ - 1) + " characters");
-  if (config.vips.size() > BALLAST_MAX_VIPS)
-    out.push_back("vips: at most " + std::to_string(BALLAST_MAX_VIPS) + " VIPs, got " +
-                  std::to_string(config.vips.size()));
+  if (config.vips.size() > BALLAST_MAX_VIPS) out.push_back(too_many_vips(config.vips.size()));
   std::map<VipKey, size_t> seen_vips;
   std::map<VipKey, size_t> fragment_owner;  // (address, port 0, protocol) -> VIP index
   size_t total_backends = 0;
   for (size_t i = 0; i < config.vips.size(); i++) {
     const auto& vip = config.vips[i];
     const std::string path = "vips[" + std::to_string(i) + "]";
-    if (vip.ignore_source_port && vip.key.protocol != Protocol::udp)
-      out.push_back(path + ".ignore_source_port: only for udp VIPs (" + vip.key.str() +
-                    " is tcp: a TCP connection never changes its source port)");
     if (vip.fragments) {
       VipKey frag_key = vip.key;
       frag_key.port = 0;
       auto [fit, ffresh] = fragment_owner.emplace(frag_key, i);
-      if (!ffresh)
-        out.push_back(path + ".fragments: vips[" + std::to_string(fit->second) +
-                      "] already takes the fragments to " + vip.key.address.str() + " " +
-                      std::string(protocol_name(vip.key.protocol)) +
-                      " (one VIP per address and protocol)");
+      if (!ffresh) out.push_back(fragments_taken(path, fit->second, vip.key));
     }
-    if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
     auto [it, fresh] = seen_vips.emplace(vip.key, i);
     if (!fresh)
       out.push_back(path + ": duplicate VIP " + vip.key.str() + " (also vips[" +
                     std::to_string(it->second) + "])");
-    if (auto err = check_spec_error(vip.check); !err.empty())
-      out.push_back(path + ".health_check." + err);
-    std::map<IpAddress, size_t> seen_backends;
-    for (size_t j = 0; j < vip.backends.size(); j++) {
-      const auto& b = vip.backends[j];
-      const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
-      if (b.address.family != vip.key.address.family && !mode_encapsulates(vip.mode))
-        out.push_back(bpath + ".address: " + b.address.str() +
-                      ": must be the VIP's address family in mode dsr (direct server return "
-                      "rewrites only MACs; ipip and gue carry either family)");
-      if (b.weight > kMaxWeight)
-        out.push_back(bpath + ".weight: must be 0.." + std::to_string(kMaxWeight) + ", got " +
-                      std::to_string(b.weight));
-      if (b.check != vip.check)
-        if (auto err = check_spec_error(b.check); !err.empty())
-          out.push_back(bpath + ".health_check." + err);
-      auto [bit, bfresh] = seen_backends.emplace(b.address, j);
-      if (!bfresh)
-        out.push_back(bpath + ".address: duplicate backend " + b.address.str() + " (also " + path +
-                      ".backends[" + std::to_string(bit->second) + "])");
-    }
+    validate_vip(vip, path, out);
     total_backends += vip.backends.size();
   }
-  if (total_backends > BALLAST_MAX_BACKENDS)
-    out.push_back("vips: at most " + std::to_string(BALLAST_MAX_BACKENDS) +
-                  " backends over all VIPs, got " + std::to_string(total_backends));
+  if (total_backends > BALLAST_MAX_BACKENDS) out.push_back(too_many_backends(total_backends));
   return out;
+}
+
+std::string too_many_backends(size_t total) {
+  return "vips: at most " + std::to_string(BALLAST_MAX_BACKENDS) + " backends over all VIPs, got " +
+         std::to_string(total);
+}
+
+std::string too_many_vips(size_t total) {
+  return "vips: at most " + std::to_string(BALLAST_MAX_VIPS) + " VIPs, got " +
+         std::to_string(total);
 }
 
 void require_valid(const Config& config) {

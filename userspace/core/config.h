@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "address.h"
-#include "health.h"
+#include "forward_mode.h"
+#include "health_model.h"
 
 namespace ballast {
 
@@ -18,15 +19,7 @@ constexpr uint32_t kMaxWeight = 65535;
 
 enum class AttachMode { native, skb };
 
-// How a VIP's packets reach its backends (docs/dataplane.md):
-//   dsr:  L2 direct server return, the MAC rewritten; backends on the
-//         balancer's segment hold the VIP on lo.
-//   ipip: IP-in-IP to the backend's address (outer family: the backend's);
-//         backends strip it with `ballast decap attach` and hold the VIP on lo.
-//   gue:  UDP to the VIP's gue_port with the client's packet inside; as ipip.
-enum class ForwardMode { dsr, ipip, gue };
-std::string forward_mode_name(ForwardMode m);
-bool mode_encapsulates(ForwardMode m);
+// ForwardMode: forward_mode.h.
 
 // GUE's destination port when a VIP does not name one. GUE has no IANA
 // port; backends must use the same (`ballast decap attach --gue-port`).
@@ -115,6 +108,7 @@ struct Config {
   // Prometheus endpoint, "address:port" (YAML `metrics: {listen: ...}`);
   // empty: no endpoint. Fixed for the daemon's life, like the interface.
   std::string metrics_listen = "127.0.0.1:9469";
+  bool operator==(const Config&) const = default;
 
   const VipConfig* find_vip(const VipKey& k) const;
   VipConfig* find_vip(const VipKey& k);
@@ -129,6 +123,14 @@ Config load_config_file(const std::string& path);
 // Checks a whole config (the same rules the YAML parser applies, for configs
 // edited through the API). Returns the problems; empty when valid.
 std::vector<std::string> validate_config(const Config& config);
+
+// The rules of one VIP alone (@path: "vips[3]"), appended to @out; those
+// across VIPs are validate_config's (and BalancerState's for one-VIP
+// changes), each with its message below.
+void validate_vip(const VipConfig& vip, const std::string& path, std::vector<std::string>& out);
+std::string fragments_taken(const std::string& path, size_t owner, const VipKey& key);
+std::string too_many_backends(size_t total);
+std::string too_many_vips(size_t total);
 
 // Throws Error listing validate_config's problems, if any.
 void require_valid(const Config& config);

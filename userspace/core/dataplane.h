@@ -38,6 +38,12 @@ struct LiveSnapshot {
   std::vector<uint64_t> vip_filter;
 };
 
+// Whether @words (LiveSnapshot::vip_filter, as read) hold @addr's bit.
+inline bool vip_filter_has(const std::vector<uint64_t>& words, const ballast_addr& addr) {
+  const uint32_t bit = ballast_vip_filter_bit(&addr);
+  return (bit >> 6) < words.size() && (words[bit >> 6] >> (bit & 63) & 1);
+}
+
 class DataPlane {
  public:
   virtual ~DataPlane() = default;

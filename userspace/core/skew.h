@@ -33,7 +33,7 @@
 #include "balancer_state.h"
 #include "config.h"
 #include "dataplane.h"
-#include "health.h"
+#include "health_model.h"
 
 namespace ballast {
 

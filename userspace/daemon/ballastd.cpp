@@ -28,6 +28,7 @@
 #include "bpf_dataplane.h"
 #include "change_journal.h"
 #include "changelog.h"
+#include "change_pipeline.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
@@ -98,8 +99,9 @@ class Daemon {
         state_(dataplane_, neighbors_, loader_.ifindex()),
         checker_(clock_),
         skew_(config.skew),
+        pipeline_(state_, changes_),
         commands_(
-            state_, dataplane_, changes_, [this] { return status(); },
+            pipeline_, dataplane_, changes_, [this] { return status(); },
             [this](uint32_t id) { return checker_.last_result(id); }, &skew_,
             [this] { return audit(); }),
         metrics_listen_(config.metrics_listen) {
@@ -109,14 +111,18 @@ class Daemon {
     api_.set_handler([this](const nlohmann::json& req, const PeerCred& peer) {
       return commands_.handle(req, peer);
     });
+    pipeline_.add_listener([this](const std::vector<Change>& changes) { changed(changes); });
     state_.set_interface(read_interface_facts(config.interface));
-    const std::string actor = "config " + options_.config_path;
     if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
-    changes_.record(actor, state_.apply(config));
+    // The config a daemon starts with is audited but not refused (better
+    // balanced than not, loudly: start() runs the full audit).
+    pipeline_.submit(ConfigRequest{config},
+                     {"config " + options_.config_path, ChangeLog::Origin::operator_request,
+                      /*force=*/false, /*refusable=*/false});
     const auto deadline = Clock::now() + kInitialResolveWait;
     while (!state_.unresolved().empty() && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
+      follow_host();
     }
     for (const auto& b : state_.unresolved())
       log_line(LogLevel::warning, "backend " + b + ": no MAC on " + config.interface +
@@ -185,27 +191,13 @@ class Daemon {
         if (stop) break;
       }
       if ((fds[1].revents & POLLIN) || api_.has_clients()) {
-        guard("control", [&] {
-          const uint64_t changes_before = changes_.recorded();
-          api_.serve();
-          // An edit may have added, removed or changed backends. (Reads
-          // such as `skew`, which `ballast top` sends every second, change
-          // nothing and cost no audit.)
-          skew_.set_settings(state_.desired().skew);
-          if (changes_.recorded() != changes_before) {
-            sync_checker();
-            audit_soon();
-          }
-        });
+        guard("control", [&] { api_.serve(); });
       }
       guard("health-checks", [&] {
-        for (const auto& event : checker_.run()) {
-          changes_.record("health-check",
-                          state_.set_health(static_cast<uint32_t>(event.id), event.to,
-                                            event.detail),
-                          ChangeLog::Origin::automatic);
-          audit_soon();
-        }
+        for (const auto& event : checker_.run())
+          pipeline_.submit(
+              HealthRequest{static_cast<uint32_t>(event.id), event.to, event.detail},
+              {"health-check", ChangeLog::Origin::automatic});
       });
       if (Clock::now() >= next_skew) {
         next_skew += kSkewSample;
@@ -240,7 +232,7 @@ class Daemon {
         guard("neighbours", [&] {
           // An operator may change the interface's MTU or addresses live.
           state_.set_interface(read_interface_facts(state_.desired().interface));
-          changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
+          follow_host();
         });
         next_refresh =
             Clock::now() + (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
@@ -297,17 +289,17 @@ class Daemon {
         throw Error("interface and attach_mode cannot change on reload; restart ballastd");
       // The pre-apply audit, as for `ballast apply`; a reload cannot be
       // forced (use `ballast apply -f FILE --force`).
-      const auto errors = audit_change(state_.desired(), next, state_.view()).added_errors();
-      if (!errors.empty())
-        throw Error("the new config fails the pre-apply audit (apply it with `ballast apply -f " +
-                    options_.config_path + " --force` if intended):\n" + findings_text(errors));
-      changes_.record("reload " + options_.config_path, state_.apply(next));
-      sync_checker();
-      skew_.set_settings(next.skew);
-      audit_soon();
-      if (next.metrics_listen != metrics_listen_)
-        log_line(LogLevel::warning, "metrics.listen changed to '" + next.metrics_listen +
+      const std::string metrics_listen = next.metrics_listen;
+      pipeline_.submit(ConfigRequest{std::move(next)}, {"reload " + options_.config_path});
+      if (metrics_listen != metrics_listen_)
+        log_line(LogLevel::warning, "metrics.listen changed to '" + metrics_listen +
                                         "': takes effect at the next restart");
+    } catch (const AuditRefused& e) {
+      log_line(LogLevel::error,
+               "reload refused, nothing changed: the new config fails the pre-apply audit "
+               "(apply it with `ballast apply -f " +
+                   options_.config_path + " --force` if intended):\n" +
+                   findings_text(e.errors()));
     } catch (const Error& e) {
       log_line(LogLevel::error, std::string("reload refused, nothing changed: ") + e.what());
     }
@@ -342,6 +334,23 @@ class Daemon {
     return findings;
   }
 
+  // The host under the backends: routes, neighbours, interfaces.
+  void follow_host() {
+    pipeline_.submit(HostRequest{}, {"neighbour table", ChangeLog::Origin::automatic});
+  }
+
+  // After every change: the health checker follows the backends and
+  // their checks, the skew tracker the settings; the audit runs soon.
+  void changed(const std::vector<Change>& changes) {
+    const bool backends_changed = std::any_of(changes.begin(), changes.end(), [](const Change& c) {
+      return std::holds_alternative<BackendAdded>(c) || std::holds_alternative<BackendRemoved>(c) ||
+             std::holds_alternative<CheckChanged>(c) || std::holds_alternative<VipRemoved>(c);
+    });
+    if (backends_changed) sync_checker();
+    skew_.set_settings(state_.desired().skew);
+    audit_soon();
+  }
+
   void audit_soon() { next_audit_ = std::min(next_audit_, Clock::now() + kAuditAfterChange); }
 
   // The periodic audit: logs what appeared and what cleared since the last
@@ -352,12 +361,12 @@ class Daemon {
       findings = audit();
       // Map drift is repaired by rewriting the maps; a detached program is
       // not (that needs a restart).
-      bool drift = false;
-      for (const auto& f : findings)
-        drift = drift || (f.check == "drift" && f.message.rfind("ballastd's XDP program", 0) != 0);
+      const bool drift = std::any_of(findings.begin(), findings.end(), [](const Finding& f) {
+        return f.repair == Repair::rewrite_maps;
+      });
       if (drift && state_.desired().reconcile) {
-        const auto repairs = state_.rewrite_all(dataplane_.snapshot());
-        changes_.record("reconcile", repairs);
+        pipeline_.submit(RepairRequest{dataplane_.snapshot()},
+                         {"reconcile", ChangeLog::Origin::automatic});
         findings = audit();
       }
     } catch (const std::exception& e) {
@@ -413,12 +422,12 @@ class Daemon {
     const int old = loader_.ifindex();
     loader_.reattach(now);  // throws: counted, tried again next second
     interface_gone_ = false;
-    state_.set_interface(read_interface_facts(name));
-    auto changes = state_.move_interface(now);
-    changes.push_back("program " + std::to_string(loader_.program_id()) + " on " + name + ": " +
-                      loader_.attach_story());
-    changes_.record("interface " + name, changes);
-    changes_.record("neighbour table", state_.refresh_neighbors(), ChangeLog::Origin::automatic);
+    pipeline_.submit(InterfaceRequest{read_interface_facts(name)},
+                     {"interface " + name, ChangeLog::Origin::automatic});
+    changes_.record("interface " + name,
+                    {ProgramReattached{name, loader_.program_id(), loader_.attach_story()}},
+                    ChangeLog::Origin::automatic);
+    follow_host();
     log_line(LogLevel::info, "interface " + name + " is back (index " + std::to_string(old) +
                                  " -> " + std::to_string(now) + "): forwarding again");
     audit_soon();
@@ -470,6 +479,7 @@ class Daemon {
   HealthChecker checker_;
   SkewTracker skew_;
   ChangeLog changes_;
+  ChangePipeline pipeline_;
   Commands commands_;
   std::string metrics_listen_;     // as configured at start; "" for none
   std::vector<Finding> findings_;  // of the last periodic audit

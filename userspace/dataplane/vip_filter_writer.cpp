@@ -55,9 +55,4 @@ std::vector<uint64_t> read_vip_filter(int fd) {
   return words;
 }
 
-bool vip_filter_has(const std::vector<uint64_t>& words, const ballast_addr& addr) {
-  const uint32_t bit = ballast_vip_filter_bit(&addr);
-  return (bit >> 6) < words.size() && (words[bit >> 6] >> (bit & 63) & 1);
-}
-
 }  // namespace ballast

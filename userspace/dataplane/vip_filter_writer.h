@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ballast_abi.h"
+#include "dataplane.h"
 
 namespace ballast {
 
@@ -39,7 +40,6 @@ class VipFilter {
 
 // The vip_filter map's words, in order.
 std::vector<uint64_t> read_vip_filter(int fd);
-// Whether @words (read_vip_filter) hold @addr's bit.
-bool vip_filter_has(const std::vector<uint64_t>& words, const ballast_addr& addr);
+// vip_filter_has(): core/dataplane.h.
 
 }  // namespace ballast

@@ -138,13 +138,13 @@ void check_vips(const BackendHost& host, const BackendOptions& options,
       const std::string where =
           v + "/" + num(elsewhere->prefix_len) + " dev " + elsewhere->interface;
       const std::string why =
-          options.mode == Mode::dsr
+          options.mode == ForwardMode::dsr
               ? ": the host answers ARP for it there and draws the VIP's traffic away from "
                 "the balancer"
               : ": it should be on lo, where it is local without being announced on a link";
       const std::string msg = v + " is on " + elsewhere->interface + ", not on lo" + why;
       const std::string fix = "ip addr del " + where + " && " + add_to_lo(vip);
-      out.push_back(options.mode == Mode::dsr ? error("vip-on-lo", msg, fix)
+      out.push_back(options.mode == ForwardMode::dsr ? error("vip-on-lo", msg, fix)
                                               : warn("vip-on-lo", msg, fix));
       continue;
     }
@@ -265,7 +265,7 @@ void check_rp_filter(const BackendHost& host, const BackendOptions& options,
                                       "the route back to them uses"));
     return;
   }
-  const std::string arrive = options.mode == Mode::dsr
+  const std::string arrive = options.mode == ForwardMode::dsr
                                  ? "the client's packets the balancer forwards arrive on "
                                  : "the client's packets the decap program unwraps arrive on ";
   std::string where;
@@ -290,7 +290,7 @@ void check_rp_filter(const BackendHost& host, const BackendOptions& options,
 void check_decap(const BackendHost& host, const BackendOptions& options,
                  const std::vector<IpAddress>& vips, std::vector<Finding>& out) {
   const std::string& ifc = host.interface;
-  const std::string mode(mode_name(options.mode));
+  const std::string mode(forward_mode_name(options.mode));
   // The VIPs the program must hold: the ones asked for, plus those it
   // already holds (attach replaces the whole list).
   std::vector<IpAddress> all = vips;
@@ -298,7 +298,7 @@ void check_decap(const BackendHost& host, const BackendOptions& options,
     if (std::find(all.begin(), all.end(), v) == all.end()) all.push_back(v);
   std::string attach = "ballast decap attach " + ifc;
   for (const auto& v : all) attach += " --vip " + v.str();
-  if (options.mode == Mode::gue) attach += " --gue-port " + num(options.gue_port);
+  if (options.mode == ForwardMode::gue) attach += " --gue-port " + num(options.gue_port);
 
   if (host.decap_program_id == 0) {
     if (!host.xdp.programs.empty())
@@ -332,7 +332,7 @@ void check_decap(const BackendHost& host, const BackendOptions& options,
   else if (!vips.empty())
     out.push_back(ok("decap-vips", "the decap program on " + ifc + " holds all " +
                                        num(vips.size()) + " VIP(s): " + join_ips(vips)));
-  if (options.mode != Mode::gue) return;
+  if (options.mode != ForwardMode::gue) return;
   if (host.decap_gue_port == 0)
     out.push_back(error("decap-gue-port",
                         "the decap program on " + ifc +
@@ -365,7 +365,7 @@ void check_backend_mtu(const BackendHost& host, const BackendOptions& options,
                        std::vector<Finding>& out) {
   const bool v6 = interface_is_v6_only(host);
   const uint32_t over = encap_overhead(options.mode, v6);
-  const std::string what = std::string(mode_name(options.mode)) + " adds " + num(over) +
+  const std::string what = (forward_mode_name(options.mode)) + " adds " + num(over) +
                            " bytes (" + (v6 ? "IPv6" : "IPv4") + " outer header)";
   if (host.mtu >= kClientMtu + over) {
     out.push_back(ok("mtu", host.interface + " MTU " + num(host.mtu) + " leaves room for a " +
@@ -520,7 +520,7 @@ void check_paths(const BalancerHost& host, std::vector<Finding>& out) {
   const std::string cfg = config_or_placeholder(host);
   for (const auto& p : host.paths) {
     const std::string b = p.backend.str();
-    const std::string mode(mode_name(p.mode));
+    const std::string mode(forward_mode_name(p.mode));
     const std::string hop = p.gateway ? p.gateway->str() : b;
     if (!p.route_error.empty()) {
       if (seen_route.insert(b).second)
@@ -530,7 +530,7 @@ void check_paths(const BalancerHost& host, std::vector<Finding>& out) {
                                 (host.interface.empty() ? "<IFACE>" : host.interface)));
       continue;
     }
-    if (p.mode == Mode::dsr && p.gateway) {
+    if (p.mode == ForwardMode::dsr && p.gateway) {
       out.push_back(error("backend-l2",
                           p.vip + " is dsr, but its backend " + b + " is reached via gateway " +
                               hop + " on " + p.interface +
@@ -553,7 +553,7 @@ void check_paths(const BalancerHost& host, std::vector<Finding>& out) {
                                 ": ballastd marks the backend unresolved and sends it nothing",
                             "ping -c 1 -W 1 -I " + p.interface + " " + hop));
     }
-    if (p.mode == Mode::dsr) continue;
+    if (p.mode == ForwardMode::dsr) continue;
     const bool v6 = !p.backend.is_v4();
     const std::string family = v6 ? "IPv6" : "IPv4";
     if (!p.egress_has_source && seen_mtu.insert("src " + p.interface + family).second)
@@ -591,37 +591,6 @@ std::string_view severity_name(Severity s) {
   return "?";
 }
 
-std::optional<Mode> parse_mode(std::string_view text) {
-  if (text == "dsr") return Mode::dsr;
-  if (text == "ipip") return Mode::ipip;
-  if (text == "gue") return Mode::gue;
-  return std::nullopt;
-}
-
-std::string_view mode_name(Mode m) {
-  switch (m) {
-    case Mode::dsr:
-      return "dsr";
-    case Mode::ipip:
-      return "ipip";
-    case Mode::gue:
-      return "gue";
-  }
-  return "?";
-}
-
-uint32_t encap_overhead(Mode m, bool outer_v6) {
-  const uint32_t ip = outer_v6 ? 40 : 20;
-  switch (m) {
-    case Mode::dsr:
-      return 0;
-    case Mode::ipip:
-      return ip;
-    case Mode::gue:
-      return ip + 8;  // the UDP header; GUE variant 1 has no header of its own
-  }
-  return 0;
-}
 
 const std::vector<std::string>& required_pinned_maps() {
   // Every pinned map but meta: pins without it are layout 1, which a
@@ -640,7 +609,7 @@ std::vector<Finding> check_backend(const BackendHost& host, const BackendOptions
   const bool have_interface = !host.interface.empty() && host.interface_exists;
   if (host.interface.empty())
     out.push_back(error("interface", "no interface to check: " + host.interface_note,
-                        "ballast doctor backend --mode " + std::string(mode_name(options.mode)) +
+                        "ballast doctor backend --mode " + (forward_mode_name(options.mode)) +
                             " --interface <IFACE>"));
   else if (!host.interface_exists)
     out.push_back(error("interface", "there is no interface " + host.interface + " on this host",
@@ -649,12 +618,12 @@ std::vector<Finding> check_backend(const BackendHost& host, const BackendOptions
     out.push_back(
         ok("interface", "checking " + host.interface +
                             (host.interface_note.empty() ? "" : " (" + host.interface_note + ")") +
-                            " for " + std::string(mode_name(options.mode))));
+                            " for " + (forward_mode_name(options.mode))));
   const auto vips = backend_vips(host, options);
   check_vips(host, options, vips, out);
-  if (options.mode == Mode::dsr) check_arp(host, vips, out);
+  if (options.mode == ForwardMode::dsr) check_arp(host, vips, out);
   check_rp_filter(host, options, vips, out);
-  if (options.mode != Mode::dsr && have_interface) {
+  if (options.mode != ForwardMode::dsr && have_interface) {
     check_decap(host, options, vips, out);
     check_backend_mtu(host, options, out);
   }

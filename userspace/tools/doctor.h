@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "address.h"
+#include "forward_mode.h"
 
 namespace ballast::doctor {
 
@@ -38,15 +39,7 @@ struct Finding {
   bool operator==(const Finding&) const = default;
 };
 
-// The forwarding modes as the doctor knows them (config.h's ForwardMode
-// is mapped by name, so a mode the config gains later is still named).
-enum class Mode { dsr, ipip, gue };
-std::optional<Mode> parse_mode(std::string_view text);
-std::string_view mode_name(Mode m);
-// Bytes an encapsulating mode puts in front of the client's packet, by the
-// outer header's family (docs/dataplane.md): ipip 20 / 40, gue 28 / 48;
-// dsr 0.
-uint32_t encap_overhead(Mode m, bool outer_v6);
+// The forwarding modes: ForwardMode (core/forward_mode.h).
 
 // An address configured on an interface.
 struct HostAddress {
@@ -95,7 +88,7 @@ struct BackendHost {
 };
 
 struct BackendOptions {
-  Mode mode = Mode::dsr;
+  ForwardMode mode = ForwardMode::dsr;
   std::vector<IpAddress> vips;  // empty: the addresses on lo (not 127/8, ::1)
   uint16_t gue_port = 6080;     // gue: the VIPs' gue_port (config.h kDefaultGuePort)
 };
@@ -108,7 +101,7 @@ std::vector<Finding> check_backend(const BackendHost& host, const BackendOptions
 // How the balancer reaches one backend of one VIP.
 struct BackendPath {
   std::string vip;  // "10.0.0.100:80/tcp"
-  Mode mode = Mode::dsr;
+  ForwardMode mode = ForwardMode::dsr;
   IpAddress backend;
   std::string route_error;  // "" when the kernel has a unicast route
   std::string interface;    // the route's interface
@@ -172,7 +165,7 @@ struct Request {
 };
 
 // Gathers a snapshot of this host (doctor_system.cpp).
-BackendHost gather_backend(const std::string& interface, Mode mode);
+BackendHost gather_backend(const std::string& interface, ForwardMode mode);
 BalancerHost gather_balancer(const Request& request, const std::string& socket);
 
 // Gathers, checks and prints; returns the exit status (1 on any error).

@@ -220,7 +220,7 @@ Ipv4Conf read_conf(const std::string& scope) {
 
 }  // namespace
 
-BackendHost gather_backend(const std::string& interface, Mode mode) {
+BackendHost gather_backend(const std::string& interface, ForwardMode mode) {
   BackendHost h;
   h.addresses = all_addresses();
   h.default_route_interface = default_route_interface();
@@ -249,7 +249,7 @@ BackendHost gather_backend(const std::string& interface, Mode mode) {
   h.mtu = link->mtu;
   h.conf_iface = read_conf(h.interface);
   h.xdp = xdp_state(link->ifindex);
-  if (mode == Mode::dsr) return h;
+  if (mode == ForwardMode::dsr) return h;
   try {
     const DecapStatus st = decap_status(h.interface);
     h.decap_program_id = st.program_id;
@@ -333,7 +333,7 @@ BalancerHost gather_balancer(const Request& request, const std::string& socket) 
   KernelNeighbors kernel;
   std::map<int, std::map<IpAddress, MacAddress>> macs;  // by ifindex, asked once each
   for (const auto& vip : config->vips) {
-    const auto mode = parse_mode(forward_mode_name(vip.mode)).value_or(Mode::dsr);
+    const auto mode = vip.mode;
     for (const auto& b : vip.backends) {
       BackendPath p;
       p.vip = vip.key.str();
@@ -367,7 +367,7 @@ BalancerHost gather_balancer(const Request& request, const std::string& socket) 
 int run(const Request& request, const std::string& socket, bool json) {
   std::vector<Finding> findings;
   if (request.role == "backend") {
-    const auto mode = parse_mode(request.mode);
+    const auto mode = parse_forward_mode(request.mode);
     if (!mode) throw Error("--mode '" + request.mode + "': must be dsr, ipip or gue");
     BackendOptions options;
     options.mode = *mode;

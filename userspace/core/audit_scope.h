@@ -1,0 +1,51 @@
+// audit_scope.h: what the config checks (audit.h, audit_config) look at:
+// some VIPs' configs with what is known of their running backends. The
+// whole config for the periodic audit and a whole-config change; only the
+// VIPs a one-VIP change touches for that change's pre-apply audit
+// (BalancerState::audit_scope), so its cost does not grow with the number
+// of VIPs.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "address.h"
+#include "config.h"
+#include "health_model.h"
+
+namespace ballast {
+
+struct BackendView {
+  uint32_t id;
+  IpAddress address;
+  uint32_t weight;
+  std::optional<MacAddress> mac;  // nullopt: not resolved yet, not in the table
+  Health health;
+  bool drained;
+  bool takes_new_flows;    // in the Maglev table's candidate set
+  uint32_t table_entries;  // its entries in the live Maglev table
+  CheckSpec check;
+};
+
+struct VipView {
+  uint32_t id;
+  VipKey key;
+  ForwardMode mode;
+  bool fail_open;
+  bool failing_open;  // no backend is up: sending to the down ones
+  std::vector<BackendView> backends;
+};
+
+struct ConfigAuditScope {
+  std::vector<const VipConfig*> vips;  // in config order
+  double max_share = 0.5;              // audit.max_share, for VIPs without their own
+  // For each address that is a backend of one of these VIPs and also a
+  // VIP's address: that VIP's name (the first in config order) for
+  // backend-is-vip.
+  std::map<IpAddress, std::string> vip_at;
+  // What is known of these VIPs' running backends (health, drain).
+  std::vector<VipView> live;
+};
+
+}  // namespace ballast
