@@ -180,10 +180,12 @@ test_top_frames() {
 	done
 }
 
-# rewrite_table VIP_ID BACKEND_ID: every entry of the VIP's live Maglev table
-# set to one backend slot, with bpftool, behind ballastd's back.
+# rewrite_table VIP_ID BACKEND_ID: the VIP's live Maglev table replaced,
+# with bpftool and behind ballastd's back, by one whose every entry is
+# one backend slot. The table ballastd installed is frozen: writing it in
+# place must fail, so the edit swaps in a map of its own.
 rewrite_table() {
-	local vip_id=$1 backend_id=$2 inner key value
+	local vip_id=$1 backend_id=$2 inner key value made=$PIN_DIR/handmade_table
 	key=$(printf '%02x %02x %02x %02x' $((vip_id & 255)) $(((vip_id >> 8) & 255)) \
 		$(((vip_id >> 16) & 255)) $((vip_id >> 24)))
 	inner=$(bpftool -j map lookup pinned "$PIN_DIR/maglev_tables" key hex $key |
@@ -193,13 +195,21 @@ v = json.load(sys.stdin)["value"]  # the inner map id: an integer, or its bytes 
 print(v if isinstance(v, int) else int.from_bytes(bytes(int(x, 16) for x in v), "little"))')
 	value=$(printf '%d %d %d %d' $((backend_id & 255)) $(((backend_id >> 8) & 255)) \
 		$(((backend_id >> 16) & 255)) $((backend_id >> 24)))
-	"$PYTHON" - "$inner" "$value" >"$STATE_DIR/batch.txt" <<'PY'
+	if bpftool map update id "$inner" key 0 0 0 0 value $value 2>/dev/null; then
+		fail "ballastd's Maglev table (map id $inner) could be written in place: it is not frozen"
+	fi
+	bpftool map create "$made" type array key 4 value 4 entries 65537 name handmade ||
+		fail "bpftool could not create a table"
+	"$PYTHON" - "$made" "$value" >"$STATE_DIR/batch.txt" <<'PY'
 import sys
-inner, value = sys.argv[1], sys.argv[2]
+made, value = sys.argv[1], sys.argv[2]
 for i in range(65537):
-    print(f"map update id {inner} key {i & 255} {(i >> 8) & 255} {(i >> 16) & 255} 0 value {value}")
+    print(f"map update pinned {made} key {i & 255} {(i >> 8) & 255} {(i >> 16) & 255} 0 value {value}")
 PY
 	bpftool batch file "$STATE_DIR/batch.txt" >/dev/null
+	bpftool map update pinned "$PIN_DIR/maglev_tables" key hex $key value pinned "$made" ||
+		fail "bpftool could not swap the table in"
+	rm -f "$made"
 }
 
 # A table rewritten by hand so that be1 owns every entry: ring share says so

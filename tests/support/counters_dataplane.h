@@ -32,7 +32,7 @@ class CountersDataPlane : public DataPlane {
   void put_vip(const ballast_vip_key&, const ballast_vip_info&) override {}
   void delete_vip(const ballast_vip_key&) override {}
   void put_backend(uint32_t, const ballast_backend&) override {}
-  void install_table(uint32_t, const std::vector<uint32_t>&) override {}
+  void install_table(uint32_t, TablePtr) override {}
   void remove_table(uint32_t) override {}
   void put_egress(uint32_t, const ballast_egress&) override {}
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override {
@@ -47,10 +47,10 @@ class CountersDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override { return reasons; }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
   LiveSnapshot snapshot() override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
+  std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);
     if (it == tables.end()) return std::nullopt;
-    return it->second;
+    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
   }
 };
 

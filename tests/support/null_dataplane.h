@@ -15,7 +15,7 @@ class NullDataPlane : public DataPlane {
   void put_vip(const ballast_vip_key&, const ballast_vip_info&) override { ++writes; }
   void delete_vip(const ballast_vip_key&) override { ++writes; }
   void put_backend(uint32_t, const ballast_backend&) override { ++writes; }
-  void install_table(uint32_t, const std::vector<uint32_t>&) override { ++writes; }
+  void install_table(uint32_t, TablePtr) override { ++writes; }
   void remove_table(uint32_t) override { ++writes; }
   void put_egress(uint32_t, const ballast_egress&) override { ++writes; }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
@@ -23,7 +23,7 @@ class NullDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override { return {}; }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
   LiveSnapshot snapshot() override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t) override { return std::nullopt; }
+  std::optional<LiveTable> live_table(uint32_t) override { return std::nullopt; }
 };
 
 }  // namespace ballast

@@ -60,7 +60,8 @@ class OrderedDataPlane : public DataPlane {
     backends[id] = b;
     log.push_back("put_backend " + std::to_string(id));
   }
-  void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override {
+  void install_table(uint32_t vip_id, TablePtr table) override {
+    const std::vector<uint32_t>& entries = *table;
     ASSERT_EQ(entries.size(), BALLAST_MAGLEV_SIZE);
     for (uint32_t e : entries) {
       if (e != BALLAST_NO_BACKEND) {
@@ -81,10 +82,10 @@ class OrderedDataPlane : public DataPlane {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return flows; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
+  std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);
     if (it == tables.end()) return std::nullopt;
-    return it->second;
+    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
   }
   LiveSnapshot snapshot() override {
     LiveSnapshot snap;
@@ -96,7 +97,8 @@ class OrderedDataPlane : public DataPlane {
     snap.egress = egress;
     for (const auto& [id, b] : backends)
       if (b.family) snap.backends[id] = b;
-    snap.tables = tables;
+    for (const auto& [id, t] : tables)
+      snap.tables[id] = LiveTable{0, std::make_shared<const std::vector<uint32_t>>(t)};
     return snap;
   }
   std::map<uint32_t, uint64_t> flows;

@@ -70,7 +70,7 @@ BackendView drained(uint32_t id, const char* address, uint32_t weight = 1) {
 }
 
 VipView vip_view(uint32_t id, const char* key, std::vector<BackendView> backends) {
-  return VipView{id, VipKey::parse(key), ForwardMode::dsr, false, false, std::move(backends)};
+  return VipView{id, VipKey::parse(key), ForwardMode::dsr, false, false, std::move(backends), nullptr};
 }
 
 // A VIP's skew entry whose backends are all exactly as expected (ring skew 1,
@@ -187,7 +187,8 @@ class RecordingMaps : public DataPlane {
     backends[id] = b;
     log.push_back("put_backend " + std::to_string(id));
   }
-  void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override {
+  void install_table(uint32_t vip_id, TablePtr table) override {
+    const std::vector<uint32_t>& entries = *table;
     if (entries.size() != BALLAST_MAGLEV_SIZE)
       violations.push_back("table " + std::to_string(vip_id) + " of size " +
                            std::to_string(entries.size()));
@@ -211,10 +212,10 @@ class RecordingMaps : public DataPlane {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
   std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override {
+  std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);
     if (it == tables.end()) return std::nullopt;
-    return it->second;
+    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
   }
   LiveSnapshot snapshot() override {
     LiveSnapshot snap;
@@ -222,7 +223,7 @@ class RecordingMaps : public DataPlane {
     for (const auto& [id, b] : backends)
       if (b.family != 0) snap.backends[id] = b;
     for (const auto& [k, info] : snap.vips)
-      if (auto t = read_table(info.vip_id)) snap.tables[info.vip_id] = *t;
+      if (auto t = live_table(info.vip_id)) snap.tables[info.vip_id] = *t;
     for (const auto& [id, e] : egress)
       if (e.ifindex != 0) snap.egress[id] = e;
     if (mirror_vip_by_id)
@@ -246,7 +247,8 @@ Flat flatten(const LiveSnapshot& s) {
     f.vips[key_text(k)] =
         "id " + std::to_string(info.vip_id) + " flags " + std::to_string(info.flags);
   for (const auto& [id, b] : s.backends) f.backends[id] = slot_describe(b);
-  f.tables = s.tables;
+  for (const auto& [id, t] : s.tables)
+    if (t.entries) f.tables[id] = *t.entries;
   return f;
 }
 
@@ -697,6 +699,12 @@ class StateFixture : public ::testing::Test {
   std::vector<Finding> drift(const LiveSnapshot& live, bool attached = true) {
     return audit_drift(state.expected(), live, state.view(), attached, "eth0");
   }
+  // @live's table @id, made the test's own to edit.
+  static std::vector<uint32_t>& edit_table(LiveSnapshot& live, uint32_t id) {
+    auto copy = std::make_shared<std::vector<uint32_t>>(*live.tables.at(id).entries);
+    live.tables.at(id).entries = copy;
+    return *copy;
+  }
   std::map<uint32_t, size_t> entries(const std::vector<uint32_t>& table) {
     std::map<uint32_t, size_t> out;
     for (uint32_t e : table) ++out[e];
@@ -810,8 +818,8 @@ TEST_F(DriftAuditTest, StraySlot) {
 
 TEST_F(DriftAuditTest, TableRewrittenToOneBackend) {
   LiveSnapshot live = state.expected();
-  ASSERT_EQ(entries(live.tables.at(0)).count(3), 0u) << "10.0.0.14 (slot 3) is drained: no entries";
-  live.tables.at(0).assign(BALLAST_MAGLEV_SIZE, 3);
+  ASSERT_EQ(entries(*live.tables.at(0).entries).count(3), 0u) << "10.0.0.14 (slot 3) is drained: no entries";
+  edit_table(live, 0).assign(BALLAST_MAGLEV_SIZE, 3);
   const auto findings = drift(live);
   ASSERT_EQ(findings.size(), 1u) << dump(findings);
   EXPECT_EQ(findings[0].severity, Severity::error);
@@ -822,7 +830,7 @@ TEST_F(DriftAuditTest, TableRewrittenToOneBackend) {
             "65537 of VIP 10.0.0.100:80/tcp's 65537 Maglev table entries differ from the table "
             "ballastd installed; backend 10.0.0.14 now holds 65537 of them.");
 
-  live.tables.at(0).assign(BALLAST_MAGLEV_SIZE, 9);  // a slot that is no backend
+  edit_table(live, 0).assign(BALLAST_MAGLEV_SIZE, 9);  // a slot that is no backend
   const auto stranger = drift(live);
   ASSERT_EQ(stranger.size(), 1u) << dump(stranger);
   EXPECT_EQ(stranger[0].backend, "");
@@ -839,7 +847,7 @@ TEST_F(DriftAuditTest, TableRewrittenToOneBackend) {
 TEST_F(DriftAuditTest, PartlyRewrittenTableNamesTheBackendThatGained) {
   LiveSnapshot live = state.expected();
   size_t moved = 0;
-  for (auto& e : live.tables.at(0))
+  for (auto& e : edit_table(live, 0))
     if (e == 0 && moved < 1000) {
       e = 1;  // 1000 of 10.0.0.11's entries handed to 10.0.0.12
       ++moved;
@@ -960,8 +968,8 @@ TEST_F(ReconcileTest, ExpectedIsWhatApplyWrote) {
       << "drained: flows kept, flag recorded";
   EXPECT_EQ(want.backends.at(5).flags, 0u) << "10.0.0.16 has no MAC: not active";
   EXPECT_EQ(want.tables.size(), 2u);
-  EXPECT_TRUE(want.tables.at(0) == dp.tables.at(0)) << "table as installed";
-  EXPECT_EQ(entries(want.tables.at(0)).count(3), 0u) << "drained: no entries";
+  EXPECT_TRUE(*want.tables.at(0).entries == dp.tables.at(0)) << "table as installed";
+  EXPECT_EQ(entries(*want.tables.at(0).entries).count(3), 0u) << "drained: no entries";
 
   // Health, drains and removals move expected() along with the maps.
   set_health(state, 1, Health::down, "3 failures");
@@ -1061,7 +1069,7 @@ TEST_F(ReconcileTest, RewriteAllRepairsAWholeTableHandedToADrainedBackend) {
   EXPECT_EQ(repair(state, dp.snapshot()),
             std::vector<std::string>{"repair Maglev table of vip id 0"});
   EXPECT_TRUE(dp.violations.empty()) << dp.violations[0];
-  EXPECT_TRUE(dp.tables.at(0) == want.tables.at(0)) << "the installed table is back";
+  EXPECT_TRUE(dp.tables.at(0) == *want.tables.at(0).entries) << "the installed table is back";
 }
 
 // vip_by_id (established flows' view of their VIP) drifting from vips is
@@ -1104,6 +1112,26 @@ TEST_F(ReconcileTest, VipFilterBitMissingIsFoundAndRepaired) {
   const auto repairs = repair(state, dp.snapshot());
   EXPECT_EQ(repairs, std::vector<std::string>{"repair vip 10.0.0.101:53/udp"});
   EXPECT_TRUE(drift(dp.snapshot()).empty()) << dump(drift(dp.snapshot()));
+}
+
+// Tables are compared by pointer first (the one ballastd installed is
+// frozen, and the data plane gives it back), by content only when another
+// map was swapped in; one that ballastd may not read is drift, named by
+// its map id.
+TEST(TableDrift, ComparedByPointerAndUnreadableIsDrift) {
+  LiveSnapshot expected, live;
+  expected.tables[0] =
+      LiveTable{0, std::make_shared<const std::vector<uint32_t>>(BALLAST_MAGLEV_SIZE, 1)};
+  live.tables[0] = LiveTable{5, expected.tables[0].entries};
+  EXPECT_TRUE(audit_drift(expected, live, {}, true, "eth0").empty());
+  live.tables[0] =
+      LiveTable{6, std::make_shared<const std::vector<uint32_t>>(BALLAST_MAGLEV_SIZE, 1)};
+  EXPECT_TRUE(audit_drift(expected, live, {}, true, "eth0").empty()) << "equal entries";
+  live.tables[0] = LiveTable{77, nullptr};
+  const auto findings = audit_drift(expected, live, {}, true, "eth0");
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_NE(findings[0].message.find("map id 77"), std::string::npos) << findings[0].message;
+  EXPECT_EQ(findings[0].repair, Repair::rewrite_maps);
 }
 
 }  // namespace

@@ -129,3 +129,29 @@ TEST(ChangeLogLines, AStormOfHealthChangesIsSummarisedNotHidden) {
 
 }  // namespace
 }  // namespace ballast
+
+namespace ballast {
+namespace {
+
+// The budget itself: a burst, then the rate; the rest counted and said
+// once per period.
+TEST(LogLimiterTest, BurstThenRateThenOneSummary) {
+  LogLimiter limiter(3, 2, std::chrono::seconds(10));
+  auto t = system_clock::time_point(std::chrono::seconds(1'700'000'000));
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += limiter.allow(t);
+  EXPECT_EQ(allowed, 3) << "the burst";
+  EXPECT_FALSE(limiter.summary(t + std::chrono::seconds(9)).has_value()) << "too early";
+  t += std::chrono::seconds(1);
+  allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += limiter.allow(t);
+  EXPECT_EQ(allowed, 2) << "one second's rate";
+  const auto held = limiter.summary(t + std::chrono::seconds(9));
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(held->lines, 15u);
+  EXPECT_DOUBLE_EQ(held->seconds, 10.0);
+  EXPECT_FALSE(limiter.summary(t + std::chrono::seconds(30)).has_value()) << "said once";
+}
+
+}  // namespace
+}  // namespace ballast

@@ -61,7 +61,8 @@ TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
       ForwardMode::dsr,
       false,
       false,
-      {backend(1, "10.200.1.1", 1, Health::up), backend(2, "10.200.1.2", 3, Health::down)}}};
+      {backend(1, "10.200.1.1", 1, Health::up), backend(2, "10.200.1.2", 3, Health::down)},
+      nullptr}};
   dp.vip[4] = {30, 3000, 10};
   dp.reasons[BALLAST_REASON_TX_FORWARDED] = {7, 700};
   dp.backend[1] = {30, 3000, 10};
@@ -108,7 +109,8 @@ TEST(MetricsTest, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
                                           ForwardMode::dsr,
                                           false,
                                           false,
-                                          {backend(0, "2001:db8::11", 1, Health::up)}}};
+                                          {backend(0, "2001:db8::11", 1, Health::up)},
+                                          nullptr}};
   SkewTracker tracker;
   const auto r = render(dp, vips, tracker);
   std::set<std::string> helped, typed;

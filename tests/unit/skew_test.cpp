@@ -27,7 +27,8 @@ BackendView backend(uint32_t id, const std::string& address, uint32_t weight,
 
 VipView vip(std::vector<BackendView> backends) {
   return VipView{
-      0, VipKey::parse("10.200.0.10:80/tcp"), ForwardMode::dsr, false, false, std::move(backends)};
+      0, VipKey::parse("10.200.0.10:80/tcp"), ForwardMode::dsr, false, false, std::move(backends),
+      nullptr};
 }
 
 struct Fixture {

@@ -372,14 +372,25 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
                             "VIP " + vip + " has no Maglev table in the map.", hint));
       continue;
     }
+    if (same_entries(it->second, want)) continue;
+    if (!it->second.entries) {
+      out.push_back(finding(Severity::error, "drift", vip, "",
+                            "VIP " + vip + "'s Maglev table is map id " +
+                                std::to_string(it->second.map_id) +
+                                ", not the one ballastd installed, and ballastd may not read it "
+                                "(opening another process's map takes CAP_SYS_ADMIN).",
+                            hint));
+      continue;
+    }
+    const auto& want_entries = *want.entries;
+    const auto& live_entries = *it->second.entries;
     size_t differ = 0;
     std::map<uint32_t, size_t> now;
-    for (size_t i = 0; i < want.size() && i < it->second.size(); ++i) {
-      if (want[i] == it->second[i]) continue;
+    for (size_t i = 0; i < want_entries.size() && i < live_entries.size(); ++i) {
+      if (want_entries[i] == live_entries[i]) continue;
       ++differ;
-      ++now[it->second[i]];  // where the changed entries went
+      ++now[live_entries[i]];  // where the changed entries went
     }
-    if (differ == 0 && want.size() == it->second.size()) continue;
     // Name the slot that gained most of the changed entries, the usual
     // shape of a bad edit.
     uint32_t top = 0;
@@ -392,7 +403,7 @@ std::vector<Finding> audit_drift(const LiveSnapshot& expected, const LiveSnapsho
         if (b.id == top) backend = b.address.str();
     out.push_back(
         finding(Severity::error, "drift", vip, backend,
-                std::to_string(differ) + " of VIP " + vip + "'s " + std::to_string(want.size()) +
+                std::to_string(differ) + " of VIP " + vip + "'s " + std::to_string(want_entries.size()) +
                     " Maglev table entries differ from the table ballastd installed; " +
                     (backend.empty() ? "slot " + std::to_string(top) : "backend " + backend) +
                     " now holds " + std::to_string(top_count) + " of them.",

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,9 @@ struct VipView {
   bool fail_open;
   bool failing_open;  // no backend is up: sending to the down ones
   std::vector<BackendView> backends;
+  // The table the state installed (null: none yet); BackendView's
+  // table_entries count its entries.
+  std::shared_ptr<const std::vector<uint32_t>> table;
 };
 
 struct ConfigAuditScope {

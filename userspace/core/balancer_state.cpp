@@ -749,7 +749,7 @@ void BalancerState::plan_repair(const LiveSnapshot& live, Plan& plan) const {
   repair_slots(true);
   for (const auto& [vip_id, table] : want.tables) {
     auto it = live.tables.find(vip_id);
-    if (it == live.tables.end() || it->second != table)
+    if (it == live.tables.end() || !same_entries(it->second, table))
       out.push_back(MapRepaired{What::table, vip_id, std::nullopt});
   }
   repair_slots(false);
@@ -790,7 +790,7 @@ void BalancerState::execute_repair(Plan& plan) {
         dataplane_.put_backend(r.id, want.backends.at(r.id));
         break;
       case What::table:
-        dataplane_.install_table(r.id, want.tables.at(r.id));
+        dataplane_.install_table(r.id, want.tables.at(r.id).entries);
         break;
       case What::vip:
         for (const auto& [key, info] : want.vips)
@@ -808,7 +808,7 @@ void BalancerState::execute_repair(Plan& plan) {
 
 VipView BalancerState::view_of(const LiveVip& vip) {
   const bool fo = failing_open(vip);
-  VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}};
+  VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}, vip.table};
   for (const auto& b : vip.backends) {
     const auto e = vip.entries.find(b.id);
     v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
@@ -987,10 +987,11 @@ void BalancerState::sync_vip(LiveVip& vip) {
         if (!usable_set.count(table[i])) table[i] = fallback[i];
     }
     if (!vip.table || table != *vip.table) {
-      dataplane_.install_table(vip.id, table);
+      auto installed = std::make_shared<const std::vector<uint32_t>>(std::move(table));
+      dataplane_.install_table(vip.id, installed);
       vip.entries.clear();
-      for (uint32_t e : table) vip.entries[e]++;
-      vip.table = std::make_shared<const std::vector<uint32_t>>(std::move(table));
+      for (uint32_t e : *installed) vip.entries[e]++;
+      vip.table = std::move(installed);
     }
     vip.table_inputs = std::move(inputs);
   }
@@ -1046,9 +1047,11 @@ std::vector<Change> BalancerState::adopt(const LiveSnapshot& live, const Config&
       claimed.insert(id);
       next_backend_id_ = std::max(next_backend_id_, (id + 1) % BALLAST_MAX_BACKENDS);
     }
-    if (auto t = live.tables.find(vip.id); t != live.tables.end()) {
-      for (uint32_t e : t->second) vip.entries[e]++;
-      vip.table = std::make_shared<const std::vector<uint32_t>>(t->second);
+    // A table this process may not read (another map swapped in) stays
+    // unknown: the first config change installs one.
+    if (auto t = live.tables.find(vip.id); t != live.tables.end() && t->second.entries) {
+      for (uint32_t e : *t->second.entries) vip.entries[e]++;
+      vip.table = t->second.entries;
     }
     used_vip_ids_.insert(vip.id);
     out.push_back(VipAdopted{key, vip.id, vip.backends.size()});
@@ -1097,7 +1100,7 @@ LiveSnapshot BalancerState::expected() const {
   for (const auto& vip : vips_) {
     out.vips.emplace_back(vip.config.key.to_abi(), vip_info(vip));
     if (vip.config.fragments) out.vips.emplace_back(fragment_key(vip.config), fragment_info(vip));
-    if (vip.table) out.tables[vip.id] = *vip.table;
+    if (vip.table) out.tables[vip.id] = LiveTable{0, vip.table};
   }
   for (const auto& [id, e] : written_egress_)
     if (e.ifindex != 0) out.egress[id] = e;

@@ -14,15 +14,13 @@ ChangeLog::ChangeLog(size_t capacity, Now now, LogFn log)
 }
 
 void ChangeLog::flush() {
-  if (!held_back_) return;
-  const auto t = now_();
-  if (t - first_held_back_ < kLogSummaryEvery) return;
-  const double secs = std::chrono::duration<double>(t - first_held_back_).count();
+  const auto held = automatic_lines_.summary(now_());
+  if (!held) return;
   char span[32];
-  std::snprintf(span, sizeof(span), "%.0f", secs);
-  log_(std::to_string(held_back_) + " more automatic changes (health checks, neighbour table) in " +
-       span + " s not logged one by one; every one is in `ballast log`");
-  held_back_ = 0;
+  std::snprintf(span, sizeof(span), "%.0f", held->seconds);
+  log_(std::to_string(held->lines) +
+       " more automatic changes (health checks, neighbour table) in " + span +
+       " s not logged one by one; every one is in `ballast log`");
 }
 
 void ChangeLog::record(const std::string& actor, const std::vector<Change>& changes,
@@ -30,21 +28,8 @@ void ChangeLog::record(const std::string& actor, const std::vector<Change>& chan
   const auto t = now_();
   for (const auto& change : changes) {
     const std::string c = describe(change);
-    bool log_it = true;
-    if (origin == Origin::automatic) {
-      if (refilled_ != std::chrono::system_clock::time_point{})
-        tokens_ = std::min(kLogBurst, tokens_ + kLogPerSecond *
-                                                    std::chrono::duration<double>(t - refilled_)
-                                                        .count());
-      refilled_ = t;
-      if (tokens_ >= 1) {
-        tokens_ -= 1;
-      } else {
-        log_it = false;
-        if (!held_back_++) first_held_back_ = t;
-      }
-    }
-    if (log_it) log_("change by " + actor + ": " + c);
+    if (origin == Origin::operator_request || automatic_lines_.allow(t))
+      log_("change by " + actor + ": " + c);
     entries_.push_back({t, actor, c});
     ++recorded_;
     if (entries_.size() > capacity_) entries_.pop_front();

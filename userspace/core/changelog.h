@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "change.h"
+#include "log_limiter.h"
 
 namespace ballast {
 
@@ -71,10 +72,7 @@ class ChangeLog {
   Sink sink_;
   LogFn log_;
   // The automatic actors' shared budget of log lines.
-  double tokens_ = kLogBurst;
-  std::chrono::system_clock::time_point refilled_{};
-  uint64_t held_back_ = 0;
-  std::chrono::system_clock::time_point first_held_back_{};
+  LogLimiter automatic_lines_{kLogBurst, kLogPerSecond, kLogSummaryEvery};
 };
 
 // "2026-11-26T02:00:00.123Z"

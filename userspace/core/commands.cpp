@@ -143,6 +143,15 @@ json Commands::backend_list(const json& args) const {
   return out;
 }
 
+void Commands::flush_log() {
+  const auto held = refusal_lines_.summary(std::chrono::system_clock::now());
+  if (!held) return;
+  log_line(LogLevel::warning, "control: " + std::to_string(held->lines) +
+                                  " more refused requests in " +
+                                  std::to_string(static_cast<long>(held->seconds)) +
+                                  " s not logged one by one");
+}
+
 json Commands::handle(const json& request, const PeerCred& peer) {
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
     throw Error("request must be an object with a \"command\" string");
@@ -153,7 +162,10 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     const std::string why = std::string("permission denied: ") + peer_text(peer) +
                             (reads ? " may not read ballastd's state (root and the read group only)"
                                    : " may not change ballastd (root and the admin group only)");
-    log_line(LogLevel::warning, "control: refused '" + cmd + "' from " + peer_text(peer));
+    // A client retrying in a loop must not flood the log: a burst, then a
+    // rate, then a count (flush_log()).
+    if (refusal_lines_.allow(std::chrono::system_clock::now()))
+      log_line(LogLevel::warning, "control: refused '" + cmd + "' from " + peer_text(peer));
     throw Error(why);
   }
 

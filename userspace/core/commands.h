@@ -16,6 +16,7 @@
 #include "change_pipeline.h"
 #include "changelog.h"
 #include "dataplane.h"
+#include "log_limiter.h"
 #include "skew.h"
 
 namespace ballast {
@@ -43,6 +44,10 @@ class Commands {
 
   // Who may read and who may change (default: root only).
   void set_access(ControlAccess access) { access_ = std::move(access); }
+  // Refusals are logged up to a burst of kRefusalBurst lines, then
+  // kRefusalsPerSecond; this says how many were not (call it every second).
+  void flush_log();
+  static constexpr double kRefusalBurst = 20, kRefusalsPerSecond = 5;
 
  private:
   // Submits @request for @peer (dry run: plans and audits only); the
@@ -62,6 +67,7 @@ class Commands {
   const SkewTracker* skew_;
   AuditFn audit_;
   ControlAccess access_;
+  LogLimiter refusal_lines_{kRefusalBurst, kRefusalsPerSecond, std::chrono::seconds(10)};
 };
 
 }  // namespace ballast

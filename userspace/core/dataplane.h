@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -22,12 +23,35 @@ inline constexpr const char* kPinnedMaps[] = {
     "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
     "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta"};
 
+// A VIP's Maglev table: its BALLAST_MAGLEV_SIZE backend ids, shared (the
+// state, the data plane and a snapshot hold the same one, not copies).
+using TablePtr = std::shared_ptr<const std::vector<uint32_t>>;
+
+// A VIP's Maglev table as the program sees it. The maps ballastd installs
+// are frozen (no process can write them), so a table can change only by
+// being swapped for another map: @entries is then that map's, read once.
+struct LiveTable {
+  uint32_t map_id = 0;
+  // The entries; the very pointer the data plane was given when it
+  // installed this map (compare pointers before contents). Null: another
+  // map was swapped in and this process may not open it (opening a map it
+  // did not create takes CAP_SYS_ADMIN, which ballastd's unit does not have).
+  TablePtr entries;
+};
+
+// Whether @live holds @want's entries: the same pointer (the table the
+// data plane was given), or a readable map with equal entries.
+inline bool same_entries(const LiveTable& live, const LiveTable& want) {
+  if (!live.entries || !want.entries) return false;
+  return live.entries == want.entries || *live.entries == *want.entries;
+}
+
 // What the pinned maps hold: read by a restarted ballastd to adopt the live
 // state instead of rebuilding it.
 struct LiveSnapshot {
   std::vector<std::pair<ballast_vip_key, ballast_vip_info>> vips;
   std::map<uint32_t, ballast_backend> backends;      // slots in use (family != 0)
-  std::map<uint32_t, std::vector<uint32_t>> tables;  // vip_id -> Maglev table
+  std::map<uint32_t, LiveTable> tables;  // vip_id -> Maglev table
   std::map<uint32_t, ballast_egress> egress;         // egress slots in use (ifindex != 0)
   // vip_by_id at the id of every port entry in vips, as read (zeroed when
   // unused). Empty from a source that does not read it (unit-test fakes):
@@ -52,8 +76,9 @@ class DataPlane {
   virtual void delete_vip(const ballast_vip_key& key) = 0;
   virtual void put_backend(uint32_t id, const ballast_backend& backend) = 0;
   // Replaces the VIP's whole Maglev table in one step: packets see the old
-  // table or the new one, never a mix. @entries has BALLAST_MAGLEV_SIZE ids.
-  virtual void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) = 0;
+  // table or the new one, never a mix. @entries has BALLAST_MAGLEV_SIZE ids;
+  // the data plane keeps the pointer (live_table() gives it back).
+  virtual void install_table(uint32_t vip_id, TablePtr entries) = 0;
   virtual void remove_table(uint32_t vip_id) = 0;
   // Egress slot @id: the interface frames leave by, its MAC, MTU and the
   // outer source addresses (ballast_abi.h).
@@ -69,7 +94,9 @@ class DataPlane {
   virtual std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) = 0;
   virtual LiveSnapshot snapshot() = 0;
   // The VIP's live Maglev table as the program sees it now (nullopt: none).
-  virtual std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) = 0;
+  // One map lookup when it is a table this data plane installed or has
+  // read before: the loop may call it for every VIP every second.
+  virtual std::optional<LiveTable> live_table(uint32_t vip_id) = 0;
 };
 
 }  // namespace ballast

@@ -56,11 +56,17 @@ std::vector<VipSkew> SkewTracker::report(const std::vector<VipView>& vips,
                                          DataPlane* live_tables) const {
   std::vector<VipSkew> out = compute(vips);
   if (live_tables)
-    for (auto& vip : out) {
+    for (size_t i = 0; i < out.size(); i++) {
+      auto& vip = out[i];
       std::map<uint32_t, uint64_t> entries;
-      const auto table = live_tables->read_table(vip.id);
-      if (table)
+      const auto live = live_tables->live_table(vip.id);
+      const TablePtr table = live ? live->entries : nullptr;
+      if (table && table == vips[i].table) {
+        // The table the state installed (frozen): its counts are known.
+        for (const auto& b : vips[i].backends) entries[b.id] = b.table_entries;
+      } else if (table) {
         for (uint32_t e : *table) ++entries[e];
+      }
       const uint64_t size = table ? table->size() : 0;
       uint64_t ours = 0;
       for (auto& b : vip.backends) {

@@ -217,6 +217,7 @@ class Daemon {
           loader_.heartbeat(static_cast<uint32_t>(getpid()));
           notify_watchdog();
           changes_.flush();
+          commands_.flush_log();
         });
         guard("interface", [&] { follow_interface(); });
       }
@@ -464,6 +465,9 @@ class Daemon {
             {"unresolved_backends", state_.unresolved()},
             {"version", kBallastVersion},
             {"metrics", metrics_ ? "http://" + metrics_listen_ + "/metrics" : ""},
+            // Errors caught and survived, per loop step (also
+            // ballast_daemon_errors_total).
+            {"errors", errors_},
             {"uptime_seconds",
              std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
   }

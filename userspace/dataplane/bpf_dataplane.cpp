@@ -135,30 +135,38 @@ void BpfDataPlane::put_backend(uint32_t id, const ballast_backend& backend) {
   check(bpf_map_update_elem(fds_.backends, &id, &backend, BPF_ANY), "writing backends map");
 }
 
-void BpfDataPlane::install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) {
-  if (entries.size() != BALLAST_MAGLEV_SIZE)
-    throw Error("Maglev table has " + std::to_string(entries.size()) + " entries, want " +
-                std::to_string(BALLAST_MAGLEV_SIZE));
-  // Fill a fresh inner map completely, then publish it with one update of
-  // the outer map: the swap is atomic for the data plane.
+void BpfDataPlane::install_table(uint32_t vip_id, TablePtr entries) {
+  if (!entries || entries->size() != BALLAST_MAGLEV_SIZE)
+    throw Error("Maglev table has " + std::to_string(entries ? entries->size() : 0) +
+                " entries, want " + std::to_string(BALLAST_MAGLEV_SIZE));
+  // Fill a fresh inner map completely, freeze it (no process can write it
+  // from now on: the entries stay the ones written here, so live_table()
+  // never reads it back), then publish it with one update of the outer
+  // map: the swap is atomic for the data plane.
   UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(uint32_t),
                                 sizeof(uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
   if (!inner.valid()) throw Error(errno_message("creating Maglev table map", errno));
-  std::vector<uint32_t> keys(entries.size());
+  std::vector<uint32_t> keys(entries->size());
   for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
-  uint32_t count = entries.size();
-  check(bpf_map_update_batch(inner.get(), keys.data(), entries.data(), &count, nullptr),
+  uint32_t count = entries->size();
+  check(bpf_map_update_batch(inner.get(), keys.data(), entries->data(), &count, nullptr),
         "filling Maglev table");
-  if (count != entries.size()) throw Error("filling Maglev table: short batch write");
+  if (count != entries->size()) throw Error("filling Maglev table: short batch write");
+  check(bpf_map_freeze(inner.get()), "freezing Maglev table");
+  bpf_map_info info{};
+  uint32_t info_len = sizeof(info);
+  check(bpf_obj_get_info_by_fd(inner.get(), &info, &info_len), "reading Maglev table map id");
   int inner_fd = inner.get();
   check(bpf_map_update_elem(fds_.maglev_tables, &vip_id, &inner_fd, BPF_ANY),
         "swapping Maglev table into maglev_tables");
+  known_[vip_id] = LiveTable{info.id, std::move(entries)};
   // The outer map now holds the table; our fd closes here.
 }
 
 void BpfDataPlane::remove_table(uint32_t vip_id) {
   int ret = bpf_map_delete_elem(fds_.maglev_tables, &vip_id);
   if (ret < 0 && errno != ENOENT) check(ret, "removing Maglev table");
+  known_.erase(vip_id);
 }
 
 int BpfDataPlane::counter_fd(CounterMap map) const {
@@ -258,7 +266,7 @@ LiveSnapshot BpfDataPlane::snapshot() {
   snap.vip_filter = read_vip_filter(fds_.vip_filter);
   for (const auto& [key, info] : snap.vips)
     if (!snap.tables.count(info.vip_id))
-      if (auto table = read_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);
+      if (auto table = live_table(info.vip_id)) snap.tables[info.vip_id] = std::move(*table);
   for (uint32_t id = 0; id < BALLAST_MAX_EGRESS; id++) {
     ballast_egress e{};
     if (bpf_map_lookup_elem(fds_.egress, &id, &e) == 0 && e.ifindex != 0) snap.egress[id] = e;
@@ -266,15 +274,34 @@ LiveSnapshot BpfDataPlane::snapshot() {
   return snap;
 }
 
-std::optional<std::vector<uint32_t>> BpfDataPlane::read_table(uint32_t vip_id) {
-  uint32_t inner_id = 0;
-  if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &inner_id) < 0) return std::nullopt;
-  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
-  if (!inner.valid()) throw Error(errno_message("opening Maglev table map", errno));
+std::optional<LiveTable> BpfDataPlane::live_table(uint32_t vip_id) {
+  uint32_t map_id = 0;
+  if (bpf_map_lookup_elem(fds_.maglev_tables, &vip_id, &map_id) < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error(errno_message("reading maglev_tables", errno));
+  }
+  if (auto it = known_.find(vip_id); it != known_.end() && it->second.map_id == map_id)
+    return it->second;
+  LiveTable table{map_id, read_foreign_table(map_id)};
+  if (table.entries) known_[vip_id] = table;
+  return table;
+}
+
+TablePtr BpfDataPlane::read_foreign_table(uint32_t map_id) {
+  UniqueFd inner(bpf_map_get_fd_by_id(map_id));
+  if (!inner.valid()) {
+    if (errno == EPERM) return nullptr;  // not ours to open without CAP_SYS_ADMIN
+    throw Error(errno_message("opening Maglev table map id " + std::to_string(map_id), errno));
+  }
+  // Frozen before it is read, so that what is read stays true for the
+  // map's life. A frozen map refuses a second freeze with EPERM (a frozen
+  // map grants no write, which freezing needs), or EBUSY.
+  if (bpf_map_freeze(inner.get()) < 0 && errno != EPERM && errno != EBUSY)
+    throw Error(errno_message("freezing Maglev table map id " + std::to_string(map_id), errno));
   std::vector<uint32_t> keys(BALLAST_MAGLEV_SIZE), table(BALLAST_MAGLEV_SIZE);
   read_array(inner.get(), keys.data(), table.data(), sizeof(uint32_t), BALLAST_MAGLEV_SIZE,
              "reading Maglev table");
-  return table;
+  return std::make_shared<const std::vector<uint32_t>>(std::move(table));
 }
 
 }  // namespace ballast

@@ -51,7 +51,7 @@ class BpfDataPlane : public DataPlane {
   void put_vip(const ballast_vip_key& key, const ballast_vip_info& info) override;
   void delete_vip(const ballast_vip_key& key) override;
   void put_backend(uint32_t id, const ballast_backend& backend) override;
-  void install_table(uint32_t vip_id, const std::vector<uint32_t>& entries) override;
+  void install_table(uint32_t vip_id, TablePtr entries) override;
   void remove_table(uint32_t vip_id) override;
   void put_egress(uint32_t id, const ballast_egress& egress) override;
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
@@ -59,14 +59,21 @@ class BpfDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override;
   std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) override;
   LiveSnapshot snapshot() override;
-  std::optional<std::vector<uint32_t>> read_table(uint32_t vip_id) override;
+  std::optional<LiveTable> live_table(uint32_t vip_id) override;
 
  private:
   int counter_fd(CounterMap map) const;
+  // Another map's entries (one swapped in by hand, or a previous
+  // ballastd's), opened by id and frozen so they stay what is read; null
+  // when this process may not open it.
+  TablePtr read_foreign_table(uint32_t map_id);
 
   MapFds fds_;
   int ncpus_;
   VipFilter vip_filter_;
+  // Each VIP's table as installed or last read here, by vip id: while the
+  // outer map names the same map id, the entries are these (frozen).
+  std::map<uint32_t, LiveTable> known_;
 };
 
 }  // namespace ballast

@@ -29,6 +29,14 @@ namespace {
 
 constexpr const char* kProgramName = "ballast_xdp";
 constexpr const char* kDispatcherName = "xdp_dispatcher";
+// The program ballastd attached, pinned beside its maps: a later ballastd
+// (a restart, an upgrade) and `--cleanup` know it by this pin, because a
+// process without CAP_SYS_ADMIN (ballastd's unit) may neither read an
+// attached program's name nor open it by id. Pinned under the second name
+// before an attach and renamed over the first after it, so that a crash in
+// between leaves one of them naming the attached program.
+constexpr const char* kProgramPin = "ballast_xdp";
+constexpr const char* kProgramPinNext = "ballast_xdp_next";  // (bpffs names take no dots)
 constexpr const char* kBpffs = "/sys/fs/bpf";
 
 bpf_map* map_by_name(balancer* skel, const char* name) {
@@ -67,6 +75,8 @@ int print_libxdp(enum libxdp_print_level level, const char* fmt, va_list args) {
   return 0;
 }
 
+}  // namespace
+
 // The XDP program on an interface, as netlink reports it: the program
 // itself (attached on its own) or libxdp's dispatcher.
 //
@@ -82,6 +92,8 @@ struct AttachedXdp {
   bool is_dispatcher() const { return name == kDispatcherName; }
 };
 
+namespace {
+
 std::string program_name(uint32_t id) {
   UniqueFd fd(bpf_prog_get_fd_by_id(id));
   if (!fd.valid()) return "";
@@ -90,6 +102,31 @@ std::string program_name(uint32_t id) {
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return "";
   return info.name;
 }
+
+// A ballast program pinned in a pin directory.
+struct PinnedProgram {
+  UniqueFd fd;
+  uint32_t id = 0;
+};
+
+std::vector<PinnedProgram> pinned_programs(const std::string& pin_dir) {
+  std::vector<PinnedProgram> out;
+  for (const char* name : {kProgramPin, kProgramPinNext}) {
+    UniqueFd fd(bpf_obj_get((pin_dir + "/" + name).c_str()));
+    if (!fd.valid()) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) continue;
+    out.push_back({std::move(fd), info.id});
+  }
+  return out;
+}
+
+// A ballast program attached on its own, as @now reports it: one pinned in
+// @pinned (known without privilege), or one whose name says so (readable
+// as root: pins from before programs were pinned). Its fd in @fd.
+bool ballast_attached(const AttachedXdp& now, std::vector<PinnedProgram>& pinned,
+                      UniqueFd* fd);
 
 AttachedXdp attached_xdp(int ifindex) {
   AttachedXdp out;
@@ -104,6 +141,18 @@ AttachedXdp attached_xdp(int ifindex) {
   }
   if (out.id) out.name = program_name(out.id);
   return out;
+}
+
+bool ballast_attached(const AttachedXdp& now, std::vector<PinnedProgram>& pinned, UniqueFd* fd) {
+  if (!now.id) return false;
+  for (auto& p : pinned)
+    if (p.id == now.id) {
+      if (fd) *fd = std::move(p.fd);
+      return true;
+    }
+  if (now.name != kProgramName) return false;
+  if (fd) *fd = UniqueFd(bpf_prog_get_fd_by_id(now.id));
+  return true;
 }
 
 // Whether some BPF link runs program @prog_id: how a program joins
@@ -156,12 +205,19 @@ std::string layout_refusal(const std::string& pin_dir, const std::string& what,
          "` (established flows lose their entries) and start this one again";
 }
 
+// Removes the map pins but @keep and, when @keep is empty (nothing of an
+// earlier ballastd to keep), the program pins.
 void remove_pins(const std::string& pin_dir, const std::set<std::string>& keep = {}) {
   for (const char* name : kPinnedMaps) {
     if (keep.count(name)) continue;
     std::error_code ec;
     std::filesystem::remove(pin_dir + "/" + name, ec);
   }
+  if (keep.empty())
+    for (const char* name : {kProgramPin, kProgramPinNext}) {
+      std::error_code ec;
+      std::filesystem::remove(pin_dir + "/" + name, ec);
+    }
   std::error_code ec;
   std::filesystem::remove(pin_dir, ec);  // only when empty
 }
@@ -291,14 +347,35 @@ void Loader::stopped() { write_meta(0); }
 
 void Loader::attach() {
   const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
-  const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
   const AttachedXdp now = attached_xdp(ifindex_);
+  auto pinned = pinned_programs(options_.pin_dir);
+  UniqueFd old_fd;
+  const bool replacing = ballast_attached(now, pinned, &old_fd);
+  // Pinned before it is attached (see kProgramPin).
+  const std::string next_pin = options_.pin_dir + "/" + kProgramPinNext;
+  std::error_code ec;
+  std::filesystem::remove(next_pin, ec);
+  if (bpf_obj_pin(new_fd, next_pin.c_str()) != 0)
+    throw Error(errno_message("pinning the program at " + next_pin, errno));
+  try {
+    attach_story_ = attach_program(now, replacing, std::move(old_fd));
+  } catch (...) {
+    std::filesystem::remove(next_pin, ec);
+    throw;
+  }
+  std::filesystem::rename(next_pin, options_.pin_dir + "/" + kProgramPin, ec);
+  if (ec) log_line(LogLevel::warning, "renaming " + next_pin + ": " + ec.message());
+  attached_ = true;
+}
+
+std::string Loader::attach_program(const AttachedXdp& now, bool replacing, UniqueFd old_fd) {
+  const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
+  const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
   std::string what;
-  if (now.id && now.name == kProgramName) {
+  if (replacing) {
     // A ballastd stopped (or died) and left its program forwarding: swap
     // ours in with one netlink request that names the old program, so no
     // packet meets an interface without a program.
-    UniqueFd old_fd(bpf_prog_get_fd_by_id(now.id));
     if (!old_fd.valid()) throw Error(errno_message("opening the attached program", errno));
     LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd.get());
     int err = bpf_xdp_attach(ifindex_, new_fd, XDP_FLAGS_REPLACE | mode_flag(options_.mode), &opts);
@@ -309,8 +386,11 @@ void Loader::attach() {
     what = "replaced program " + std::to_string(now.id) + " with " +
            std::to_string(program_id()) + " atomically";
   } else if (now.id && !now.is_dispatcher()) {
-    throw Error("another XDP program (" + now.name + ", id " + std::to_string(now.id) +
-                ") is attached to " + options_.interface + "; detach it first");
+    throw Error("another XDP program (" +
+                (now.name.empty() ? std::string("its name unreadable without CAP_SYS_ADMIN")
+                                  : now.name) +
+                ", id " + std::to_string(now.id) + ") is attached to " + options_.interface +
+                "; detach it first");
   } else {
     // libxdp attaches through its dispatcher where the kernel allows it,
     // so other XDP programs can share the interface (and falls back to
@@ -341,8 +421,7 @@ void Loader::attach() {
                 " from the dispatcher";
     }
   }
-  attached_ = true;
-  attach_story_ = what;
+  return what;
 }
 
 void Loader::reattach(int new_ifindex) {
@@ -404,8 +483,9 @@ RemoveResult remove_ballast(const std::string& interface, const std::string& pin
     // The interface is gone, and its program with it: only pins remain.
   }
   const AttachedXdp now = attached_xdp(ifindex);
-  if (now.id && now.name == kProgramName) {
-    UniqueFd fd(bpf_prog_get_fd_by_id(now.id));
+  auto pinned = pinned_programs(pin_dir);
+  UniqueFd fd;
+  if (ballast_attached(now, pinned, &fd)) {
     LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd.get());
     if (int err = bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | now.flags, &opts))
       throw Error(errno_message("detaching ballast program " + std::to_string(now.id) + " from " +

@@ -23,6 +23,7 @@
 #include "address.h"
 #include "bpf_dataplane.h"
 #include "config.h"
+#include "fd.h"
 
 struct balancer;
 struct xdp_program;
@@ -34,6 +35,8 @@ struct LoaderOptions {
   AttachMode mode = AttachMode::native;
   std::string pin_dir = "/sys/fs/bpf/ballast";
 };
+
+struct AttachedXdp;
 
 class Loader {
  public:
@@ -88,6 +91,10 @@ class Loader {
   bool created_pins_ = false;  // this object made the pins (nothing was there)
   uint64_t created_unix_ms_ = 0;
   std::string load_story_, attach_story_;
+
+  // attach() once the program is pinned: replaces @now's program (its fd
+  // @old_fd) when @replacing, else attaches afresh; returns what it did.
+  std::string attach_program(const AttachedXdp& now, bool replacing, UniqueFd old_fd);
 };
 
 // What `ballastd --cleanup` did: the program it detached (0: none) and the

@@ -1,0 +1,99 @@
+// maglev_table_test.cpp: ballastd's Maglev tables in the real maps
+// (userspace/dataplane/bpf_dataplane.h). A table it installs is frozen, so
+// its entries are known without reading it back (live_table() gives back
+// the very pointer it was given: the audit and the skew report cost one map
+// lookup per VIP); a table swapped in behind its back is read once, frozen
+// too, and told apart by its map id.
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <memory>
+#include <vector>
+
+#include "balancer_fixture.h"
+#include "bpf_dataplane.h"
+#include "fd.h"
+
+namespace ballast::test {
+namespace {
+
+constexpr std::uint32_t kVip = 3;
+
+class MaglevTableTest : public ::testing::Test {
+ protected:
+  MapFds fds() const {
+    MapFds f;
+    f.vips = lb_.map_fd("vips");
+    f.vip_by_id = lb_.map_fd("vip_by_id");
+    f.backends = lb_.map_fd("backends");
+    f.maglev_tables = lb_.map_fd("maglev_tables");
+    f.conn_table = lb_.map_fd("conn_table");
+    f.vip_stats = lb_.map_fd("vip_stats");
+    f.backend_stats = lb_.map_fd("backend_stats");
+    f.reason_stats = lb_.map_fd("reason_stats");
+    f.egress = lb_.map_fd("egress");
+    f.tx_ports = lb_.map_fd("tx_ports");
+    f.vip_filter = lb_.map_fd("vip_filter");
+    return f;
+  }
+  static TablePtr table_of(std::uint32_t a, std::uint32_t b) {
+    std::vector<std::uint32_t> t(BALLAST_MAGLEV_SIZE);
+    for (std::size_t i = 0; i < t.size(); i++) t[i] = i % 2 ? a : b;
+    return std::make_shared<const std::vector<std::uint32_t>>(std::move(t));
+  }
+  std::uint32_t inner_id() const {
+    std::uint32_t id = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(lb_.map_fd("maglev_tables"), &kVip, &id), 0);
+    return id;
+  }
+
+  BalancerHarness lb_;
+};
+
+TEST_F(MaglevTableTest, AnInstalledTableIsFrozenAndKnownWithoutReadingIt) {
+  BpfDataPlane dp(fds());
+  const TablePtr installed = table_of(10, 11);
+  dp.install_table(kVip, installed);
+  const auto live = dp.live_table(kVip);
+  ASSERT_TRUE(live.has_value());
+  EXPECT_EQ(live->entries, installed) << "the pointer given, not a copy read back";
+  EXPECT_EQ(live->map_id, inner_id());
+
+  UniqueFd inner(bpf_map_get_fd_by_id(inner_id()));
+  ASSERT_TRUE(inner.valid());
+  const std::uint32_t key = 0, value = 99;
+  EXPECT_NE(bpf_map_update_elem(inner.get(), &key, &value, BPF_ANY), 0)
+      << "an installed table can be written in place";
+  EXPECT_EQ(errno, EPERM);
+
+  dp.remove_table(kVip);
+  EXPECT_FALSE(dp.live_table(kVip).has_value());
+}
+
+TEST_F(MaglevTableTest, ASwappedInTableIsReadOnceAndFrozenToo) {
+  BpfDataPlane dp(fds());
+  dp.install_table(kVip, table_of(10, 11));
+  // Someone else's map, every entry slot 12, swapped in.
+  UniqueFd made(bpf_map_create(BPF_MAP_TYPE_ARRAY, "handmade", 4, 4, BALLAST_MAGLEV_SIZE, nullptr));
+  ASSERT_TRUE(made.valid());
+  for (std::uint32_t i = 0; i < BALLAST_MAGLEV_SIZE; i++) {
+    const std::uint32_t twelve = 12;
+    ASSERT_EQ(bpf_map_update_elem(made.get(), &i, &twelve, BPF_ANY), 0);
+  }
+  int made_fd = made.get();
+  ASSERT_EQ(bpf_map_update_elem(lb_.map_fd("maglev_tables"), &kVip, &made_fd, BPF_ANY), 0);
+
+  const auto live = dp.live_table(kVip);
+  ASSERT_TRUE(live.has_value());
+  ASSERT_TRUE(live->entries);
+  EXPECT_EQ(*live->entries, std::vector<std::uint32_t>(BALLAST_MAGLEV_SIZE, 12));
+  EXPECT_EQ(live->map_id, inner_id());
+  EXPECT_EQ(dp.live_table(kVip)->entries, live->entries) << "read again instead of once";
+  const std::uint32_t key = 0, value = 13;
+  EXPECT_NE(bpf_map_update_elem(made.get(), &key, &value, BPF_ANY), 0)
+      << "what was read can still change";
+}
+
+}  // namespace
+}  // namespace ballast::test
