@@ -45,7 +45,10 @@ class CountersDataPlane : public DataPlane {
     (map == CounterMap::vip ? vip : backend).erase(id);
   }
   std::vector<ballast_reason_counters> read_reasons() override { return reasons; }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
+  void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
+    walk.done = true;
+  }
+  uint64_t flow_clock_ns() override { return 0; }
   LiveSnapshot snapshot() override { return {}; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);

@@ -21,7 +21,10 @@ class NullDataPlane : public DataPlane {
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override { ++writes; }
   std::vector<ballast_reason_counters> read_reasons() override { return {}; }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
+  void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
+    walk.done = true;
+  }
+  uint64_t flow_clock_ns() override { return 0; }
   LiveSnapshot snapshot() override { return {}; }
   std::optional<LiveTable> live_table(uint32_t) override { return std::nullopt; }
 };

@@ -81,7 +81,19 @@ class OrderedDataPlane : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return flows; }
+  // The connection table: (backend id, last_seen_ns) per entry, walked
+  // in order; the clock its times are on.
+  std::vector<std::pair<uint32_t, uint64_t>> conns;
+  uint64_t clock_ns = 0;
+  void walk_flows(FlowWalk& walk, size_t max,
+                  const std::function<void(uint32_t, uint64_t)>& visit) override {
+    size_t i = walk.started ? walk.token : 0;
+    for (size_t n = 0; n < max && i < conns.size(); n++, i++) visit(conns[i].first, conns[i].second);
+    walk.started = true;
+    walk.token = i;
+    walk.done = i == conns.size();
+  }
+  uint64_t flow_clock_ns() override { return clock_ns; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);
     if (it == tables.end()) return std::nullopt;
@@ -101,7 +113,6 @@ class OrderedDataPlane : public DataPlane {
       snap.tables[id] = LiveTable{0, std::make_shared<const std::vector<uint32_t>>(t)};
     return snap;
   }
-  std::map<uint32_t, uint64_t> flows;
 
   static std::string key_str(const ballast_vip_key& k) {
     return std::string(reinterpret_cast<const char*>(&k), sizeof(k));

@@ -211,7 +211,10 @@ class RecordingMaps : public DataPlane {
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }
-  std::map<uint32_t, uint64_t> active_flows(uint64_t) override { return {}; }
+  void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
+    walk.done = true;
+  }
+  uint64_t flow_clock_ns() override { return 0; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
     auto it = tables.find(vip_id);
     if (it == tables.end()) return std::nullopt;

@@ -242,21 +242,25 @@ void print_audit(const json& result) {
 }
 
 // drain --wait: asks for the backend's active flows once a second until
-// none are left or the timeout passes.
+// none are left or the timeout passes. ballastd counts them in the
+// background (a walk of the connection table): the first answers may be
+// "not counted yet" (null).
 int wait_for_drain(const std::string& socket, json args, int64_t timeout_ms, int64_t idle_ms) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   args["idle_ms"] = idle_ms;
   for (;;) {
-    const uint64_t flows =
+    const json flows =
         ballast::api_call(socket, {{"command", "backend.flows"}, {"args", args}})["flows"];
     if (flows == 0) {
       std::cout << "drained: no active flows\n";
       return 0;
     }
     if (Clock::now() >= deadline) {
-      std::cerr << "ballast: " << flows << " active flows left after " << timeout_ms / 1000.0
-                << " s\n";
+      std::cerr << "ballast: "
+                << (flows.is_null() ? std::string("flows not counted yet")
+                                    : "up to " + flows.dump() + " active flows left")
+                << " after " << timeout_ms / 1000.0 << " s\n";
       return 1;
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));

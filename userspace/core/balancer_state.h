@@ -118,12 +118,10 @@ class BalancerState {
     std::vector<LiveBackend> backends;
     // As installed; null before the first install. Shared: a plan's next
     // generation copies no table.
-    std::shared_ptr<const std::vector<uint32_t>> table;
+    TablePtr table;
     std::vector<TableInput> table_inputs;  // empty: unknown (adopted), build
     std::map<uint32_t, uint32_t> entries;  // backend id -> its entries in table
   };
-
-
 
  public:
   // What a request would change (plan()), ready to execute(). Valid for
@@ -174,8 +172,6 @@ class BalancerState {
   // Writes @plan and makes it the live state; returns its changes. Throws
   // Error, writing nothing, when the plan is stale.
   std::vector<Change> execute(Plan plan);
-  // view() as it will be once @plan is executed.
-  std::vector<VipView> view_after(const Plan& plan) const;
   // What the pre-apply audit of @plan looks at, now (@after false) or once
   // executed: every VIP for a whole config; for one VIP or a drain, that
   // VIP and those whose backends are at its address.
@@ -205,6 +201,8 @@ class BalancerState {
   std::vector<VipView> view() const;
 
  private:
+  // view() as it will be once @plan is executed.
+  std::vector<VipView> view_after(const Plan& plan) const;
   static bool takes_new_flows(const LiveBackend& b, bool failing_open);
   // The vips map value: table id and forwarding-mode flags.
   static ballast_vip_info vip_info(const LiveVip& vip);

@@ -74,7 +74,8 @@ uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
 }  // namespace
 
 Commands::Commands(ChangePipeline& pipeline, DataPlane& dataplane, const ChangeLog& log,
-                   StatusFn status, LastCheckFn last_check, const SkewTracker* skew, AuditFn audit)
+                   StatusFn status, LastCheckFn last_check, const SkewTracker* skew, AuditFn audit,
+                   FlowCensus* census)
     : pipeline_(pipeline),
       state_(pipeline.state()),
       dataplane_(dataplane),
@@ -82,7 +83,8 @@ Commands::Commands(ChangePipeline& pipeline, DataPlane& dataplane, const ChangeL
       status_(std::move(status)),
       last_check_(std::move(last_check)),
       skew_(skew),
-      audit_(std::move(audit)) {}
+      audit_(std::move(audit)),
+      census_(census) {}
 
 json Commands::submit(const ChangeRequest& request, const PeerCred& peer, bool force,
                       const std::string& what, bool dry_run) {
@@ -214,9 +216,16 @@ json Commands::handle(const json& request, const PeerCred& peer) {
     const uint32_t id =
         state_.backend_id(VipKey::parse(arg_string(args, "vip")), arg_address(args));
     const uint64_t idle_ms = arg_ms(args, "idle_ms", 5000);
-    const auto flows = dataplane_.active_flows(idle_ms * 1000000ull);
-    auto it = flows.find(id);
-    return {{"flows", it == flows.end() ? 0 : it->second}, {"idle_ms", idle_ms}};
+    if (!census_) throw Error("flows are not counted here");
+    // From the last finished walk of the connection table; null while the
+    // first one runs (the CLI asks again).
+    const auto counted =
+        census_->flows(id, idle_ms * 1000000ull, std::chrono::steady_clock::now());
+    if (!counted) return {{"flows", nullptr}, {"idle_ms", idle_ms}};
+    return {{"flows", counted->flows},
+            {"idle_ms", idle_ms},
+            {"counted_ms_ago",
+             std::chrono::duration_cast<std::chrono::milliseconds>(counted->age).count()}};
   }
 
   // Edits of one VIP: its whole config after the edit, checked and

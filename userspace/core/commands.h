@@ -16,6 +16,7 @@
 #include "change_pipeline.h"
 #include "changelog.h"
 #include "dataplane.h"
+#include "flow_census.h"
 #include "log_limiter.h"
 #include "skew.h"
 
@@ -31,11 +32,12 @@ class Commands {
   using AuditFn = std::function<std::vector<Finding>()>;
 
   // @skew: the daemon's tracker for the `skew` command; @audit runs the
-  // `audit` command (either missing: that command fails).
+  // `audit` command; @census counts flows for `backend.flows` (any
+  // missing: that command fails).
   Commands(
       ChangePipeline& pipeline, DataPlane& dataplane, const ChangeLog& log, StatusFn status,
       LastCheckFn last_check = [](uint32_t) { return std::string(); },
-      const SkewTracker* skew = nullptr, AuditFn audit = nullptr);
+      const SkewTracker* skew = nullptr, AuditFn audit = nullptr, FlowCensus* census = nullptr);
 
   // Dispatches {"command": ..., "args": {...}}; throws Error on a bad
   // command, bad arguments, a change that does not validate, or a peer that
@@ -66,6 +68,7 @@ class Commands {
   LastCheckFn last_check_;
   const SkewTracker* skew_;
   AuditFn audit_;
+  FlowCensus* census_;
   ControlAccess access_;
   LogLimiter refusal_lines_{kRefusalBurst, kRefusalsPerSecond, std::chrono::seconds(10)};
 };

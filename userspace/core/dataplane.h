@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,6 +69,13 @@ inline bool vip_filter_has(const std::vector<uint64_t>& words, const ballast_add
   return (bit >> 6) < words.size() && (words[bit >> 6] >> (bit & 63) & 1);
 }
 
+// Where a walk over the connection table is (DataPlane::walk_flows).
+struct FlowWalk {
+  bool started = false;
+  bool done = false;
+  uint64_t token = 0;  // the data plane's place in the table
+};
+
 class DataPlane {
  public:
   virtual ~DataPlane() = default;
@@ -89,9 +97,14 @@ class DataPlane {
   virtual void reset_counters(CounterMap map, uint32_t id) = 0;
   virtual std::vector<ballast_reason_counters> read_reasons() = 0;
 
-  // Connection-table entries per backend id whose last packet is at most
-  // @idle_ns old: the flows still alive.
-  virtual std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) = 0;
+  // The next (up to) @max entries of a walk over the connection table,
+  // each given to @visit(backend id, last_seen_ns); @walk.done once the
+  // last was given. Entries added or removed meanwhile may be missed or
+  // seen twice (a census, not a snapshot).
+  virtual void walk_flows(FlowWalk& walk, size_t max,
+                          const std::function<void(uint32_t, uint64_t)>& visit) = 0;
+  // Now, on the clock of the entries' last_seen_ns.
+  virtual uint64_t flow_clock_ns() = 0;
   virtual LiveSnapshot snapshot() = 0;
   // The VIP's live Maglev table as the program sees it now (nullopt: none).
   // One map lookup when it is a table this data plane installed or has

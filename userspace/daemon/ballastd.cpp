@@ -76,7 +76,7 @@ struct Options {
 // on its own (ballast_daemon_errors_total{step}).
 constexpr const char* kLoopSteps[] = {"signals",    "control",   "health-checks", "skew",
                                       "metrics",    "audit",     "neighbours",    "heartbeat",
-                                      "interface",  "journal"};
+                                      "interface",  "journal",   "flows"};
 
 std::unique_ptr<HttpServer> open_metrics(const std::string& listen,
                                          HttpServer::Handler handler) {
@@ -103,7 +103,7 @@ class Daemon {
         commands_(
             pipeline_, dataplane_, changes_, [this] { return status(); },
             [this](uint32_t id) { return checker_.last_result(id); }, &skew_,
-            [this] { return audit(); }),
+            [this] { return audit(); }, &census_),
         metrics_listen_(config.metrics_listen) {
     for (const char* step : kLoopSteps) errors_[step] = 0;
     open_journal();
@@ -168,7 +168,10 @@ class Daemon {
                        {api_.fd(), POLLIN, 0},
                        {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0},
                        {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
-      const auto wait = std::min<long long>(checker_.time_to_next().count(), 200);
+      // While flows are being counted (drain --wait), a slice of the walk
+      // each turn, without sleeping between them.
+      const bool counting = census_.walking(Clock::now());
+      const auto wait = counting ? 0 : std::min<long long>(checker_.time_to_next().count(), 200);
       if (poll(fds, 4, static_cast<int>(wait)) < 0 && errno != EINTR) {
         // Nothing to serve this turn; sleep the wait so that a persistent
         // failure does not spin.
@@ -193,6 +196,7 @@ class Daemon {
       if ((fds[1].revents & POLLIN) || api_.has_clients()) {
         guard("control", [&] { api_.serve(); });
       }
+      if (counting) guard("flows", [&] { census_.step(dataplane_, Clock::now()); });
       guard("health-checks", [&] {
         for (const auto& event : checker_.run())
           pipeline_.submit(
@@ -483,6 +487,7 @@ class Daemon {
   HealthChecker checker_;
   SkewTracker skew_;
   ChangeLog changes_;
+  FlowCensus census_;
   ChangePipeline pipeline_;
   Commands commands_;
   std::string metrics_listen_;     // as configured at start; "" for none

@@ -213,20 +213,24 @@ uint64_t monotonic_coarse_ns() {
 
 }  // namespace
 
-std::map<uint32_t, uint64_t> BpfDataPlane::active_flows(uint64_t idle_ns) {
-  std::map<uint32_t, uint64_t> out;
-  // The data plane refreshes last_seen_ns at most every
-  // BALLAST_CONN_TOUCH_NS: a flow may be that much younger than it looks,
-  // so count it active for that much longer (err on waiting too long).
-  const uint64_t now = monotonic_coarse_ns();
-  const uint64_t window = idle_ns + BALLAST_CONN_TOUCH_NS;
-  const uint64_t since = now > window ? now - window : 0;
-  for_each_entry<ballast_flow_key, ballast_conn>(
-      fds_.conn_table, "conn_table", [&](const ballast_flow_key&, const ballast_conn& c) {
-        if (c.last_seen_ns >= since) out[c.backend_id]++;
-      });
-  return out;
+void BpfDataPlane::walk_flows(FlowWalk& walk, size_t max,
+                              const std::function<void(uint32_t, uint64_t)>& visit) {
+  std::vector<ballast_flow_key> keys(max);
+  std::vector<ballast_conn> values(max);
+  // The hash map's batch token is its bucket index (u32); room for more.
+  uint64_t out = 0;
+  uint32_t count = static_cast<uint32_t>(max);
+  const int ret = bpf_map_lookup_batch(fds_.conn_table, walk.started ? &walk.token : nullptr, &out,
+                                       keys.data(), values.data(), &count, nullptr);
+  const int err = ret < 0 ? errno : 0;
+  if (ret < 0 && err != ENOENT) throw Error(errno_message("reading conn_table", err));
+  for (uint32_t i = 0; i < count; i++) visit(values[i].backend_id, values[i].last_seen_ns);
+  walk.started = true;
+  walk.token = out;
+  walk.done = err == ENOENT;  // the last batch
 }
+
+uint64_t BpfDataPlane::flow_clock_ns() { return monotonic_coarse_ns(); }
 
 void BpfDataPlane::put_egress(uint32_t id, const ballast_egress& egress) {
   // Another interface's slot: the devmap entry first, so a backend naming

@@ -57,7 +57,9 @@ class BpfDataPlane : public DataPlane {
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;
-  std::map<uint32_t, uint64_t> active_flows(uint64_t idle_ns) override;
+  void walk_flows(FlowWalk& walk, size_t max,
+                  const std::function<void(uint32_t, uint64_t)>& visit) override;
+  uint64_t flow_clock_ns() override;
   LiveSnapshot snapshot() override;
   std::optional<LiveTable> live_table(uint32_t vip_id) override;
 
