@@ -133,6 +133,11 @@ void BpfDataPlane::delete_vip(const ballast_vip_key& key) {
 
 void BpfDataPlane::put_backend(uint32_t id, const ballast_backend& backend) {
   check(bpf_map_update_elem(fds_.backends, &id, &backend, BPF_ANY), "writing backends map");
+  if (backend.family != 0)
+    slots_written_.insert(id);
+  else
+    slots_written_.erase(id);
+  strays_.erase(id);
 }
 
 void BpfDataPlane::install_table(uint32_t vip_id, TablePtr entries) {
@@ -254,12 +259,33 @@ LiveSnapshot BpfDataPlane::snapshot() {
   for_each_entry<ballast_vip_key, ballast_vip_info>(
       fds_.vips, "vips",
       [&](const ballast_vip_key& k, const ballast_vip_info& v) { snap.vips.emplace_back(k, v); });
-  std::vector<uint32_t> keys(BALLAST_MAX_BACKENDS);
-  std::vector<ballast_backend> slots(BALLAST_MAX_BACKENDS);
-  read_array(fds_.backends, keys.data(), slots.data(), sizeof(ballast_backend),
-             BALLAST_MAX_BACKENDS, "reading backends map");
-  for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++)
-    if (slots[i].family != 0) snap.backends[i] = slots[i];
+  // Every slot (a 2 MiB batch read that cost an audit ~10 ms) only at
+  // first, then at most every kFullSlotScanEvery to find slots written
+  // behind ballastd's back; in between, the slots in use as last seen.
+  const auto now = std::chrono::steady_clock::now();
+  const size_t known = slots_written_.size() + strays_.size();
+  if (full_slot_scan_ == std::chrono::steady_clock::time_point{} ||
+      now - full_slot_scan_ >= kFullSlotScanEvery || known > BALLAST_MAX_BACKENDS / 16) {
+    std::vector<uint32_t> keys(BALLAST_MAX_BACKENDS);
+    std::vector<ballast_backend> slots(BALLAST_MAX_BACKENDS);
+    read_array(fds_.backends, keys.data(), slots.data(), sizeof(ballast_backend),
+               BALLAST_MAX_BACKENDS, "reading backends map");
+    strays_.clear();
+    for (uint32_t i = 0; i < BALLAST_MAX_BACKENDS; i++) {
+      if (slots[i].family == 0) continue;
+      snap.backends[i] = slots[i];
+      if (!slots_written_.count(i)) strays_.insert(i);
+    }
+    full_slot_scan_ = now;
+  } else {
+    auto read_slot = [&](uint32_t id) {
+      ballast_backend slot{};
+      check(bpf_map_lookup_elem(fds_.backends, &id, &slot), "reading backends map");
+      if (slot.family != 0) snap.backends[id] = slot;
+    };
+    for (uint32_t id : slots_written_) read_slot(id);
+    for (uint32_t id : strays_) read_slot(id);
+  }
   for (const auto& [key, info] : snap.vips) {
     if (key.port == 0) continue;
     ballast_vip_entry entry{};

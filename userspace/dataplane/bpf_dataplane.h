@@ -2,7 +2,9 @@
 // static_asserts that keep the shared ABI structs' layout fixed.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <set>
 
 #include "dataplane.h"
 #include "vip_filter_writer.h"
@@ -76,6 +78,12 @@ class BpfDataPlane : public DataPlane {
   // Each VIP's table as installed or last read here, by vip id: while the
   // outer map names the same map id, the entries are these (frozen).
   std::map<uint32_t, LiveTable> known_;
+  // The backend slots this data plane wrote with a backend, and those in
+  // use that it did not write (strays, as the last full read found them):
+  // snapshot() reads these alone between full reads of every slot.
+  static constexpr auto kFullSlotScanEvery = std::chrono::seconds(30);
+  std::set<uint32_t> slots_written_, strays_;
+  std::chrono::steady_clock::time_point full_slot_scan_{};
 };
 
 }  // namespace ballast
