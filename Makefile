@@ -17,7 +17,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf $(ARCH_INC) -Ibpf
 CXXFLAGS   ?= -O2 -g
 LAYERS     := core host dataplane daemon cli tools
 CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) -I$(BUILD)/gen -MMD -MP
-LDLIBS     := -lxdp -lbpf -lelf -lz -lyaml-cpp -lsystemd -lpthread
+LDLIBS     := -lxdp -lbpf -lelf -lz -lyaml-cpp -lsystemd -lmnl -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
 
 ifeq ($(V),1)

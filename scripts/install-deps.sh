@@ -9,7 +9,7 @@ PACKAGES=(
   make g++ pkg-config clang-14 llvm-14 libbpf-dev libxdp-dev bpftool
   libelf-dev zlib1g-dev linux-libc-dev
   # userspace libraries
-  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libsystemd-dev
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libsystemd-dev libmnl-dev
   # run, test and demo (systemd: systemd-analyze checks the unit; util-linux:
   # setpriv runs ballastd with the unit's capabilities)
   iproute2 ethtool xdp-tools python3 curl procps systemd util-linux passwd

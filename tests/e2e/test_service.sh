@@ -80,8 +80,20 @@ start_as_nobody() {
 	echo $!
 }
 
+# wait_ready OUT PID: true once ballastd PID says "ready" in OUT, false
+# when it exits first or 10 s pass.
+wait_ready() {
+	local out=$1 pid=$2
+	for _ in $(seq 100); do
+		grep -q 'ready' "$out" && return 0
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	grep -q 'ready' "$out"
+}
+
 test_runs_with_exactly_the_units_capabilities() {
-	local caps out=$STATE_DIR/nobody.log pid i
+	local caps out=$STATE_DIR/nobody.log pid
 	caps=$(unit_caps)
 	[[ -n $caps ]] || fail "no CapabilityBoundingSet in the unit"
 	LB_SOCK=$STATE_DIR/run-nobody/ballast.sock
@@ -90,12 +102,7 @@ test_runs_with_exactly_the_units_capabilities() {
 	ip -n "$NS_LB" neigh flush all
 	pid=$(start_as_nobody "$caps" "$out")
 	track_pid ballastd "$pid"
-	for i in $(seq 100); do
-		grep -q 'ready' "$out" && break
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	grep -q 'ready' "$out" || fail "ballastd as nobody with $caps: $(tail -n 3 "$out" | oneline)"
+	wait_ready "$out" "$pid" || fail "ballastd as nobody with $caps: $(tail -n 3 "$out" | oneline)"
 	e2e_log "ballastd as uid $NOBODY with $caps: $(grep -m1 'attached\|replaced' "$out" | oneline)"
 	[[ $(awk '/^Uid:/ { print $2 }' "/proc/$pid/status") == "$NOBODY" ]] || fail "ballastd is not running as nobody"
 	tcp_batch "$STATE_DIR/tcp.json" 100
@@ -121,12 +128,7 @@ PY
 	lb_stop
 	pid=$(start_as_nobody "$caps" "$out.restart")
 	track_pid ballastd "$pid"
-	for i in $(seq 100); do
-		grep -q 'ready' "$out.restart" && break
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	grep -q 'ready' "$out.restart" ||
+	wait_ready "$out.restart" "$pid" ||
 		fail "a restart as nobody with $caps: $(tail -n 3 "$out.restart" | oneline)"
 	grep -q 'adopt vip' "$out.restart" || fail "the restart as nobody adopted nothing"
 	tcp_batch "$STATE_DIR/tcp2.json" 100
@@ -138,12 +140,7 @@ PY
 	for cap in ${caps//,/ }; do
 		less=$(tr ',' '\n' <<<"$caps" | grep -vx -- "$cap" | paste -sd, -)
 		pid=$(start_as_nobody "$less" "$STATE_DIR/less.log")
-		for i in $(seq 100); do
-			pid_alive "$pid" || break
-			grep -q 'ready' "$STATE_DIR/less.log" && break
-			sleep 0.1
-		done
-		if grep -q 'ready' "$STATE_DIR/less.log"; then
+		if wait_ready "$STATE_DIR/less.log" "$pid"; then
 			kill -TERM "$pid"
 			wait "$pid" 2>/dev/null || true
 			lb_remove

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dataplane.h"
+#include "fake_maps.h"
 
 namespace ballast::test {
 
@@ -51,9 +52,7 @@ class CountersDataPlane : public DataPlane {
   uint64_t flow_clock_ns() override { return 0; }
   LiveSnapshot snapshot() override { return {}; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
-    auto it = tables.find(vip_id);
-    if (it == tables.end()) return std::nullopt;
-    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
+    return live_table_in(tables, vip_id);
   }
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "balancer_state.h"
+#include "fake_maps.h"
 #include "fake_neighbors.h"
 
 namespace ballast {
@@ -95,9 +96,7 @@ class OrderedDataPlane : public DataPlane {
   }
   uint64_t flow_clock_ns() override { return clock_ns; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
-    auto it = tables.find(vip_id);
-    if (it == tables.end()) return std::nullopt;
-    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
+    return live_table_in(tables, vip_id);
   }
   LiveSnapshot snapshot() override {
     LiveSnapshot snap;

@@ -17,6 +17,7 @@
 
 #include "balancer_state.h"
 #include "config.h"
+#include "fake_maps.h"
 #include "fake_neighbors.h"
 #include "skew.h"
 #include "state_driver.h"
@@ -216,9 +217,7 @@ class RecordingMaps : public DataPlane {
   }
   uint64_t flow_clock_ns() override { return 0; }
   std::optional<LiveTable> live_table(uint32_t vip_id) override {
-    auto it = tables.find(vip_id);
-    if (it == tables.end()) return std::nullopt;
-    return LiveTable{0, std::make_shared<const std::vector<uint32_t>>(it->second)};
+    return live_table_in(tables, vip_id);
   }
   LiveSnapshot snapshot() override {
     LiveSnapshot snap;

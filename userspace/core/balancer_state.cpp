@@ -524,6 +524,7 @@ void BalancerState::execute_vip(Plan& plan) {
     const size_t i = pos->second;
     remove_vip(vips_[i]);
     index_vip(desired_.vips[i], false);
+    index_slots(vips_[i], false);
     vips_.erase(vips_.begin() + static_cast<std::ptrdiff_t>(i));
     desired_.vips.erase(desired_.vips.begin() + static_cast<std::ptrdiff_t>(i));
     vip_pos_.erase(pos);
@@ -539,6 +540,7 @@ void BalancerState::execute_vip(Plan& plan) {
     dataplane_.reset_counters(CounterMap::vip, next.id);
     put_vip_entries(next, nullptr);
     index_vip(next.config, true);
+    index_slots(next, true);
     vip_pos_[key] = vips_.size();
     desired_.vips.push_back(next.config);
     vips_.push_back(std::move(next));
@@ -550,6 +552,8 @@ void BalancerState::execute_vip(Plan& plan) {
     if (!next.config.find_backend(b.config.address)) free_backend(b.id);
   index_vip(old.config, false);
   index_vip(next.config, true);
+  index_slots(old, false);
+  index_slots(next, true);
   desired_.vips[pos->second] = next.config;
   old = std::move(next);
 }
@@ -574,11 +578,21 @@ void BalancerState::reindex() {
   vip_pos_.clear();
   vips_at_.clear();
   backend_of_.clear();
+  vip_of_slot_.clear();
   total_backends_ = 0;
   for (size_t i = 0; i < desired_.vips.size(); i++) {
     vip_pos_[desired_.vips[i].key] = i;
     index_vip(desired_.vips[i], true);
+    index_slots(vips_[i], true);
   }
+}
+
+void BalancerState::index_slots(const LiveVip& vip, bool add) {
+  for (const auto& b : vip.backends)
+    if (add)
+      vip_of_slot_[b.id] = vip.config.key;
+    else
+      vip_of_slot_.erase(b.id);
 }
 
 const VipConfig* BalancerState::desired_vip(const VipKey& key) const {
@@ -610,18 +624,20 @@ void BalancerState::plan_drain(const DrainRequest& request, Plan& plan) const {
 void BalancerState::plan_health(const HealthRequest& request, Plan& plan) const {
   plan.kind_ = Plan::Kind::health;
   if (request.health == Health::unknown) return;
-  for (const auto& vip : vips_)
-    for (size_t i = 0; i < vip.backends.size(); i++) {
-      const LiveBackend& b = vip.backends[i];
-      if (b.id != request.backend_id) continue;
-      if (b.health == request.health) return;
-      LiveVip next = vip;
-      next.backends[i].health = request.health;
-      plan.changes_.push_back(HealthChanged{vip.config.key, b.config.address, b.health,
-                                            request.health, request.detail});
-      plan.vips_.push_back(std::move(next));
-      return;
-    }
+  const auto slot = vip_of_slot_.find(request.backend_id);
+  if (slot == vip_of_slot_.end()) return;  // a result for a backend since removed
+  const LiveVip& vip = vips_[vip_pos_.at(slot->second)];
+  for (size_t i = 0; i < vip.backends.size(); i++) {
+    const LiveBackend& b = vip.backends[i];
+    if (b.id != request.backend_id) continue;
+    if (b.health == request.health) return;
+    LiveVip next = vip;
+    next.backends[i].health = request.health;
+    plan.changes_.push_back(HealthChanged{vip.config.key, b.config.address, b.health,
+                                          request.health, request.detail});
+    plan.vips_.push_back(std::move(next));
+    return;
+  }
 }
 
 void BalancerState::plan_host(Plan& plan) const {

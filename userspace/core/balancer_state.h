@@ -287,8 +287,10 @@ class BalancerState {
   std::map<IpAddress, std::set<VipKey>> vips_at_;     // VIP address -> the VIPs there
   std::map<IpAddress, std::set<VipKey>> backend_of_;  // backend address -> VIPs listing it
   size_t total_backends_ = 0;
+  std::map<uint32_t, VipKey> vip_of_slot_;  // backend slot id -> its VIP
   void reindex();
   void index_vip(const VipConfig& vip, bool add);
+  void index_slots(const LiveVip& vip, bool add);
   InterfaceFacts interface_;
   std::map<int, uint32_t> egress_ids_;                 // ifindex -> egress id (0: ours)
   std::map<uint32_t, ballast_egress> written_egress_;  // each slot as last written

@@ -28,16 +28,10 @@ constexpr uint16_t kValidStates =
 }  // namespace
 
 std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
-  struct {
-    nlmsghdr nh;
-    ndmsg nd;
-  } req{};
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
-  req.nh.nlmsg_type = RTM_GETNEIGH;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.nd.ndm_family = AF_UNSPEC;
+  netlink::Request req(RTM_GETNEIGH, /*dump=*/true);
+  req.header<ndmsg>().ndm_family = AF_UNSPEC;
   std::map<IpAddress, MacAddress> out;
-  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWNEIGH)) {
+  for (const auto& msg : netlink::ask(req, RTM_NEWNEIGH)) {
     const auto* nd = reinterpret_cast<const ndmsg*>(msg.data());
     if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kValidStates)) continue;
     const auto attrs = netlink::attributes(msg, sizeof(ndmsg));
@@ -55,25 +49,14 @@ std::map<IpAddress, MacAddress> KernelNeighbors::macs(int ifindex) {
 
 std::optional<Route> KernelNeighbors::route(const IpAddress& dst) {
   const size_t alen = dst.is_v4() ? 4 : 16;
-  struct {
-    nlmsghdr nh;
-    rtmsg rt;
-    char attrs[64];
-  } req{};
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-  req.nh.nlmsg_type = RTM_GETROUTE;
-  req.nh.nlmsg_flags = NLM_F_REQUEST;
-  req.rt.rtm_family = dst.is_v4() ? AF_INET : AF_INET6;
-  req.rt.rtm_dst_len = static_cast<unsigned char>(alen * 8);
-  auto* rta =
-      reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.nh.nlmsg_len));
-  rta->rta_type = RTA_DST;
-  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(alen));
-  std::memcpy(RTA_DATA(rta), dst.bytes.data(), alen);
-  req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  netlink::Request req(RTM_GETROUTE, /*dump=*/false);
+  auto& rt_req = req.header<rtmsg>();
+  rt_req.rtm_family = dst.is_v4() ? AF_INET : AF_INET6;
+  rt_req.rtm_dst_len = static_cast<unsigned char>(alen * 8);
+  req.put(RTA_DST, dst.bytes.data(), alen);
   std::vector<std::vector<char>> answer;
   try {
-    answer = netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWROUTE);
+    answer = netlink::ask(req, RTM_NEWROUTE);
   } catch (const Error&) {
     return std::nullopt;  // no route (ENETUNREACH...)
   }

@@ -51,16 +51,10 @@ std::string ifname(int ifindex) {
 
 // Every address on every interface (RTM_GETADDR dump).
 std::vector<HostAddress> all_addresses() {
-  struct {
-    nlmsghdr nh;
-    ifaddrmsg ifa;
-  } req{};
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ifaddrmsg));
-  req.nh.nlmsg_type = RTM_GETADDR;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.ifa.ifa_family = AF_UNSPEC;
+  netlink::Request req(RTM_GETADDR, /*dump=*/true);
+  req.header<ifaddrmsg>().ifa_family = AF_UNSPEC;
   std::vector<HostAddress> out;
-  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWADDR)) {
+  for (const auto& msg : netlink::ask(req, RTM_NEWADDR)) {
     const auto* ifa = reinterpret_cast<const ifaddrmsg*>(msg.data());
     const auto attrs = netlink::attributes(msg, sizeof(ifaddrmsg));
     // IFA_LOCAL is the address itself (IFA_ADDRESS is the peer's on a
@@ -112,16 +106,10 @@ Link parse_link(const std::vector<char>& msg) {
 }
 
 std::vector<Link> all_links() {
-  struct {
-    nlmsghdr nh;
-    ifinfomsg ifi;
-  } req{};
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
-  req.nh.nlmsg_type = RTM_GETLINK;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.ifi.ifi_family = AF_UNSPEC;
+  netlink::Request req(RTM_GETLINK, /*dump=*/true);
+  req.header<ifinfomsg>().ifi_family = AF_UNSPEC;
   std::vector<Link> out;
-  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWLINK))
+  for (const auto& msg : netlink::ask(req, RTM_NEWLINK))
     out.push_back(parse_link(msg));
   return out;
 }
@@ -134,15 +122,9 @@ std::optional<Link> find_link(const std::vector<Link>& links, const std::string&
 
 // The interface of the main table's IPv4 default route, "" when none.
 std::string default_route_interface() {
-  struct {
-    nlmsghdr nh;
-    rtmsg rt;
-  } req{};
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-  req.nh.nlmsg_type = RTM_GETROUTE;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.rt.rtm_family = AF_INET;
-  for (const auto& msg : netlink::ask(&req, req.nh.nlmsg_len, RTM_NEWROUTE)) {
+  netlink::Request req(RTM_GETROUTE, /*dump=*/true);
+  req.header<rtmsg>().rtm_family = AF_INET;
+  for (const auto& msg : netlink::ask(req, RTM_NEWROUTE)) {
     const auto* rt = reinterpret_cast<const rtmsg*>(msg.data());
     if (rt->rtm_dst_len != 0 || rt->rtm_table != RT_TABLE_MAIN || rt->rtm_type != RTN_UNICAST)
       continue;
