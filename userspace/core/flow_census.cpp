@@ -4,10 +4,11 @@
 
 namespace ballast {
 
-bool FlowCensus::walking(Clock::time_point now) const {
-  if (current_) return true;  // finish what was started
-  if (asked_ == Clock::time_point{} || now - asked_ >= kDemandLasts) return false;
-  return !done_ || now - done_->started >= kRewalkAfter;
+std::optional<FlowCensus::Clock::duration> FlowCensus::next_step_in(Clock::time_point now) const {
+  if (current_) return Clock::duration::zero();  // finish what was started
+  if (asked_ == Clock::time_point{} || now - asked_ >= kDemandLasts) return std::nullopt;
+  if (!done_) return Clock::duration::zero();
+  return std::max(Clock::duration::zero(), done_->started + kRewalkAfter - now);
 }
 
 std::optional<FlowCensus::Answer> FlowCensus::flows(uint32_t backend, uint64_t idle_ns,

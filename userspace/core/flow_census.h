@@ -41,8 +41,11 @@ class FlowCensus {
   // finished walk; nullopt while none has finished. Asking keeps (or
   // starts) the walks going.
   std::optional<Answer> flows(uint32_t backend, uint64_t idle_ns, Clock::time_point now);
-  // Whether the loop should call step() now (and not sleep long).
-  bool walking(Clock::time_point now) const;
+  // When the loop should call step(): zero while a walk is in progress or
+  // one is due, else the time until the next is due; nullopt when nobody
+  // asked recently (nothing to do).
+  std::optional<Clock::duration> next_step_in(Clock::time_point now) const;
+  bool walking(Clock::time_point now) const { return next_step_in(now) == Clock::duration::zero(); }
   // One slice of the walk: up to kEntriesPerStep entries.
   void step(DataPlane& dataplane, Clock::time_point now);
 

@@ -10,7 +10,6 @@
 // config into the maps, and attach last.
 #include <grp.h>
 #include <net/if.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -29,6 +28,7 @@
 #include "change_journal.h"
 #include "changelog.h"
 #include "change_pipeline.h"
+#include "event_loop.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
@@ -60,6 +60,9 @@ constexpr auto kSkewSample = std::chrono::seconds(1);
 constexpr auto kAuditAfterChange = std::chrono::seconds(1);
 // How often ballastd writes its sign of life into the pinned meta map.
 constexpr auto kHeartbeat = std::chrono::seconds(1);
+// While clients are connected, the servers look at their deadlines this
+// often even when no byte arrives.
+constexpr auto kServerDeadlines = std::chrono::milliseconds(100);
 
 struct Options {
   std::string config_path;
@@ -145,8 +148,9 @@ class Daemon {
     run_audit();
   }
 
-  // Serves until SIGTERM or SIGINT. An error in one step is logged,
-  // counted and survived: the next turn of the loop runs every step again.
+  // Serves until SIGTERM or SIGINT, on one EventLoop: every descriptor,
+  // and a timer for every timed job. An error in one step is logged,
+  // counted and survived: the step runs again when it is next due.
   void run(int signal_fd) {
     log_line(LogLevel::info, "ready: program id " + std::to_string(loader_.program_id()) + " on " +
                                  loader_.options().interface + " (" +
@@ -158,91 +162,148 @@ class Daemon {
     // and the control socket serves.
     notify_ready("serving " + loader_.options().interface + " with program " +
                  std::to_string(loader_.program_id()));
-    auto next_refresh = Clock::now();
-    auto next_skew = Clock::now();
-    auto next_heartbeat = Clock::now();
-    next_audit_ = Clock::now() + state_.desired().audit.interval;
-    for (bool stop = false; !stop;) {
-      const uint64_t changes_at_start = changes_.recorded();
-      pollfd fds[4] = {{signal_fd, POLLIN, 0},
-                       {api_.fd(), POLLIN, 0},
-                       {checker_.watch_fd() ? checker_.fd() : -1, POLLIN, 0},
-                       {metrics_ ? metrics_->fd() : -1, POLLIN, 0}};
-      // While flows are being counted (drain --wait), a slice of the walk
-      // each turn, without sleeping between them.
-      const bool counting = census_.walking(Clock::now());
-      const auto wait = counting ? 0 : std::min<long long>(checker_.time_to_next().count(), 200);
-      if (poll(fds, 4, static_cast<int>(wait)) < 0 && errno != EINTR) {
-        // Nothing to serve this turn; sleep the wait so that a persistent
-        // failure does not spin.
-        count_error("signals", errno_message("poll", errno));
-        std::this_thread::sleep_for(std::chrono::milliseconds(wait));
-        continue;
-      }
-      if (fds[0].revents & POLLIN) {
-        guard("signals", [&] {
-          signalfd_siginfo si{};
-          if (read(signal_fd, &si, sizeof(si)) != sizeof(si)) return;
-          if (si.ssi_signo == SIGHUP) {
-            reload();
-          } else {
-            log_line(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + ": stopping");
-            notify_stopping();
-            stop = true;
-          }
-        });
-        if (stop) break;
-      }
-      if ((fds[1].revents & POLLIN) || api_.has_clients()) {
-        guard("control", [&] { api_.serve(); });
-      }
-      if (counting) guard("flows", [&] { census_.step(dataplane_, Clock::now()); });
-      guard("health-checks", [&] {
-        for (const auto& event : checker_.run())
-          pipeline_.submit(
-              HealthRequest{static_cast<uint32_t>(event.id), event.to, event.detail},
-              {"health-check", ChangeLog::Origin::automatic});
+    bool stop = false;
+    loop_.watch(signal_fd, [&] {
+      guard("signals", [&] {
+        signalfd_siginfo si{};
+        if (read(signal_fd, &si, sizeof(si)) != sizeof(si)) return;
+        if (si.ssi_signo == SIGHUP) {
+          reload();
+        } else {
+          log_line(LogLevel::info, "signal " + std::to_string(si.ssi_signo) + ": stopping");
+          notify_stopping();
+          stop = true;
+        }
       });
-      if (Clock::now() >= next_skew) {
-        next_skew += kSkewSample;
-        if (next_skew < Clock::now()) next_skew = Clock::now() + kSkewSample;  // fell behind
-        guard("skew", [&] { skew_.record(clock_.now(), state_.view(), dataplane_); });
-        if (metrics_) guard("metrics", [&] { refresh_metrics(); });
+    });
+    // The servers: on input, and while clients are connected every
+    // kServerDeadlines for their deadlines (a client that sends nothing
+    // more is timed out all the same).
+    control_deadlines_ = &loop_.timer([this] { serve_control(); });
+    loop_.watch(api_.fd(), [this] { serve_control(); });
+    if (metrics_) {
+      metrics_deadlines_ = &loop_.timer([this] { serve_metrics(); });
+      loop_.watch(metrics_->fd(), [this] { serve_metrics(); });
+    }
+    health_timer_ = &loop_.timer([this] { run_health_checks(); });
+    loop_.watch(checker_.fd(), [this] { run_health_checks(); });
+    flows_timer_ = &loop_.timer([this] { count_flows(); });
+    auto& skew = loop_.timer([this] {
+      guard("skew", [&] { skew_.record(clock_.now(), state_.view(), dataplane_); });
+      if (metrics_) guard("metrics", [&] { refresh_metrics(); });
+    });
+    auto& heartbeat = loop_.timer([this] {
+      guard("heartbeat", [&] {
+        loader_.heartbeat(static_cast<uint32_t>(getpid()));
+        notify_watchdog();
+        changes_.flush();
+        commands_.flush_log();
+      });
+      guard("interface", [&] { follow_interface(); });
+    });
+    audit_timer_ = &loop_.timer([this] {
+      run_audit();
+      schedule_audit(Clock::now() + state_.desired().audit.interval);
+    });
+    neighbours_timer_ = &loop_.timer([this] {
+      guard("neighbours", [&] {
+        // An operator may change the interface's MTU or addresses live.
+        state_.set_interface(read_interface_facts(state_.desired().interface));
+        follow_host();
+      });
+      schedule_refresh(Clock::now() +
+                       (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved));
+    });
+    schedule_audit(Clock::now() + state_.desired().audit.interval);
+    schedule_refresh(Clock::now());
+    // The first skew sample at once: the baseline the first window's
+    // counts are taken against, before any traffic of this daemon's.
+    skew.arm(std::chrono::nanoseconds::zero());
+    heartbeat.arm(std::chrono::nanoseconds::zero());
+    run_health_checks();
+    while (!stop) {
+      const uint64_t changes_before = changes_.recorded();
+      try {
+        loop_.run_once();
+        // Periodic jobs re-arm themselves when they run, so a failure
+        // inside one never stops it for good.
+        if (!skew.armed()) skew.arm(kSkewSample);
+        if (!heartbeat.armed()) heartbeat.arm(kHeartbeat);
+      } catch (const Error& e) {
+        // Nothing to serve this turn; wait a little so that a persistent
+        // failure does not spin.
+        count_error("signals", e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      if ((fds[3].revents & POLLIN) || (metrics_ && metrics_->has_clients()))
-        guard("metrics", [&] { metrics_->serve(); });
-      if (Clock::now() >= next_audit_) {
-        next_audit_ = Clock::now() + state_.desired().audit.interval;
-        run_audit();
-      }
-      if (Clock::now() >= next_heartbeat) {
-        next_heartbeat = Clock::now() + kHeartbeat;
-        guard("heartbeat", [&] {
-          loader_.heartbeat(static_cast<uint32_t>(getpid()));
-          notify_watchdog();
-          changes_.flush();
-          commands_.flush_log();
-        });
-        guard("interface", [&] { follow_interface(); });
-      }
-      if (changes_.recorded() != changes_at_start) {
-        // The metrics show a change at once, not at the next tick.
+      if (changes_.recorded() != changes_before) {
+        // The metrics show a change at once, not at the next sample.
         if (metrics_) guard("metrics", [&] { refresh_metrics(); });
         // An apply or reload that added backends whose MACs are unknown:
         // look again within a second, not at the resolved-state pace.
         if (!state_.unresolved().empty())
-          next_refresh = std::min(next_refresh, Clock::now() + kRefreshUnresolved);
-      }
-      if (Clock::now() >= next_refresh) {
-        guard("neighbours", [&] {
-          // An operator may change the interface's MTU or addresses live.
-          state_.set_interface(read_interface_facts(state_.desired().interface));
-          follow_host();
-        });
-        next_refresh =
-            Clock::now() + (state_.unresolved().empty() ? kRefreshResolved : kRefreshUnresolved);
+          schedule_refresh(std::min(next_refresh_, Clock::now() + kRefreshUnresolved));
       }
     }
+  }
+
+  void serve_control() {
+    guard("control", [&] { api_.serve(); });
+    guard("control", [&] {
+      if (api_.has_clients())
+        control_deadlines_->arm(kServerDeadlines);
+      else
+        control_deadlines_->disarm();
+    });
+    // backend.flows may have asked for a count.
+    if (!flows_timer_->armed()) count_flows_later();
+  }
+
+  void serve_metrics() {
+    guard("metrics", [&] {
+      metrics_->serve();
+      if (metrics_->has_clients())
+        metrics_deadlines_->arm(kServerDeadlines);
+      else
+        metrics_deadlines_->disarm();
+    });
+  }
+
+  // The checker's sockets and deadlines; its descriptor is left out of the
+  // set while answers gather (HealthChecker::watch_fd), its timer armed for
+  // its next start, deadline or the end of that gathering.
+  void run_health_checks() {
+    guard("health-checks", [&] {
+      for (const auto& event : checker_.run())
+        pipeline_.submit(HealthRequest{static_cast<uint32_t>(event.id), event.to, event.detail},
+                         {"health-check", ChangeLog::Origin::automatic});
+    });
+    guard("health-checks", [&] {
+      loop_.pause(checker_.fd(), !checker_.watch_fd());
+      health_timer_->arm(checker_.time_to_next());
+    });
+  }
+
+  // A slice of the connection-table walk behind drain --wait, then the
+  // next when one is due.
+  void count_flows() {
+    guard("flows", [&] {
+      if (census_.walking(Clock::now())) census_.step(dataplane_, Clock::now());
+    });
+    count_flows_later();
+  }
+  void count_flows_later() {
+    guard("flows", [&] {
+      if (const auto in = census_.next_step_in(Clock::now())) flows_timer_->arm(*in);
+    });
+  }
+
+  void schedule_audit(Clock::time_point when) {
+    next_audit_ = when;
+    if (audit_timer_) guard("audit", [&] { audit_timer_->arm(when - Clock::now()); });
+  }
+  void schedule_refresh(Clock::time_point when) {
+    next_refresh_ = when;
+    if (neighbours_timer_) guard("neighbours", [&] { neighbours_timer_->arm(when - Clock::now()); });
   }
 
   // The metrics endpoint: GET /metrics, and a pointer to it at /. A GET
@@ -324,6 +385,9 @@ class Daemon {
     for (const auto& vip : state_.view())
       for (const auto& b : vip.backends)
         if (b.health != Health::unknown) checker_.assume(b.id, b.health);
+    // New targets may be due before the checker's timer.
+    if (health_timer_)
+      guard("health-checks", [&] { health_timer_->arm(checker_.time_to_next()); });
   }
 
   // Every check of audit.h, now.
@@ -356,7 +420,7 @@ class Daemon {
     audit_soon();
   }
 
-  void audit_soon() { next_audit_ = std::min(next_audit_, Clock::now() + kAuditAfterChange); }
+  void audit_soon() { schedule_audit(std::min(next_audit_, Clock::now() + kAuditAfterChange)); }
 
   // The periodic audit: logs what appeared and what cleared since the last
   // one, and with `reconcile: true` rewrites drifted maps from the state.
@@ -493,6 +557,15 @@ class Daemon {
   std::string metrics_listen_;     // as configured at start; "" for none
   std::vector<Finding> findings_;  // of the last periodic audit
   Clock::time_point next_audit_ = Clock::now();
+  Clock::time_point next_refresh_ = Clock::now();
+  EventLoop loop_;
+  // The loop's timers (owned by loop_), armed by run().
+  EventLoop::Timer* control_deadlines_ = nullptr;
+  EventLoop::Timer* metrics_deadlines_ = nullptr;
+  EventLoop::Timer* health_timer_ = nullptr;
+  EventLoop::Timer* flows_timer_ = nullptr;
+  EventLoop::Timer* audit_timer_ = nullptr;
+  EventLoop::Timer* neighbours_timer_ = nullptr;
   std::unique_ptr<HttpServer> metrics_;
   std::map<std::string, uint64_t> errors_;  // per loop step, caught and survived
   std::string metrics_text_;                // rendered every second, served per GET
