@@ -2,17 +2,18 @@
 // plane, under which ids, with which MACs, health, drains and Maglev tables,
 // and the two halves of every change to it:
 //
-//   plan(request)   what the request would change, as typed changes plus the
-//                   next generation of what it touches. Pure: it reads the
-//                   host (routes, the neighbour table, interfaces) but writes
-//                   no map and solicits nothing, so a dry run is a plan that
-//                   is never executed. Bad requests throw here.
-//   execute(plan)   the map writes, in the order that keeps packets safe: a
-//                   VIP is published only after its table, a table names
-//                   only active slots, a slot is deactivated only once no
-//                   table names it.
+//   plan(request)   what the request would change, as typed changes plus
+//                   the next generation of what it touches
+//                   (balancer_plan.cpp). Pure: it reads the host (routes,
+//                   the neighbour table, interfaces) but writes no map and
+//                   solicits nothing, so a dry run is a plan that is never
+//                   executed. Bad requests throw here.
+//   execute(plan)   the map writes (balancer_state.cpp), in the order that
+//                   keeps packets safe: a VIP is published only after its
+//                   table, a table names only active slots, a slot is
+//                   deactivated only once no table names it.
 //
-// Requests: a whole desired config (file, reload, CLI edits), a drain, a
+// Requests: a whole desired config (file, reload), one VIP (CLI edits), a drain, a
 // health-check result, the host moving under the backends (routes,
 // neighbours, interfaces), the interface re-created, and the repair of
 // drifted maps. change_pipeline.h puts the audit and the record between and
@@ -204,6 +205,10 @@ class BalancerState {
   // view() as it will be once @plan is executed.
   std::vector<VipView> view_after(const Plan& plan) const;
   static bool takes_new_flows(const LiveBackend& b, bool failing_open);
+  // The VIP's options, as a VipOptionsChanged names them.
+  static VipOptions vip_options(const VipConfig& vip) {
+    return {vip.mode, vip.gue_port, vip.ignore_source_port, vip.fragments};
+  }
   // The vips map value: table id and forwarding-mode flags.
   static ballast_vip_info vip_info(const LiveVip& vip);
   // The port-0 entry of a VIP with `fragments: true` (docs/dataplane.md).
@@ -262,8 +267,6 @@ class BalancerState {
   void execute_vips(Plan& plan);
   void execute_interface(Plan& plan);
   void execute_repair(Plan& plan);
-  // The live VIP with id @id, or null.
-  const LiveVip* find_vip(uint32_t id) const;
   static VipView view_of(const LiveVip& vip);
   // Brings the VIP's table and its backends' slot flags in line with their
   // health, drains and weights: new table first when backends leave it,

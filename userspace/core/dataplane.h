@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +41,14 @@ struct LiveTable {
   // did not create takes CAP_SYS_ADMIN, which ballastd's unit does not have).
   TablePtr entries;
 };
+
+// Whether two ABI values (map keys or values, fixed-width and padded
+// explicitly: ballast_abi.h) hold the same bytes.
+template <typename T>
+bool same_bytes(const T& a, const T& b) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
 
 // Whether @live holds @want's entries: the same pointer (the table the
 // data plane was given), or a readable map with equal entries.
