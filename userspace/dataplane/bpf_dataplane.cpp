@@ -220,16 +220,19 @@ uint64_t monotonic_coarse_ns() {
 
 void BpfDataPlane::walk_flows(FlowWalk& walk, size_t max,
                               const std::function<void(uint32_t, uint64_t)>& visit) {
-  std::vector<ballast_flow_key> keys(max);
-  std::vector<ballast_conn> values(max);
+  // Buffers kept between steps: a count walks the table a slice per loop
+  // wake-up, and each slice is 1.8 MiB of keys and values.
+  walk_keys_.resize(max);
+  walk_values_.resize(max);
   // The hash map's batch token is its bucket index (u32); room for more.
   uint64_t out = 0;
   uint32_t count = static_cast<uint32_t>(max);
   const int ret = bpf_map_lookup_batch(fds_.conn_table, walk.started ? &walk.token : nullptr, &out,
-                                       keys.data(), values.data(), &count, nullptr);
+                                       walk_keys_.data(), walk_values_.data(), &count, nullptr);
   const int err = ret < 0 ? errno : 0;
   if (ret < 0 && err != ENOENT) throw Error(errno_message("reading conn_table", err));
-  for (uint32_t i = 0; i < count; i++) visit(values[i].backend_id, values[i].last_seen_ns);
+  for (uint32_t i = 0; i < count; i++)
+    visit(walk_values_[i].backend_id, walk_values_[i].last_seen_ns);
   walk.started = true;
   walk.token = out;
   walk.done = err == ENOENT;  // the last batch

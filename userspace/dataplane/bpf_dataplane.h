@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <set>
+#include <vector>
 
 #include "dataplane.h"
 #include "vip_filter_writer.h"
@@ -83,6 +84,8 @@ class BpfDataPlane : public DataPlane {
   // snapshot() reads these alone between full reads of every slot.
   static constexpr auto kFullSlotScanEvery = std::chrono::seconds(30);
   std::set<uint32_t> slots_written_, strays_;
+  std::vector<ballast_flow_key> walk_keys_;  // walk_flows()' buffers
+  std::vector<ballast_conn> walk_values_;
   std::chrono::steady_clock::time_point full_slot_scan_{};
 };
 
