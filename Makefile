@@ -33,7 +33,7 @@ BPF_SRCS   := $(wildcard bpf/*.bpf.c) $(wildcard bench/*.bpf.c)
 BPF_OBJS   := $(patsubst %.bpf.c,$(BUILD)/bpf/%.bpf.o,$(notdir $(BPF_SRCS)))
 SKELS      := $(patsubst %.bpf.c,$(BUILD)/gen/%.skel.h,$(notdir $(BPF_SRCS)))
 
-MAIN_SRCS  := userspace/daemon/ballastd.cpp userspace/cli/cli.cpp
+MAIN_SRCS  := userspace/daemon/ballastd.cpp userspace/cli/main.cpp
 LIB_SRCS   := $(filter-out $(MAIN_SRCS),$(wildcard $(addsuffix /*.cpp,$(addprefix userspace/,$(LAYERS)))))
 LIB_OBJS   := $(patsubst userspace/%.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB        := $(BUILD)/libballast.a
@@ -108,7 +108,7 @@ $(BUILD)/ballastd: $(BUILD)/obj/daemon/ballastd.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/ballast: $(BUILD)/obj/cli/cli.o $(LIB)
+$(BUILD)/ballast: $(BUILD)/obj/cli/main.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 

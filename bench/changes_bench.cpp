@@ -73,7 +73,7 @@ Row measure(uint32_t n, int repeats) {
   ChangeLog log(ChangeLog::kDefaultCapacity, std::chrono::system_clock::now,
                 [](const std::string&) {});
   ChangePipeline pipeline(state, log);
-  Commands commands(pipeline, dp, log, [] { return nlohmann::json::object(); });
+  Commands commands(pipeline, dp, log, [] { return api::StatusReply{}; });
   for (uint32_t b = 0; b < 3 * (n + repeats) + 3; ++b) nb.known[*IpAddress::parse(backend_name(b))] = {2, 0, 0, 0, 0, 2};
 
   Config c;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "api_messages.h"
 #include "balancer_state.h"
 #include "config.h"
 #include "fake_maps.h"
@@ -872,7 +873,7 @@ TEST_F(DriftAuditTest, UnknownVipIdIsNamedById) {
 }
 
 // ===========================================================================
-// new_findings, has_errors, findings_json, findings_text
+// new_findings, has_errors, findings on the wire (api_messages.h), findings_text
 
 Finding make(Severity s, const char* check, const char* vip, const char* backend,
              const char* message = "m", const char* hint = "h") {
@@ -923,11 +924,12 @@ TEST(AuditFindingsTest, HasErrors) {
 }
 
 TEST(AuditFindingsTest, Json) {
-  EXPECT_TRUE(findings_json({}).is_array()) << "no findings: [], not null";
-  EXPECT_TRUE(findings_json({}).empty());
-  const auto j =
-      findings_json({make(Severity::error, "share-limit", kVip, "10.0.0.11", "msg", "fix"),
-                     make(Severity::warning, "single-backend", kVip, "")});
+  using Findings = std::vector<Finding>;
+  EXPECT_TRUE(nlohmann::json(Findings{}).is_array()) << "no findings: [], not null";
+  EXPECT_TRUE(nlohmann::json(Findings{}).empty());
+  const Findings findings = {make(Severity::error, "share-limit", kVip, "10.0.0.11", "msg", "fix"),
+                             make(Severity::warning, "single-backend", kVip, "")};
+  const nlohmann::json j = findings;
   ASSERT_EQ(j.size(), 2u);
   EXPECT_EQ(j[0], (nlohmann::json{{"severity", "error"},
                                   {"check", "share-limit"},
@@ -938,6 +940,7 @@ TEST(AuditFindingsTest, Json) {
       << "every field, severity by name";
   EXPECT_EQ(j[1]["severity"], "warning");
   EXPECT_EQ(j[1]["backend"], "") << "an empty backend is an empty string, not absent";
+  EXPECT_EQ(j.get<Findings>(), findings) << "decoded as sent";
 }
 
 TEST(AuditFindingsTest, Text) {

@@ -410,7 +410,7 @@ class CommandsTest : public BalancerStateTest {
   Commands commands{pipeline,
                     dp,
                     changes,
-                    [] { return nlohmann::json::object(); },
+                    [] { return api::StatusReply{}; },
                     [](uint32_t) { return std::string(); },
                     nullptr,
                     nullptr,
@@ -491,6 +491,22 @@ TEST_F(CommandsTest, BadEditsChangeNothing) {
     EXPECT_EQ(state.desired().vips, before) << cmd << " " << args.dump();
     EXPECT_TRUE(dp.log.empty()) << cmd << " " << args.dump() << " wrote " << dp.log.size();
   }
+}
+
+// Every request type has its route: none is answered "unknown command"
+// (its arguments may well be wrong for this state).
+TEST_F(CommandsTest, EveryRequestIsServed) {
+  const VipKey vip = state.view()[0].key;
+  api::for_each_request([&](auto request) {
+    if constexpr (requires { request.vip = vip; }) request.vip = vip;
+    try {
+      commands.handle(api::envelope(request), PeerCred{});
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find("unknown command"), std::string::npos)
+          << request.kCommand << ": " << e.what();
+    }
+  });
+  EXPECT_THROW(run("vip.list", {{"all", true}}), Error) << "an argument it does not take";
 }
 
 TEST_F(CommandsTest, ErrorsSayWhatIsWrong) {

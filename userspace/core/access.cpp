@@ -1,8 +1,6 @@
 #include "access.h"
 
 #include <algorithm>
-#include <array>
-#include <string_view>
 
 namespace ballast {
 namespace {
@@ -20,12 +18,6 @@ bool ControlAccess::may_change(const PeerCred& peer) const {
 
 bool ControlAccess::may_read(const PeerCred& peer) const {
   return may_change(peer) || (read_group && in_group(peer, *read_group));
-}
-
-bool is_read_only_command(const std::string& command) {
-  static constexpr std::array<std::string_view, 8> kReads = {
-      "status", "stats", "audit", "skew", "vip.list", "backend.list", "backend.flows", "log"};
-  return std::find(kReads.begin(), kReads.end(), command) != kReads.end();
 }
 
 std::string peer_text(const PeerCred& peer) {

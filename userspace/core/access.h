@@ -30,8 +30,8 @@ struct ControlAccess {
   bool may_change(const PeerCred& peer) const;
 };
 
-// Whether @command only reads (and so needs may_read, not may_change).
-bool is_read_only_command(const std::string& command);
+// Which commands only read (and so need may_read, not may_change):
+// api::is_read_only_command (api_messages.h), from each request's type.
 
 // "uid 1000 pid 4242": a peer in a log line or a refusal.
 std::string peer_text(const PeerCred& peer);

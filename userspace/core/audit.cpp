@@ -453,18 +453,6 @@ bool has_errors(const std::vector<Finding>& findings) {
   return false;
 }
 
-nlohmann::json findings_json(const std::vector<Finding>& findings) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& f : findings)
-    out.push_back({{"severity", severity_name(f.severity)},
-                   {"check", f.check},
-                   {"vip", f.vip},
-                   {"backend", f.backend},
-                   {"message", f.message},
-                   {"hint", f.hint}});
-  return out;
-}
-
 std::string findings_text(const std::vector<Finding>& findings) {
   std::string out;
   for (const auto& f : findings)

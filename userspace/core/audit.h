@@ -23,7 +23,6 @@
 //                       state wrote, or the XDP program is not ours (error)
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -94,7 +93,6 @@ struct ChangeAudit {
 };
 
 bool has_errors(const std::vector<Finding>& findings);
-nlohmann::json findings_json(const std::vector<Finding>& findings);
 // "error share-limit: <message> (hint: <hint>)", one per line.
 std::string findings_text(const std::vector<Finding>& findings);
 

@@ -12,27 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string arg_string(const json& args, const char* name) {
-  if (!args.is_object() || !args.contains(name) || !args[name].is_string())
-    throw Error(std::string("missing argument '") + name + "'");
-  return args[name].get<std::string>();
-}
-
-uint32_t arg_weight(const json& args) {
-  if (!args.contains("weight")) return 1;
-  const auto& w = args["weight"];
-  if (!w.is_number_integer() || w.get<long long>() < 0 || w.get<long long>() > kMaxWeight)
-    throw Error("weight must be an integer 0.." + std::to_string(kMaxWeight) + ", got " + w.dump());
-  return w.get<uint32_t>();
-}
-
-IpAddress arg_address(const json& args) {
-  const std::string text = arg_string(args, "address");
-  auto a = IpAddress::parse(text);
-  if (!a) throw Error("'" + text + "' is not an IP address");
-  return *a;
-}
-
 const VipConfig& find_vip_or_throw(const BalancerState& state, const VipKey& key) {
   const VipConfig* vip = state.desired_vip(key);
   if (!vip) throw Error("VIP " + key.str() + " is not configured");
@@ -45,30 +24,22 @@ BackendConfig& find_backend_or_throw(VipConfig& vip, const IpAddress& address) {
   throw Error("backend " + address.str() + " is not in VIP " + vip.key.str());
 }
 
-json backend_json(const VipView& vip, const BackendView& b, const std::string& last_check) {
-  return {{"vip", vip.key.str()},
-          {"address", b.address.str()},
-          {"weight", b.weight},
-          {"id", b.id},
-          {"mac", b.mac ? json(mac_str(*b.mac)) : json(nullptr)},
-          {"resolved", b.mac.has_value()},
-          {"health", health_name(b.health)},
-          {"drained", b.drained},
-          {"takes_new_flows", b.takes_new_flows},
-          {"table_entries", b.table_entries},
-          {"check", check_description(b.check)},
-          {"last_check", last_check}};
+api::BackendEntry backend_entry(const VipView& vip, const BackendView& b, std::string last_check) {
+  return {.vip = vip.key,
+          .address = b.address,
+          .weight = b.weight,
+          .id = b.id,
+          .mac = b.mac ? std::optional<std::string>(mac_str(*b.mac)) : std::nullopt,
+          .health = b.health,
+          .drained = b.drained,
+          .takes_new_flows = b.takes_new_flows,
+          .table_entries = b.table_entries,
+          .check = check_description(b.check),
+          .last_check = std::move(last_check)};
 }
 
 std::string actor(const PeerCred& peer) {
   return "uid=" + std::to_string(peer.uid) + " pid=" + std::to_string(peer.pid);
-}
-
-uint64_t arg_ms(const json& args, const char* name, uint64_t fallback) {
-  if (!args.contains(name)) return fallback;
-  const auto& v = args[name];
-  if (!v.is_number_unsigned()) throw Error(std::string(name) + " must be a number of milliseconds");
-  return v.get<uint64_t>();
 }
 
 }  // namespace
@@ -84,65 +55,160 @@ Commands::Commands(ChangePipeline& pipeline, DataPlane& dataplane, const ChangeL
       last_check_(std::move(last_check)),
       skew_(skew),
       audit_(std::move(audit)),
-      census_(census) {}
+      census_(census) {
+  // One route per request type: a request without a serve() does not
+  // compile.
+  api::for_each_request([this](auto request) {
+    using Request = decltype(request);
+    routes_.emplace(std::string(Request::kCommand), [this](const json& args, const PeerCred& peer) {
+      return json(serve(api::decode_request<Request>(args), peer));
+    });
+  });
+}
 
-json Commands::submit(const ChangeRequest& request, const PeerCred& peer, bool force,
-                      const std::string& what, bool dry_run) {
+api::ChangeReply Commands::submit(const ChangeRequest& request, const PeerCred& peer, bool force,
+                                  const std::string& what, bool dry_run) {
   const ChangeOutcome outcome =
       dry_run ? pipeline_.dry_run(request)
               : pipeline_.submit(request, ChangeSource{actor(peer) + what,
                                                        ChangeLog::Origin::operator_request, force});
-  return {{"findings", findings_json(outcome.audit.all)},
-          {"new_findings", findings_json(outcome.audit.added)},
-          {"changes", describe(outcome.changes)},
-          {"applied", outcome.applied}};
+  return {.changes = describe(outcome.changes),
+          .findings = outcome.audit.all,
+          .new_findings = outcome.audit.added,
+          .applied = outcome.applied};
+}
+
+api::StatusReply Commands::serve(const api::Status&, const PeerCred&) { return status_(); }
+
+api::StatsReply Commands::serve(const api::Stats&, const PeerCred&) {
+  return stats_reply(state_.view(), dataplane_);
+}
+
+api::AuditReply Commands::serve(const api::Audit&, const PeerCred&) {
+  if (!audit_) throw Error("audits are not run here");
+  return api::AuditReply::of(audit_());
+}
+
+api::SkewReply Commands::serve(const api::Skew&, const PeerCred&) {
+  if (!skew_) throw Error("skew is not tracked here");
+  const auto vips = state_.view();
+  return skew_reply(vips, skew_->report(vips, &dataplane_), skew_->settings());
+}
+
+std::vector<api::VipEntry> Commands::serve(const api::VipList&, const PeerCred&) {
+  std::vector<api::VipEntry> out;
+  for (const auto& vip : state_.view()) {
+    api::VipEntry entry{.vip = vip.key,
+                        .id = vip.id,
+                        .fail_open = vip.fail_open,
+                        .failing_open = vip.failing_open,
+                        .backends = {}};
+    for (const auto& b : vip.backends)
+      entry.backends.push_back(backend_entry(vip, b, last_check_(b.id)));
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+std::vector<api::BackendEntry> Commands::backends_of(const std::optional<VipKey>& only) const {
+  if (only) find_vip_or_throw(state_, *only);
+  std::vector<api::BackendEntry> out;
+  for (const auto& vip : state_.view()) {
+    if (only && vip.key != *only) continue;
+    for (const auto& b : vip.backends) out.push_back(backend_entry(vip, b, last_check_(b.id)));
+  }
+  return out;
+}
+
+std::vector<api::BackendEntry> Commands::serve(const api::BackendList& r, const PeerCred&) {
+  return backends_of(r.vip);
+}
+
+api::FlowsReply Commands::serve(const api::BackendFlows& r, const PeerCred&) {
+  const uint32_t id = state_.backend_id(r.vip, r.address);
+  if (!census_) throw Error("flows are not counted here");
+  // From the last finished walk of the connection table; none while the
+  // first one runs (the CLI asks again).
+  const auto counted =
+      census_->flows(id, r.idle_ms * 1000000ull, std::chrono::steady_clock::now());
+  if (!counted) return {.flows = std::nullopt, .idle_ms = r.idle_ms, .counted_ms_ago = std::nullopt};
+  return {.flows = counted->flows,
+          .idle_ms = r.idle_ms,
+          .counted_ms_ago =
+              std::chrono::duration_cast<std::chrono::milliseconds>(counted->age).count()};
+}
+
+std::vector<api::LogEntry> Commands::serve(const api::Log& r, const PeerCred&) {
+  using namespace std::chrono;
+  std::vector<api::LogEntry> out;
+  for (const auto& e : log_.since(system_clock::time_point(milliseconds(r.since_unix_ms))))
+    out.push_back({.unix_ms = duration_cast<milliseconds>(e.time.time_since_epoch()).count(),
+                   .actor = e.actor,
+                   .change = e.change});
+  return out;
 }
 
 // A whole config file, as one change. The interface and attach mode belong
 // to the running program: changing them needs a restart. A dry run is never
 // refused: it shows the findings; the CLI exits 1 on errors.
-json Commands::apply_file(const json& args, const PeerCred& peer) {
-  const std::string source = args.value("source", std::string("apply"));
-  Config next = parse_config(arg_string(args, "config"), source);
+api::ChangeReply Commands::serve(const api::Apply& r, const PeerCred& peer) {
+  Config next = parse_config(r.config, r.source);
   const Config& live = state_.desired();
   if (next.interface != live.interface)
-    throw Error(source + ": interface: cannot change from " + live.interface + " to " +
+    throw Error(r.source + ": interface: cannot change from " + live.interface + " to " +
                 next.interface + " while running; restart ballastd");
   if (next.attach_mode != live.attach_mode)
-    throw Error(source + ": attach_mode: cannot change while running; restart ballastd");
-  return submit(ConfigRequest{std::move(next)}, peer, args.value("force", false), " apply " + source,
-                args.value("dry_run", false));
+    throw Error(r.source + ": attach_mode: cannot change while running; restart ballastd");
+  return submit(ConfigRequest{std::move(next)}, peer, r.force, " apply " + r.source, r.dry_run);
 }
 
-json Commands::vip_list() const {
-  json out = json::array();
-  for (const auto& vip : state_.view()) {
-    json backends = json::array();
-    for (const auto& b : vip.backends) backends.push_back(backend_json(vip, b, last_check_(b.id)));
-    out.push_back({{"vip", vip.key.str()},
-                   {"address", vip.key.address.str()},
-                   {"port", vip.key.port},
-                   {"protocol", protocol_name(vip.key.protocol)},
-                   {"id", vip.id},
-                   {"fail_open", vip.fail_open},
-                   {"failing_open", vip.failing_open},
-                   {"backends", backends}});
-  }
-  return out;
+// Edits of one VIP: its whole config after the edit, checked and planned
+// against that VIP alone.
+api::ChangeReply Commands::serve(const api::VipAdd& r, const PeerCred& peer) {
+  if (state_.desired_vip(r.vip)) throw Error("VIP " + r.vip.str() + " already exists");
+  return submit(VipRequest{r.vip, empty_vip(r.vip)}, peer, r.force);
 }
 
-json Commands::backend_list(const json& args) const {
-  std::optional<VipKey> only;
-  if (args.is_object() && args.contains("vip")) {
-    only = VipKey::parse(arg_string(args, "vip"));
-    find_vip_or_throw(state_, *only);
-  }
-  json out = json::array();
-  for (const auto& vip : state_.view()) {
-    if (only && vip.key != *only) continue;
-    for (const auto& b : vip.backends) out.push_back(backend_json(vip, b, last_check_(b.id)));
-  }
-  return out;
+api::ChangeReply Commands::serve(const api::VipDel& r, const PeerCred& peer) {
+  find_vip_or_throw(state_, r.vip);
+  return submit(VipRequest{r.vip, std::nullopt}, peer, r.force);
+}
+
+api::ChangeReply Commands::edit_vip(const VipKey& key, const PeerCred& peer, bool force,
+                                    const std::function<void(VipConfig&)>& edit) {
+  VipConfig vip = find_vip_or_throw(state_, key);
+  edit(vip);
+  return submit(VipRequest{key, std::move(vip)}, peer, force);
+}
+
+api::ChangeReply Commands::serve(const api::BackendAdd& r, const PeerCred& peer) {
+  return edit_vip(r.vip, peer, r.force, [&](VipConfig& vip) {
+    if (vip.find_backend(r.address))
+      throw Error("backend " + r.address.str() + " is already in VIP " + vip.key.str());
+    vip.backends.push_back(BackendConfig{r.address, r.weight, vip.check});
+  });
+}
+
+api::ChangeReply Commands::serve(const api::BackendDel& r, const PeerCred& peer) {
+  return edit_vip(r.vip, peer, r.force, [&](VipConfig& vip) {
+    find_backend_or_throw(vip, r.address);
+    std::erase_if(vip.backends, [&](const BackendConfig& b) { return b.address == r.address; });
+  });
+}
+
+api::ChangeReply Commands::serve(const api::BackendSetWeight& r, const PeerCred& peer) {
+  return edit_vip(r.vip, peer, r.force,
+                  [&](VipConfig& vip) { find_backend_or_throw(vip, r.address).weight = r.weight; });
+}
+
+// A drain takes a backend out of the new flows as a weight of 0 would: the
+// same audit, refused for new errors unless forced.
+api::ChangeReply Commands::serve(const api::BackendDrain& r, const PeerCred& peer) {
+  return submit(DrainRequest{r.vip, r.address, true}, peer, r.force);
+}
+
+api::ChangeReply Commands::serve(const api::BackendUndrain& r, const PeerCred& peer) {
+  return submit(DrainRequest{r.vip, r.address, false}, peer, r.force);
 }
 
 void Commands::flush_log() {
@@ -158,8 +224,9 @@ json Commands::handle(const json& request, const PeerCred& peer) {
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
     throw Error("request must be an object with a \"command\" string");
   const std::string cmd = request["command"];
-  const json args = request.value("args", json::object());
-  const bool reads = is_read_only_command(cmd);
+  // Who may send it is checked before its arguments are read: a stranger
+  // learns nothing from an error about them.
+  const bool reads = api::is_read_only_command(cmd);
   if (!(reads ? access_.may_read(peer) : access_.may_change(peer))) {
     const std::string why = std::string("permission denied: ") + peer_text(peer) +
                             (reads ? " may not read ballastd's state (root and the read group only)"
@@ -170,96 +237,9 @@ json Commands::handle(const json& request, const PeerCred& peer) {
       log_line(LogLevel::warning, "control: refused '" + cmd + "' from " + peer_text(peer));
     throw Error(why);
   }
-
-  if (cmd == "status") return status_();
-  if (cmd == "stats") return stats_json(state_.view(), dataplane_);
-  if (cmd == "audit") {
-    if (!audit_) throw Error("audits are not run here");
-    const auto findings = audit_();
-    size_t errors = 0, warnings = 0;
-    for (const auto& f : findings) {
-      errors += f.severity == Severity::error;
-      warnings += f.severity == Severity::warning;
-    }
-    return {{"findings", findings_json(findings)}, {"errors", errors}, {"warnings", warnings}};
-  }
-  if (cmd == "skew") {
-    if (!skew_) throw Error("skew is not tracked here");
-    const auto vips = state_.view();
-    return skew_json(vips, skew_->report(vips, &dataplane_), skew_->settings());
-  }
-  if (cmd == "vip.list") return vip_list();
-  if (cmd == "backend.list") return backend_list(args);
-  if (cmd == "apply") return apply_file(args, peer);
-  if (cmd == "log") {
-    const auto since = std::chrono::system_clock::time_point(
-        std::chrono::milliseconds(arg_ms(args, "since_unix_ms", 0)));
-    json out = json::array();
-    for (const auto& e : log_.since(since))
-      out.push_back({{"time", iso8601_utc(e.time)},
-                     {"unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     e.time.time_since_epoch())
-                                     .count()},
-                     {"actor", e.actor},
-                     {"change", e.change}});
-    return out;
-  }
-  if (cmd == "backend.drain" || cmd == "backend.undrain") {
-    const auto key = VipKey::parse(arg_string(args, "vip"));
-    const auto address = arg_address(args);
-    // A drain takes a backend out of the new flows as a weight of 0
-    // would: the same audit, refused for new errors unless forced.
-    return submit(DrainRequest{key, address, cmd == "backend.drain"}, peer,
-                  args.value("force", false));
-  }
-  if (cmd == "backend.flows") {
-    const uint32_t id =
-        state_.backend_id(VipKey::parse(arg_string(args, "vip")), arg_address(args));
-    const uint64_t idle_ms = arg_ms(args, "idle_ms", 5000);
-    if (!census_) throw Error("flows are not counted here");
-    // From the last finished walk of the connection table; null while the
-    // first one runs (the CLI asks again).
-    const auto counted =
-        census_->flows(id, idle_ms * 1000000ull, std::chrono::steady_clock::now());
-    if (!counted) return {{"flows", nullptr}, {"idle_ms", idle_ms}};
-    return {{"flows", counted->flows},
-            {"idle_ms", idle_ms},
-            {"counted_ms_ago",
-             std::chrono::duration_cast<std::chrono::milliseconds>(counted->age).count()}};
-  }
-
-  // Edits of one VIP: its whole config after the edit, checked and
-  // planned against that VIP alone.
-  const bool force = args.value("force", false);
-  if (cmd == "vip.add") {
-    const auto key = VipKey::parse(arg_string(args, "vip"));
-    if (state_.desired_vip(key)) throw Error("VIP " + key.str() + " already exists");
-    return submit(VipRequest{key, empty_vip(key)}, peer, force);
-  }
-  if (cmd == "vip.del") {
-    const auto key = VipKey::parse(arg_string(args, "vip"));
-    find_vip_or_throw(state_, key);
-    return submit(VipRequest{key, std::nullopt}, peer, force);
-  }
-  if (cmd != "backend.add" && cmd != "backend.del" && cmd != "backend.set_weight")
-    throw Error("unknown command '" + cmd + "'");
-  VipConfig vip = find_vip_or_throw(state_, VipKey::parse(arg_string(args, "vip")));
-  if (cmd == "backend.add") {
-    const auto address = arg_address(args);
-    if (vip.find_backend(address))
-      throw Error("backend " + address.str() + " is already in VIP " + vip.key.str());
-    vip.backends.push_back(BackendConfig{address, arg_weight(args), vip.check});
-  } else if (cmd == "backend.del") {
-    const auto address = arg_address(args);
-    find_backend_or_throw(vip, address);
-    std::erase_if(vip.backends, [&](const BackendConfig& b) { return b.address == address; });
-  } else {
-    if (!args.contains("weight")) throw Error("missing argument 'weight'");
-    const uint32_t weight = arg_weight(args);
-    find_backend_or_throw(vip, arg_address(args)).weight = weight;
-  }
-  const VipKey key = vip.key;
-  return submit(VipRequest{key, std::move(vip)}, peer, force);
+  const auto route = routes_.find(cmd);
+  if (route == routes_.end()) throw Error("unknown command '" + cmd + "'");
+  return route->second(request.contains("args") ? request["args"] : json::object(), peer);
 }
 
 }  // namespace ballast

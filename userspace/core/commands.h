@@ -1,4 +1,6 @@
-// commands.h: the control API's commands. Each edit builds a whole new
+// commands.h: serves the control API's requests (api_messages.h: one typed
+// request and reply per command; a request is decoded, strictly, only
+// after its peer was found allowed to send it). Each edit builds a whole new
 // desired config from the live one (or parses a whole file, for apply),
 // validates it whole and submits it to the change pipeline
 // (change_pipeline.h), the path a config file, a reload and a drain take
@@ -8,9 +10,11 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "access.h"
+#include "api_messages.h"
 #include "audit.h"
 #include "balancer_state.h"
 #include "change_pipeline.h"
@@ -24,7 +28,7 @@ namespace ballast {
 
 class Commands {
  public:
-  using StatusFn = std::function<nlohmann::json()>;
+  using StatusFn = std::function<api::StatusReply()>;
   // The last health-check result of a backend slot ("ok 1.2 ms").
   using LastCheckFn = std::function<std::string(uint32_t backend_id)>;
 
@@ -44,6 +48,24 @@ class Commands {
   // may not do it (refusals are logged with its uid and pid).
   nlohmann::json handle(const nlohmann::json& request, const PeerCred& peer);
 
+  // One request, typed (what handle() calls once it has decoded it).
+  api::StatusReply serve(const api::Status&, const PeerCred&);
+  api::StatsReply serve(const api::Stats&, const PeerCred&);
+  api::AuditReply serve(const api::Audit&, const PeerCred&);
+  api::SkewReply serve(const api::Skew&, const PeerCred&);
+  std::vector<api::VipEntry> serve(const api::VipList&, const PeerCred&);
+  std::vector<api::BackendEntry> serve(const api::BackendList&, const PeerCred&);
+  api::FlowsReply serve(const api::BackendFlows&, const PeerCred&);
+  std::vector<api::LogEntry> serve(const api::Log&, const PeerCred&);
+  api::ChangeReply serve(const api::Apply&, const PeerCred&);
+  api::ChangeReply serve(const api::VipAdd&, const PeerCred&);
+  api::ChangeReply serve(const api::VipDel&, const PeerCred&);
+  api::ChangeReply serve(const api::BackendAdd&, const PeerCred&);
+  api::ChangeReply serve(const api::BackendDel&, const PeerCred&);
+  api::ChangeReply serve(const api::BackendSetWeight&, const PeerCred&);
+  api::ChangeReply serve(const api::BackendDrain&, const PeerCred&);
+  api::ChangeReply serve(const api::BackendUndrain&, const PeerCred&);
+
   // Who may read and who may change (default: root only).
   void set_access(ControlAccess access) { access_ = std::move(access); }
   // Refusals are logged up to a burst of kRefusalBurst lines, then
@@ -54,11 +76,15 @@ class Commands {
  private:
   // Submits @request for @peer (dry run: plans and audits only); the
   // reply: findings, new findings, changes, applied.
-  nlohmann::json submit(const ChangeRequest& request, const PeerCred& peer, bool force,
-                        const std::string& what = "", bool dry_run = false);
-  nlohmann::json apply_file(const nlohmann::json& args, const PeerCred& peer);
-  nlohmann::json vip_list() const;
-  nlohmann::json backend_list(const nlohmann::json& args) const;
+  api::ChangeReply submit(const ChangeRequest& request, const PeerCred& peer, bool force,
+                         const std::string& what = "", bool dry_run = false);
+  // A backend edit: the VIP's whole config after @edit changed its copy.
+  api::ChangeReply edit_vip(const VipKey& key, const PeerCred& peer, bool force,
+                            const std::function<void(VipConfig&)>& edit);
+  std::vector<api::BackendEntry> backends_of(const std::optional<VipKey>& only) const;
+
+  using Route = std::function<nlohmann::json(const nlohmann::json& args, const PeerCred&)>;
+  std::map<std::string, Route, std::less<>> routes_;  // by command, one per api request
 
   ChangePipeline& pipeline_;
   const BalancerState& state_;

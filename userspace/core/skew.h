@@ -39,6 +39,7 @@ namespace ballast {
 
 struct TrafficCounts {
   uint64_t packets = 0, bytes = 0, new_flows = 0;
+  bool operator==(const TrafficCounts&) const = default;
 };
 
 struct BackendSkew {

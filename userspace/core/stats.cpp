@@ -21,118 +21,86 @@ std::string_view reason_verdict(uint32_t reason) {
   return reason < BALLAST_REASON_COUNT ? kReasonVerdicts[reason] : "unknown";
 }
 
-nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane) {
-  nlohmann::json out = {{"vips", nlohmann::json::array()}, {"reasons", nlohmann::json::array()}};
+api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& dataplane) {
+  api::StatsReply out;
   for (const auto& vip : vips) {
     const auto vc = dataplane.read_counters(CounterMap::vip, vip.id);
     double usable_weight = 0;
     for (const auto& b : vip.backends)
       if (b.takes_new_flows) usable_weight += b.weight;
-    nlohmann::json backends = nlohmann::json::array();
+    api::StatsReply::Vip v{.vip = vip.key,
+                           .mode = vip.mode,
+                           .counts = {vc.packets, vc.bytes, vc.new_flows},
+                           .backends = {}};
     for (const auto& b : vip.backends) {
       const auto bc = dataplane.read_counters(CounterMap::backend, b.id);
       const double expected =
           (b.takes_new_flows && usable_weight > 0) ? b.weight / usable_weight : 0.0;
       const double observed = vc.new_flows ? double(bc.new_flows) / vc.new_flows : 0.0;
-      nlohmann::json skew = nullptr;  // undefined when nothing is expected
-      if (expected > 0) skew = observed / expected;
-      backends.push_back({{"address", b.address.str()},
-                          {"weight", b.weight},
-                          {"resolved", b.mac.has_value()},
-                          {"health", health_name(b.health)},
-                          {"drained", b.drained},
-                          {"packets", bc.packets},
-                          {"bytes", bc.bytes},
-                          {"new_flows", bc.new_flows},
-                          {"expected_share", expected},
-                          {"observed_share", observed},
-                          {"skew", skew}});
+      v.backends.push_back({.address = b.address,
+                            .weight = b.weight,
+                            .resolved = b.mac.has_value(),
+                            .health = b.health,
+                            .drained = b.drained,
+                            .counts = {bc.packets, bc.bytes, bc.new_flows},
+                            .expected_share = expected,
+                            .observed_share = observed,
+                            // Undefined when nothing is expected.
+                            .skew = expected > 0 ? std::optional(observed / expected)
+                                                 : std::nullopt});
     }
-    out["vips"].push_back({{"vip", vip.key.str()},
-                           {"address", vip.key.address.str()},
-                           {"port", vip.key.port},
-                           {"protocol", protocol_name(vip.key.protocol)},
-                           {"mode", forward_mode_name(vip.mode)},
-                           {"packets", vc.packets},
-                           {"bytes", vc.bytes},
-                           {"new_flows", vc.new_flows},
-                           {"backends", backends}});
+    out.vips.push_back(std::move(v));
   }
   const auto reasons = dataplane.read_reasons();
   for (uint32_t r = 0; r < reasons.size(); r++)
-    out["reasons"].push_back({{"reason", reason_name(r)},
-                              {"verdict", reason_verdict(r)},
-                              {"packets", reasons[r].packets},
-                              {"bytes", reasons[r].bytes}});
+    out.reasons.push_back({.reason = std::string(reason_name(r)),
+                           .verdict = std::string(reason_verdict(r)),
+                           .packets = reasons[r].packets,
+                           .bytes = reasons[r].bytes});
   return out;
 }
 
-namespace {
-
-nlohmann::json optional_number(const std::optional<double>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
-
-}  // namespace
-
-nlohmann::json skew_json(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
-                         const SkewSettings& settings) {
-  using nlohmann::json;
-  json out = {{"window_seconds", settings.window.count()},
-              {"min_new_flows", settings.min_new_flows},
-              {"z_min", settings.z_min},
-              {"threshold", settings.threshold},
-              {"hold_seconds", settings.hold.count()},
-              {"vips", json::array()}};
+api::SkewReply skew_reply(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
+                          const SkewSettings& settings) {
+  api::SkewReply out{.settings = settings, .vips = {}};
   for (const auto& r : report) {
     const VipView* vip = nullptr;
     for (const auto& v : vips)
       if (v.id == r.id) vip = &v;
     if (!vip) continue;
     const double seconds = r.window_seconds > 0 ? r.window_seconds : 1.0;
-    json backends = json::array();
+    api::SkewReply::Vip v{.vip = r.key,
+                          .window_seconds = r.window_seconds,
+                          .window = r.window,
+                          .pps = static_cast<double>(r.window.packets) / seconds,
+                          .confident = r.confident,
+                          .skew = r.skew,
+                          .ring_foreign_share = r.ring_foreign_share,
+                          .backends = {}};
     for (const auto& b : r.backends) {
       const BackendView* view = nullptr;
-      for (const auto& v : vip->backends)
-        if (v.id == b.id) view = &v;
+      for (const auto& bv : vip->backends)
+        if (bv.id == b.id) view = &bv;
       if (!view) continue;
-      backends.push_back(
-          {{"address", b.address.str()},
-           {"weight", view->weight},
-           {"health", health_name(view->health)},
-           {"drained", view->drained},
-           {"takes_new_flows", view->takes_new_flows},
-           {"window",
-            {{"new_flows", b.window.new_flows},
-             {"packets", b.window.packets},
-             {"bytes", b.window.bytes}}},
-           {"pps", static_cast<double>(b.window.packets) / seconds},
-           {"expected_share", b.expected_share},
-           {"observed_share",
-            {{"new_flows", b.observed_new_flows},
-             {"packets", b.observed_packets},
-             {"bytes", b.observed_bytes}}},
-           {"skew",
-            {{"new_flows", optional_number(b.skew_new_flows)},
-             {"packets", optional_number(b.skew_packets)},
-             {"bytes", optional_number(b.skew_bytes)}}},
-           {"z", b.z},
-           {"significant", b.significant},
-           {"skewed_seconds", b.skewed_for ? json(b.skewed_for->count()) : json(nullptr)},
-           {"ring_share", b.ring_share},
-           {"ring_skew", optional_number(b.ring_skew)}});
+      v.backends.push_back(
+          {.address = b.address,
+           .weight = view->weight,
+           .health = view->health,
+           .drained = view->drained,
+           .takes_new_flows = view->takes_new_flows,
+           .window = b.window,
+           .pps = static_cast<double>(b.window.packets) / seconds,
+           .expected_share = b.expected_share,
+           .observed_share = {b.observed_new_flows, b.observed_packets, b.observed_bytes},
+           .skew = {b.skew_new_flows, b.skew_packets, b.skew_bytes},
+           .z = b.z,
+           .significant = b.significant,
+           .skewed_seconds =
+               b.skewed_for ? std::optional<int64_t>(b.skewed_for->count()) : std::nullopt,
+           .ring_share = b.ring_share,
+           .ring_skew = b.ring_skew});
     }
-    out["vips"].push_back({{"vip", r.key.str()},
-                           {"window_seconds", r.window_seconds},
-                           {"window",
-                            {{"new_flows", r.window.new_flows},
-                             {"packets", r.window.packets},
-                             {"bytes", r.window.bytes}}},
-                           {"pps", static_cast<double>(r.window.packets) / seconds},
-                           {"confident", r.confident},
-                           {"skew", optional_number(r.skew)},
-                           {"ring_foreign_share", r.ring_foreign_share},
-                           {"backends", backends}});
+    out.vips.push_back(std::move(v));
   }
   return out;
 }

@@ -6,23 +6,23 @@
 // counters come in through DataPlane.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "api_messages.h"
 #include "balancer_state.h"
 #include "dataplane.h"
 #include "skew.h"
 
 namespace ballast {
 
-nlohmann::json stats_json(const std::vector<VipView>& vips, DataPlane& dataplane);
+api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& dataplane);
 
 // What `ballast skew` and `ballast top` show: the settings, and per VIP and
 // backend the window's counts, shares, skew, z-score, how long skewed, ring
 // share, with weight, health and drain state. @report is
 // SkewTracker::report(@vips).
-nlohmann::json skew_json(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
-                         const SkewSettings& settings);
+api::SkewReply skew_reply(const std::vector<VipView>& vips, const std::vector<VipSkew>& report,
+                          const SkewSettings& settings);
 
 // Name and verdict ("tx", "pass", "drop") of a reason, from BALLAST_REASONS.
 std::string_view reason_name(uint32_t reason);

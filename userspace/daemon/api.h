@@ -21,6 +21,7 @@
 #include <string>
 
 #include "access.h"
+#include "api_messages.h"
 #include "fd.h"
 #include "stream_server.h"
 
@@ -72,5 +73,11 @@ size_t json_nesting(const std::string& text, size_t limit);
 // Client side: sends @request, returns the response's "result"; throws Error
 // with the server's message when "ok" is false.
 nlohmann::json api_call(const std::string& socket_path, const nlohmann::json& request);
+
+// The same, typed (api_messages.h): the reply decoded.
+template <typename Request>
+typename Request::Reply call(const std::string& socket_path, const Request& request) {
+  return api::decode_reply<Request>(api_call(socket_path, api::envelope(request)));
+}
 
 }  // namespace ballast

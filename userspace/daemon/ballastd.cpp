@@ -519,25 +519,25 @@ class Daemon {
                                   std::to_string(errors_[step]) + " so far in this step)");
   }
 
-  nlohmann::json status() const {
+  api::StatusReply status() const {
     size_t backends = 0;
     for (const auto& v : state_.desired().vips) backends += v.backends.size();
-    return {{"interface", loader_.options().interface},
-            {"ifindex", loader_.ifindex()},
-            {"attach_mode", attach_mode_name(loader_.options().mode)},
-            {"program_id", loader_.program_id()},
-            {"pin_dir", loader_.options().pin_dir},
-            {"config", options_.config_path},
-            {"vips", state_.desired().vips.size()},
-            {"backends", backends},
-            {"unresolved_backends", state_.unresolved()},
-            {"version", kBallastVersion},
-            {"metrics", metrics_ ? "http://" + metrics_listen_ + "/metrics" : ""},
+    return {.interface = loader_.options().interface,
+            .ifindex = loader_.ifindex(),
+            .attach_mode = attach_mode_name(loader_.options().mode),
+            .program_id = loader_.program_id(),
+            .pin_dir = loader_.options().pin_dir,
+            .config = options_.config_path,
+            .vips = state_.desired().vips.size(),
+            .backends = backends,
+            .unresolved_backends = state_.unresolved(),
+            .version = kBallastVersion,
+            .metrics = metrics_ ? "http://" + metrics_listen_ + "/metrics" : "",
             // Errors caught and survived, per loop step (also
             // ballast_daemon_errors_total).
-            {"errors", errors_},
-            {"uptime_seconds",
-             std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()}};
+            .errors = errors_,
+            .uptime_seconds =
+                std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()};
   }
 
   Options options_;

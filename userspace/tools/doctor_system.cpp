@@ -254,12 +254,12 @@ BalancerHost gather_balancer(const Request& request, const std::string& socket) 
   h.pin_dir = kDefaultPinDir;
   std::string daemon_config;
   try {
-    const auto st = api_call(socket, {{"command", "status"}});
+    const auto st = call(socket, api::Status{});
     h.api_ok = true;
-    h.api_interface = st.value("interface", "");
-    h.api_program_id = st.value("program_id", 0u);
-    h.pin_dir = st.value("pin_dir", std::string(kDefaultPinDir));
-    daemon_config = st.value("config", "");
+    h.api_interface = st.interface;
+    h.api_program_id = st.program_id;
+    h.pin_dir = st.pin_dir.empty() ? std::string(kDefaultPinDir) : st.pin_dir;
+    daemon_config = st.config;
   } catch (const std::exception& e) {
     h.api_error = e.what();
   }
