@@ -40,6 +40,21 @@ struct VipView {
   // The table the state installed (null: none yet); BackendView's
   // table_entries count its entries.
   std::shared_ptr<const std::vector<uint32_t>> table;
+
+  // The weight of the backends that take new flows (up, undrained,
+  // resolved).
+  double usable_weight() const {
+    double sum = 0;
+    for (const auto& b : backends)
+      if (b.takes_new_flows) sum += b.weight;
+    return sum;
+  }
+  // A backend's expected share of the VIP's new flows: its weight over
+  // @usable (usable_weight()); 0 when it takes none. The one definition,
+  // for stats, skew, metrics and alerts.
+  static double expected_share(const BackendView& b, double usable) {
+    return b.takes_new_flows && usable > 0 ? b.weight / usable : 0.0;
+  }
 };
 
 struct ConfigAuditScope {

@@ -98,17 +98,14 @@ std::vector<VipSkew> SkewTracker::compute(const std::vector<VipView>& vips) cons
     v.key = vip.key;
     if (start && end)
       v.window_seconds = std::chrono::duration<double>(end->time - start->time).count();
-    double usable_weight = 0;
+    const double usable = vip.usable_weight();
     uint64_t table_size = 0;
-    for (const auto& b : vip.backends) {
-      if (b.takes_new_flows) usable_weight += b.weight;
-      table_size += b.table_entries;
-    }
+    for (const auto& b : vip.backends) table_size += b.table_entries;
     for (const auto& b : vip.backends) {
       BackendSkew s;
       s.id = b.id;
       s.address = b.address;
-      s.expected_share = b.takes_new_flows && usable_weight > 0 ? b.weight / usable_weight : 0.0;
+      s.expected_share = VipView::expected_share(b, usable);
       if (start && end && start != end) {
         auto e = end->backends.find(b.id);
         if (e != end->backends.end() && e->second.first == b.address) {

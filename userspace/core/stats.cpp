@@ -25,17 +25,14 @@ api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& datapla
   api::StatsReply out;
   for (const auto& vip : vips) {
     const auto vc = dataplane.read_counters(CounterMap::vip, vip.id);
-    double usable_weight = 0;
-    for (const auto& b : vip.backends)
-      if (b.takes_new_flows) usable_weight += b.weight;
+    const double usable = vip.usable_weight();
     api::StatsReply::Vip v{.vip = vip.key,
                            .mode = vip.mode,
                            .counts = {vc.packets, vc.bytes, vc.new_flows},
                            .backends = {}};
     for (const auto& b : vip.backends) {
       const auto bc = dataplane.read_counters(CounterMap::backend, b.id);
-      const double expected =
-          (b.takes_new_flows && usable_weight > 0) ? b.weight / usable_weight : 0.0;
+      const double expected = VipView::expected_share(b, usable);
       const double observed = vc.new_flows ? double(bc.new_flows) / vc.new_flows : 0.0;
       v.backends.push_back({.address = b.address,
                             .weight = b.weight,
