@@ -104,6 +104,8 @@ test_requests_read_strictly() {
 	local out=$STATE_DIR/strict.json before after
 	lb_config_checked
 	lb_start "$STATE_DIR/ballast.yaml"
+	# Health settled first: the two reads below must see the same state.
+	wait_all_up "$VIP_TCP" 10 "$BE1" "$BE2" "$BE3"
 	lb_cli_ok -o json backend list "$VIP_TCP" >"$STATE_DIR/before.json"
 	"$PYTHON" - "$LB_SOCK" "$VIP_TCP" "$BE1" >"$out" <<'PY'
 import json, socket, sys
