@@ -51,11 +51,22 @@ BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 # One binary per bench/*_bench.cpp main (build/bench_NAME); bench/run-all.sh runs them
 # and bench/*_bench.sh, and bench/report.py writes docs/benchmarks.md from their results.
 
+# Fuzz targets (tests/fuzz/NAME_fuzz.cpp -> build/fuzz/NAME_fuzz): clang-14's
+# libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer, over core/
+# (no system calls: all of it links) built the same way.
+FUZZ_CXX   ?= clang++-14
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_FLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) \
+              -Itests/support -MMD -MP $(FUZZ_SAN)
+FUZZ_CORE_OBJS := $(patsubst userspace/core/%.cpp,$(BUILD)/fuzz/core/%.o,$(wildcard userspace/core/*.cpp))
+FUZZ_SRCS  := $(wildcard tests/fuzz/*_fuzz.cpp)
+FUZZ_BINS  := $(patsubst tests/fuzz/%_fuzz.cpp,$(BUILD)/fuzz/%_fuzz,$(FUZZ_SRCS))
+
 BINS       := $(BUILD)/ballastd $(BUILD)/ballast
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
 BENCH_BINS := $(patsubst bench/%_bench.cpp,$(BUILD)/bench_%,$(BENCH_SRCS))
 
-.PHONY: all deps test demo bench clean format
+.PHONY: all deps test demo bench fuzz fuzz-build clean format
 .DEFAULT_GOAL := all
 
 all: $(BPF_OBJS) $(BINS) $(TEST_BINS) $(BENCH_BINS)
@@ -125,12 +136,22 @@ $(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/fuzz/core/%.o: userspace/core/%.cpp
+	$(call msg,FUZZ-CXX,$@)
+	$(Q)mkdir -p $(@D) && $(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/%_fuzz: tests/fuzz/%_fuzz.cpp $(FUZZ_CORE_OBJS)
+	$(call msg,FUZZ,$@)
+	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJS) -o $@ -lyaml-cpp
+
+fuzz-build: $(FUZZ_BINS)
+
 $(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/support $(BUILD)/obj/bench:
 	$(Q)mkdir -p $@
 
 # The README's two commands: each installs what is missing first.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all fuzz-build
 	$(Q)tests/run-all.sh $(BUILD)
 
 demo: deps
@@ -142,6 +163,13 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/run-all.sh $(BUILD)
 
+# Runs every fuzz target for FUZZ_SECONDS (default 60) each from its corpus
+# (tests/fuzz/corpus/NAME, new inputs kept under build/fuzz/); prints what
+# each ran. A crash stops it with the input saved (tests/fuzz/run.sh).
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)tests/fuzz/run.sh $(BUILD)
+
 clean:
 	$(Q)rm -rf $(BUILD)
 
@@ -149,3 +177,4 @@ format:
 	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/support/*.cpp tests/support/*.h
 
 -include $(wildcard $(BUILD)/obj/*/*.d)
+-include $(wildcard $(BUILD)/fuzz/*.d $(BUILD)/fuzz/core/*.d)

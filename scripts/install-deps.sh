@@ -8,6 +8,8 @@ PACKAGES=(
   # build
   make g++ pkg-config clang-14 llvm-14 libbpf-dev libxdp-dev bpftool
   libelf-dev zlib1g-dev linux-libc-dev
+  # tests/fuzz: clang-14's libFuzzer and sanitizer runtimes
+  libclang-rt-14-dev
   # userspace libraries
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libsystemd-dev libmnl-dev
   # run, test and demo (systemd: systemd-analyze checks the unit; util-linux:

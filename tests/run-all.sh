@@ -6,6 +6,7 @@
 #
 # Runs, from the repository root:
 #   BUILD_DIR/unit_tests, BUILD_DIR/dataplane_tests  (GoogleTest)
+#   tests/fuzz/test_*.sh BUILD_DIR                    (PASS/FAIL lines: corpus replay)
 #   tests/runner/test_*.sh                            (PASS/FAIL lines: this file's rules)
 #   tests/prometheus/test_*.sh                        (PASS/FAIL/SKIP lines: promtool)
 #   tests/bench/test_*.sh BUILD_DIR                   (PASS/FAIL/SKIP lines: bench smoke)
@@ -18,7 +19,7 @@
 #   GoogleTest: "[  PASSED  ] N", "[  SKIPPED ] N" and "[  FAILED  ] N" from
 #   --gtest_brief=1 output; a missing binary, a crash (no summary) or a
 #   non-zero exit with no failed test counted is one failure.
-#   Scripts (tests/runner, prometheus, bench smoke, e2e): one per PASS, FAIL
+#   Scripts (tests/fuzz, runner, prometheus, bench smoke, e2e): one per PASS, FAIL
 #   or SKIP line ("SKIP all: ..." included); a script that exits non-zero
 #   without printing a FAIL line is one failure, and so is one that prints
 #   no verdict at all.
@@ -144,8 +145,8 @@ main() {
 	cd "$ROOT"
 	run_gtest unit_tests
 	run_gtest dataplane_tests
-	for script in tests/runner/test_*.sh tests/prometheus/test_*.sh tests/bench/test_*.sh \
-		tests/e2e/test_*.sh; do
+	for script in tests/fuzz/test_*.sh tests/runner/test_*.sh tests/prometheus/test_*.sh \
+		tests/bench/test_*.sh tests/e2e/test_*.sh; do
 		[[ -e $script ]] || continue
 		run_e2e "$script"
 	done

@@ -483,6 +483,9 @@ TEST_F(CommandsTest, BadEditsChangeNothing) {
       {"backend.del", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.99"}}},
       {"vip.add", {{"vip", "10.0.0.100:80/tcp"}}},
       {"vip.add", {{"vip", "10.0.0.100:80"}}},
+      {"vip.add", {{"vip", "0.0.0.0:80/tcp"}}},
+      {"vip.add", {{"vip", "[::ffff:10.0.0.100]:80/tcp"}}},
+      {"backend.add", {{"vip", "10.0.0.100:80/tcp"}, {"address", "224.0.0.5"}}},
       {"vip.del", {{"vip", "10.0.0.200:80/tcp"}}},
       {"no.such.command", nlohmann::json::object()},
   };

@@ -162,6 +162,38 @@ INSTANTIATE_TEST_SUITE_P(
                 "vips[0].backends[2].weight: must be an integer 0..65535, got '70000'"},
         BadCase{"weight_not_number", with("weight: 2", "weight: heavy"),
                 "vips[0].backends[2].weight: must be an integer"},
+        // Edges found by probing (issue #16): each refused with a message
+        // and its line, never read as something else.
+        BadCase{"weight_hex", with("weight: 2", "weight: 0x10"),
+                "test.yaml:9: vips[0].backends[2].weight: must be an integer 0..65535, got '0x10'"},
+        BadCase{"weight_exponent", with("weight: 2", "weight: 1e23"),
+                "test.yaml:9: vips[0].backends[2].weight: must be an integer 0..65535, got '1e23'"},
+        BadCase{"duplicate_key", with("    port: 80\n", "    port: 80\n    port: 8080\n"),
+                "test.yaml:5: vips[0].port: given twice (first on line 4)"},
+        BadCase{"duplicate_top_key", with("interface: eth0\n", "interface: eth0\ninterface: eth1\n"),
+                "test.yaml:2: interface: given twice (first on line 1)"},
+        BadCase{"vip_unspecified", with("10.0.0.100", "0.0.0.0"),
+                "test.yaml:3: vips[0].address: '0.0.0.0' cannot be a VIP: it is in 0.0.0.0/8, "
+                "the unspecified network"},
+        BadCase{"vip_broadcast", with("10.0.0.100", "255.255.255.255"),
+                "test.yaml:3: vips[0].address: '255.255.255.255' cannot be a VIP: it is the "
+                "broadcast address"},
+        BadCase{"vip_multicast", with("10.0.0.100", "239.1.2.3"),
+                "'239.1.2.3' cannot be a VIP: it is a multicast address (224.0.0.0/4)"},
+        BadCase{"vip_loopback", with("10.0.0.100", "127.0.0.53"),
+                "'127.0.0.53' cannot be a VIP: it is a loopback address (127.0.0.0/8)"},
+        BadCase{"vip_v4_mapped", with("10.0.0.100", "'::ffff:10.0.0.100'"),
+                "'::ffff:10.0.0.100' cannot be a VIP: it is an IPv4-mapped IPv6 address "
+                "(::ffff:0:0/96); write the IPv4 address"},
+        BadCase{"vip_v6_unspecified", with("10.0.0.100", "'::'"),
+                "'::' cannot be a VIP: it is the unspecified address (::)"},
+        BadCase{"vip_v6_loopback", with("10.0.0.100", "'::1'"),
+                "'::1' cannot be a VIP: it is the loopback address (::1)"},
+        BadCase{"vip_v6_multicast", with("10.0.0.100", "'ff02::1'"),
+                "'ff02::1' cannot be a VIP: it is a multicast address (ff00::/8)"},
+        BadCase{"backend_loopback", with("10.0.0.12", "127.0.0.1"),
+                "test.yaml:8: vips[0].backends[1].address: '127.0.0.1' cannot be a backend: it is "
+                "a loopback address (127.0.0.0/8)"},
         BadCase{"bad_backend_address", with("10.0.0.12", "10.0.0.300"),
                 "test.yaml:8: vips[0].backends[1].address: '10.0.0.300' is not an IP address"},
         BadCase{"missing_backend_address", with("{address: 10.0.0.12, weight: 1}", "{weight: 1}"),
@@ -192,10 +224,15 @@ INSTANTIATE_TEST_SUITE_P(
                 "attach_mode: must be native or skb, got 'hw'"},
         BadCase{
             "duplicate_backend", with("10.0.0.12", "10.0.0.11"),
-            "vips[0].backends[1].address: duplicate backend 10.0.0.11 (also vips[0].backends[0])"},
+            "test.yaml:8: vips[0].backends[1].address: duplicate backend 10.0.0.11 (also "
+            "vips[0].backends[0])"},
         BadCase{"duplicate_vip",
                 std::string(kGood) + "  - {address: 10.0.0.100, port: 80, protocol: tcp}\n",
-                "vips[1]: duplicate VIP 10.0.0.100:80/tcp (also vips[0])"},
+                "test.yaml:10: vips[1]: duplicate VIP 10.0.0.100:80/tcp (also vips[0])"},
+        BadCase{"whole_file_rule_on_line_one", with("interface: eth0\n", ""),
+                "test.yaml:1: interface: is required"},
+        BadCase{"newline_in_a_value", with("interface: eth0", "interface: eth0\nattach_mode: \"hw\\nx\""),
+                "test.yaml:2: attach_mode: must be native or skb, got 'hw\\nx'"},
         BadCase{"family_mismatch_in_dsr", with("10.0.0.13", "'2001:db8::13'"),
                 "vips[0].backends[2].address: 2001:db8::13: must be the VIP's address family in "
                 "mode dsr"},

@@ -23,7 +23,7 @@ void print_backends(const std::vector<api::BackendEntry>& backends) {
 // The arguments every backend edit takes; set-weight and add a weight too.
 struct BackendArgs {
   std::string vip, address;
-  int64_t weight = 1;
+  std::string weight = "1";  // text: CLI11 would read 0x10 as 16 and 1e23 as INT64_MAX
   bool force = false;
   // drain --wait
   bool wait = false;
@@ -45,13 +45,7 @@ Request edit_request(const BackendArgs& args) {
   request.vip = vip_arg(args.vip);
   request.address = address_arg(args.address);
   request.force = args.force;
-  if constexpr (requires { request.weight; }) {
-    // The daemon checks the range too; a negative number must not wrap.
-    if (args.weight < 0 || args.weight > kMaxWeight)
-      throw Error("weight must be an integer 0.." + std::to_string(kMaxWeight) + ", got " +
-                  std::to_string(args.weight));
-    request.weight = static_cast<uint32_t>(args.weight);
-  }
+  if constexpr (requires { request.weight; }) request.weight = weight_arg(args.weight);
   return request;
 }
 
@@ -115,6 +109,7 @@ void add_backend_commands(CLI::App& app, Action& action) {
   auto add_args = std::make_shared<BackendArgs>();
   auto* add = add_target(backend, "add", "add a backend to a VIP", *add_args);
   add->add_option("-w,--weight", add_args->weight, "weight, 0..65535 (0: no new flows)")
+      ->type_name("INT")
       ->capture_default_str();
   on_edit<api::BackendAdd>(add, action, add_args);
 
@@ -127,7 +122,9 @@ void add_backend_commands(CLI::App& app, Action& action) {
   auto* set_weight = add_target(
       backend, "set-weight", "change a backend's weight on live traffic (new flows follow it)",
       *weight_args);
-  set_weight->add_option("WEIGHT", weight_args->weight, "0..65535 (0: no new flows)")->required();
+  set_weight->add_option("WEIGHT", weight_args->weight, "0..65535 (0: no new flows)")
+      ->type_name("INT")
+      ->required();
   on_edit<api::BackendSetWeight>(set_weight, action, weight_args);
 
   auto drain_args = std::make_shared<BackendArgs>();

@@ -63,6 +63,8 @@ std::function<void()> sends(Action& action, Print print) {
 // Command-line words into typed values; Error naming what is wrong.
 VipKey vip_arg(const std::string& text);
 IpAddress address_arg(const std::string& text);
+// A weight in decimal digits, 0..kMaxWeight (as the config reads it).
+uint32_t weight_arg(const std::string& text);
 // "30s", "5m", "500ms", "2h" -> milliseconds; CLI::ValidationError otherwise
 // (so it is refused while parsing, before anything is sent).
 int64_t duration_ms(const std::string& text);

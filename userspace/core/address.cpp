@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -61,6 +62,25 @@ std::optional<IpPrefix> IpPrefix::parse(std::string_view text) {
 }
 
 std::string IpPrefix::str() const { return address.str() + "/" + std::to_string(length); }
+
+std::optional<std::string> unusable_address(const IpAddress& a) {
+  const auto& b = a.bytes;
+  if (a.is_v4()) {
+    if (b[0] == 0) return "in 0.0.0.0/8, the unspecified network";
+    if (b[0] == 127) return "a loopback address (127.0.0.0/8)";
+    if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+    return std::nullopt;
+  }
+  const bool zero10 = std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; });
+  const bool zero15 = zero10 && std::all_of(b.begin() + 10, b.end() - 1, [](uint8_t x) { return x == 0; });
+  if (zero15 && b[15] == 0) return "the unspecified address (::)";
+  if (zero15 && b[15] == 1) return "the loopback address (::1)";
+  if (b[0] == 0xff) return "a multicast address (ff00::/8)";
+  if (zero10 && b[10] == 0xff && b[11] == 0xff)
+    return "an IPv4-mapped IPv6 address (::ffff:0:0/96); write the IPv4 address";
+  return std::nullopt;
+}
 
 std::string IpAddress::str() const {
   char buf[INET6_ADDRSTRLEN];

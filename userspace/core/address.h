@@ -27,6 +27,13 @@ struct IpAddress {
   auto operator<=>(const IpAddress&) const = default;
 };
 
+// Why @a can be neither a VIP's nor a backend's address ("the unspecified
+// address", "a multicast address (224.0.0.0/4)", ...); nullopt when it
+// can. Refused: unspecified (0.0.0.0/8, ::), loopback (127.0.0.0/8, ::1),
+// multicast (224.0.0.0/4, ff00::/8), the broadcast address and
+// IPv4-mapped IPv6 (::ffff:0:0/96: written as IPv4, it is one VIP, not two).
+std::optional<std::string> unusable_address(const IpAddress& a);
+
 // A listening address, ADDR:PORT or [ADDR6]:PORT (port 1..65535).
 struct ListenAddress {
   IpAddress address;

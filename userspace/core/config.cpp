@@ -3,10 +3,13 @@
 #include <net/if.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "error.h"
 
@@ -42,6 +45,22 @@ std::string attach_mode_name(AttachMode m) { return m == AttachMode::native ? "n
 
 namespace {
 
+// A message stays one line whatever the file held: control characters (a
+// newline in a quoted value) are written as escapes.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), c == '\n' ? "\\n" : "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 // Collects problems while the YAML tree is walked, each prefixed with the
 // file, the line and the field path so the operator can go straight to it.
 class Problems {
@@ -50,11 +69,26 @@ class Problems {
 
   // @reason empty: @field already holds "field: reason".
   void add(const YAML::Node& at, const std::string& field, const std::string& reason) {
-    std::string where = source_;
-    if (at.IsDefined() && at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
-    list_.push_back(where + ": " + field + (reason.empty() ? "" : ": " + reason));
+    list_.push_back(source_ + ":" + std::to_string(line_of(at)) + ": " +
+                    one_line(field + (reason.empty() ? "" : ": " + reason)));
   }
-  void add_plain(const std::string& line) { list_.push_back(source_ + ": " + line); }
+  // Remembers where @path is, for the messages of the whole-config rules,
+  // which come after the walk and know only paths.
+  void locate(const std::string& path, const YAML::Node& at) { lines_.emplace(path, line_of(at)); }
+  // @line starts with a field path ("vips[1].backends[0].address: ..."):
+  // placed on the line of the deepest part of that path that was seen
+  // (line 1 for a rule about the whole file).
+  void add_located(const std::string& line) {
+    size_t best = 0;
+    int at = 1;
+    for (const auto& [path, l] : lines_)
+      if (path.size() > best && line.size() > path.size() && line.compare(0, path.size(), path) == 0 &&
+          std::string_view(".:[ ").find(line[path.size()]) != std::string_view::npos) {
+        best = path.size();
+        at = l;
+      }
+    list_.push_back(source_ + ":" + std::to_string(at) + ": " + one_line(line));
+  }
   bool empty() const { return list_.empty(); }
   std::string joined() const {
     std::string out;
@@ -63,14 +97,27 @@ class Problems {
   }
 
  private:
+  static int line_of(const YAML::Node& at) {
+    return at.IsDefined() && at.Mark().line >= 0 ? at.Mark().line + 1 : 1;
+  }
+
   std::string source_;
   std::vector<std::string> list_;
+  std::map<std::string, int> lines_;  // field path -> line
 };
 
 void check_known_keys(const YAML::Node& map, const std::string& path,
                       const std::set<std::string>& known, Problems& problems) {
+  // yaml-cpp keeps every pair of a mapping but node[key] finds the first:
+  // a key given twice would silently lose its second value.
+  std::map<std::string, int> first_line;
   for (const auto& kv : map) {
     auto key = kv.first.as<std::string>("");
+    problems.locate(path.empty() ? key : path + "." + key, kv.first);
+    const auto [first, fresh] = first_line.emplace(key, kv.first.Mark().line + 1);
+    if (!fresh)
+      problems.add(kv.first, path.empty() ? key : path + "." + key,
+                   "given twice (first on line " + std::to_string(first->second) + ")");
     if (!known.count(key)) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -243,6 +290,7 @@ BackendConfig parse_backend(const YAML::Node& node, const std::string& path, con
                             Problems& problems) {
   BackendConfig b;
   b.check = vip.check;
+  problems.locate(path, node);
   if (!node.IsMap()) {
     problems.add(node, path, "must be a mapping like {address: 10.0.0.11, weight: 1}");
     return b;
@@ -255,6 +303,8 @@ BackendConfig parse_backend(const YAML::Node& node, const std::string& path, con
     problems.add(node, path + ".address", "is required");
   } else if (auto a = IpAddress::parse(scalar_or_empty(addr))) {
     b.address = *a;
+    if (const auto why = unusable_address(*a))
+      problems.add(addr, path + ".address", "'" + a->str() + "' cannot be a backend: it is " + *why);
   } else {
     problems.add(addr, path + ".address", "'" + scalar_or_empty(addr) + "' is not an IP address");
   }
@@ -330,6 +380,7 @@ EncapSettings parse_encap(const YAML::Node& node, Problems& problems) {
 
 VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& problems) {
   VipConfig vip;
+  problems.locate(path, node);
   if (!node.IsMap()) {
     problems.add(node, path, "must be a mapping with address, port, protocol, backends");
     return vip;
@@ -361,6 +412,8 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
     problems.add(node, path + ".address", "is required");
   } else if (auto a = IpAddress::parse(scalar_or_empty(addr))) {
     vip.key.address = *a;
+    if (const auto why = unusable_address(*a))
+      problems.add(addr, path + ".address", "'" + a->str() + "' cannot be a VIP: it is " + *why);
   } else {
     problems.add(addr, path + ".address", "'" + scalar_or_empty(addr) + "' is not an IP address");
   }
@@ -400,6 +453,8 @@ void validate_vip(const VipConfig& vip, const std::string& path, std::vector<std
   if (vip.ignore_source_port && vip.key.protocol != Protocol::udp)
     out.push_back(path + ".ignore_source_port: only for udp VIPs (" + vip.key.str() +
                   " is tcp: a TCP connection never changes its source port)");
+  if (const auto why = unusable_address(vip.key.address))
+    out.push_back(path + ".address: '" + vip.key.address.str() + "' cannot be a VIP: it is " + *why);
   if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
   if (auto err = check_spec_error(vip.check); !err.empty())
     out.push_back(path + ".health_check." + err);
@@ -407,6 +462,9 @@ void validate_vip(const VipConfig& vip, const std::string& path, std::vector<std
   for (size_t j = 0; j < vip.backends.size(); j++) {
     const auto& b = vip.backends[j];
     const std::string bpath = path + ".backends[" + std::to_string(j) + "]";
+    if (const auto why = unusable_address(b.address))
+      out.push_back(bpath + ".address: '" + b.address.str() + "' cannot be a backend: it is " +
+                    *why);
     if (b.address.family != vip.key.address.family && !mode_encapsulates(vip.mode))
       out.push_back(bpath + ".address: " + b.address.str() +
                     ": must be the VIP's address family in mode dsr (direct server return "
@@ -484,12 +542,13 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+    throw Error(source + ":" + std::to_string(std::max(e.mark.line, 0) + 1) +
+                ": not valid YAML: " + one_line(e.msg));
   }
   Problems problems(source);
   Config config;
   if (!root.IsMap()) {
-    problems.add_plain("top level must be a mapping with interface and vips");
+    problems.add_located("top level must be a mapping with interface and vips");
     throw Error(problems.joined());
   }
   check_known_keys(
@@ -547,7 +606,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
   }
   // Whole-config rules (duplicates, families, limits) once the fields parsed.
   if (problems.empty())
-    for (const auto& p : validate_config(config)) problems.add_plain(p);
+    for (const auto& p : validate_config(config)) problems.add_located(p);
   if (!problems.empty()) throw Error(problems.joined());
   return config;
 }
