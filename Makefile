@@ -57,8 +57,11 @@ BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 FUZZ_CXX   ?= clang++-14
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_FLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) \
-              -Itests/support -MMD -MP $(FUZZ_SAN)
+              -Itests/support -I$(BUILD)/gen -MMD -MP $(FUZZ_SAN)
 FUZZ_CORE_OBJS := $(patsubst userspace/core/%.cpp,$(BUILD)/fuzz/core/%.o,$(wildcard userspace/core/*.cpp))
+# packet_fuzz runs the real program: it links the program fixture and
+# packet builder from tests/support (built the same way) and libbpf.
+FUZZ_SUPPORT_OBJS := $(BUILD)/fuzz/support/balancer_fixture.o $(BUILD)/fuzz/support/packet_builder.o
 FUZZ_SRCS  := $(wildcard tests/fuzz/*_fuzz.cpp)
 FUZZ_BINS  := $(patsubst tests/fuzz/%_fuzz.cpp,$(BUILD)/fuzz/%_fuzz,$(FUZZ_SRCS))
 
@@ -140,11 +143,21 @@ $(BUILD)/fuzz/core/%.o: userspace/core/%.cpp
 	$(call msg,FUZZ-CXX,$@)
 	$(Q)mkdir -p $(@D) && $(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(BUILD)/fuzz/%_fuzz: tests/fuzz/%_fuzz.cpp $(FUZZ_CORE_OBJS)
-	$(call msg,FUZZ,$@)
-	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJS) -o $@ -lyaml-cpp
+$(BUILD)/fuzz/support/%.o: tests/support/%.cpp $(SKELS)
+	$(call msg,FUZZ-CXX,$@)
+	$(Q)mkdir -p $(@D) && $(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-fuzz-build: $(FUZZ_BINS)
+$(BUILD)/fuzz/%_fuzz: tests/fuzz/%_fuzz.cpp $(FUZZ_CORE_OBJS) $(FUZZ_SUPPORT_OBJS) $(SKELS)
+	$(call msg,FUZZ,$@)
+	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJS) $(FUZZ_SUPPORT_OBJS) \
+		-o $@ -lyaml-cpp -lbpf -lelf -lz
+
+# Writes packet_fuzz's seed frames (tests/fuzz/corpus/packet/seed-*).
+$(BUILD)/fuzz/packet_seeds: tests/fuzz/packet_seeds.cpp $(FUZZ_SUPPORT_OBJS)
+	$(call msg,FUZZ,$@)
+	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) $< $(BUILD)/fuzz/support/packet_builder.o -o $@
+
+fuzz-build: $(FUZZ_BINS) $(BUILD)/fuzz/packet_seeds
 
 $(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/support $(BUILD)/obj/bench:
 	$(Q)mkdir -p $@
@@ -177,4 +190,4 @@ format:
 	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/support/*.cpp tests/support/*.h
 
 -include $(wildcard $(BUILD)/obj/*/*.d)
--include $(wildcard $(BUILD)/fuzz/*.d $(BUILD)/fuzz/core/*.d)
+-include $(wildcard $(BUILD)/fuzz/*.d $(BUILD)/fuzz/core/*.d $(BUILD)/fuzz/support/*.d)
