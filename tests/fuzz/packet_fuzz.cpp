@@ -263,8 +263,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     moved = static_cast<int>(i);
   }
   if (moved < 0) broken("no reason counted", in, out);
-  // PACKET_FUZZ_SHOW=1: what each input did (to see what a corpus covers).
-  static const bool show = std::getenv("PACKET_FUZZ_SHOW") != nullptr;
+  // FUZZ_SHOW=1: what each input did (to see what a corpus covers).
+  static const bool show = std::getenv("FUZZ_SHOW") != nullptr;
   if (show) std::fprintf(stderr, "packet_fuzz: action %u, %s\n", r.action, kReasonNames[moved]);
   count_behaviour(static_cast<std::uint32_t>(moved), r.action,
                   static_cast<long>(out.size()) - static_cast<long>(in.size()),

@@ -5,7 +5,11 @@
 // extension headers, a frame too big for the tunnel, VLAN, ARP and frames
 // cut at each header. The fuzzer mutates from these.
 //
-// Usage: packet_seeds DIR
+// With a second DIR, also decap_fuzz's (tests/fuzz/corpus/decap/seed-*):
+// the balancer's tunnels of every kind to the backend, and frames that are
+// no tunnel.
+//
+// Usage: packet_seeds PACKET_DIR [DECAP_DIR]
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -37,11 +41,24 @@ PacketBuilder v6(std::uint8_t proto, std::uint16_t port) {
   return p;
 }
 
+bool write_all(const std::string& dir, const std::vector<std::pair<std::string, Bytes>>& frames) {
+  for (const auto& [name, frame] : frames) {
+    std::ofstream out(dir + "/seed-" + name, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+    if (!out) {
+      std::fprintf(stderr, "packet_seeds: cannot write %s/seed-%s\n", dir.c_str(), name.c_str());
+      return false;
+    }
+  }
+  std::printf("packet_seeds: %zu frames in %s\n", frames.size(), dir.c_str());
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: packet_seeds DIR\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: packet_seeds PACKET_DIR [DECAP_DIR]\n");
     return 2;
   }
   std::vector<std::pair<std::string, Bytes>> seeds = {
@@ -120,14 +137,32 @@ int main(int argc, char** argv) {
   for (const std::size_t cut : {30u, 53u, 60u, 73u})
     seeds.push_back({"v6-cut-" + std::to_string(cut), v6(ipproto_udp, port_dns).truncate(cut).build()});
 
-  for (const auto& [name, frame] : seeds) {
-    std::ofstream out(std::string(argv[1]) + "/seed-" + name, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
-    if (!out) {
-      std::fprintf(stderr, "packet_seeds: cannot write %s\n", name.c_str());
-      return 1;
-    }
-  }
-  std::printf("packet_seeds: %zu frames in %s\n", seeds.size(), argv[1]);
-  return 0;
+  if (!write_all(argv[1], seeds)) return 1;
+  if (argc == 2) return 0;
+
+  std::vector<std::pair<std::string, Bytes>> decap_seeds;
+  for (const int outer : {4, 6})
+    for (const int inner : {4, 6})
+      for (const bool gue : {false, true}) {
+        const Bytes client = inner == 4 ? v4(ipproto_tcp, port_http).payload("hello").build()
+                                        : v6(ipproto_tcp, port_http).payload("hello").build();
+        const Outer o = outer == 4
+                            ? Outer{mac_lb, mac_backend_one, v4_lb, v4_backend_one, 0x12345}
+                            : Outer{mac_lb, mac_backend_one, v6_lb, v6_backend_one, 0x12345};
+        const std::string name = std::string(gue ? "gue" : "ipip") + "-v" + std::to_string(inner) +
+                                 "-in-v" + std::to_string(outer);
+        decap_seeds.push_back({name, gue ? encapsulate_gue(client, o, port_gue)
+                                         : encapsulate_ipip(client, o)});
+      }
+  const Bytes elsewhere = PacketBuilder()
+                              .eth(mac_router, mac_lb)
+                              .ipv4(v4_client_one, v4_other_host)
+                              .tcp(port_client_one, port_http, tcp_syn)
+                              .build();
+  decap_seeds.push_back({"ipip-not-local-vip",
+                         encapsulate_ipip(elsewhere, Outer{mac_lb, mac_backend_one, v4_lb,
+                                                           v4_backend_one, 1})});
+  decap_seeds.push_back({"plain-tcp", v4(ipproto_tcp, port_http).build()});
+  decap_seeds.push_back({"plain-udp-v6", v6(ipproto_udp, port_dns).build()});
+  return write_all(argv[2], decap_seeds) ? 0 : 1;
 }
