@@ -34,6 +34,7 @@
 #include "ballast_abi.h"
 #include "balancer_fixture.h"
 #include "packet_builder.h"
+#include "stats.h"
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
 
@@ -145,12 +146,7 @@ std::array<std::uint64_t, BALLAST_REASON_COUNT> reason_packets(const BalancerHar
   return out;
 }
 
-#define BALLAST_VERDICT_OF(name, str, verdict) verdict,
-#define BALLAST_NAME_OF(name, str, verdict) str,
-constexpr const char* kVerdicts[] = {BALLAST_REASONS(BALLAST_VERDICT_OF)};
-constexpr const char* kReasonNames[] = {BALLAST_REASONS(BALLAST_NAME_OF)};
-#undef BALLAST_VERDICT_OF
-#undef BALLAST_NAME_OF
+
 
 std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
@@ -265,11 +261,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (moved < 0) broken("no reason counted", in, out);
   // FUZZ_SHOW=1: what each input did (to see what a corpus covers).
   static const bool show = std::getenv("FUZZ_SHOW") != nullptr;
-  if (show) std::fprintf(stderr, "packet_fuzz: action %u, %s\n", r.action, kReasonNames[moved]);
+  if (show) std::fprintf(stderr, "packet_fuzz: action %u, %s\n", r.action,
+                         std::string(ballast::reason_name(static_cast<std::uint32_t>(moved))).c_str());
   count_behaviour(static_cast<std::uint32_t>(moved), r.action,
                   static_cast<long>(out.size()) - static_cast<long>(in.size()),
                   out.size() >= 6 ? out[5] : 0);
-  const std::string verdict = kVerdicts[moved];
+  const std::string verdict(ballast::reason_verdict(static_cast<std::uint32_t>(moved)));
   const bool sent = r.action == XDP_TX || r.action == XDP_REDIRECT;
   if ((verdict == "tx") != sent || (verdict == "pass") != (r.action == XDP_PASS) ||
       (verdict == "drop") != (r.action == XDP_DROP))
