@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ballast_abi.h"
+#include "fuzz_checks.h"
 #include "balancer_fixture.h"
 #include "decap.skel.h"
 #include "packet_builder.h"
@@ -103,7 +104,7 @@ void count_behaviour(int reason, const Bytes& in, const Bytes& out) {
   std::abort();
 }
 
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+using ballast::fuzz::be16;
 
 // What a decapsulated frame must be, from the input alone: where the inner
 // packet starts and ends, or nothing when the input is no tunnel packet
@@ -158,14 +159,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const Bytes& out = r.frame;
   if (r.action != XDP_PASS) broken("the decap program did not pass the frame", in, out);
-  int moved = -1;
-  for (std::uint32_t i = 0; i < BALLAST_DECAP_REASON_COUNT; ++i) {
-    if (after[i] == before[i]) continue;
-    if (moved >= 0 || after[i] != before[i] + 1)
-      broken("more than one reason counted, or one counted twice", in, out);
-    moved = static_cast<int>(i);
-  }
-  if (moved < 0) broken("no reason counted", in, out);
+  const auto counted = ballast::fuzz::one_reason_moved(before, after);
+  if (const auto* wrong = std::get_if<std::string>(&counted)) broken(*wrong, in, out);
+  const int moved = std::get<int>(counted);
   static const bool show = std::getenv("FUZZ_SHOW") != nullptr;  // what each input did
   if (show) std::fprintf(stderr, "decap_fuzz: reason %d\n", moved);
   count_behaviour(moved, in, out);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "ballast_abi.h"
+#include "fuzz_checks.h"
 #include "balancer_fixture.h"
 #include "packet_builder.h"
 #include "stats.h"
@@ -148,7 +149,7 @@ std::array<std::uint64_t, BALLAST_REASON_COUNT> reason_packets(const BalancerHar
 
 
 
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+using ballast::fuzz::be16;
 
 bool ipv4_header_checksum_ok(const std::uint8_t* ip, std::size_t ihl_bytes) {
   std::uint32_t sum = 0;
@@ -251,14 +252,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const Bytes& out = r.frame;
 
-  int moved = -1;
-  for (std::uint32_t i = 0; i < BALLAST_REASON_COUNT; ++i) {
-    if (after[i] == before[i]) continue;
-    if (moved >= 0 || after[i] != before[i] + 1)
-      broken("more than one reason counted, or one counted twice", in, out);
-    moved = static_cast<int>(i);
-  }
-  if (moved < 0) broken("no reason counted", in, out);
+  const auto counted = ballast::fuzz::one_reason_moved(before, after);
+  if (const auto* wrong = std::get_if<std::string>(&counted)) broken(*wrong, in, out);
+  const int moved = std::get<int>(counted);
   // FUZZ_SHOW=1: what each input did (to see what a corpus covers).
   static const bool show = std::getenv("FUZZ_SHOW") != nullptr;
   if (show) std::fprintf(stderr, "packet_fuzz: action %u, %s\n", r.action,

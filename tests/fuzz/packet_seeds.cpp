@@ -21,9 +21,14 @@ using namespace ballast::test;
 
 namespace {
 
-PacketBuilder v4(std::uint8_t proto, std::uint16_t port) {
+// Client one's first packet of a flow to the VIP of @family on @port.
+PacketBuilder to_vip(int family, std::uint8_t proto, std::uint16_t port) {
   PacketBuilder p;
-  p.eth(mac_router, mac_lb).ipv4(v4_client_one, v4_vip_one);
+  p.eth(mac_router, mac_lb);
+  if (family == 4)
+    p.ipv4(v4_client_one, v4_vip_one);
+  else
+    p.ipv6(v6_client_one, v6_vip_one);
   if (proto == ipproto_tcp)
     p.tcp(port_client_one, port, tcp_syn);
   else
@@ -31,15 +36,8 @@ PacketBuilder v4(std::uint8_t proto, std::uint16_t port) {
   return p;
 }
 
-PacketBuilder v6(std::uint8_t proto, std::uint16_t port) {
-  PacketBuilder p;
-  p.eth(mac_router, mac_lb).ipv6(v6_client_one, v6_vip_one);
-  if (proto == ipproto_tcp)
-    p.tcp(port_client_one, port, tcp_syn);
-  else
-    p.udp(port_client_one, port);
-  return p;
-}
+PacketBuilder v4(std::uint8_t proto, std::uint16_t port) { return to_vip(4, proto, port); }
+PacketBuilder v6(std::uint8_t proto, std::uint16_t port) { return to_vip(6, proto, port); }
 
 bool write_all(const std::string& dir, const std::vector<std::pair<std::string, Bytes>>& frames) {
   for (const auto& [name, frame] : frames) {
