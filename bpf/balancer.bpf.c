@@ -22,6 +22,7 @@
 
 #include "ballast_abi.h"
 #include "parsing.h"
+#include "vlan.h"
 #include "maps.h"
 #include "counters.h"
 #include "select.h"
@@ -94,7 +95,7 @@ static __always_inline struct verdict parse4(struct hdr_cursor *cur, void *data_
 	struct iphdr *iph;
 	void *l3_end;
 
-	if (parse_iphdr(cur, data_end, &iph))
+	if (parse_iphdr(cur, data_end, &iph) || !ipv4_checksum_ok(iph, data_end))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_IPV4);
 	l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
 	pkt->inner.len = bpf_ntohs(iph->tot_len);
@@ -317,7 +318,8 @@ selected:
 		       sent_reason(pkt, mode_reason));
 }
 
-static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 pkt_len)
+static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 pkt_len,
+						     int read_vlan_metadata)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	void *data = (void *)(long)ctx->data;
@@ -329,6 +331,12 @@ static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 p
 
 	if (parse_ethhdr(&cur, data_end, &eth, &eth_proto))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_ETH);
+	/* A tag the device stripped: the frame belongs to a VLAN we are not
+	 * on, and forwarding it would drop the tag (vlan.h). */
+	if (read_vlan_metadata &&
+	    (eth_proto == bpf_htons(ETH_P_IP) || eth_proto == bpf_htons(ETH_P_IPV6)) &&
+	    vlan_tag_stripped(ctx))
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_VLAN);
 	if (eth_proto == bpf_htons(ETH_P_IP))
 		v = parse4(&cur, data_end, &pkt);
 	else if (eth_proto == bpf_htons(ETH_P_IPV6))
@@ -342,14 +350,37 @@ static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 p
 	return lb_forward(ctx, &pkt, pkt_len);
 }
 
-SEC("xdp")
-int ballast_xdp(struct xdp_md *ctx)
+static __always_inline int run_balancer(struct xdp_md *ctx, int read_vlan_metadata)
 {
 	__u32 pkt_len = ctx->data_end - ctx->data;
-	struct verdict v = process_packet(ctx, pkt_len);
+	struct verdict v = process_packet(ctx, pkt_len, read_vlan_metadata);
 
 	count_reason(v.reason, pkt_len);
 	return v.action;
+}
+
+/*
+ * Two entry points, one balancer. ballastd loads exactly one of them.
+ *
+ * ballast_xdp: native mode. Bound to its interface's device at load, so it
+ * reads the VLAN tag the device stripped (vlan.h).
+ *
+ * ballast_xdp_any: the same balancer for any device, without that read:
+ * generic (skb) mode, which refuses device-bound programs, and
+ * BPF_PROG_TEST_RUN, which refuses them too (so it is what the packet
+ * tests, the fuzzer and the benches run; they differ from ballast_xdp in
+ * that one read, which the end-to-end tests cover).
+ */
+SEC("xdp")
+int ballast_xdp(struct xdp_md *ctx)
+{
+	return run_balancer(ctx, 1);
+}
+
+SEC("xdp")
+int ballast_xdp_any(struct xdp_md *ctx)
+{
+	return run_balancer(ctx, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

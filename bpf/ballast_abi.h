@@ -296,6 +296,14 @@ struct ballast_decap_config {
  */
 #define BALLAST_LAYOUT_VERSION 2
 
+/*
+ * The balancer program's two names (balancer.bpf.c): bound to the
+ * interface's device (native mode), and for any device (generic mode, and
+ * every BPF_PROG_TEST_RUN). Either one attached is Ballast's.
+ */
+#define BALLAST_PROG_BOUND "ballast_xdp"
+#define BALLAST_PROG_ANY "ballast_xdp_any"
+
 struct ballast_meta {
 	__u32 layout_version;
 	__u32 daemon_pid;          /* the managing ballastd; 0 after it stopped */

@@ -62,12 +62,20 @@ static __always_inline int icmp6_is_flow_error(__u8 type)
 }
 
 /*
+ * An ICMP error quotes the packet's IP header and at least its first 8 bytes
+ * beyond it (RFC 792, RFC 4443 2.4), and the kernel drops one that quotes
+ * less (icmp_unreach, icmpv6_notify): the ports alone (4 bytes) are not
+ * enough for the backend, so such a quote is malformed. In 16-bit words.
+ */
+#define ICMP_QUOTED_L4_WORDS 4
+
+/*
  * parse_icmp4_error - the client's flow an IPv4 ICMP error is about.
  * @cur: at the ICMP header; @l3_end: the end of the outer IPv4 packet;
  * @outer: the outer IPv4 header (its destination must be the quoted source).
  * Returns: 0 with @flow filled (addresses, ports, protocol, family), else
  * the pass reason: BALLAST_REASON_PASS_MALFORMED_ICMP when the quote is too
- * short, BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW when it is not an error
+ * short (less than its IP header and 8 bytes), BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW when it is not an error
  * about a TCP/UDP packet from this address.
  */
 static __always_inline __u32 parse_icmp4_error(struct hdr_cursor *cur, void *data_end,
@@ -88,7 +96,8 @@ static __always_inline __u32 parse_icmp4_error(struct hdr_cursor *cur, void *dat
 	if (quoted->version != 4 || quoted->ihl < 5)
 		return BALLAST_REASON_PASS_MALFORMED_ICMP;
 	ports = (void *)quoted + quoted->ihl * 4;
-	if ((void *)(ports + 2) > data_end || (void *)(ports + 2) > l3_end)
+	if ((void *)(ports + ICMP_QUOTED_L4_WORDS) > data_end ||
+	    (void *)(ports + ICMP_QUOTED_L4_WORDS) > l3_end)
 		return BALLAST_REASON_PASS_MALFORMED_ICMP;
 	if (quoted->protocol != IPPROTO_TCP && quoted->protocol != IPPROTO_UDP)
 		return BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW;
@@ -127,7 +136,8 @@ static __always_inline __u32 parse_icmp6_error(struct hdr_cursor *cur, void *dat
 		return BALLAST_REASON_PASS_ICMP_NOT_VIP_FLOW;
 	quoted = (void *)(icmp + 1);
 	ports = (void *)(quoted + 1);
-	if ((void *)(ports + 2) > data_end || (void *)(ports + 2) > l3_end)
+	if ((void *)(ports + ICMP_QUOTED_L4_WORDS) > data_end ||
+	    (void *)(ports + ICMP_QUOTED_L4_WORDS) > l3_end)
 		return BALLAST_REASON_PASS_MALFORMED_ICMP;
 	if (quoted->version != 6)
 		return BALLAST_REASON_PASS_MALFORMED_ICMP;

@@ -47,12 +47,6 @@ struct ballast_frag_hdr {
 	__be32 identification;
 };
 
-/* True for 802.1Q and 802.1ad tagged frames. */
-static __always_inline int eth_type_is_vlan(__be16 eth_proto)
-{
-	return eth_proto == bpf_htons(ETH_P_8021Q) || eth_proto == bpf_htons(ETH_P_8021AD);
-}
-
 /* Ethernet II header. @eth_proto gets the EtherType (network order). */
 static __always_inline int parse_ethhdr(struct hdr_cursor *cur, void *data_end,
 					struct ethhdr **ethhdr, __be16 *eth_proto)
@@ -94,6 +88,40 @@ static __always_inline int parse_iphdr(struct hdr_cursor *cur, void *data_end,
 	cur->pos += hdrsize;
 	*iphdr = iph;
 	return 0;
+}
+
+/*
+ * True when the IPv4 header's checksum is right (RFC 1071: the ones'
+ * complement sum over the header, the checksum included, is 0xffff). A
+ * router checks it (RFC 1812 5.2.2) and so do we: a header whose bits
+ * changed on the way is malformed, and forwarding it would hand the backend
+ * a packet its kernel drops. @iph is bounds-checked for its fixed 20 bytes,
+ * the options word by word; 4 to 15 words of 32 bits.
+ */
+static __always_inline int ipv4_checksum_ok(struct iphdr *iph, void *data_end)
+{
+	__u32 *word = (__u32 *)iph;
+	__u64 sum = 0;
+	int i;
+
+	sum += word[0];
+	sum += word[1];
+	sum += word[2];
+	sum += word[3];
+	sum += word[4];
+#pragma unroll
+	for (i = 5; i < 15; i++) {
+		if (i >= iph->ihl)
+			break;
+		if ((void *)(word + i + 1) > data_end)
+			return 0;
+		sum += word[i];
+	}
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
 }
 
 /*

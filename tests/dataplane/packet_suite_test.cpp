@@ -591,6 +591,24 @@ std::vector<SuiteCase> icmp_rows() {
                                    Bytes(quote.begin(), quote.begin() + ipv4_header_len + 2)),
                   XDP_PASS, BALLAST_REASON_PASS_MALFORMED_ICMP));
   }
+  // The ports but not the 8 bytes an error quotes at least (RFC 792, RFC
+  // 4443): the backend's kernel would drop it.
+  {
+    const Bytes quote = answer_quote(service(4, ipproto_tcp, Mode::dsr));
+    rows.push_back(
+        unchanged("Ipv4FragNeededQuotingOnlyThePortsPassesMalformed",
+                  icmp_from_router(4, icmp_dest_unreachable, icmp_code_frag_needed, next_hop_mtu,
+                                   Bytes(quote.begin(), quote.begin() + ipv4_header_len + 4)),
+                  XDP_PASS, BALLAST_REASON_PASS_MALFORMED_ICMP));
+  }
+  {
+    const Bytes quote = answer_quote(service(6, ipproto_udp, Mode::dsr));
+    rows.push_back(
+        unchanged("Ipv6PacketTooBigQuotingOnlyThePortsPassesMalformed",
+                  icmp_from_router(6, icmp6_packet_too_big, 0, ipv6_min_mtu,
+                                   Bytes(quote.begin(), quote.begin() + ipv6_header_len + 7)),
+                  XDP_PASS, BALLAST_REASON_PASS_MALFORMED_ICMP));
+  }
   {
     const Bytes quote = answer_quote(service(6, ipproto_udp, Mode::dsr));
     rows.push_back(
@@ -1079,6 +1097,21 @@ std::vector<SuiteCase> malformed_rows() {
       unchanged("Ipv4HeaderCutAt19BytesDrops",
                 to_service(v4_tcp).truncate(eth_header_len + ipv4_header_len - 1).build(), XDP_DROP,
                 BALLAST_REASON_DROP_MALFORMED_IPV4),
+      // A header whose checksum is wrong changed on the way: a backend's
+      // kernel would drop it, so the balancer does (RFC 1812 5.2.2).
+      [&] {
+        Bytes frame = to_service(v4_tcp).build();
+        frame[eth_header_len + 10] ^= 0x5a;
+        return unchanged("Ipv4HeaderChecksumWrongDrops", frame, XDP_DROP,
+                         BALLAST_REASON_DROP_MALFORMED_IPV4);
+      }(),
+      [&] {
+        const std::array<std::uint8_t, 4> nop_options = {1, 1, 1, 1};
+        Bytes frame = to_service(v4_tcp).ip_options(nop_options).build();
+        frame[eth_header_len + 22] ^= 0x01;  // an option byte: the checksum covers options
+        return unchanged("Ipv4OptionChangedAfterChecksumDrops", frame, XDP_DROP,
+                         BALLAST_REASON_DROP_MALFORMED_IPV4);
+      }(),
       unchanged("Ipv4FrameEndsAfterIpHeaderDrops",
                 to_service(v4_tcp).truncate(eth_header_len + ipv4_header_len).build(), XDP_DROP,
                 BALLAST_REASON_DROP_MALFORMED_IPV4),

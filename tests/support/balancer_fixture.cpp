@@ -108,6 +108,9 @@ BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4, FlowCache flow
   skel_ = balancer::open();
   if (!skel_) fail(-errno, "balancer::open");
   skel_->rodata->flow_cache_enabled = flow_cache == FlowCache::on ? 1 : 0;
+  // BPF_PROG_TEST_RUN refuses device-bound programs: the one for any device
+  // (balancer.bpf.c), and only it (the bound one loads only bound).
+  bpf_program__set_autoload(skel_->progs.ballast_xdp, false);
   if (int err = balancer::load(skel_); err) {
     balancer::destroy(skel_);
     fail(err, "balancer::load");
@@ -271,7 +274,7 @@ RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_
   return test_run(program_fd(), frame, repeat);
 }
 
-int BalancerHarness::program_fd() const { return bpf_program__fd(skel_->progs.ballast_xdp); }
+int BalancerHarness::program_fd() const { return bpf_program__fd(skel_->progs.ballast_xdp_any); }
 
 ballast_reason_counters BalancerHarness::reason_counters(ballast_reason reason) const {
   return sum_per_cpu<ballast_reason_counters>(map_fd("reason_stats"), "reason_stats", reason);

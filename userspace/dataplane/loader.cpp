@@ -27,7 +27,6 @@
 namespace ballast {
 namespace {
 
-constexpr const char* kProgramName = "ballast_xdp";
 constexpr const char* kDispatcherName = "xdp_dispatcher";
 // The program ballastd attached, pinned beside its maps: a later ballastd
 // (a restart, an upgrade) and `--cleanup` know it by this pin, because a
@@ -38,6 +37,40 @@ constexpr const char* kDispatcherName = "xdp_dispatcher";
 constexpr const char* kProgramPin = "ballast_xdp";
 constexpr const char* kProgramPinNext = "ballast_xdp_next";  // (bpffs names take no dots)
 constexpr const char* kBpffs = "/sys/fs/bpf";
+
+// Linux 6.3's flag for a program bound to one device without offload (the
+// uapi headers of Debian 12 predate it).
+#ifndef BPF_F_XDP_DEV_BOUND_ONLY
+#define BPF_F_XDP_DEV_BOUND_ONLY (1U << 6)
+#endif
+
+// The program of the object that runs in @mode (balancer.bpf.c): in native
+// mode ballast_xdp, bound to @ifindex's device so that its call to the XDP
+// metadata kfunc for the VLAN tag (bpf/vlan.h) reads the tag that device
+// stripped; in generic mode, which refuses device-bound programs,
+// ballast_xdp_any. The other one is not loaded. A bound program attaches to
+// its device only: an interface created again gets a program loaded for it
+// (Loader::reattach).
+bpf_program* choose_program(balancer* skel, AttachMode mode, int ifindex) {
+  bpf_program* bound = skel->progs.ballast_xdp;
+  bpf_program* any = skel->progs.ballast_xdp_any;
+  if (mode != AttachMode::native) {
+    bpf_program__set_autoload(bound, false);
+    return any;
+  }
+  bpf_program__set_autoload(any, false);
+  bpf_program__set_ifindex(bound, static_cast<__u32>(ifindex));
+  bpf_program__set_flags(bound, bpf_program__flags(bound) | BPF_F_XDP_DEV_BOUND_ONLY);
+  return bound;
+}
+
+bpf_program* loaded_program(balancer* skel, AttachMode mode) {
+  return mode == AttachMode::native ? skel->progs.ballast_xdp : skel->progs.ballast_xdp_any;
+}
+
+bool is_ballast_program_name(const std::string& name) {
+  return name == BALLAST_PROG_BOUND || name == BALLAST_PROG_ANY;
+}
 
 bpf_map* map_by_name(balancer* skel, const char* name) {
   bpf_map* m = bpf_object__find_map_by_name(skel->obj, name);
@@ -125,8 +158,7 @@ std::vector<PinnedProgram> pinned_programs(const std::string& pin_dir) {
 // A ballast program attached on its own, as @now reports it: one pinned in
 // @pinned (known without privilege), or one whose name says so (readable
 // as root: pins from before programs were pinned). Its fd in @fd.
-bool ballast_attached(const AttachedXdp& now, std::vector<PinnedProgram>& pinned,
-                      UniqueFd* fd);
+bool ballast_attached(const AttachedXdp& now, std::vector<PinnedProgram>& pinned, UniqueFd* fd);
 
 AttachedXdp attached_xdp(int ifindex) {
   AttachedXdp out;
@@ -150,7 +182,7 @@ bool ballast_attached(const AttachedXdp& now, std::vector<PinnedProgram>& pinned
       if (fd) *fd = std::move(p.fd);
       return true;
     }
-  if (now.name != kProgramName) return false;
+  if (!is_ballast_program_name(now.name)) return false;
   if (fd) *fd = UniqueFd(bpf_prog_get_fd_by_id(now.id));
   return true;
 }
@@ -179,8 +211,7 @@ uint32_t detach_ballast_from_dispatcher(int ifindex, uint32_t keep_id) {
   uint32_t detached = 0;
   for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p;
        p = xdp_multiprog__next_prog(p, mp)) {
-    if (std::strcmp(xdp_program__name(p), kProgramName) != 0 || xdp_program__id(p) == keep_id)
-      continue;
+    if (!is_ballast_program_name(xdp_program__name(p)) || xdp_program__id(p) == keep_id) continue;
     const uint32_t id = xdp_program__id(p);
     int err = xdp_program__detach(p, ifindex, xdp_multiprog__attach_mode(mp), 0);
     if (err)
@@ -293,6 +324,7 @@ Loader::~Loader() {
 void Loader::open_and_pin() {
   skel_ = balancer::open();
   if (!skel_) throw Error(errno_message("opening BPF object", errno));
+  choose_program(skel_, options_.mode, ifindex_);
   for (const char* name : kPinnedMaps) {
     const std::string path = options_.pin_dir + "/" + name;
     bpf_map* map = map_by_name(skel_, name);
@@ -345,8 +377,14 @@ void Loader::heartbeat(uint32_t pid) { write_meta(pid); }
 
 void Loader::stopped() { write_meta(0); }
 
+balancer* Loader::program_object() const { return program_skel_ ? program_skel_ : skel_; }
+
+int Loader::program_fd() const {
+  return bpf_program__fd(loaded_program(program_object(), options_.mode));
+}
+
 void Loader::attach() {
-  const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
+  const int new_fd = program_fd();
   const AttachedXdp now = attached_xdp(ifindex_);
   auto pinned = pinned_programs(options_.pin_dir);
   UniqueFd old_fd;
@@ -369,7 +407,7 @@ void Loader::attach() {
 }
 
 std::string Loader::attach_program(const AttachedXdp& now, bool replacing, UniqueFd old_fd) {
-  const int new_fd = bpf_program__fd(skel_->progs.ballast_xdp);
+  const int new_fd = program_fd();
   const auto mode = options_.mode == AttachMode::native ? XDP_MODE_NATIVE : XDP_MODE_SKB;
   std::string what;
   if (replacing) {
@@ -383,14 +421,14 @@ std::string Loader::attach_program(const AttachedXdp& now, bool replacing, Uniqu
       throw Error(errno_message("replacing the ballast program attached to " + options_.interface +
                                     " in " + attach_mode_name(options_.mode) + " mode",
                                 err));
-    what = "replaced program " + std::to_string(now.id) + " with " +
-           std::to_string(program_id()) + " atomically";
+    what = "replaced program " + std::to_string(now.id) + " with " + std::to_string(program_id()) +
+           " atomically";
   } else if (now.id && !now.is_dispatcher()) {
-    throw Error("another XDP program (" +
-                (now.name.empty() ? std::string("its name unreadable without CAP_SYS_ADMIN")
-                                  : now.name) +
-                ", id " + std::to_string(now.id) + ") is attached to " + options_.interface +
-                "; detach it first");
+    throw Error(
+        "another XDP program (" +
+        (now.name.empty() ? std::string("its name unreadable without CAP_SYS_ADMIN") : now.name) +
+        ", id " + std::to_string(now.id) + ") is attached to " + options_.interface +
+        "; detach it first");
   } else {
     // libxdp attaches through its dispatcher where the kernel allows it,
     // so other XDP programs can share the interface (and falls back to
@@ -400,7 +438,9 @@ std::string Loader::attach_program(const AttachedXdp& now, bool replacing, Uniqu
       // from_fd reads the program's BTF back from the kernel, which needs
       // CAP_SYS_ADMIN (without it libxdp 1.3.1 goes on with a half-filled
       // program and crashes in the attach).
-      DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = skel_->obj, .prog_name = kProgramName);
+      DECLARE_LIBXDP_OPTS(
+          xdp_program_opts, opts, .obj = program_object()->obj,
+          .prog_name = bpf_program__name(loaded_program(program_object(), options_.mode)));
       prog_ = xdp_program__create(&opts);
       if (int err = libxdp_get_error(prog_)) {
         prog_ = nullptr;
@@ -425,14 +465,62 @@ std::string Loader::attach_program(const AttachedXdp& now, bool replacing, Uniqu
 }
 
 void Loader::reattach(int new_ifindex) {
+  if (options_.mode != AttachMode::native) {
+    const int old = ifindex_;
+    ifindex_ = new_ifindex;
+    try {
+      attach();
+    } catch (...) {
+      ifindex_ = old;
+      throw;
+    }
+    return;
+  }
+  // Our program is bound to the device that went away: load the program
+  // again, bound to the new one, over the very same maps (every flow, id and
+  // counter carries over), and attach that.
+  balancer* loaded = load_program_for(new_ifindex);
+  balancer* previous = program_skel_;
   const int old = ifindex_;
+  program_skel_ = loaded;
   ifindex_ = new_ifindex;
+  if (prog_) xdp_program__close(prog_);  // libxdp's handle wraps the old object
+  prog_ = nullptr;
   try {
     attach();
   } catch (...) {
+    if (prog_) xdp_program__close(prog_);
+    prog_ = nullptr;
+    program_skel_ = previous;
     ifindex_ = old;
+    balancer::destroy(loaded);
     throw;
   }
+  if (previous) balancer::destroy(previous);
+}
+
+// A second copy of the object whose maps are this one's (by descriptor, so
+// nothing is created or pinned) and whose program is bound to @ifindex.
+balancer* Loader::load_program_for(int ifindex) {
+  balancer* next = balancer::open();
+  if (!next) throw Error(errno_message("opening BPF object", errno));
+  try {
+    bpf_map* map;
+    bpf_object__for_each_map(map, next->obj) {
+      if (bpf_map__is_internal(map)) continue;  // .rodata: the same defaults
+      const int fd = bpf_map__fd(map_by_name(skel_, bpf_map__name(map)));
+      if (int err = bpf_map__reuse_fd(map, fd))
+        throw Error(errno_message(std::string("reusing map ") + bpf_map__name(map), err));
+    }
+    choose_program(next, options_.mode, ifindex);
+    if (int err = balancer::load(next))
+      throw Error(errno_message(
+          "loading the BPF program for interface index " + std::to_string(ifindex), err));
+  } catch (...) {
+    balancer::destroy(next);
+    throw;
+  }
+  return next;
 }
 
 bool Loader::is_attached() const {
@@ -446,6 +534,8 @@ bool Loader::is_attached() const {
 void Loader::close_all() noexcept {
   if (prog_) xdp_program__close(prog_);  // its own dup of the program fd
   prog_ = nullptr;
+  if (program_skel_) balancer::destroy(program_skel_);
+  program_skel_ = nullptr;
   if (skel_) balancer::destroy(skel_);
   skel_ = nullptr;
 }
@@ -470,7 +560,7 @@ uint32_t Loader::program_id() const {
   if (!skel_) return 0;
   bpf_prog_info info{};
   uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.ballast_xdp), &info, &len)) return 0;
+  if (bpf_obj_get_info_by_fd(program_fd(), &info, &len)) return 0;
   return info.id;
 }
 
@@ -488,9 +578,8 @@ RemoveResult remove_ballast(const std::string& interface, const std::string& pin
   if (ballast_attached(now, pinned, &fd)) {
     LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd.get());
     if (int err = bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | now.flags, &opts))
-      throw Error(errno_message("detaching ballast program " + std::to_string(now.id) + " from " +
-                                    interface,
-                                err));
+      throw Error(errno_message(
+          "detaching ballast program " + std::to_string(now.id) + " from " + interface, err));
     result.detached_program = now.id;
   } else if (now.is_dispatcher()) {
     result.detached_program = detach_ballast_from_dispatcher(ifindex, 0);

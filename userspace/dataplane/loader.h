@@ -50,8 +50,9 @@ class Loader {
   // program found there, else a fresh attach through libxdp. Throws Error.
   void attach();
   // The interface came back (deleted and created again under its name):
-  // attaches to its new index. Throws Error (the old index is kept, so the
-  // caller tries again later).
+  // attaches to its new index (in native mode a program loaded again for the
+  // new device, over the same maps). Throws Error (the old index and program
+  // are kept, so the caller tries again later).
   void reattach(int new_ifindex);
 
   MapFds map_fds() const;
@@ -81,10 +82,16 @@ class Loader {
   void load_reusing_pins();
   void write_meta(uint32_t pid);
   void close_all() noexcept;
+  balancer* program_object() const;  // program_skel_, else skel_
+  int program_fd() const;
+  balancer* load_program_for(int ifindex);
 
   LoaderOptions options_;
   int ifindex_ = 0;
-  balancer* skel_ = nullptr;
+  balancer* skel_ = nullptr;  // the maps, and the program unless reloaded
+  // The program loaded again for a re-created interface (reattach), over
+  // skel_'s maps; null until then.
+  balancer* program_skel_ = nullptr;
   xdp_program* prog_ = nullptr;  // libxdp's handle after a fresh attach
   bool attached_ = false;
   bool adopted_ = false;

@@ -145,7 +145,7 @@ void check_vips(const BackendHost& host, const BackendOptions& options,
       const std::string msg = v + " is on " + elsewhere->interface + ", not on lo" + why;
       const std::string fix = "ip addr del " + where + " && " + add_to_lo(vip);
       out.push_back(options.mode == ForwardMode::dsr ? error("vip-on-lo", msg, fix)
-                                              : warn("vip-on-lo", msg, fix));
+                                                     : warn("vip-on-lo", msg, fix));
       continue;
     }
     out.push_back(error("vip-on-lo",
@@ -365,8 +365,8 @@ void check_backend_mtu(const BackendHost& host, const BackendOptions& options,
                        std::vector<Finding>& out) {
   const bool v6 = interface_is_v6_only(host);
   const uint32_t over = encap_overhead(options.mode, v6);
-  const std::string what = (forward_mode_name(options.mode)) + " adds " + num(over) +
-                           " bytes (" + (v6 ? "IPv6" : "IPv4") + " outer header)";
+  const std::string what = (forward_mode_name(options.mode)) + " adds " + num(over) + " bytes (" +
+                           (v6 ? "IPv6" : "IPv4") + " outer header)";
   if (host.mtu >= kClientMtu + over) {
     out.push_back(ok("mtu", host.interface + " MTU " + num(host.mtu) + " leaves room for a " +
                                 num(kClientMtu) + "-byte client packet: " + what));
@@ -392,7 +392,11 @@ std::string config_or_placeholder(const BalancerHost& host) {
 void check_program(const BalancerHost& host, std::vector<Finding>& out) {
   const std::string& ifc = host.interface;
   const std::string start = "ballastd --config " + config_or_placeholder(host);
-  const auto it = std::find(host.xdp.programs.begin(), host.xdp.programs.end(), "ballast_xdp");
+  // Native mode attaches ballast_xdp, generic mode ballast_xdp_any.
+  const auto it =
+      std::find_if(host.xdp.programs.begin(), host.xdp.programs.end(), [](const std::string& name) {
+        return name == BALLAST_PROG_BOUND || name == BALLAST_PROG_ANY;
+      });
   if (it == host.xdp.programs.end()) {
     if (host.xdp.programs.empty())
       out.push_back(error("xdp-program",
@@ -411,14 +415,14 @@ void check_program(const BalancerHost& host, std::vector<Finding>& out) {
       i < host.xdp.program_ids.size() ? " (id " + num(host.xdp.program_ids[i]) + ")" : "";
   if (host.xdp.mode == "skb")
     out.push_back(warn("xdp-program",
-                       "ballast_xdp" + id + " is attached to " + ifc +
+                       *it + id + " is attached to " + ifc +
                            " in generic (skb) mode: it runs only after the kernel has built an "
                            "skb for every packet, several times slower than native mode",
                        "sed -i 's/^attach_mode: *skb/attach_mode: native/' " +
                            config_or_placeholder(host) + " && kill -TERM $(pidof ballastd); " +
                            start));
   else
-    out.push_back(ok("xdp-program", "ballast_xdp" + id + " is attached to " + ifc + " in " +
+    out.push_back(ok("xdp-program", *it + id + " is attached to " + ifc + " in " +
                                         (host.xdp.mode.empty() ? "an unknown" : host.xdp.mode) +
                                         " mode"));
 }
@@ -590,7 +594,6 @@ std::string_view severity_name(Severity s) {
   }
   return "?";
 }
-
 
 const std::vector<std::string>& required_pinned_maps() {
   // Every pinned map but meta: pins without it are layout 1, which a
