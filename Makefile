@@ -7,6 +7,15 @@
 # (core, host, dataplane, daemon, cli, tools) are described in
 # docs/architecture.md; every layer's folder is on the include path.
 
+# SANITIZE=1: every C++ binary (daemon, CLI, tests, benches) built with
+# AddressSanitizer and UndefinedBehaviorSanitizer into build-san/, so that
+# `make test SANITIZE=1` runs the whole suite, ballastd under the end-to-end
+# tests included, instrumented. Reports go to files under BUILD/sanitizer/;
+# tests/run-all.sh fails the run if any exists.
+SANITIZE   ?= 0
+ifeq ($(SANITIZE),1)
+BUILD      ?= build-san
+endif
 BUILD      ?= build
 CLANG      ?= clang-14
 BPFTOOL    ?= bpftool
@@ -14,9 +23,25 @@ CXX        ?= g++
 ARCH_INC   := -I/usr/include/$(shell uname -m)-linux-gnu
 
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf $(ARCH_INC) -Ibpf
+ifeq ($(SANITIZE),1)
+CXXFLAGS   ?= -O0 -g
+else
 CXXFLAGS   ?= -O2 -g
+endif
 LAYERS     := core host dataplane daemon cli tools
 CXXFLAGS   += -std=c++20 -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) -I$(BUILD)/gen -MMD -MP
+SAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ifeq ($(SANITIZE),1)
+CXXFLAGS   += $(SAN_FLAGS)
+LDFLAGS    += $(SAN_FLAGS)
+endif
+# The test binaries (unit_tests, dataplane_tests) are built with both
+# sanitizers in every build, over a copy of the library built the same way
+# under BUILD/san/, so `make test` runs them instrumented every time. At -O0:
+# g++ takes six times as long at -O2 with the sanitizers (35 s against 6 s
+# for config_test.cpp), and at -O0 less than the plain -O2 build (4.8 s).
+TEST_CXXFLAGS := $(filter-out -O%,$(CXXFLAGS)) -O0 $(SAN_FLAGS)
+TEST_LDFLAGS  := $(SAN_FLAGS)
 LDLIBS     := -lxdp -lbpf -lelf -lz -lyaml-cpp -lsystemd -lmnl -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
 
@@ -39,13 +64,16 @@ LIB_OBJS   := $(patsubst userspace/%.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB        := $(BUILD)/libballast.a
 
 UNIT_SRCS  := $(wildcard tests/unit/*.cpp)
-UNIT_OBJS  := $(patsubst tests/unit/%.cpp,$(BUILD)/obj/unit/%.o,$(UNIT_SRCS))
+UNIT_OBJS  := $(patsubst tests/unit/%.cpp,$(BUILD)/san/obj/unit/%.o,$(UNIT_SRCS))
 DP_SRCS    := $(wildcard tests/dataplane/*.cpp)
-DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/obj/dataplane/%.o,$(DP_SRCS))
+DP_OBJS    := $(patsubst tests/dataplane/%.cpp,$(BUILD)/san/obj/dataplane/%.o,$(DP_SRCS))
+SAN_LIB_OBJS := $(patsubst userspace/%.cpp,$(BUILD)/san/obj/%.o,$(LIB_SRCS))
+SAN_LIB    := $(BUILD)/san/libballast.a
 # What tests and benches share (packet builder, program fixture, fake data
 # planes and host, the state driver): tests/support, one place.
 SUPPORT_SRCS := $(wildcard tests/support/*.cpp)
 SUPPORT_OBJS := $(patsubst tests/support/%.cpp,$(BUILD)/obj/support/%.o,$(SUPPORT_SRCS))
+SAN_SUPPORT_OBJS := $(patsubst tests/support/%.cpp,$(BUILD)/san/obj/support/%.o,$(SUPPORT_SRCS))
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 # One binary per bench/*_bench.cpp main (build/bench_NAME); bench/run-all.sh runs them
@@ -55,7 +83,7 @@ BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 # libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer, over core/
 # (no system calls: all of it links) built the same way.
 FUZZ_CXX   ?= clang++-14
-FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SAN   := $(SAN_FLAGS)
 FUZZ_FLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -Ibpf $(addprefix -Iuserspace/,$(LAYERS)) \
               -Itests/support -I$(BUILD)/gen -MMD -MP $(FUZZ_SAN)
 FUZZ_CORE_OBJS := $(patsubst userspace/core/%.cpp,$(BUILD)/fuzz/core/%.o,$(wildcard userspace/core/*.cpp))
@@ -98,13 +126,22 @@ $(BUILD)/obj/%.o: userspace/%.cpp $(SKELS)
 	$(call msg,CXX,$@)
 	$(Q)mkdir -p $(@D) && $(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/unit/%.o: tests/unit/%.cpp $(SKELS) | $(BUILD)/obj/unit
-	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
+# The sanitized copies the test binaries are made of (see TEST_CXXFLAGS).
+$(BUILD)/san/obj/%.o: userspace/%.cpp $(SKELS)
+	$(call msg,CXX-SAN,$@)
+	$(Q)mkdir -p $(@D) && $(CXX) $(TEST_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/dataplane/%.o: tests/dataplane/%.cpp $(SKELS) | $(BUILD)/obj/dataplane
-	$(call msg,CXX,$@)
-	$(Q)$(CXX) $(CXXFLAGS) -Itests/support -c $< -o $@
+$(BUILD)/san/obj/unit/%.o: tests/unit/%.cpp $(SKELS)
+	$(call msg,CXX-SAN,$@)
+	$(Q)mkdir -p $(@D) && $(CXX) $(TEST_CXXFLAGS) -Itests/support -c $< -o $@
+
+$(BUILD)/san/obj/dataplane/%.o: tests/dataplane/%.cpp $(SKELS)
+	$(call msg,CXX-SAN,$@)
+	$(Q)mkdir -p $(@D) && $(CXX) $(TEST_CXXFLAGS) -Itests/support -c $< -o $@
+
+$(BUILD)/san/obj/support/%.o: tests/support/%.cpp $(SKELS)
+	$(call msg,CXX-SAN,$@)
+	$(Q)mkdir -p $(@D) && $(CXX) $(TEST_CXXFLAGS) -Itests/support -c $< -o $@
 
 $(BUILD)/obj/support/%.o: tests/support/%.cpp $(SKELS) | $(BUILD)/obj/support
 	$(call msg,CXX,$@)
@@ -120,24 +157,28 @@ $(LIB): $(LIB_OBJS)
 
 $(BUILD)/ballastd: $(BUILD)/obj/daemon/ballastd.o $(LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/ballast: $(BUILD)/obj/cli/main.o $(LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/unit_tests: $(UNIT_OBJS) $(SUPPORT_OBJS) $(LIB)
-	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
+$(SAN_LIB): $(SAN_LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/dataplane_tests: $(DP_OBJS) $(SUPPORT_OBJS) $(LIB)
+$(BUILD)/unit_tests: $(UNIT_OBJS) $(SAN_SUPPORT_OBJS) $(SAN_LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
+	$(Q)$(CXX) $(TEST_LDFLAGS) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
+
+$(BUILD)/dataplane_tests: $(DP_OBJS) $(SAN_SUPPORT_OBJS) $(SAN_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CXX) $(TEST_LDFLAGS) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
 
 # Every bench binary links tests/support too.
 $(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CXX) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/fuzz/core/%.o: userspace/core/%.cpp
 	$(call msg,FUZZ-CXX,$@)
@@ -159,13 +200,20 @@ $(BUILD)/fuzz/packet_seeds: tests/fuzz/packet_seeds.cpp $(FUZZ_SUPPORT_OBJS)
 
 fuzz-build: $(FUZZ_BINS) $(BUILD)/fuzz/packet_seeds
 
-$(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/unit $(BUILD)/obj/dataplane $(BUILD)/obj/support $(BUILD)/obj/bench:
+$(BUILD)/bpf $(BUILD)/gen $(BUILD)/obj $(BUILD)/obj/support $(BUILD)/obj/bench:
 	$(Q)mkdir -p $@
 
 # The README's two commands: each installs what is missing first.
+# The sanitizers' reports (every instrumented process: the test binaries
+# always, ballastd and the CLI too under SANITIZE=1) go to files here, and
+# tests/run-all.sh fails the run when it finds any: a report from a process
+# whose test passed anyway (a leak at exit, a daemon's) is not lost.
+SAN_LOG_DIR := $(abspath $(BUILD))/sanitizer
 test: deps
 	$(Q)$(MAKE) --no-print-directory all fuzz-build
-	$(Q)tests/run-all.sh $(BUILD)
+	$(Q)BALLAST_SANITIZER_LOGS=$(SAN_LOG_DIR) ASAN_OPTIONS=log_path=$(SAN_LOG_DIR)/asan \
+		UBSAN_OPTIONS=log_path=$(SAN_LOG_DIR)/ubsan:print_stacktrace=1 \
+		tests/run-all.sh $(BUILD)
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -189,5 +237,5 @@ clean:
 format:
 	$(Q)clang-format -i userspace/*/*.cpp userspace/*/*.h tests/unit/*.cpp tests/dataplane/*.cpp tests/support/*.cpp tests/support/*.h
 
--include $(wildcard $(BUILD)/obj/*/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/san/obj/*/*.d)
 -include $(wildcard $(BUILD)/fuzz/*.d $(BUILD)/fuzz/core/*.d $(BUILD)/fuzz/support/*.d)

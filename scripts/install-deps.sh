@@ -15,6 +15,8 @@ PACKAGES=(
   # run, test and demo (systemd: systemd-analyze checks the unit; util-linux:
   # setpriv runs ballastd with the unit's capabilities)
   iproute2 ethtool xdp-tools python3 curl procps systemd util-linux passwd
+  # end-to-end suites written in pytest, their topology built with pyroute2
+  python3-pytest python3-pyroute2
   # metrics and alert rules: promtool (make test checks both)
   prometheus
   # make bench: the balancers compared against, load generators, plots

@@ -11,6 +11,10 @@
 #   tests/prometheus/test_*.sh                        (PASS/FAIL/SKIP lines: promtool)
 #   tests/bench/test_*.sh BUILD_DIR                   (PASS/FAIL/SKIP lines: bench smoke)
 #   tests/e2e/test_*.sh BUILD_DIR                     (PASS/FAIL/SKIP lines)
+#   tests/e2e/test_*.py under pytest                  (PASS/FAIL/SKIP lines:
+#                                                      tests/e2e/conftest.py)
+#   and, with BALLAST_SANITIZER_LOGS set, one verdict: no sanitizer report
+#   was written there during the run (make test sets it).
 # prints each suite's output and summary, and ends with exactly one last line
 # "N passed, N failed" summed over all suites (", N skipped" added when any
 # test skipped). Exit status 0 iff no failure.
@@ -43,6 +47,7 @@ E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-1800}
 TOTAL_PASSED=0
 TOTAL_FAILED=0
 TOTAL_SKIPPED=0
+SUITE_START=
 STRICT=${BALLAST_STRICT:-0}
 SUMMARY=()
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ballast-run-all.XXXXXX")
@@ -58,6 +63,9 @@ record() {
 	local line="$1: $2 passed, $3 failed"
 	((${4:-0} == 0)) || line+=", $4 skipped"
 	line+="${5:+ ($5)}"
+	# How long the suite took (CI's budget is the sum of these).
+	[[ -z $SUITE_START ]] || line+=" in $((SECONDS - SUITE_START)) s"
+	SUITE_START=
 	TOTAL_PASSED=$((TOTAL_PASSED + $2))
 	TOTAL_FAILED=$((TOTAL_FAILED + $3))
 	TOTAL_SKIPPED=$((TOTAL_SKIPPED + ${4:-0}))
@@ -92,6 +100,7 @@ describe_status() {
 # run_gtest NAME: one GoogleTest binary from BUILD.
 run_gtest() {
 	local name=$1 bin=$BUILD/$1 log=$LOG_DIR/$1.log rc=0 passed failed skipped
+	SUITE_START=$SECONDS
 	echo "== $name"
 	if [[ ! -x $bin ]]; then
 		echo "$bin: not built"
@@ -122,11 +131,29 @@ run_gtest() {
 
 # run_e2e SCRIPT: one end-to-end (or promtool, or bench smoke) script.
 run_e2e() {
+	run_verdicts "$1" "$1" "$BUILD"
+}
+
+# run_pytest FILE: one pytest suite (tests/e2e/test_*.py): the plugin
+# tests/e2e/harness/verdicts.py prints the same PASS/FAIL/SKIP lines as the
+# scripts, in place of pytest's own output. Debian's interpreter, which has
+# pytest and pyroute2.
+run_pytest() {
+	PYTHONPATH=$ROOT/tests/e2e${PYTHONPATH:+:$PYTHONPATH} run_verdicts "$1" \
+		/usr/bin/python3 -m pytest -p no:terminal -p no:cacheprovider -p harness.verdicts \
+		"$1" --build-dir "$BUILD"
+}
+
+# run_verdicts FILE CMD...: runs CMD (a suite that prints one PASS, FAIL or
+# SKIP line per test) and records its counts under FILE's name.
+run_verdicts() {
 	local script=$1 name log rc=0 passed failed skipped
+	shift
 	name=$(basename "$(dirname "$script")")/$(basename "$script")
 	log=$LOG_DIR/$(basename "$script").log
+	SUITE_START=$SECONDS
 	echo "== $name"
-	run_logged "$log" "$E2E_TIMEOUT_S" "$script" "$BUILD" || rc=$?
+	run_logged "$log" "$E2E_TIMEOUT_S" "$@" || rc=$?
 	passed=$(grep -c '^PASS ' "$log" || true)
 	failed=$(grep -c '^FAIL ' "$log" || true)
 	skipped=$(grep -c '^SKIP ' "$log" || true)
@@ -140,9 +167,37 @@ run_e2e() {
 	fi
 }
 
+# sanitizer_reports: with BALLAST_SANITIZER_LOGS set (make test sets it and
+# points ASAN_OPTIONS/UBSAN_OPTIONS' log_path there), one verdict: no
+# AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report was
+# written by any process during the run.
+sanitizer_reports() {
+	local dir=${BALLAST_SANITIZER_LOGS:-} f reports=()
+	[[ -n $dir ]] || return 0
+	echo "== sanitizers"
+	for f in "$dir"/*; do
+		[[ -f $f ]] && reports+=("$f")
+	done
+	if ((${#reports[@]} == 0)); then
+		echo "PASS no sanitizer report in $dir"
+		record sanitizers 1 0 0
+		return 0
+	fi
+	echo "FAIL ${#reports[@]} sanitizer report(s) in $dir"
+	for f in "${reports[@]}"; do
+		echo "    $f:"
+		head -n 30 "$f" | sed 's/^/    | /'
+	done
+	record sanitizers 0 1 0
+}
+
 main() {
 	local script
 	cd "$ROOT"
+	if [[ -n ${BALLAST_SANITIZER_LOGS:-} ]]; then
+		rm -rf "$BALLAST_SANITIZER_LOGS"
+		mkdir -p "$BALLAST_SANITIZER_LOGS"
+	fi
 	run_gtest unit_tests
 	run_gtest dataplane_tests
 	for script in tests/fuzz/test_*.sh tests/runner/test_*.sh tests/prometheus/test_*.sh \
@@ -150,6 +205,11 @@ main() {
 		[[ -e $script ]] || continue
 		run_e2e "$script"
 	done
+	for script in tests/e2e/test_*.py; do
+		[[ -e $script ]] || continue
+		run_pytest "$script"
+	done
+	sanitizer_reports
 
 	finish
 }

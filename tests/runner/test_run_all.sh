@@ -62,6 +62,23 @@ nothing=$(fake_script nothing.sh 0 'SKIP all: needs root')
 silent=$(fake_script silent.sh 0 'just talk')
 crash=$(fake_script crash.sh 3 'PASS a')
 
+# fake_pytest NAME BODY: a pytest file of that body in $WORK/py (beside a
+# conftest.py that takes run-all's --build-dir).
+fake_pytest() {
+	mkdir -p "$WORK/py"
+	printf 'def pytest_addoption(parser):\n    parser.addoption("--build-dir")\n' \
+		>"$WORK/py/conftest.py"
+	printf '%b\n' "$2" >"$WORK/py/$1"
+	echo "$WORK/py/$1"
+}
+py_mixed=$(fake_pytest test_mixed.py 'import pytest\ndef test_a(): pass\ndef test_b(): assert 1 == 2\ndef test_c(): pytest.skip("no tool")\n@pytest.fixture\ndef broken(): raise RuntimeError("set-up")\ndef test_d(broken): pass')
+py_empty=$(fake_pytest test_empty.py 'X = 1')
+py_broken=$(fake_pytest test_broken.py 'def test_a(:\n    pass')
+mkdir -p "$WORK/san"
+san_clean=$WORK/san/clean san_dirty=$WORK/san/dirty
+mkdir -p "$san_clean" "$san_dirty"
+printf 'ERROR: LeakSanitizer: detected memory leaks\n' >"$san_dirty/asan.1234"
+
 check "all green" 0 "5 passed, 0 failed" 0 run_gtest g_ok\; run_e2e "$ok"
 check "a GoogleTest skip is shown" 0 "2 passed, 0 failed, 1 skipped" 0 run_gtest g_skip
 check "a script's skip is shown" 0 "1 passed, 0 failed, 1 skipped" 0 run_e2e "$skip"
@@ -73,5 +90,14 @@ check "a suite that skips everything fails under CI" 1 \
 check "a suite with no verdict fails" 0 "0 passed, 1 failed" 1 run_e2e "$silent"
 check "a crash without FAIL fails" 0 "1 passed, 1 failed" 1 run_e2e "$crash"
 check "a missing binary fails" 0 "0 passed, 1 failed" 1 run_gtest nosuch
+check "pytest: pass, fail, skip and a broken fixture each count" 0 \
+	"1 passed, 2 failed, 1 skipped" 1 run_pytest "$py_mixed"
+check "pytest: a file with no test fails" 0 "0 passed, 1 failed" 1 run_pytest "$py_empty"
+check "pytest: a file that cannot be collected fails" 0 "0 passed, 1 failed" 1 \
+	run_pytest "$py_broken"
+check "no sanitizer report passes" 0 "1 passed, 0 failed" 0 \
+	BALLAST_SANITIZER_LOGS="$san_clean" sanitizer_reports
+check "a sanitizer report fails the run" 0 "0 passed, 1 failed" 1 \
+	BALLAST_SANITIZER_LOGS="$san_dirty" sanitizer_reports
 
 exit "$failed"

@@ -1,0 +1,207 @@
+"""Processes an end-to-end test starts, each stopped on every exit path.
+
+Ballastd: the daemon in the lb's namespace (nsenter: bpffs pins stay the
+machine's), its config, its CLI, its removal (`ballastd --cleanup`).
+Backends: tests/e2e/backend_server.py in each backend's namespace.
+client(): tests/e2e/client.py in the client's namespace, its JSON report.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("e2e")
+
+E2E_DIR = pathlib.Path(__file__).resolve().parent.parent
+# Debian's interpreter (pytest and pyroute2 come from Debian's packages), the
+# one running the suite.
+PYTHON = sys.executable
+READY_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 10
+
+
+class Failure(AssertionError):
+    """A test's own failure, with a message that says what was wrong."""
+
+
+def stop(proc, timeout_s=5):
+    """SIGTERM, then SIGKILL after @timeout_s; returns the exit status."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.terminate()
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.info("pid %d ignored SIGTERM for %ss: SIGKILL", proc.pid, timeout_s)
+        proc.kill()
+        return proc.wait()
+
+
+def wait_for_line(path, word, proc, timeout_s, what):
+    """Waits until the file @path holds the word @word while @proc runs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if re.search(rf"\b{word}\b", text):
+            return
+        if proc.poll() is not None:
+            raise Failure(f"{what} exited (status {proc.returncode}) before '{word}': "
+                          + " | ".join(text.splitlines()[-3:]))
+        if time.monotonic() > deadline:
+            raise Failure(f"{what} not '{word}' after {timeout_s}s: "
+                          + " | ".join(text.splitlines()[-3:]))
+        time.sleep(0.05)
+
+
+class Backends:
+    """An HTTP (port 80) and UDP (port 9000, each VIP) server per backend,
+    each logging what it served (backend_server.py)."""
+
+    def __init__(self, world, state_dir):
+        self.world = world
+        self.state_dir = state_dir
+        self.procs = {}
+
+    def start_all(self):
+        for be in self.world.backends:
+            self.spawn(be)
+        for be in self.world.backends:
+            wait_for_line(self._log(be), "ready", self.procs[be.name], 10, f"backend {be.name}")
+
+    def _log(self, be):
+        return self.state_dir / f"{be.name}.server.log"
+
+    def served_log(self, be):
+        return self.state_dir / f"{be.name}.served"
+
+    def spawn(self, be):
+        from .world import VIP1, VIP2, HTTP_PORT, UDP_PORT
+        self.served_log(be).write_text("")
+        argv = be.exec_argv([PYTHON, str(E2E_DIR / "backend_server.py"), "--name", be.name,
+                             "--http-port", str(HTTP_PORT), "--udp-port", str(UDP_PORT),
+                             "--vip", VIP1, "--vip", VIP2,
+                             "--served-log", str(self.served_log(be))])
+        with open(self._log(be), "w") as out:
+            self.procs[be.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                                   start_new_session=True)
+
+    def served(self, be, proto, vip, port):
+        """Requests @be served for vip:port/proto since the last reset."""
+        prefix = f"{proto} {vip}:{port} "
+        return sum(1 for line in self.served_log(be).read_text().splitlines()
+                   if line.startswith(prefix))
+
+    def reset_counts(self):
+        for be in self.world.backends:
+            self.served_log(be).write_text("")
+
+    def close(self):
+        for proc in self.procs.values():
+            stop(proc)
+
+
+class Ballastd:
+    """One ballastd in the lb's namespace, with this run's pin dir and socket."""
+
+    def __init__(self, world, state_dir, build_dir):
+        self.world = world
+        self.build_dir = build_dir
+        self.state_dir = state_dir
+        self.pin_dir = f"/sys/fs/bpf/ballast-{world.prefix}"
+        self.socket = str(state_dir / "ballast.sock")
+        self.log_path = state_dir / "ballastd.log"
+        self.proc = None
+
+    def write_config(self, text):
+        path = self.state_dir / "ballast.yaml"
+        path.write_text(text)
+        return path
+
+    def start(self, config_text, *extra_args):
+        config = self.write_config(config_text)
+        if self.log_path.exists():   # a restart keeps the earlier log
+            with open(self.state_dir / "ballastd.earlier.log", "a") as earlier:
+                earlier.write(self.log_path.read_text(errors="replace"))
+        with open(self.log_path, "w") as out:
+            self.proc = subprocess.Popen(
+                self.world.lb.exec_argv([f"{self.build_dir}/ballastd", "--config", str(config),
+                                         "--socket", self.socket, "--pin-dir", self.pin_dir,
+                                         *extra_args]),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_line(self.log_path, "ready", self.proc, READY_TIMEOUT_S, "ballastd")
+        log.info("ballastd ready (pid %d)", self.proc.pid)
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        rc = stop(self.proc, STOP_TIMEOUT_S)
+        self.proc = None
+        log.info("ballastd stopped (status %s)", rc)
+        return rc
+
+    def remove(self):
+        """`ballastd --cleanup`: Ballast off the lb's eth0, its pins gone."""
+        subprocess.run(self.world.lb.exec_argv(
+            [f"{self.build_dir}/ballastd", "--cleanup", "--interface", "eth0",
+             "--pin-dir", self.pin_dir]), capture_output=True)
+        if os.path.exists(self.pin_dir):
+            subprocess.run(["rm", "-rf", self.pin_dir])
+
+    def close(self):
+        self.stop()
+        self.remove()
+        with contextlib.suppress(FileNotFoundError):
+            for lock in pathlib.Path("/run/ballast").glob(f"ballastd-pins-*{self.world.prefix}*"):
+                lock.unlink()
+
+    def cli(self, *args):
+        """`ballast ARGS -o json` against this ballastd: the parsed reply.
+        Fails the test, naming the command, when the CLI fails."""
+        argv = [f"{self.build_dir}/ballast", *args, "--socket", self.socket, "-o", "json"]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Failure(f"ballast {' '.join(args)} exited {done.returncode}: "
+                          + done.stderr.strip().replace("\n", " | "))
+        return json.loads(done.stdout)
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def client(world, *args, timeout_s=600):
+    """tests/e2e/client.py in the client's namespace, run to its end: its
+    JSON report."""
+    argv = world.client.exec_argv([PYTHON, str(E2E_DIR / "client.py"), *map(str, args)])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise Failure(f"client.py {' '.join(map(str, args))} exited {done.returncode}: "
+                      + done.stderr.strip()[-300:])
+    return json.loads(done.stdout)
+
+
+class BackgroundClient:
+    """client.py running while the test does something else: stop() sends it
+    SIGTERM (stream and hold modes end cleanly with their report)."""
+
+    def __init__(self, world, *args):
+        argv = world.client.exec_argv([PYTHON, str(E2E_DIR / "client.py"), *map(str, args)])
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+
+    def stop(self, timeout_s=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout_s)
+        if self.proc.returncode != 0:
+            raise Failure(f"client.py exited {self.proc.returncode}: {err.strip()[-300:]}")
+        return json.loads(out)
+
+    def close(self):
+        stop(self.proc)

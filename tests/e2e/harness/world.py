@@ -1,0 +1,224 @@
+"""The world a suite runs in: a private L2 segment of network namespaces.
+
+    netns P-cl   client   eth0 10.231.0.2/24 ---+
+    netns P-lb   ballastd eth0 10.231.0.3/24 ---+--- bridge P-br (netns P-sw),
+    netns P-be1  backend  eth0 10.231.0.11/24 --+    one veth port per node
+    netns P-be2  backend  eth0 10.231.0.12/24 --+    (P-cl, P-lb, P-be1, ...)
+    netns P-be3  backend  eth0 10.231.0.13/24 --+
+   (netns P-xx   extra nodes a suite adds: add_node)
+
+The same plan as tests/e2e/lib.sh, so the two harnesses' tests read alike.
+P is a per-run prefix carried by every namespace and link name: concurrent
+runs never collide, and teardown deletes exactly what this run made. Every
+link is created straight into its namespaces: nothing appears in the root
+namespace. Built with pyroute2; the two things it has no call for (an XDP
+object file on a link, ethtool offloads) go through ip(8) and ethtool(8).
+"""
+
+import contextlib
+import logging
+import os
+import random
+import subprocess
+
+from pyroute2 import NetNS, netns
+from pyroute2.netlink.rtnl.ndmsg import states as neigh_states
+
+log = logging.getLogger("e2e")
+
+SUBNET_LEN = 24
+CLIENT_IP = "10.231.0.2"
+LB_IP = "10.231.0.3"
+VIP_RANGE = "10.231.100.0/24"
+VIP1 = "10.231.100.1"
+VIP2 = "10.231.100.2"
+HTTP_PORT = 80
+UDP_PORT = 9000
+
+
+def backend_ip(i):
+    """be1 -> 10.231.0.11 (i counts from 1, as the names do)."""
+    return f"10.231.0.1{i}"
+
+
+@contextlib.contextmanager
+def inside(ns_name):
+    """Runs the block with this thread in namespace @ns_name: a socket
+    created there stays in that namespace after the block, and /proc/sys/net
+    opened there is that namespace's."""
+    netns.pushns(ns_name)
+    try:
+        yield
+    finally:
+        netns.popns()
+
+
+def sysctl(ns_name, values):
+    """Sets sysctls inside @ns_name: {"net.ipv4.conf.all.arp_ignore": 1}."""
+    with inside(ns_name):
+        for key, value in values.items():
+            with open("/proc/sys/" + key.replace(".", "/"), "w", encoding="ascii") as f:
+                f.write(f"{value}\n")
+
+
+def run(argv, **kwargs):
+    """A command that must succeed; its output is returned."""
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+class Node:
+    """One namespace with its eth0 on the bridge."""
+
+    def __init__(self, world, name, ip):
+        self.world = world
+        self.name = name          # short: cl, lb, be1
+        self.ns = f"{world.prefix}-{name}"
+        self.port = f"{world.prefix}-{name}"   # its veth port on the bridge
+        self.ip = ip
+        self.mac = None
+
+    def exec_argv(self, argv):
+        """@argv run inside this node's namespace (network only: nsenter
+        leaves /sys and bpffs alone, so pins made inside are the machine's)."""
+        return ["nsenter", f"--net=/run/netns/{self.ns}", "--"] + list(argv)
+
+    def run(self, argv, **kwargs):
+        return run(self.exec_argv(argv), **kwargs)
+
+    def link_stats(self, ifname="eth0"):
+        """rx/tx packet counters of one of this node's links."""
+        with NetNS(self.ns) as ipr:
+            link = ipr.get_links(ipr.link_lookup(ifname=ifname)[0])[0]
+            stats = link.get_attr("IFLA_STATS64")
+            return {"rx_packets": stats["rx_packets"], "tx_packets": stats["tx_packets"],
+                    "rx_dropped": stats["rx_dropped"], "tx_dropped": stats["tx_dropped"]}
+
+
+class World:
+    """Namespaces, bridge and links; torn down by close() on every exit path
+    (the fixture's finalizer, which pytest runs after a failure, a Ctrl-C or
+    the SIGTERM the conftest turns into one)."""
+
+    def __init__(self, build_dir, backends=3):
+        self.build_dir = build_dir
+        self.prefix = self._free_prefix()
+        self.sw = f"{self.prefix}-sw"
+        self.bridge = f"{self.prefix}-br"
+        self.client = Node(self, "cl", CLIENT_IP)
+        self.lb = Node(self, "lb", LB_IP)
+        self.backends = [Node(self, f"be{i}", backend_ip(i)) for i in range(1, backends + 1)]
+        self.extra = []
+        self.namespaces = []
+
+    @staticmethod
+    def _free_prefix():
+        # Short: link names are "P-be1" and must fit IFNAMSIZ (15).
+        while True:
+            prefix = "bp%05x" % random.getrandbits(20)
+            if not os.path.exists(f"/run/netns/{prefix}-sw"):
+                return prefix
+
+    @property
+    def nodes(self):
+        return [self.client, self.lb] + self.backends + self.extra
+
+    def _add_ns(self, name):
+        netns.create(name)
+        self.namespaces.append(name)
+        # Quiet: no IPv6 (router solicitations, DAD) to add noise to the
+        # balancer's counters.
+        sysctl(name, {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
+
+    def build(self):
+        self._add_ns(self.sw)
+        with NetNS(self.sw) as sw:
+            sw.link("add", ifname=self.bridge, kind="bridge")
+            sw.link("set", index=sw.link_lookup(ifname=self.bridge)[0], state="up")
+        # The bridge's netfilter hook (built into this kernel, on by default)
+        # validates IPv4 headers and drops what it dislikes: a malformed
+        # frame sent at the balancer must reach it, so the segment is a
+        # plain switch.
+        sysctl(self.sw, {"net.bridge.bridge-nf-call-iptables": 0,
+                         "net.bridge.bridge-nf-call-ip6tables": 0,
+                         "net.bridge.bridge-nf-call-arptables": 0})
+        for node in [self.client, self.lb] + self.backends:
+            self._plug(node)
+        # XDP_TX on veth only delivers when the peer runs an XDP program
+        # (shared/README.md): the lb's bridge port gets a pass program.
+        run(["ip", "-n", self.sw, "link", "set", "dev", self.lb.port, "xdpdrv",
+             "obj", f"{self.build_dir}/bpf/xdp_pass.bpf.o", "sec", "xdp"])
+        # veth leaves checksums unfinished with TX offload on, and a native
+        # XDP program on the way loses that state (shared/README.md): the
+        # client's frames cross one.
+        self.client.run(["ethtool", "-K", "eth0", "tx", "off"])
+        with NetNS(self.client.ns) as cl:
+            cl.route("add", dst=VIP_RANGE, gateway=LB_IP)
+        for be in self.backends:
+            with NetNS(be.ns) as ipr:
+                lo = ipr.link_lookup(ifname="lo")[0]
+                for vip in (VIP1, VIP2):
+                    ipr.addr("add", index=lo, address=vip, prefixlen=32)
+            # Answer for the VIPs, never ARP for them.
+            sysctl(be.ns, {"net.ipv4.conf.all.arp_ignore": 1,
+                           "net.ipv4.conf.all.arp_announce": 2})
+        log.info("world %s up: client %s, lb %s, backends %s", self.prefix, CLIENT_IP, LB_IP,
+                 " ".join(b.ip for b in self.backends))
+        return self
+
+    def _plug(self, node):
+        self._add_ns(node.ns)
+        with NetNS(self.sw) as sw:
+            sw.link("add", ifname=node.port, kind="veth",
+                    peer={"ifname": "eth0", "net_ns_fd": node.ns})
+            port = sw.link_lookup(ifname=node.port)[0]
+            sw.link("set", index=port, master=sw.link_lookup(ifname=self.bridge)[0])
+            sw.link("set", index=port, state="up")
+        with NetNS(node.ns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            if node.ip:
+                ipr.addr("add", index=eth0, address=node.ip, prefixlen=SUBNET_LEN)
+            ipr.link("set", index=eth0, state="up")
+            node.mac = ipr.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
+
+    def add_node(self, name, ip=None):
+        """One more namespace on the bridge (a traffic source of a suite's
+        own); torn down with the rest."""
+        node = Node(self, name, ip)
+        self.extra.append(node)
+        self._plug(node)
+        return node
+
+    def static_neighbours(self):
+        """Every node learns every other's MAC now, permanently: no ARP on
+        the segment from here on (a test that counts every frame the
+        balancer sees wants no frame it did not send)."""
+        for node in self.nodes:
+            with NetNS(node.ns) as ipr:
+                eth0 = ipr.link_lookup(ifname="eth0")[0]
+                for other in self.nodes:
+                    if other is node or not other.ip:
+                        continue
+                    ipr.neigh("replace", dst=other.ip, lladdr=other.mac, ifindex=eth0,
+                              state=neigh_states["permanent"])
+
+    def static_forwarding(self):
+        """The bridge knows every node's port now, permanently: a unicast
+        frame never floods to the other ports, even to a node that has not
+        sent anything yet."""
+        for node in self.nodes:
+            run(["bridge", "-n", self.sw, "fdb", "replace", node.mac, "dev", node.port,
+                 "master", "static"])
+
+    def close(self):
+        for name in reversed(self.namespaces):
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                # A process left inside would keep the namespace alive.
+                log.info("process %s left in %s: killing it", pid, name)
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
+            with contextlib.suppress(Exception):
+                netns.remove(name)
+        self.namespaces = []
