@@ -97,7 +97,7 @@ BINS       := $(BUILD)/ballastd $(BUILD)/ballast
 TEST_BINS  := $(BUILD)/unit_tests $(BUILD)/dataplane_tests
 BENCH_BINS := $(patsubst bench/%_bench.cpp,$(BUILD)/bench_%,$(BENCH_SRCS))
 
-.PHONY: all deps test demo bench fuzz fuzz-build clean format
+.PHONY: all deps test demo bench soak fuzz fuzz-build clean format
 .DEFAULT_GOAL := all
 
 all: $(BPF_OBJS) $(BINS) $(TEST_BINS) $(BENCH_BINS)
@@ -114,7 +114,7 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-$(BUILD)/bpf/%.bpf.o: bench/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)/bpf
+$(BUILD)/bpf/%.bpf.o: bench/%.bpf.c $(wildcard bpf/*.h bench/*.h) | $(BUILD)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -223,6 +223,15 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/run-all.sh $(BUILD)
+
+# SOAK_MINUTES (default 30) of traffic, whole-config applies every 5 s,
+# health flaps and CLI reads against one ballastd, sampled every 10 s:
+# prints whether its memory, descriptors, flows and change log stay flat and
+# plots docs/bench/soak.png (bench/soak.py). A measurement, not a test.
+SOAK_MINUTES ?= 30
+soak: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)/usr/bin/python3 bench/soak.py --build-dir $(BUILD) --minutes $(SOAK_MINUTES)
 
 # Runs every fuzz target for FUZZ_SECONDS (default 60) each from its corpus
 # (tests/fuzz/corpus/NAME, new inputs kept under build/fuzz/); prints what

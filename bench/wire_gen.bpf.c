@@ -25,6 +25,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "ipv4_csum.h"
+
 /* Set by build/bench_wire before load. */
 const volatile __u32 flows = 1;
 const volatile __u32 ports_per_addr = 16384;
@@ -42,21 +44,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sent SEC(".maps");
-
-/* The IPv4 header checksum of @iph (20 bytes, no options), from scratch. */
-static __always_inline __u16 ipv4_csum(const struct iphdr *iph)
-{
-	const __u16 *w = (const __u16 *)iph;
-	__u32 sum = 0;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < (int)sizeof(*iph) / 2; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
 
 SEC("xdp")
 int wire_gen(struct xdp_md *ctx)

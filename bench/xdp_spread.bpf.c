@@ -10,7 +10,8 @@
  * f / 50,000, client port 10,000 + f mod 50,000, destination vip_base +
  * f mod vips (addresses in host order here, written in network order).
  * The bench computes the same mapping to seed the connection table. The
- * IPv4 checksum is left stale: neither program under test reads it.
+ * IPv4 checksum is computed again (Ballast drops a wrong one); the TCP
+ * checksum is left stale: neither program under test reads it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -18,6 +19,8 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "ipv4_csum.h"
 
 #define SPREAD_PORTS_PER_CLIENT 50000
 #define SPREAD_FIRST_PORT 10000
@@ -75,6 +78,8 @@ int xdp_spread(struct xdp_md *ctx)
 	iph->saddr = bpf_htonl(cfg->client_base + f / SPREAD_PORTS_PER_CLIENT);
 	tcp->source = bpf_htons(SPREAD_FIRST_PORT + f % SPREAD_PORTS_PER_CLIENT);
 	iph->daddr = bpf_htonl(cfg->vip_base + f % cfg->vips);
+	iph->check = 0;
+	iph->check = ipv4_csum(iph);
 	bpf_tail_call(ctx, &spread_target, 0);
 	return XDP_ABORTED;  /* no program in slot 0 */
 }

@@ -106,8 +106,13 @@ def any_address(family):
     return "::" if family == socket.AF_INET6 else "0.0.0.0"
 
 
-def tcp_request(vip, port, timeout, _index):
-    conn = http.client.HTTPConnection(vip, port, timeout=timeout)
+def tcp_request(vip, port, timeout, index, sport_base=0):
+    # With a base, request i connects from source port base+i (as UDP): the
+    # kernel's own choice reuses ports within a batch, and a reused port is
+    # the same flow, hashed to the same backend again, so the requests would
+    # not be independent samples of the balancer's distribution.
+    source = (any_address(family_of(vip)), sport_base + index) if sport_base else None
+    conn = http.client.HTTPConnection(vip, port, timeout=timeout, source_address=source)
     try:
         conn.request("GET", "/", headers={"Connection": "close"})
         resp = conn.getresponse()
@@ -157,9 +162,8 @@ def summary(tally, elapsed):
 
 def request_fn(args):
     if args.proto == "tcp":
-        return lambda i: tcp_request(args.vip, args.port, args.timeout, i)
-    return lambda i: udp_request(args.vip, args.port, args.timeout, i,
-                                 args.udp_sport_base)
+        return lambda i: tcp_request(args.vip, args.port, args.timeout, i, args.sport_base)
+    return lambda i: udp_request(args.vip, args.port, args.timeout, i, args.sport_base)
 
 
 def run_batch(args):
@@ -211,8 +215,7 @@ def run_stream(args):
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         index = 0
         while not stop_requested(args, start):
-            if args.proto == "udp" and args.udp_sport_base and \
-                    args.udp_sport_base + index > 65535:
+            if args.sport_base and args.sport_base + index > 65535:
                 break
             futures.append(pool.submit(one, index))
             index += 1
@@ -421,9 +424,11 @@ def main():
                         help="after K failures send no more requests; the "
                              "rest count as failed (not_sent). 0: never. "
                              "Keeps a broken path from costing N timeouts.")
-    parser.add_argument("--udp-sport-base", type=int, default=0,
-                        help="udp: request i from source port BASE+i "
-                             "(0: the kernel picks, ports may repeat)")
+    parser.add_argument("--sport-base", "--udp-sport-base", type=int, default=0,
+                        dest="sport_base",
+                        help="request i from source port BASE+i, so that every "
+                             "request is a new flow (0: the kernel picks, and "
+                             "ports repeat)")
     parser.add_argument("--stream", type=float, default=0, metavar="RATE",
                         help="stream mode: new requests at RATE per second")
     parser.add_argument("--hold", type=int, default=0, metavar="K",
@@ -447,9 +452,8 @@ def main():
     args = parser.parse_args()
     # "[fd00::1]" as well as "fd00::1".
     args.vip = args.vip.strip("[]")
-    if args.udp_sport_base and not args.stream and \
-            args.udp_sport_base + args.requests > 65536:
-        parser.error("--udp-sport-base + --requests exceeds port 65535")
+    if args.sport_base and not args.stream and args.sport_base + args.requests > 65536:
+        parser.error("--sport-base + --requests exceeds port 65535")
     if (args.stream or args.hold or args.flood) and not (args.duration or args.stop_file):
         parser.error("stream, hold and flood modes need --duration or --stop-file")
 

@@ -85,3 +85,4 @@ def lb(world, state_dir, build_dir):
         yield daemon
     finally:
         daemon.close()
+        world.backend_servers.restore()

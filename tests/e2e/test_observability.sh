@@ -12,7 +12,7 @@
 # Prints PASS/FAIL/SKIP per test; exits 0 when none failed.
 #
 # Statistics: shares over n flows allow 5 binomial standard deviations,
-# sqrt(p(1-p)/n), as test_forwarding.sh does.
+# sqrt(p(1-p)/n).
 
 # Test functions are called indirectly (run_tests), which shellcheck cannot see.
 # shellcheck disable=SC2317

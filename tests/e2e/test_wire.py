@@ -104,7 +104,8 @@ def test_garbage_while_a_client_connects(world, junk, lb):
     errors quoting garbage, VLAN, random bytes, mutated SYNs) while the
     client opens a connection every 25 ms: 0 failed connections, 0 garbage
     frames on any backend's wire, and every frame the balancer received
-    counted under exactly one reason: jk's all under pass or drop reasons."""
+    counted under exactly one reason: jk's all under pass or drop reasons,
+    the client's under tx reasons, each of them seen on a backend's wire."""
     lb.start(config(world))
     verdict_of = reason_verdicts(lb)
     lb_mac = frames.mac_bytes(world.lb.mac)
@@ -113,15 +114,17 @@ def test_garbage_while_a_client_connects(world, junk, lb):
     log.info("garbage seed %d", garbage.seed)
     frame_list = garbage.frames(GARBAGE_FRAMES)
 
+    # Counted from before the client's first frame to after its last: the
+    # balancer receives nothing else (see the top), so every count is exact.
+    sniffers = backend_sniffers(
+        world, lb_mac, lambda f: "client" if tcp_to(f, CLIENT_IP, VIP1, HTTP_PORT)
+        else "not the client's")
+    before = reasons(lb)
+    rx_before = world.lb.link_stats()
     client = BackgroundClient(world, "--vip", VIP1, "--port", HTTP_PORT, "--stream", 40,
                               "--duration", 120, "--timeout", 3)
     try:
         time.sleep(1)
-        before = reasons(lb)
-        rx_before = world.lb.link_stats()
-        sniffers = backend_sniffers(
-            world, lb_mac, lambda f: "client" if tcp_to(f, CLIENT_IP, VIP1, HTTP_PORT)
-            else "not the client's")
         send(junk, frame_list)
         time.sleep(1)
     finally:
@@ -148,6 +151,9 @@ def test_garbage_while_a_client_connects(world, junk, lb):
         f"{len(frame_list)} garbage frames sent, {sum(not_forwarded.values())} counted under " \
         f"pass/drop reasons {not_forwarded} (fewer: some did not arrive or were forwarded; " \
         f"eth0 rx_dropped moved {rx_after['rx_dropped'] - rx_before['rx_dropped']})"
+    forwarded = sum(n for r, n in moved.items() if verdict_of.get(r) == "tx")
+    assert forwarded == seen.get("client", 0), \
+        f"the balancer forwarded {forwarded} frames, the backends saw {seen} from it"
     assert "not the client's" not in seen, \
         f"garbage reached backends: {seen['not the client' + chr(39) + 's']} frames, " \
         f"first: {[s.examples for s in sniffers]}"

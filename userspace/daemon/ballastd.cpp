@@ -60,6 +60,8 @@ constexpr auto kSkewSample = std::chrono::seconds(1);
 constexpr auto kAuditAfterChange = std::chrono::seconds(1);
 // How often ballastd writes its sign of life into the pinned meta map.
 constexpr auto kHeartbeat = std::chrono::seconds(1);
+// A heartbeat this late means ballastd itself did not run meanwhile.
+constexpr auto kPauseNoticed = std::chrono::seconds(3);
 // While clients are connected, the servers look at their deadlines this
 // often even when no byte arrives.
 constexpr auto kServerDeadlines = std::chrono::milliseconds(100);
@@ -79,7 +81,7 @@ struct Options {
 // on its own (ballast_daemon_errors_total{step}).
 constexpr const char* kLoopSteps[] = {"signals",    "control",   "health-checks", "skew",
                                       "metrics",    "audit",     "neighbours",    "heartbeat",
-                                      "interface",  "journal",   "flows"};
+                                      "interface",  "journal",   "flows",         "pins"};
 
 std::unique_ptr<HttpServer> open_metrics(const std::string& listen,
                                          HttpServer::Handler handler) {
@@ -193,6 +195,7 @@ class Daemon {
       if (metrics_) guard("metrics", [&] { refresh_metrics(); });
     });
     auto& heartbeat = loop_.timer([this] {
+      notice_pause();
       guard("heartbeat", [&] {
         loader_.heartbeat(static_cast<uint32_t>(getpid()));
         notify_watchdog();
@@ -200,6 +203,7 @@ class Daemon {
         commands_.flush_log();
       });
       guard("interface", [&] { follow_interface(); });
+      guard("pins", [&] { restore_pins(); });
     });
     audit_timer_ = &loop_.timer([this] {
       run_audit();
@@ -468,6 +472,33 @@ class Daemon {
     }
   }
 
+  // Once a second: a heartbeat seconds late means this process did not run
+  // (SIGSTOP, a debugger, a starved CPU). The program forwarded on its own
+  // meanwhile; health checks, audits and the control socket waited. Said
+  // once per pause, so an operator who sees a gap in the log knows why.
+  void notice_pause() {
+    const auto now = Clock::now();
+    if (last_heartbeat_ && now - *last_heartbeat_ > kPauseNoticed) {
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - *last_heartbeat_).count();
+      log_line(LogLevel::warning,
+               "ballastd did not run for " + std::to_string(ms / 1000) + "." +
+                   std::to_string(ms % 1000 / 100) +
+                   " s (stopped, or starved of CPU): the program forwarded on its own; health "
+                   "checks, audits and requests resume now");
+    }
+    last_heartbeat_ = now;
+  }
+
+  // Once a second: a pin removed by hand is made again from our own
+  // descriptors (Loader::restore_pins), so a restart still adopts the maps.
+  void restore_pins() {
+    for (const auto& path : loader_.restore_pins())
+      log_line(LogLevel::warning,
+               path + " was removed while ballastd ran: pinned it again (the map itself never "
+                      "went away: the program holds it), so the next ballastd adopts it");
+  }
+
   // Once a second: is the interface still the one the program is on? Gone,
   // it is said once (log; the audit and ballast_xdp_program_attached say
   // so too); back under its name with a new index, the program goes on
@@ -562,6 +593,7 @@ class Daemon {
   // The loop's timers (owned by loop_), armed by run().
   EventLoop::Timer* control_deadlines_ = nullptr;
   EventLoop::Timer* metrics_deadlines_ = nullptr;
+  std::optional<Clock::time_point> last_heartbeat_;  // notice_pause()
   EventLoop::Timer* health_timer_ = nullptr;
   EventLoop::Timer* flows_timer_ = nullptr;
   EventLoop::Timer* audit_timer_ = nullptr;

@@ -373,6 +373,22 @@ void Loader::write_meta(uint32_t pid) {
     throw Error(errno_message("writing the meta map", errno));
 }
 
+std::vector<std::string> Loader::restore_pins() {
+  std::vector<std::string> pinned;
+  auto pin_if_missing = [&](int fd, const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) return;
+    std::filesystem::create_directories(options_.pin_dir, ec);
+    if (bpf_obj_pin(fd, path.c_str()) != 0)
+      throw Error(errno_message("pinning " + path + " again", errno));
+    pinned.push_back(path);
+  };
+  for (const char* name : kPinnedMaps)
+    pin_if_missing(bpf_map__fd(map_by_name(skel_, name)), options_.pin_dir + "/" + name);
+  if (attached_) pin_if_missing(program_fd(), options_.pin_dir + "/" + kProgramPin);
+  return pinned;
+}
+
 void Loader::heartbeat(uint32_t pid) { write_meta(pid); }
 
 void Loader::stopped() { write_meta(0); }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "address.h"
 #include "bpf_dataplane.h"
@@ -70,6 +71,14 @@ class Loader {
   // replaced program 12 with 57 atomically"), and what the last attach did.
   std::string story() const { return load_story_ + ", " + attach_story_; }
   const std::string& attach_story() const { return attach_story_; }
+
+  // Pins removed from under a running ballastd (by hand, by a script that
+  // cleans bpffs): the maps live on (the attached program and this process
+  // hold them), but the next ballastd would find nothing to adopt and start
+  // from empty maps, losing every flow. Pins each missing map (and, once
+  // attached, the program) again; returns the paths it pinned. Throws Error
+  // when a pin cannot be made.
+  std::vector<std::string> restore_pins();
 
   // The pinned meta entry (ballast_abi.h): who manages the maps. heartbeat()
   // says "ballastd @pid is alive now"; stopped() says nobody manages them

@@ -87,10 +87,16 @@ class Backends:
         argv = be.exec_argv([PYTHON, str(E2E_DIR / "backend_server.py"), "--name", be.name,
                              "--http-port", str(HTTP_PORT), "--udp-port", str(UDP_PORT),
                              "--vip", VIP1, "--vip", VIP2,
-                             "--served-log", str(self.served_log(be))])
+                             "--served-log", str(self.served_log(be)),
+                             "--control", str(self.control(be))])
         with open(self._log(be), "w") as out:
             self.procs[be.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                    start_new_session=True)
+
+    def control(self, be):
+        """The file whose word sets @be's health answers (backend_server.py:
+        up, sick, flap, ...); absent means up."""
+        return self.state_dir / f"{be.name}.control"
 
     def served(self, be, proto, vip, port):
         """Requests @be served for vip:port/proto since the last reset."""
@@ -101,6 +107,11 @@ class Backends:
     def reset_counts(self):
         for be in self.world.backends:
             self.served_log(be).write_text("")
+
+    def restore(self):
+        """Every backend's health answers up again (between tests)."""
+        for be in self.world.backends:
+            self.control(be).unlink(missing_ok=True)
 
     def close(self):
         for proc in self.procs.values():
@@ -147,19 +158,21 @@ class Ballastd:
         return rc
 
     def remove(self):
-        """`ballastd --cleanup`: Ballast off the lb's eth0, its pins gone."""
-        subprocess.run(self.world.lb.exec_argv(
-            [f"{self.build_dir}/ballastd", "--cleanup", "--interface", "eth0",
-             "--pin-dir", self.pin_dir]), capture_output=True)
-        if os.path.exists(self.pin_dir):
-            subprocess.run(["rm", "-rf", self.pin_dir])
+        """`ballastd --cleanup`: Ballast off the lb's eth0, its pins gone (a
+        stopped ballastd leaves both in place, forwarding)."""
+        run_ok(self.world.lb.exec_argv([f"{self.build_dir}/ballastd", "--cleanup", "--interface",
+                                        "eth0", "--pin-dir", self.pin_dir]))
 
     def close(self):
+        """After a test, pass or fail: the next starts from a bare interface."""
         self.stop()
-        self.remove()
-        with contextlib.suppress(FileNotFoundError):
-            for lock in pathlib.Path("/run/ballast").glob(f"ballastd-pins-*{self.world.prefix}*"):
-                lock.unlink()
+        with contextlib.suppress(Failure):
+            self.remove()
+        if os.path.exists(self.pin_dir):
+            log.info("pins left in %s: removing them", self.pin_dir)
+            subprocess.run(["rm", "-rf", self.pin_dir])
+        for leftover in pathlib.Path("/run/ballast").glob(f"ballastd-pins-*{self.world.prefix}*"):
+            leftover.unlink(missing_ok=True)
 
     def cli(self, *args):
         """`ballast ARGS -o json` against this ballastd: the parsed reply.
@@ -171,8 +184,44 @@ class Ballastd:
                           + done.stderr.strip().replace("\n", " | "))
         return json.loads(done.stdout)
 
+    def xdp_id(self):
+        """The id of the XDP program on the lb's eth0, or None."""
+        out = run_ok(self.world.lb.exec_argv(["ip", "-d", "link", "show", "dev", "eth0"]))
+        found = re.search(r"prog/xdp id (\d+)", out)
+        return int(found.group(1)) if found else None
+
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def run_ok(argv):
+    """A command that must succeed: its stdout."""
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Failure(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return done.stdout
+
+
+class SourcePorts:
+    """Blocks of source ports for client.py --sport-base, below the kernel's
+    ephemeral range (32768 up), so that no request of a batch shares a
+    5-tuple with another (the kernel's own choice reuses ports, and a
+    reused port is the same flow: the requests would not be independent
+    samples of the balancer's distribution). Cycles through 1024..32767."""
+
+    FIRST, END = 1024, 32768
+
+    def __init__(self):
+        self.next = self.FIRST
+
+    def block(self, n):
+        if self.next + n > self.END:
+            self.next = self.FIRST
+        base, self.next = self.next, self.next + n
+        return base
+
+
+SOURCE_PORTS = SourcePorts()
 
 
 def client(world, *args, timeout_s=600):

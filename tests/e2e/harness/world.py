@@ -18,6 +18,7 @@ object file on a link, ethtool offloads) go through ip(8) and ethtool(8).
 import contextlib
 import logging
 import os
+import pathlib
 import random
 import subprocess
 
@@ -211,6 +212,11 @@ class World:
                  "master", "static"])
 
     def close(self):
+        # ballastd's interface locks are named by the lb namespace's inode.
+        with contextlib.suppress(OSError):
+            ino = os.stat(f"/run/netns/{self.lb.ns}").st_ino
+            for lock in pathlib.Path("/run/ballast").glob(f"ballastd-net{ino}-*.lock"):
+                lock.unlink(missing_ok=True)
         for name in reversed(self.namespaces):
             pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
                                   text=True).stdout.split()
