@@ -228,10 +228,11 @@ proxies_start() {
 }
 
 # bpf_stats_on: the kernel's BPF run-time statistics on for this run
-# (bench/compare/bpf_stats_hold.py: reference-counted, off when it ends).
+# (build/tools/bpf_stats_hold, bench/tools/: reference-counted, off when it
+# ends).
 bpf_stats_on() {
 	local log=$STATE_DIR/bpf_stats.log deadline=$((SECONDS + 10))
-	"$PYTHON" "$TPL_DIR/bpf_stats_hold.py" >"$log" 2>&1 &
+	"$BUILD_DIR/tools/bpf_stats_hold" >"$log" 2>&1 &
 	track_pid bpf-stats "$!"
 	disown "$!"
 	until grep -q '^enabled' "$log"; do

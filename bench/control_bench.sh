@@ -46,6 +46,7 @@ for arg in "$@"; do
 done
 
 E2E_BACKENDS=4
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"
 
@@ -161,213 +162,11 @@ write_config() {
 	} >"$file"
 }
 
-# --- Measuring helpers (Python, on the bpf syscall; see ctl.py's top) ----------
+# --- Measuring helpers: bench/control_ctl.py (tables read by maglev_probe) --------
 
-# write_ctl: ctl.py into the state dir.
-write_ctl() {
-	cat >"$STATE_DIR/ctl.py" <<'PY'
-"""The bench's measuring and checking helpers. bpf(2) through ctypes, so
-that polling the pinned map costs a syscall, not a bpftool process.
-
-  apply OUTER VIP_ID CLI SOCK FILE SWAP  time one `ballast apply` (SWAP 0: the
-                                        table may stay: new backends unresolved)
-  table OUTER VIP_ID VIP LIST WEIGHTS  check the live table against the list
-  settle OUTER VIP_ID N T0 LIMIT       wait for a table with N backends
-  maps PIN_DIR OUTER                   every map's memlock (bpftool)
-"""
-import collections, ctypes, json, os, struct, subprocess, sys, time, array
-
-libc = ctypes.CDLL(None, use_errno=True)
-SYS_BPF = 321  # x86_64
-BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET, BPF_MAP_GET_FD_BY_ID, BPF_MAP_LOOKUP_BATCH = 1, 7, 14, 24
-MAGLEV_SIZE = 65537
-NO_BACKEND = 0xFFFFFFFF
-
-
-def bpf(cmd, attr):
-    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
-    r = libc.syscall(SYS_BPF, cmd, buf, len(attr))
-    if r < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return r
-
-
-def obj_get(path):
-    p = ctypes.create_string_buffer(path.encode())
-    attr = bytearray(128)
-    struct.pack_into("=Q", attr, 0, ctypes.addressof(p))
-    return bpf(BPF_OBJ_GET, attr)
-
-
-class Outer:
-    """The pinned maglev_tables: VIP id -> the id of its live inner map."""
-
-    def __init__(self, path):
-        self.fd = obj_get(path)
-        self.key, self.val = ctypes.c_uint32(), ctypes.c_uint32()
-        self.attr = bytearray(128)
-        struct.pack_into("=IIQQQ", self.attr, 0, self.fd, 0, ctypes.addressof(self.key),
-                         ctypes.addressof(self.val), 0)
-
-    def inner_id(self, vip_id):
-        self.key.value = vip_id
-        try:
-            bpf(BPF_MAP_LOOKUP_ELEM, self.attr)
-        except FileNotFoundError:
-            return 0
-        return self.val.value
-
-
-def read_table(map_id):
-    """The whole inner table (backend id per entry), in one batch lookup."""
-    attr = bytearray(128)
-    struct.pack_into("=III", attr, 0, map_id, 0, 0)
-    fd = bpf(BPF_MAP_GET_FD_BY_ID, attr)
-    try:
-        keys = array.array("I", bytes(4 * MAGLEV_SIZE))
-        vals = array.array("I", bytes(4 * MAGLEV_SIZE))
-        out_batch = ctypes.c_uint32()
-        attr = bytearray(128)
-        struct.pack_into("=QQQQIIQQ", attr, 0, 0, ctypes.addressof(out_batch),
-                         keys.buffer_info()[0], vals.buffer_info()[0], MAGLEV_SIZE, fd, 0, 0)
-        try:
-            bpf(BPF_MAP_LOOKUP_BATCH, attr)
-        except FileNotFoundError:  # the end of the map: count says how many
-            pass
-        count = struct.unpack_from("=I", attr, 32)[0]
-        if count != MAGLEV_SIZE:
-            sys.exit(f"inner map {map_id}: read {count} of {MAGLEV_SIZE} entries")
-        return vals
-    finally:
-        os.close(fd)
-
-
-def cmd_apply(outer_path, vip_id, cli, sock, file, swap):
-    """One apply, timed from just before the CLI starts: when the VIP's
-    inner map id changed (polled every 0.5 ms) and when the CLI returned."""
-    outer = Outer(outer_path)
-    vip_id = int(vip_id)
-    before = outer.inner_id(vip_id)
-    out = open(file + ".out", "w")
-    t0_unix = time.time()
-    t0 = time.monotonic()
-    p = subprocess.Popen([cli, "apply", "-f", file, "-o", "json", "--socket", sock], stdout=out,
-                         stderr=subprocess.PIPE)
-    swapped = None
-    while p.poll() is None:
-        if swapped is None and outer.inner_id(vip_id) != before:
-            swapped = time.monotonic() - t0
-        time.sleep(0.0005)
-    cli_s = time.monotonic() - t0
-    after = outer.inner_id(vip_id)
-    seen_s = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.exit(f"ballast apply -f {file} exited {p.returncode}: {p.stderr.read().decode().strip()}")
-    if after == before and swap == "1":
-        sys.exit(f"ballast apply -f {file} returned but VIP {vip_id}'s table is still inner map {before}")
-    reply = json.load(open(file + ".out"))
-    if not reply.get("applied"):
-        sys.exit(f"ballast apply -f {file}: not applied: {json.dumps(reply)[:300]}")
-    # The swap seen while the CLI ran; else only on the poll after it returned.
-    live_s = swapped if swapped is not None else seen_s if after != before else None
-    print(json.dumps({"cli_s": cli_s, "live_s": live_s, "seen_during_cli": swapped is not None,
-                      "inner_before": before, "inner_after": after, "t0_unix": t0_unix,
-                      "changes": len(reply.get("changes", []))}))
-
-
-def cmd_table(outer_path, vip_id, vip, list_json, weights_json):
-    """The live table against `ballast backend list`: the VIP's backends are
-    exactly those of WEIGHTS (address -> weight) with those weights, each
-    holds exactly the entries the list says, every entry names one of them,
-    and each weight class holds its share of the table within 1 point."""
-    outer = Outer(outer_path)
-    table = read_table(outer.inner_id(int(vip_id)))
-    rows = [b for b in json.load(open(list_json)) if b["vip"] == vip]
-    want = json.load(open(weights_json))
-    bad = []
-    got = {b["address"]: b for b in rows}
-    if set(got) != set(want):
-        bad.append(f"backend list has {len(got)} backends, the config {len(want)}")
-    counts = collections.Counter(table)
-    ids = {b["id"]: b for b in rows}
-    strays = [i for i in counts if i not in ids]
-    if strays:
-        bad.append(f"{sum(counts[i] for i in strays)} entries name no backend of {vip} ({strays[:5]})")
-    for b in rows:
-        if want.get(b["address"]) != b["weight"]:
-            bad.append(f"{b['address']} weight {b['weight']}, config {want.get(b['address'])}")
-        if counts.get(b["id"], 0) != b["table_entries"]:
-            bad.append(f"{b['address']} holds {counts.get(b['id'], 0)} entries, list says {b['table_entries']}")
-        if b["weight"] and not counts.get(b["id"]):
-            bad.append(f"{b['address']} (weight {b['weight']}) has no entry")
-    total_w = sum(want.values())
-    for w in sorted(set(want.values())):
-        share = sum(counts.get(b["id"], 0) for b in rows if b["weight"] == w) / MAGLEV_SIZE
-        exp = sum(v for v in want.values() if v == w) / total_w
-        if abs(share - exp) > 0.01:
-            bad.append(f"weight-{w} backends hold {share:.4f} of the table, expected {exp:.4f}")
-    if bad:
-        sys.exit(f"{vip}'s live table: " + "; ".join(bad[:6]))
-    print(json.dumps({"backends": len(rows), "distinct": len(counts), "entries": len(table)}))
-
-
-def cmd_settle(outer_path, vip_id, n, t0, limit):
-    """Polls the VIP's table until it names N distinct backends; prints when
-    (seconds after unix time T0) and how many tables were swapped in."""
-    outer = Outer(outer_path)
-    vip_id, n, t0, limit = int(vip_id), int(n), float(t0), float(limit)
-    last, swaps, distinct = None, 0, 0
-    while True:
-        cur = outer.inner_id(vip_id)
-        if cur != last:
-            swaps += last is not None
-            last = cur
-            distinct = len(set(read_table(cur)) - {NO_BACKEND}) if cur else 0
-            if distinct >= n:
-                print(json.dumps({"settled_s": time.time() - t0, "swaps": swaps}))
-                return
-        if time.time() - t0 > limit:
-            sys.exit(f"after {limit:.0f} s the table names {distinct} of {n} backends")
-        time.sleep(0.002)
-
-
-def cmd_maps(pin_dir, outer_path):
-    """bpftool's view of every map ballastd pinned, and of the inner tables
-    the outer map holds: type, key and value sizes, entries, locked bytes."""
-    def show(args):
-        p = subprocess.run(["bpftool", "-j", "map", "show"] + args, capture_output=True, text=True)
-        return json.loads(p.stdout) if p.returncode == 0 else None
-    rows = []
-    for name in sorted(os.listdir(pin_dir)):
-        m = show(["pinned", os.path.join(pin_dir, name)])
-        if m:  # programs and links are pinned there too
-            m["pin"] = name
-            rows.append(m)
-    outer = Outer(outer_path)
-    for vip_id in range(1024):
-        inner = outer.inner_id(vip_id)
-        if inner:
-            m = show(["id", str(inner)])
-            m["pin"] = f"(maglev table of VIP id {vip_id})"
-            rows.append(m)
-    for m in rows:
-        m["locked"] = m.get("bytes_memlock", m.get("memlock"))
-        if m["locked"] is None:
-            sys.exit(f"bpftool map show gives no memlock for {m['pin']}: {json.dumps(m)[:200]}")
-    print(json.dumps([{k: m.get(k) for k in ("pin", "id", "type", "bytes_key", "bytes_value",
-                                            "max_entries", "locked")} for m in rows]))
-
-
-if __name__ == "__main__":
-    {"apply": cmd_apply, "table": cmd_table, "settle": cmd_settle,
-     "maps": cmd_maps}[sys.argv[1]](*sys.argv[2:])
-PY
-}
-
-# ctl ARGS...: runs ctl.py.
+# ctl ARGS...: runs bench/control_ctl.py.
 ctl() {
-	"$PYTHON" "$STATE_DIR/ctl.py" "$@"
+	MAGLEV_PROBE=$BUILD_DIR/tools/maglev_probe "$PYTHON" "$BENCH_DIR/control_ctl.py" "$@"
 }
 
 # vip_id VIP: the VIP's id (its key in maglev_tables).
@@ -389,7 +188,7 @@ weights_json() {
 	echo "$out}"
 }
 
-# check_table COUNT PATTERN: the live table of MANY_VIP is the config's (ctl.py table).
+# check_table COUNT PATTERN: the live table of MANY_VIP is the config's (control_ctl.py table).
 check_table() {
 	lb_cli backend list -o json >"$STATE_DIR/list.json" || fail "ballast backend list failed"
 	weights_json "$1" "$2" >"$STATE_DIR/weights.json"
@@ -793,7 +592,6 @@ command -v bpftool >/dev/null || fail "bpftool missing (scripts/install-deps.sh)
 RESULTS=$STATE_DIR/results
 e2e_setup
 many_setup
-write_ctl
 
 # One VIP over FEW backends: memory and RSS at the small end.
 write_config "$STATE_DIR/few.yaml" "$FEW" flat "" 0

@@ -85,4 +85,5 @@ def lb(world, state_dir, build_dir):
         yield daemon
     finally:
         daemon.close()
+        world.reset_xdp()
         world.backend_servers.restore()

@@ -16,7 +16,7 @@ import time
 from pyroute2 import NetNS
 
 from harness.configs import config, vip
-from harness.processes import SOURCE_PORTS, BackgroundClient, Failure, client
+from harness.processes import SOURCE_PORTS, BackgroundClient, Failure, client, sanitized
 from harness.world import HTTP_PORT, VIP1
 
 log = logging.getLogger("e2e")
@@ -174,7 +174,8 @@ def test_backend_flapping_for_a_minute(world, lb):
     change is one table build, one log line and one change-log entry, so
     CPU and log grow with the changes and no faster: at most 40 ms of CPU
     per change (18 ms measured at -O2 on this 2-core VM, 18 % of a core at
-    10 changes a second) and at most one log line per change plus 20.
+    10 changes a second; 160 ms under make test SANITIZE=1, where the
+    -O0 ASan build took 52 ms) and at most one log line per change plus 20.
     Afterwards, be3 down, the stable backends share 1:2 as configured,
     measured with enough connections to tell 1:2 from 1:1.5."""
     check = "{type: http, path: /healthz, interval: 100ms, timeout: 80ms, rise: 1, fall: 1}"
@@ -194,7 +195,8 @@ def test_backend_flapping_for_a_minute(world, lb):
     log.info("flapping 60 s: %d health changes logged, %d log lines, %.1f s CPU in %.1f s",
              len(changes), lines, cpu, elapsed)
     assert len(changes) >= 300, f"only {len(changes)} state changes: the flap did not happen"
-    assert cpu <= 0.040 * len(changes), \
+    per_change = 0.160 if sanitized(f"{lb.build_dir}/ballastd") else 0.040
+    assert cpu <= per_change * len(changes), \
         f"ballastd used {cpu:.1f} s of CPU in {elapsed:.0f} s for {len(changes)} changes"
     assert lines <= len(changes) + 20, f"{lines} log lines for {len(changes)} changes"
     wait_until("be3 down", lambda: not backends_up(lb), 5)

@@ -194,12 +194,46 @@ class Ballastd:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def sanitized(binary):
+    """True when @binary was built with AddressSanitizer (make SANITIZE=1):
+    it runs several times slower, which a test that bounds CPU allows for."""
+    return "libasan" in subprocess.run(["ldd", str(binary)], capture_output=True,
+                                       text=True).stdout
+
+
 def run_ok(argv):
     """A command that must succeed: its stdout."""
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise Failure(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return done.stdout
+
+
+def ballast_on(node, *args):
+    """The CLI run inside @node's namespace (decap commands on a backend):
+    its stdout, parsed as JSON when it is."""
+    out = run_ok(node.exec_argv([f"{node.world.build_dir}/ballast", *map(str, args)]))
+    try:
+        return json.loads(out)
+    except ValueError:
+        return out
+
+
+def decap_attach_all(world, *extra):
+    """`ballast decap attach eth0` on every backend; each must then list
+    VIP1 (on its lo) among the VIPs it decapsulates for."""
+    from .world import VIP1
+    for be in world.backends:
+        ballast_on(be, "decap", "attach", "eth0", *extra)
+        status = ballast_on(be, "decap", "status", "eth0", "-o", "json")
+        if VIP1 not in json.dumps(status):
+            raise Failure(f"decap status on {be.name} does not list {VIP1}: {status}")
+
+
+def decapped(node):
+    """Packets the decap program on @node's eth0 stripped so far."""
+    status = ballast_on(node, "decap", "status", "eth0", "-o", "json")
+    return next(c["packets"] for c in status["counters"] if c["reason"] == "decapped")
 
 
 class SourcePorts:

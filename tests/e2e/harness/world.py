@@ -203,6 +203,14 @@ class World:
                     ipr.neigh("replace", dst=other.ip, lladdr=other.mac, ifindex=eth0,
                               state=neigh_states["permanent"])
 
+    def reset_xdp(self):
+        """Between tests: no decap program left on a backend, nothing left
+        on the lb's eth0 (a test that failed with ballastd stopped would
+        leave its program there)."""
+        for node in self.backends + [self.lb]:
+            subprocess.run(["ip", "-n", node.ns, "link", "set", "dev", "eth0", "xdp", "off"],
+                           capture_output=True)
+
     def static_forwarding(self):
         """The bridge knows every node's port now, permanently: a unicast
         frame never floods to the other ports, even to a node that has not
