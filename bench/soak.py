@@ -29,7 +29,6 @@ import csv
 import json
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 
+from harness.api import call  # noqa: E402
 from harness.configs import config, vip  # noqa: E402
 from harness.processes import Backends, BackgroundClient, Ballastd  # noqa: E402
 from harness.world import HTTP_PORT, UDP_PORT, VIP1, World  # noqa: E402
@@ -45,21 +45,6 @@ from harness.world import HTTP_PORT, UDP_PORT, VIP1, World  # noqa: E402
 CHECK = "{type: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 2, fall: 2}"
 ROTATION = ([2, 2, 3], [3, 2, 2], [2, 3, 2])
 LOG_CAP = 10000   # the change log's entries (docs/operations.md)
-
-
-def call(sock_path, request):
-    """One control-API request (one JSON line each way)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(sock_path)
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
 
 
 def sample(lb, world, t0):

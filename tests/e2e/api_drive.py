@@ -11,23 +11,10 @@ Exits 0 when every request was answered, ok or not (the caller judges).
 """
 
 import json
-import socket
 import sys
 import time
 
-
-def call(path, request):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(path)
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+from harness.api import call
 
 
 def main():
