@@ -7,7 +7,8 @@ lines every Ballast suite prints and run-all.sh counts, one per test.
 Fixtures:
   build_dir   absolute path of the build (ballastd, ballast, bpf/*.o)
   world       the topology and backend servers, one per test file
-              (harness/world.py), torn down on every exit path
+              (harness/world.py), torn down on every exit path; a module
+              sets its shape with WORLD = {"backends": 4, "ipv6": True}
   lb          a ballastd for one test (harness/processes.py): the test
               starts it with a config; after the test it is stopped and
               Ballast is removed from the interface
@@ -61,12 +62,12 @@ def state_dir():
 
 
 @pytest.fixture(scope="module")
-def world(build_dir, state_dir):
+def world(request, build_dir, state_dir):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, XDP)")
     if subprocess.run(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
         subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
-    w = World(str(build_dir))
+    w = World(str(build_dir), **getattr(request.module, "WORLD", {}))
     backends = Backends(w, state_dir)
     try:
         w.build()

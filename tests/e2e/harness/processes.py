@@ -82,16 +82,47 @@ class Backends:
         return self.state_dir / f"{be.name}.served"
 
     def spawn(self, be):
-        from .world import VIP1, VIP2, HTTP_PORT, UDP_PORT
+        """Starts @be's server without waiting for it. Its health path, and its
+        UDP health responder on its own address (UDP_CHECK_PORT), answer as
+        control(be) says."""
+        from .world import VIP1, VIP2, VIP6_1, VIP6_2, HTTP_PORT, UDP_PORT, UDP_CHECK_PORT
         self.served_log(be).write_text("")
+        vips = [VIP1, VIP2] + ([VIP6_1, VIP6_2] if self.world.ipv6 else [])
         argv = be.exec_argv([PYTHON, str(E2E_DIR / "backend_server.py"), "--name", be.name,
                              "--http-port", str(HTTP_PORT), "--udp-port", str(UDP_PORT),
-                             "--vip", VIP1, "--vip", VIP2,
+                             *[a for v in vips for a in ("--vip", v)],
+                             "--udp-check-addr", be.ip, "--udp-check-port", str(UDP_CHECK_PORT),
                              "--served-log", str(self.served_log(be)),
                              "--control", str(self.control(be))])
         with open(self._log(be), "w") as out:
             self.procs[be.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                    start_new_session=True)
+
+    def start(self, be):
+        """Starts @be's server and waits until it serves."""
+        self.spawn(be)
+        wait_for_line(self._log(be), "ready", self.procs[be.name], 10, f"backend {be.name}")
+
+    def kill(self, be):
+        """SIGKILL to @be's server: its ports refuse connections (TCP answers
+        RST, UDP port unreachable) from then on."""
+        proc = self.procs[be.name]
+        proc.kill()
+        proc.wait(5)
+        log.info("backend %s killed (pid %d)", be.name, proc.pid)
+
+    def alive(self, be):
+        proc = self.procs.get(be.name)
+        return proc is not None and proc.poll() is None
+
+    def set_health(self, be, word):
+        """How @be's health path and UDP health responder answer from their
+        next check on: up, sick, flap, silent, closed (backend_server.py);
+        VIP traffic is served throughout."""
+        tmp = self.control(be).with_suffix(".tmp")
+        tmp.write_text(word + "\n")
+        tmp.replace(self.control(be))
+        log.info("backend %s health path: %s", be.name, word)
 
     def control(self, be):
         """The file whose word sets @be's health answers (backend_server.py:
@@ -109,9 +140,13 @@ class Backends:
             self.served_log(be).write_text("")
 
     def restore(self):
-        """Every backend's health answers up again (between tests)."""
+        """Every backend's server running, its health answers up again
+        (between tests: a test may kill a server or make it sick)."""
         for be in self.world.backends:
             self.control(be).unlink(missing_ok=True)
+            if not self.alive(be):
+                self.start(be)
+                log.info("backend %s restarted", be.name)
 
     def close(self):
         for proc in self.procs.values():

@@ -5,7 +5,14 @@
     netns P-be1  backend  eth0 10.231.0.11/24 --+    one veth port per node
     netns P-be2  backend  eth0 10.231.0.12/24 --+    (P-cl, P-lb, P-be1, ...)
     netns P-be3  backend  eth0 10.231.0.13/24 --+
+   (netns P-be4  ...      up to 9 backends: World(backends=N))
    (netns P-xx   extra nodes a suite adds: add_node)
+
+With ipv6=True every node also has fd00:231::N/64 next to its IPv4 address
+(client ::2, lb ::3, backends ::11...), backends hold VIP6_1 and VIP6_2 on
+lo, and the client routes VIP6_RANGE via the lb. A test module picks its
+world with a module-level WORLD = {"backends": 4, "ipv6": True}
+(conftest.py).
 
 The same plan as tests/e2e/lib.sh, so the two harnesses' tests read alike.
 P is a per-run prefix carried by every namespace and link name: concurrent
@@ -25,6 +32,8 @@ import subprocess
 from pyroute2 import NetNS, netns
 from pyroute2.netlink.rtnl.ndmsg import states as neigh_states
 
+IFA_F_NODAD = 0x02      # (linux/if_addr.h)
+
 log = logging.getLogger("e2e")
 
 SUBNET_LEN = 24
@@ -35,11 +44,24 @@ VIP1 = "10.231.100.1"
 VIP2 = "10.231.100.2"
 HTTP_PORT = 80
 UDP_PORT = 9000
+UDP_CHECK_PORT = 9100      # each backend's UDP health responder, on its own address
+
+SUBNET6_LEN = 64
+CLIENT_IP6 = "fd00:231::2"
+LB_IP6 = "fd00:231::3"
+VIP6_RANGE = "fd00:231:100::/64"
+VIP6_1 = "fd00:231:100::1"
+VIP6_2 = "fd00:231:100::2"
 
 
 def backend_ip(i):
     """be1 -> 10.231.0.11 (i counts from 1, as the names do)."""
     return f"10.231.0.1{i}"
+
+
+def backend_ip6(i):
+    """be1 -> fd00:231::11."""
+    return f"fd00:231::1{i}"
 
 
 @contextlib.contextmanager
@@ -70,12 +92,13 @@ def run(argv, **kwargs):
 class Node:
     """One namespace with its eth0 on the bridge."""
 
-    def __init__(self, world, name, ip):
+    def __init__(self, world, name, ip, ip6=None):
         self.world = world
         self.name = name          # short: cl, lb, be1
         self.ns = f"{world.prefix}-{name}"
         self.port = f"{world.prefix}-{name}"   # its veth port on the bridge
         self.ip = ip
+        self.ip6 = ip6            # only in a world with ipv6=True
         self.mac = None
 
     def exec_argv(self, argv):
@@ -100,14 +123,19 @@ class World:
     (the fixture's finalizer, which pytest runs after a failure, a Ctrl-C or
     the SIGTERM the conftest turns into one)."""
 
-    def __init__(self, build_dir, backends=3):
+    def __init__(self, build_dir, backends=3, ipv6=False):
+        if not 1 <= backends <= 9:
+            raise ValueError(f"backends={backends}: 1 to 9 (addresses 10.231.0.11 to .19)")
         self.build_dir = build_dir
+        self.ipv6 = ipv6
         self.prefix = self._free_prefix()
         self.sw = f"{self.prefix}-sw"
         self.bridge = f"{self.prefix}-br"
-        self.client = Node(self, "cl", CLIENT_IP)
-        self.lb = Node(self, "lb", LB_IP)
-        self.backends = [Node(self, f"be{i}", backend_ip(i)) for i in range(1, backends + 1)]
+        six = (lambda a: a) if ipv6 else (lambda a: None)
+        self.client = Node(self, "cl", CLIENT_IP, six(CLIENT_IP6))
+        self.lb = Node(self, "lb", LB_IP, six(LB_IP6))
+        self.backends = [Node(self, f"be{i}", backend_ip(i), six(backend_ip6(i)))
+                         for i in range(1, backends + 1)]
         self.extra = []
         self.namespaces = []
 
@@ -126,14 +154,27 @@ class World:
     def _add_ns(self, name):
         netns.create(name)
         self.namespaces.append(name)
-        # Quiet: no IPv6 (router solicitations, DAD) to add noise to the
-        # balancer's counters.
-        sysctl(name, {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
+        if self.ipv6:
+            # IPv6, but quiet: no router solicitations, no DAD (addresses
+            # usable at once), no router advertisements taken. Set before
+            # eth0 exists, so that it inherits the defaults.
+            sysctl(name, {f"net.ipv6.conf.{c}.{k}": 0 for c in ("all", "default")
+                          for k in ("accept_ra", "router_solicitations", "accept_dad",
+                                    "dad_transmits")})
+        else:
+            # Quiet: no IPv6 (router solicitations, DAD) to add noise to the
+            # balancer's counters.
+            sysctl(name, {"net.ipv6.conf.all.disable_ipv6": 1,
+                          "net.ipv6.conf.default.disable_ipv6": 1})
 
     def build(self):
         self._add_ns(self.sw)
         with NetNS(self.sw) as sw:
-            sw.link("add", ifname=self.bridge, kind="bridge")
+            # With IPv6: neighbour discovery is multicast, and the bridge
+            # floods it to every port rather than follow what MLD snooping
+            # learnt (or failed to).
+            sw.link("add", ifname=self.bridge, kind="bridge",
+                    **({"br_mcast_snooping": 0} if self.ipv6 else {}))
             sw.link("set", index=sw.link_lookup(ifname=self.bridge)[0], state="up")
         # The bridge's netfilter hook (built into this kernel, on by default)
         # validates IPv4 headers and drops what it dislikes: a malformed
@@ -154,11 +195,18 @@ class World:
         self.client.run(["ethtool", "-K", "eth0", "tx", "off"])
         with NetNS(self.client.ns) as cl:
             cl.route("add", dst=VIP_RANGE, gateway=LB_IP)
+            if self.ipv6:
+                cl.route("add", dst=VIP6_RANGE, gateway=LB_IP6)
         for be in self.backends:
             with NetNS(be.ns) as ipr:
                 lo = ipr.link_lookup(ifname="lo")[0]
                 for vip in (VIP1, VIP2):
                     ipr.addr("add", index=lo, address=vip, prefixlen=32)
+                # An address on lo is never answered for in neighbour
+                # discovery on eth0: IPv6 needs no arp_ignore.
+                for vip in ((VIP6_1, VIP6_2) if self.ipv6 else ()):
+                    ipr.addr("add", index=lo, address=vip, prefixlen=128,
+                             flags=IFA_F_NODAD)
             # Answer for the VIPs, never ARP for them.
             sysctl(be.ns, {"net.ipv4.conf.all.arp_ignore": 1,
                            "net.ipv4.conf.all.arp_announce": 2})
@@ -179,13 +227,16 @@ class World:
             eth0 = ipr.link_lookup(ifname="eth0")[0]
             if node.ip:
                 ipr.addr("add", index=eth0, address=node.ip, prefixlen=SUBNET_LEN)
+            if node.ip6:
+                ipr.addr("add", index=eth0, address=node.ip6, prefixlen=SUBNET6_LEN,
+                         flags=IFA_F_NODAD)
             ipr.link("set", index=eth0, state="up")
             node.mac = ipr.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
 
-    def add_node(self, name, ip=None):
+    def add_node(self, name, ip=None, ip6=None):
         """One more namespace on the bridge (a traffic source of a suite's
         own); torn down with the rest."""
-        node = Node(self, name, ip)
+        node = Node(self, name, ip, ip6)
         self.extra.append(node)
         self._plug(node)
         return node
