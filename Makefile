@@ -234,7 +234,7 @@ test: deps
 
 demo: deps
 	$(Q)$(MAKE) $(JOBS) --no-print-directory all
-	$(Q)scripts/demo.sh $(BUILD)
+	$(Q)/usr/bin/python3 scripts/demo.py --build-dir $(BUILD)
 
 # Measurements, not tests: prints the tables and rewrites docs/benchmarks.md.
 bench: deps
