@@ -77,7 +77,7 @@ SAN_SUPPORT_OBJS := $(patsubst tests/support/%.cpp,$(BUILD)/san/obj/support/%.o,
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_OBJS := $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS))
 # One binary per bench/*_bench.cpp main (build/bench_NAME); bench/run-all.sh runs them
-# and bench/*_bench.sh, and bench/report.py writes docs/benchmarks.md from their results.
+# and bench/*_bench.py, and bench/report.py writes docs/benchmarks.md from their results.
 
 # Fuzz targets (tests/fuzz/NAME_fuzz.cpp -> build/fuzz/NAME_fuzz): clang-14's
 # libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer, over core/

@@ -34,10 +34,14 @@ run scaling "$BUILD/bench_scaling" --json "$BENCH_OUT/scaling.json"
 run maglev "$BUILD/bench_maglev" --json "$BENCH_OUT/maglev.json"
 run health "$BUILD/bench_health" --json "$BENCH_OUT/health.json"
 run changes "$BUILD/bench_changes" --json "$BENCH_OUT/changes.json"
-for script in bench/*_bench.sh; do
+for script in bench/*_bench.sh bench/*_bench.py; do
 	[[ -e $script ]] || continue
-	name=$(basename "$script" _bench.sh)
-	run "$name" "$script" "$BUILD"
+	name=$(basename "${script%_bench.*}")
+	if [[ $script == *.py ]]; then
+		run "$name" /usr/bin/python3 "$script" "$BUILD"
+	else
+		run "$name" "$script" "$BUILD"
+	fi
 done
 
 echo

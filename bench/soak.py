@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """make soak: ballastd under a long mix of everything an operator's day
 brings, sampled for growth. Not a test: it measures and prints.
 

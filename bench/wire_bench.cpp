@@ -1,4 +1,4 @@
-// wire_bench.cpp: build/bench_wire, the measuring half of bench/wire_bench.sh
+// wire_bench.cpp: build/bench_wire, the measuring half of bench/wire_bench.py
 // (the script builds the namespaces and runs ballastd; read its header for
 // the topology and the method). One run measures one cell: one program on
 // the balancer's interface, one flow count.

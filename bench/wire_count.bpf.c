@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * wire_count.bpf.c: the two fixed ends of bench/wire_bench.sh.
+ * wire_count.bpf.c: the two fixed ends of bench/wire_bench.py.
  *
  * wire_count: the receiver, on the generator's side of the veth pair, where
  * the balancer's XDP_TX lands (veth delivers XDP_TX only to a peer that runs

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * wire_gen.bpf.c: the packet generator of bench/wire_bench.sh. Run by
+ * wire_gen.bpf.c: the packet generator of bench/wire_bench.py. Run by
  * BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (build/bench_wire), it
  * is handed a template IPv4/UDP frame and returns XDP_TX, which makes the
  * kernel send the frame out of the interface named by the test run's

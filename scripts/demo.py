@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """demo.py: Ballast in one screen.
 
 Builds a private network (a client, the balancer and three backends on one

@@ -1,19 +1,16 @@
-#!/usr/bin/env python3
-"""results.py: bench/compare_bench.sh's checks and report.
+"""results.py: bench/compare_bench.py's checks and report.
 
-  results.py check ...  one run: reads the tool's output (wrk with
-                        wrk_report.lua, or iperf3 -J) and the counters the
-                        bench took before and after it (OUT.before,
-                        OUT.after: "key value" lines), checks that the run
-                        measured what it meant to, prints its record (one
-                        JSON line). Exits 1 with the reason when a check fails.
-  results.py write ...  every record: prints the tables and writes
-                        compare.json in bench/report.py's format.
+  check(...)  one run: the tool's output (wrk with wrk_report.lua, or
+              iperf3 -J) and the counters the bench took before and after
+              it ({key: value}), checked to have measured what the run
+              meant to; returns its record (and prints a line about it on
+              stderr). Raises CheckFailed with the reason when a check fails.
+  write(...)  every record: prints the tables and writes compare.json in
+              bench/report.py's format.
 
 No timing is checked: only that requests succeeded, that they reached the
 backends they should have, and that Ballast's program saw the traffic.
 """
-import argparse
 import json
 import os
 import statistics
@@ -30,24 +27,17 @@ PROXIES = ("haproxy", "nginx")
 CPUS = os.cpu_count() or 1
 
 
-def counters(path):
-    """A counters file ("key value" lines) as a dict of floats."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            k, v = line.split()
-            out[k] = float(v)
-    return out
+class CheckFailed(Exception):
+    """A run that did not measure what it meant to: the message says why."""
 
 
 def fail(msg):
-    print(f"results.py: {msg}", file=sys.stderr)
-    sys.exit(1)
+    raise CheckFailed(msg)
 
 
-def deltas(out, clk_tck):
-    """The CPU and traffic counters' changes over the run."""
-    a, b = counters(out + ".before"), counters(out + ".after")
+def deltas(a, b, clk_tck):
+    """The CPU and traffic counters' changes over the run (@a before it,
+    @b after it)."""
     d = {k: b[k] - a[k] for k in a if k in b}
     return {
         "wall_s": d["t"],
@@ -63,11 +53,10 @@ def deltas(out, clk_tck):
     }
 
 
-def check_http(args, rec):
-    """wrk's summary; requests succeeded and went where they should."""
+def check_http(rec, text, target, max_error_fraction, direct_backend):
+    """wrk's summary (@text, its output); requests succeeded and went where
+    they should."""
     line = None
-    with open(args.out) as f:
-        text = f.read()
     for l in text.splitlines():
         if l.startswith("WRK_JSON "):
             line = l[len("WRK_JSON "):]
@@ -79,37 +68,36 @@ def check_http(args, rec):
     if n <= 0:
         fail("wrk completed no request")
     errors = w["connect"] + w["read"] + w["write"] + w["timeout"] + w["status"]
-    if errors > args.max_error_fraction * n:
+    if errors > max_error_fraction * n:
         fail(f"wrk: {errors} errors in {n} requests (connect {w['connect']}, read {w['read']}, "
              f"write {w['write']}, timeout {w['timeout']}, status>=400 {w['status']}); "
-             f"at most {args.max_error_fraction:.1%} allowed")
+             f"at most {max_error_fraction:.1%} allowed")
     served = rec["backends"]
     if sum(served.values()) < n:
         fail(f"backends counted {sum(served.values())} requests {served}, wrk completed {n}: "
              "answers came from elsewhere")
-    if args.target == "direct":
-        others = {k: v for k, v in served.items() if k != args.direct_backend}
+    if target == "direct":
+        others = {k: v for k, v in served.items() if k != direct_backend}
         if any(others.values()):
-            fail(f"direct run to {args.direct_backend}, but other backends served {others}")
+            fail(f"direct run to {direct_backend}, but other backends served {others}")
     else:
         idle = [k for k, v in served.items() if v == 0]
         if idle:
-            fail(f"through {args.target}, backends {idle} served nothing ({served})")
-    if args.target == "ballast" and rec["xdp_packets"] < n:
+            fail(f"through {target}, backends {idle} served nothing ({served})")
+    if target == "ballast" and rec["xdp_packets"] < n:
         fail(f"Ballast's XDP program ran {rec['xdp_packets']} times for {n} requests: "
              "the traffic did not go through it")
-    if args.target != "ballast" and rec["xdp_packets"]:
-        fail(f"an XDP program counted on the lb during the {args.target} run")
+    if target != "ballast" and rec["xdp_packets"]:
+        fail(f"an XDP program counted on the lb during the {target} run")
 
 
-def check_iperf(args, rec):
-    """iperf3's JSON: no error, data moved; Ballast's program saw it."""
+def check_iperf(rec, out, err, target):
+    """iperf3's JSON (@out, its stdout; @err, its stderr): no error, data
+    moved; Ballast's program saw it."""
     try:
-        with open(args.out) as f:
-            j = json.load(f)
-    except (OSError, ValueError) as e:
-        with open(args.out) as f, open(args.out + ".err") as g:
-            fail(f"iperf3 printed no JSON ({e}): {f.read(300)!r}, stderr {g.read(300)!r}")
+        j = json.loads(out)
+    except ValueError as e:
+        fail(f"iperf3 printed no JSON ({e}): {out[:300]!r}, stderr {err[:300]!r}")
     if "error" in j:
         fail(f"iperf3: {j['error']}")
     end = j["end"]
@@ -122,24 +110,30 @@ def check_iperf(args, rec):
         "seconds": recv["seconds"],
         "retransmits": sent.get("retransmits", 0),
     }
-    if args.target == "ballast" and rec["xdp_packets"] <= 0:
+    if target == "ballast" and rec["xdp_packets"] <= 0:
         fail("Ballast's XDP program saw none of iperf3's packets")
 
 
-def cmd_check(args):
-    rec = {"kind": args.kind, "case": args.case, "target": args.target, "round": args.round}
-    rec.update(deltas(args.out, args.clk_tck))
-    if args.kind == "http":
-        check_http(args, rec)
+def check(kind, case, target, round_, before, after, output, errors, *, clk_tck,
+          max_error_fraction, direct_backend):
+    """One run's record: its counters' changes (@before and @after: {key:
+    value}) and what its tool reported (@output: wrk's output, or iperf3's
+    JSON with @errors its stderr), checked (CheckFailed says why not):
+    wrk's errors at most @max_error_fraction of its requests, a direct run
+    served by @direct_backend alone."""
+    rec = {"kind": kind, "case": case, "target": target, "round": round_}
+    rec.update(deltas(before, after, clk_tck))
+    if kind == "http":
+        check_http(rec, output, target, max_error_fraction, direct_backend)
     else:
-        check_iperf(args, rec)
-    print(json.dumps(rec))
+        check_iperf(rec, output, errors, target)
     brief = (f"{rec['wrk']['requests'] / (rec['wrk']['duration_us'] / 1e6):.0f} req/s"
-             if args.kind == "http" else f"{rec['iperf']['bits_per_second'] / 1e9:.2f} Gbit/s")
-    print(f"{args.kind} {args.case} via {args.target} (round {args.round}): {brief}, "
+             if kind == "http" else f"{rec['iperf']['bits_per_second'] / 1e9:.2f} Gbit/s")
+    print(f"{kind} {case} via {target} (round {round_}): {brief}, "
           f"balancer process {rec['proc_cpu_s'] + rec['ballastd_cpu_s']:.2f} s, "
           f"XDP {rec['xdp_s'] * 1e3:.1f} ms / {rec['xdp_packets']} packets, "
-          f"backends {rec['backends'] if args.kind == 'http' else '-'}", file=sys.stderr)
+          f"backends {rec['backends'] if kind == 'http' else '-'}", file=sys.stderr, flush=True)
+    return rec
 
 
 def fmt(x, digits=2):
@@ -240,10 +234,13 @@ HTTP_TITLES = {
 }
 
 
-def cmd_write(args):
-    with open(args.runs) as f:
-        runs = [json.loads(l) for l in f if l.strip()]
-    sections = [{"text": intro_text(args)}]
+def write(runs, out, quick, http_s, iperf_what, rounds, threads, conns, backends):
+    """The tables of @runs (check's records) printed, and compare.json
+    written to @out. @http_s: each HTTP run's length; @iperf_what: each
+    iperf3 run's ("4 s"); @threads, @conns: wrk's; @backends: how many."""
+    facts = {"quick": quick, "http_s": http_s, "rounds": rounds, "threads": threads,
+             "conns": conns, "backends": backends}
+    sections = [{"text": intro_text(facts)}]
     for case in ("keepalive", "close"):
         rs = [r for r in runs if r["kind"] == "http" and r["case"] == case]
         if not rs:
@@ -257,30 +254,31 @@ def cmd_write(args):
         cols, rows = iperf_table(rs)
         print_table("One long-lived TCP connection (iperf3)", cols, rows)
         sections.append({"heading": "One long-lived TCP connection (iperf3)",
-                         "text": IPERF_TEXT.format(what=args.iperf_what),
+                         "text": IPERF_TEXT.format(what=iperf_what),
                          "table": {"columns": cols, "rows": rows}})
     sections.append({"heading": "What the CPU figures include", "text": CPU_TEXT})
     doc = {
         "bench": "compare",
         "title": "Ballast, HAProxy and nginx side by side",
-        "command": "bench/compare_bench.sh build" + (" --quick" if args.quick else ""),
+        "command": "bench/compare_bench.py build" + (" --quick" if quick else ""),
         "order": 40,
         "sections": sections,
     }
-    with open(args.out, "w") as f:
+    with open(out, "w") as f:
         json.dump(doc, f, indent=2)
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {out}")
 
 
 def intro_text(a):
-    quick = (f"**This is a --quick run ({a.http_s:g} s per HTTP run, 32 MB per iperf3 run, "
-             "one round): the figures are a smoke test, not a measurement.**\n\n" if a.quick else "")
-    rounds = ("one round" if a.rounds == 1 else
-              f"{a.rounds} rounds, every other one in the reverse order (so that a drift of "
+    """The section that says how it was measured (@a: write's facts)."""
+    quick = (f"**This is a --quick run ({a['http_s']:g} s per HTTP run, 32 MB per iperf3 run, "
+             "one round): the figures are a smoke test, not a measurement.**\n\n" if a["quick"] else "")
+    rounds = ("one round" if a["rounds"] == 1 else
+              f"{a['rounds']} rounds, every other one in the reverse order (so that a drift of "
               "the machine during the run weighs on all alike)")
     return quick + f"""\
-Real traffic through each balancer, in one topology and one run: tests/e2e/lib.sh's network
-namespaces (a client, a balancer host "lb" and {a.backends} backends on one bridge, veth links),
+Real traffic through each balancer, in one topology and one run: the end-to-end harness's network
+namespaces (a client, a balancer host "lb" and {a['backends']} backends on one bridge, veth links),
 each backend running nginx (one worker per CPU) with a static 3-byte answer
 (`return 200 "ok\\n"`). The balancers:
 
@@ -300,7 +298,7 @@ veth peer takes GSO away from the lb's eth0): each balancer is measured as it wo
 deployed. The client's transmit checksum offload is off in every run (the topology needs it for
 XDP on veth), so the client's side is the same for all.
 
-Load: wrk from the client namespace, {a.threads} thread, {a.conns} connections, {a.http_s:g} s per
+Load: wrk from the client namespace, {a['threads']} thread, {a['conns']} connections, {a['http_s']:g} s per
 run, the same for every balancer; {rounds}, and each balancer's ratio to *direct* is taken
 within a round and then averaged. **Absolute figures
 on these shared VMs swing 2x between runs (see the "by round" columns); the ratios measured side
@@ -377,34 +375,3 @@ CPU_TEXT = """\
   per-packet work; the lb namespace has no other process doing work for Ballast.
 - **machine busy**: the share of all CPUs that `/proc/stat` counts busy over the run (user, nice,
   system, irq, softirq, steal; every namespace), to show that each run saturated the machine."""
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("check")
-    c.add_argument("--kind", choices=["http", "iperf"], required=True)
-    c.add_argument("--case", required=True)
-    c.add_argument("--target", choices=list(TARGET_NAMES), required=True)
-    c.add_argument("--round", type=int, required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--clk-tck", type=float, required=True)
-    c.add_argument("--max-error-fraction", type=float, required=True)
-    c.add_argument("--direct-backend", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--runs", required=True)
-    w.add_argument("--out", required=True)
-    w.add_argument("--quick", type=int, default=0)
-    w.add_argument("--iperf-what", required=True)
-    w.add_argument("--http-s", type=float, required=True)
-    for k in ("rounds", "threads", "conns", "backends"):
-        w.add_argument(f"--{k}", type=int, required=True)
-    args = ap.parse_args()
-    if args.cmd == "check":
-        cmd_check(args)
-    else:
-        cmd_write(args)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 -- wrk_report.lua: wrk's summary as one JSON line on stdout (after wrk's own
--- report), for bench/compare_bench.sh. Latencies are in microseconds,
+-- report), for bench/compare_bench.py. Latencies are in microseconds,
 -- duration too; errors.status counts answers with a status above 399.
 done = function(summary, latency, requests)
 	local e = summary.errors

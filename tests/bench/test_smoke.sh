@@ -61,14 +61,17 @@ verdict bench_scaling "$OUT/scaling" $?
 	grep -q 'the same at every size' "$OUT/changes"
 verdict bench_changes "$OUT/changes" $?
 
-# The network benches (bench/*_bench.sh) in their --quick modes: each builds
-# its own namespaces, checks that traffic went where it meant, and writes
-# its results file. A few seconds each, mostly topology set-up.
-for script in bench/*_bench.sh; do
+# The network benches (bench/*_bench.sh, bench/*_bench.py) in their --quick
+# modes: each builds its own namespaces, checks that traffic went where it
+# meant, and writes its results file. A few seconds each, mostly topology
+# set-up.
+for script in bench/*_bench.sh bench/*_bench.py; do
 	[[ -e $script ]] || continue
-	name=$(basename "$script" .sh)
+	name=$(basename "${script%.*}")
+	runner=()
+	[[ $script == *.py ]] && runner=(/usr/bin/python3)
 	mkdir -p "$OUT/$name"
-	BENCH_OUT=$OUT/$name "$script" "$BUILD" --quick >"$OUT/$name.log" 2>&1 &&
+	BENCH_OUT=$OUT/$name "${runner[@]}" "$script" "$BUILD" --quick >"$OUT/$name.log" 2>&1 &&
 		compgen -G "$OUT/$name/*.json" >/dev/null
 	verdict "$name" "$OUT/$name.log" $?
 done

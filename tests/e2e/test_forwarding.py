@@ -92,7 +92,7 @@ def test_set_weight_live(world, lb):
     batch.start()
     time.sleep(0.5)
     # 6 of 8 is past the audit's 50 % share limit: --force (the refusal is
-    # test_observability.sh's test_outage_replay).
+    # test_observability.py's test_outage_replay).
     lb.cli("backend", "set-weight", vip_tcp, world.backends[2].ip, "6", "--force")
     batch.join()
     assert_all_ok(during, N)

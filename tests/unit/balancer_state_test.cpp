@@ -512,6 +512,110 @@ TEST_F(CommandsTest, EveryRequestIsServed) {
   EXPECT_THROW(run("vip.list", {{"all", true}}), Error) << "an argument it does not take";
 }
 
+// A request is read strictly on its way to its command (ballastd's socket
+// hands each parsed line to Commands::handle): an argument the command does
+// not take, or one of the wrong type, is refused by name, and nothing
+// changes: not the desired config, not the data plane, not the change log.
+// The same edit with its arguments right is then applied, so the refusals
+// were the arguments' and not the pre-apply audit's (weight 9 of 12 would
+// also break the share limit: only the exact message tells them apart).
+// (Was test_requests_read_strictly in tests/e2e/test_control.sh.)
+TEST_F(CommandsTest, MisspeltOrMistypedArgumentsAreRefusedByNameAndChangeNothing) {
+  const nlohmann::json args = {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}};
+  nlohmann::json misspelt = args, force_text = args, right = args;
+  misspelt["wieght"] = 9;
+  force_text["weight"] = 9;
+  force_text["force"] = "yes";
+  right["weight"] = 2;
+  const std::vector<std::pair<nlohmann::json, std::string>> refused = {
+      {misspelt,
+       "unknown argument 'wieght' for backend.set_weight (it takes vip, address, force, weight)"},
+      {force_text, "'force' must be true or false, got \"yes\""},
+  };
+  const auto before = state.desired().vips;
+  const size_t logged = changes.size();
+  for (const auto& [bad, why] : refused) {
+    try {
+      run("backend.set_weight", bad);
+      ADD_FAILURE() << "accepted: " << bad.dump();
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), why) << bad.dump();
+    }
+    EXPECT_EQ(state.desired().vips, before) << bad.dump();
+    EXPECT_TRUE(dp.log.empty()) << bad.dump() << " wrote " << dp.log.size();
+    EXPECT_EQ(changes.size(), logged) << bad.dump() << " was logged as a change";
+  }
+  run("backend.set_weight", right);
+  EXPECT_EQ(state.desired().vips[0].backends[0].weight, 2u);
+  EXPECT_EQ(changes.size(), logged + 1);
+}
+
+// `ballast -o json` prints a reply decoded into its type (decode_reply, as
+// the CLI's call() does) and encoded again: for every read the daemon
+// answers, that must be the daemon's own reply field for field, so a script
+// reading the CLI sees nothing lost, renamed or defaulted on the way. Every
+// field holds a value of the daemon's making (a resolved MAC, a last check,
+// a change in the log, counted flows, a finding, a skew sample), so a field
+// the decoder drops or misreads shows as a difference.
+// (Was test_requests_read_strictly in tests/e2e/test_control.sh.)
+TEST_F(CommandsTest, RepliesReadBackByTheClientAreTheDaemonsFieldForField) {
+  SkewTracker skew;
+  const api::StatusReply status{.interface = "eth0",
+                                .ifindex = 3,
+                                .attach_mode = "native",
+                                .program_id = 42,
+                                .pin_dir = "/sys/fs/bpf/ballast",
+                                .config = "/etc/ballast/ballast.yaml",
+                                .vips = 1,
+                                .backends = 3,
+                                .unresolved_backends = {"10.0.0.100:80/tcp 10.0.0.14"},
+                                .version = "0.4.0",
+                                .metrics = "http://127.0.0.1:9469/metrics",
+                                .errors = {{"audit", 1}},
+                                .uptime_seconds = 17};
+  Commands served{
+      pipeline,
+      dp,
+      changes,
+      [&] { return status; },
+      [](uint32_t id) { return "ok " + std::to_string(id + 1) + ".5 ms"; },
+      &skew,
+      [] {
+        return std::vector<Finding>{
+            Finding{Severity::warning, "share-limit", "10.0.0.100:80/tcp", "10.0.0.13", "m", "h"}};
+      },
+      &census};
+  served.handle({{"command", "backend.set_weight"},
+                 {"args", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}, {"weight", 2}}}},
+                PeerCred{.pid = 7, .uid = 0, .gid = 0, .groups = {}});
+  // Three flows of 10.0.0.11, counted by the walk a first request starts.
+  dp.clock_ns = 100'000'000'000;
+  dp.conns.assign(3, {0, dp.clock_ns});
+  served.handle({{"command", "backend.flows"},
+                 {"args", {{"vip", "10.0.0.100:80/tcp"}, {"address", "10.0.0.11"}}}},
+                PeerCred{});
+  const auto now = std::chrono::steady_clock::now();
+  ASSERT_TRUE(census.walking(now));
+  census.step(dp, now);
+  skew.record(std::chrono::steady_clock::now(), state.view(), dp);
+
+  const VipKey vip = state.view()[0].key;
+  const IpAddress backend = ip("10.0.0.11");
+  size_t reads = 0;
+  api::for_each_request([&](auto request) {
+    if constexpr (decltype(request)::kReadOnly) {
+      if constexpr (requires { request.vip = vip; }) request.vip = vip;
+      if constexpr (requires { request.address = backend; }) request.address = backend;
+      const nlohmann::json reply = served.handle(api::envelope(request), PeerCred{});
+      const auto typed = api::decode_reply<decltype(request)>(reply);
+      EXPECT_EQ(nlohmann::json(typed), reply) << request.kCommand;
+      ++reads;
+    }
+  });
+  EXPECT_EQ(reads, 8u) << "every read command: status, stats, audit, skew, vip.list, "
+                          "backend.list, backend.flows, log";
+}
+
 TEST_F(CommandsTest, ErrorsSayWhatIsWrong) {
   try {
     run("backend.set_weight",

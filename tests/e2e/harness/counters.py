@@ -31,12 +31,16 @@ def delta(after, before):
 class Sniffer:
     """Counts the frames arriving on one node's eth0, from a thread that
     drains an AF_PACKET socket opened in the node's namespace, each frame
-    given to @classify (which returns a label, or None to ignore it)."""
+    given to @classify (which returns a label, or None to ignore it).
+    With on_port=True it listens on the node's port of the bridge instead
+    (in the switch's namespace): the frames the node sends onto the wire,
+    as they arrive there."""
 
-    def __init__(self, node, classify):
-        with inside(node.ns):
+    def __init__(self, node, classify, on_port=False):
+        ns, ifname = (node.world.sw, node.port) if on_port else (node.ns, "eth0")
+        with inside(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            self.sock.bind(("eth0", 0))
+            self.sock.bind((ifname, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
         self.classify = classify
         self.counts = {}

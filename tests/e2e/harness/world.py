@@ -7,6 +7,8 @@
     netns P-be3  backend  eth0 10.231.0.13/24 --+
    (netns P-be4  ...      up to 9 backends: World(backends=N))
    (netns P-xx   extra nodes a suite adds: add_node)
+   (netns P-yy   a node behind a second interface of the lb, on a veth of
+                 its own rather than the bridge: add_routed_node)
 
 With ipv6=True every node also has fd00:231::N/64 next to its IPv4 address
 (client ::2, lb ::3, backends ::11...), backends hold VIP6_1 and VIP6_2 on
@@ -100,6 +102,7 @@ class Node:
         self.ip = ip
         self.ip6 = ip6            # only in a world with ipv6=True
         self.mac = None
+        self.behind = None        # (node, ifname) it hangs off: add_routed_node
 
     def exec_argv(self, argv):
         """@argv run inside this node's namespace (network only: nsenter
@@ -240,6 +243,48 @@ class World:
         self.extra.append(node)
         self._plug(node)
         return node
+
+    def add_routed_node(self, name, ip, gateway_ip, on=None, ifname="eth1", prefixlen=SUBNET_LEN):
+        """One more namespace, off the bridge: its eth0 is a veth straight to
+        a new interface @ifname of @on (default: the lb), a host behind a
+        second interface of it. @on's end gets @gateway_ip, the node's eth0
+        @ip and a default route via @gateway_ip. Not in self.nodes (no bridge
+        port); torn down with the rest, or before by remove_routed_node()."""
+        on = on or self.lb
+        node = Node(self, name, ip)
+        node.port = None
+        node.behind = (on, ifname)
+        self._add_ns(node.ns)
+        with NetNS(on.ns) as ipr:
+            ipr.link("add", ifname=ifname, kind="veth",
+                     peer={"ifname": "eth0", "net_ns_fd": node.ns})
+            link = ipr.link_lookup(ifname=ifname)[0]
+            ipr.addr("add", index=link, address=gateway_ip, prefixlen=prefixlen)
+            ipr.link("set", index=link, state="up")
+        with NetNS(node.ns) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add", index=eth0, address=ip, prefixlen=prefixlen)
+            ipr.link("set", index=eth0, state="up")
+            ipr.route("add", dst="default", gateway=gateway_ip)
+            node.mac = ipr.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
+        return node
+
+    def remove_routed_node(self, node):
+        """Deletes a node add_routed_node made, with its link on the other
+        side (at once: a namespace's devices outlive `netns.remove` by a
+        moment), after killing what runs in it."""
+        on, ifname = node.behind
+        with NetNS(on.ns) as ipr:
+            for index in ipr.link_lookup(ifname=ifname):
+                ipr.link("del", index=index)
+        for pid in subprocess.run(["ip", "netns", "pids", node.ns], capture_output=True,
+                                  text=True).stdout.split():
+            log.info("process %s left in %s: killing it", pid, node.ns)
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
+        netns.remove(node.ns)
+        self.namespaces.remove(node.ns)
 
     def static_neighbours(self):
         """Every node learns every other's MAC now, permanently: no ARP on
