@@ -59,7 +59,8 @@ sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(TPL_DIR))
 
 import results  # noqa: E402  (bench/compare/results.py)
-from harness.processes import Ballastd, Failure, run_ok, stop, wait_for_line  # noqa: E402
+from harness.processes import (Ballastd, Failure, Interrupted, interrupted, run_ok,  # noqa: E402
+                               stop, wait_for_line)
 from harness.world import HTTP_PORT, LB_IP, VIP1, World, inside, sysctl  # noqa: E402
 
 log = logging.getLogger("e2e")
@@ -555,18 +556,6 @@ def require_tools(build):
     for path in ("bpf/xdp_pass.bpf.o", "ballastd", "ballast", "tools/bpf_stats_hold"):
         if not (build / path).exists():
             raise Failure(f"{build / path} missing (run make first)")
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: unwinds like Ctrl-C, so that teardown runs."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def interrupted(signum, frame):
-    raise Interrupted(signum)
 
 
 def main():

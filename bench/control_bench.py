@@ -58,7 +58,8 @@ sys.path.insert(0, str(ROOT / "tests/e2e"))
 from pyroute2 import NetNS  # noqa: E402
 
 from harness.configs import config, vip  # noqa: E402
-from harness.processes import Backends, BackgroundClient, Ballastd, Failure  # noqa: E402
+from harness.processes import (Backends, BackgroundClient, Ballastd, Failure,  # noqa: E402
+                               Interrupted, interrupted)
 from harness.world import HTTP_PORT, VIP1, VIP2, World, inside  # noqa: E402
 
 import control_ctl as ctl  # noqa: E402
@@ -668,18 +669,6 @@ def report(bench, out_path):
 
 
 # --- Main --------------------------------------------------------------------------
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT: unwinds like an exception, so the world is torn down."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def interrupted(signum, frame):
-    raise Interrupted(signum)
-
 
 def resolve_build(build):
     """Relative to the current directory when it exists there, else to the

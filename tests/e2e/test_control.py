@@ -30,14 +30,14 @@ import urllib.request
 
 import pytest
 
-from harness.api import call
-from harness.configs import config, vip
-from harness.processes import E2E_DIR, PYTHON, Failure, stop
-from harness.world import HTTP_PORT, VIP1, inside
+from harness.checks import wait_until
+from harness.configs import VIP_TCP, config, vip
+from harness.processes import E2E_DIR, PYTHON, stop
+from harness.state import backend_row, down_out_of_table, up_in_table, wait_backend
+from harness.world import HTTP_PORT, inside
 
 log = logging.getLogger("e2e")
 
-VIP_TCP = f"{VIP1}:{HTTP_PORT}/tcp"
 # interval x fall = 1 s to take a dead backend out.
 CHECK = "{type: http, path: /healthz, interval: 500ms, timeout: 300ms, rise: 2, fall: 2}"
 NOBODY = 65534
@@ -49,50 +49,6 @@ DRIP_DEADLINE_S = 5         # a control client's time to send a whole request (a
 def checked(world):
     """VIP1:80/tcp over be1..be3, weight 1 each, with a 500 ms x 2 HTTP check."""
     return config(vip(world, HTTP_PORT, check=CHECK))
-
-
-def wait_until(what, predicate, timeout_s, step_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise Failure(f"{what}: not within {timeout_s} s")
-        time.sleep(step_s)
-
-
-def backend_row(lb, address, vip_key=VIP_TCP):
-    """@address's row of `backend.list` for @vip_key, straight from the socket."""
-    reply = call(lb.socket, {"command": "backend.list", "args": {"vip": vip_key}})
-    if not reply.get("ok"):
-        raise Failure(f"backend.list {vip_key}: {reply}")
-    return next((b for b in reply["result"] if b["address"] == address), None)
-
-
-def wait_backend(lb, address, condition, timeout_s, what):
-    """Polls @address's row until @condition(row) holds; one poll always
-    starts after the deadline, so a state reached in time is seen. Returns
-    the seconds it took."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    while True:
-        start = time.monotonic()
-        row = backend_row(lb, address)
-        if row is not None and condition(row):
-            log.info("%s %s after %.2f s", address, what, start - t0)
-            return start - t0
-        if start > deadline:
-            raise Failure(f"{address} not {what} within {timeout_s} s: last row {row}")
-        time.sleep(0.05)
-
-
-def up(row):
-    return row["health"] == "up" and row["table_entries"] > 0
-
-
-def down(row):
-    return row["health"] == "down" and row["table_entries"] == 0
 
 
 def raw_request(path, data, timeout_s=10):
@@ -125,7 +81,7 @@ def test_dripping_clients_delay_nothing(world, state_dir, lb):
     deadlines would hold them forever)."""
     lb.start(checked(world))
     for be in world.backends:
-        wait_backend(lb, be.ip, up, 5, "up")
+        wait_backend(lb, VIP_TCP, be.ip, "up", up_in_table, within=5)
     ready, stop_file = state_dir / "drip.ready", state_dir / "drip.stop"
     for f in (ready, stop_file):
         f.unlink(missing_ok=True)
@@ -150,7 +106,8 @@ def test_dripping_clients_delay_nothing(world, state_dir, lb):
             f"ballast status took {max(took):.2f} s while 50 clients drip (want < 1 s): {took}"
         be2 = world.backends[1]
         world.backend_servers.kill(be2)
-        wait_backend(lb, be2.ip, down, 2.0, "down and out of the table")
+        wait_backend(lb, VIP_TCP, be2.ip, "down and out of the table", down_out_of_table,
+                     within=2.0)
         # On past a dripper's deadline since it connected.
         time.sleep(max(0.0, connected + DRIP_DEADLINE_S + 1.5 - time.monotonic()))
     finally:
@@ -248,7 +205,8 @@ def test_readers_and_outsiders(world, read_group, lb, build_dir):
     wait_until("the refusal in ballastd's log",
                lambda: f"control: refused 'backend.set_weight' from uid {NOBODY} pid {pid}"
                in lb.log_text(), 2)
-    assert backend_row(lb, world.backends[0].ip)["weight"] == 1, "the weight changed after a refusal"
+    assert backend_row(lb, VIP_TCP, world.backends[0].ip)["weight"] == 1, \
+        "the weight changed after a refusal"
 
 
 def test_metrics_not_starved(world, lb):

@@ -11,23 +11,16 @@ weights applied as 1:1:1.5 fail it.
 import subprocess
 
 from harness.checks import assert_all_ok, assert_shares
-from harness.configs import config
-from harness.processes import SOURCE_PORTS, client, decap_attach_all, decapped, run_ok
+from harness.configs import config, vip
+from harness.processes import batch, decap_attach_all, decapped, run_ok
 from harness.world import HTTP_PORT, VIP1
 
 N = 3000
 
 
 def ipip_config(world, weights, mode="ipip"):
-    backends = ", ".join(f"{{address: {be.ip}, weight: {w}}}"
-                         for be, w in zip(world.backends, weights))
-    return config(f"  - address: {VIP1}\n    port: {HTTP_PORT}\n    protocol: tcp\n"
-                  f"    mode: {mode}\n    backends: [{backends}]\n")
-
-
-def tcp_batch(world, n):
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT, "-n", n, "--give-up-after", 50,
-                  "--sport-base", SOURCE_PORTS.block(n))
+    """VIP1:80/tcp over be1..be3 with @weights, forwarded in @mode."""
+    return config(vip(world, HTTP_PORT, weights=weights, mode=mode))
 
 
 def test_ipip_tcp(world, lb):
@@ -38,7 +31,7 @@ def test_ipip_tcp(world, lb):
     decap_attach_all(world)
     lb.start(ipip_config(world, [1, 1, 2]))
     world.backend_servers.reset_counts()
-    report = tcp_batch(world, N)
+    report = batch(world, N)
     assert_all_ok(report, N)
     assert_shares(report, {"be1": 1, "be2": 1, "be3": 2})
     for be in world.backends:
@@ -56,12 +49,12 @@ def test_mode_switch_live(world, lb):
     write: connections before and after both succeed."""
     decap_attach_all(world)
     lb.start(ipip_config(world, [1, 1, 1], mode="dsr"))
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     path = lb.write_config(ipip_config(world, [1, 1, 1]))
     out = run_ok([f"{lb.build_dir}/ballast", "apply", "-f", str(path), "--socket", lb.socket])
     assert f"vip options {VIP1}:{HTTP_PORT}/tcp: mode dsr -> ipip" in out.splitlines(), out
     before = decapped(world.backends[0])
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     assert decapped(world.backends[0]) > before, "be1 decapsulated nothing after the switch"
 
 

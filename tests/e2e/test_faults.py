@@ -15,25 +15,17 @@ import time
 
 from pyroute2 import NetNS
 
+from harness.checks import wait_until
 from harness.configs import config, vip
-from harness.processes import SOURCE_PORTS, BackgroundClient, Failure, client, sanitized
+from harness.continuity import Held, Stream, held_problems
+from harness.processes import BackgroundClient, batch, sanitized
 from harness.world import HTTP_PORT, VIP1
 
 log = logging.getLogger("e2e")
 
 FLOOD_PORT = 9999
 CONN_TABLE_ENTRIES = 1 << 20     # BALLAST_CONN_TABLE_SIZE (bpf/ballast_abi.h)
-
-
-def wait_until(what, predicate, timeout_s, step_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise Failure(f"{what}: not within {timeout_s} s")
-        time.sleep(step_s)
+HELD_PER_BACKEND = 3
 
 
 def vip_row(lb, port):
@@ -44,28 +36,11 @@ def backends_up(lb, port=HTTP_PORT):
     return all(b["health"] == "up" for b in vip_row(lb, port)["backends"])
 
 
-class Held:
-    """Long-lived TCP connections, K on each backend (client.py --hold),
-    each sending a request every 100 ms until stop()."""
-
-    def __init__(self, world, state_dir, k=3):
-        self.ready = state_dir / "held.ready"
-        self.stop_file = state_dir / "held.stop"
-        for f in (self.ready, self.stop_file):
-            f.unlink(missing_ok=True)
-        names = ",".join(be.name for be in world.backends)
-        self.client = BackgroundClient(world, "--vip", VIP1, "--port", HTTP_PORT, "--hold", k,
-                                       "--on", names, "--interval", 0.1,
-                                       "--ready-file", self.ready, "--stop-file", self.stop_file)
-        wait_until("held connections ready", self.ready.exists, 30)
-        self.count = k * len(world.backends)
-
-    def stop(self):
-        self.stop_file.write_text("")
-        report = self.client.stop(timeout_s=60)
-        broken = [c for c in report["connections"]
-                  if c["failed"] or c["dead"] or c["moves"] or c["errors"]]
-        return report, broken
+def hold_on_every_backend(world, state_dir):
+    """HELD_PER_BACKEND long-lived TCP connections on each backend, a
+    request every 100 ms each until stop()."""
+    return Held(world, state_dir, HELD_PER_BACKEND, [be.name for be in world.backends],
+                tag="held")
 
 
 def cpu_seconds(pid):
@@ -80,8 +55,7 @@ def test_sigstop_under_traffic(world, lb):
     without taking a backend down."""
     lb.start(config(vip(world, HTTP_PORT, check="{type: tcp, interval: 500ms, fall: 3}")))
     wait_until("every backend up", lambda: backends_up(lb), 10)
-    stream = BackgroundClient(world, "--vip", VIP1, "--port", HTTP_PORT, "--stream", 40,
-                              "--duration", 60, "--timeout", 3)
+    stream = Stream(world, 40, timeout_s=3, duration_s=60)
     try:
         time.sleep(1)
         os.kill(lb.proc.pid, signal.SIGSTOP)
@@ -106,7 +80,7 @@ def test_pin_removed_by_hand(world, state_dir, lb):
     and a restart afterwards adopts them: every held connection keeps its
     backend throughout."""
     lb.start(config(vip(world, HTTP_PORT)))
-    held = Held(world, state_dir)
+    held = hold_on_every_backend(world, state_dir)
     pins = sorted(p.name for p in pathlib.Path(lb.pin_dir).iterdir())
 
     def map_id(name):
@@ -126,7 +100,8 @@ def test_pin_removed_by_hand(world, state_dir, lb):
         assert "adopted the maps pinned" in lb.log_text(), lb.log_text()[-500:]
         time.sleep(1)
     finally:
-        report, broken = held.stop()
+        report = held.stop()
+    broken = held_problems(report)
     assert report["failed"] == 0 and not broken, \
         f"held connections broken across the pin removal and restart: {broken}"
 
@@ -145,7 +120,7 @@ def test_conn_table_overfilled(world, state_dir, lb):
         eth0 = ipr.link_lookup(ifname="eth0")[0]
         for address in sources:
             ipr.addr("add", index=eth0, address=address, prefixlen=24)
-    held = Held(world, state_dir)
+    held = hold_on_every_backend(world, state_dir)
 
     def new_flows(port):
         return vip_row(lb, port)["new_flows"]
@@ -158,10 +133,11 @@ def test_conn_table_overfilled(world, state_dir, lb):
                    lambda: new_flows(FLOOD_PORT) > CONN_TABLE_ENTRIES * 5 // 4, 100, 1)
     finally:
         sent = flood.stop()
-        report, broken = held.stop()
+        report = held.stop()
+    broken = held_problems(report)
     udp_flows, tcp_flows = new_flows(FLOOD_PORT), new_flows(HTTP_PORT) - tcp_before
     log.info("flood %s; UDP new flows %d (table %d); TCP new flows %d for %d held connections",
-             sent, udp_flows, CONN_TABLE_ENTRIES, tcp_flows, held.count)
+             sent, udp_flows, CONN_TABLE_ENTRIES, tcp_flows, len(held.connections))
     assert report["failed"] == 0 and not broken, \
         f"held connections broken while the table overflowed: {broken}"
     assert udp_flows > CONN_TABLE_ENTRIES
@@ -203,8 +179,7 @@ def test_backend_flapping_for_a_minute(world, lb):
     # 1:2 against 1:1.5 is a share of 0.333 against 0.4 for be1; 1,500
     # connections put the sd of be1's share at 0.012, so +-0.036 (3 sd)
     # around 1/3 refuses 0.4 (5.5 sd away).
-    got = client(world, "--vip", VIP1, "--port", HTTP_PORT, "-n", 1500, "--workers", 8,
-                 "--sport-base", SOURCE_PORTS.block(1500))
+    got = batch(world, 1500, "--workers", 8, give_up_after=None)
     assert got["failed"] == 0, got
     share = got["by_backend"].get("be1", 0) / got["ok"]
     assert abs(share - 1 / 3) <= 0.036 and "be3" not in got["by_backend"], \

@@ -20,44 +20,30 @@ import threading
 import time
 
 from harness.checks import assert_all_ok, assert_shares, assert_stats_match
-from harness.configs import config, vip
-from harness.processes import SOURCE_PORTS, Failure, client
+from harness.configs import VIP_TCP, standard_config
+from harness.processes import Failure, batch
 from harness.world import HTTP_PORT, UDP_PORT, VIP1, VIP2
 
 N = 3000
-GIVE_UP = 50
 WEIGHTS = [1, 1, 2]
 SHARES = {"be1": 1, "be2": 1, "be3": 2}
 
 
 def standard(world, weights=WEIGHTS):
     """VIP1:80/tcp and VIP1:9000/udp over be1..be3 with @weights."""
-    return config(vip(world, HTTP_PORT, weights=weights),
-                  vip(world, UDP_PORT, proto="udp", weights=weights))
-
-
-def tcp_batch(world, n, vip_address=VIP1, *extra):
-    """n new HTTP connections, each from its own source port (a new flow)."""
-    return client(world, "--vip", vip_address, "--port", HTTP_PORT, "--proto", "tcp", "-n", n,
-                  "--give-up-after", GIVE_UP, "--sport-base", SOURCE_PORTS.block(n), *extra)
-
-
-def udp_batch(world, n):
-    """n datagrams, each from its own source port (a new flow)."""
-    return client(world, "--vip", VIP1, "--port", UDP_PORT, "--proto", "udp", "-n", n,
-                  "--give-up-after", GIVE_UP, "--sport-base", SOURCE_PORTS.block(n))
+    return standard_config(world, weights)
 
 
 def test_tcp_distribution(world, lb):
     lb.start(standard(world))
-    report = tcp_batch(world, N)
+    report = batch(world, N)
     assert_all_ok(report, N)
     assert_shares(report, SHARES)
 
 
 def test_udp_distribution(world, lb):
     lb.start(standard(world))
-    report = udp_batch(world, N)
+    report = batch(world, N, proto="udp")
     assert_all_ok(report, N)
     assert_shares(report, SHARES)
 
@@ -68,7 +54,7 @@ def test_stats_match_backends(world, lb):
     served count by 1 % and never fall below it)."""
     lb.start(standard(world))
     world.backend_servers.reset_counts()
-    tcp, udp = tcp_batch(world, N), udp_batch(world, N)
+    tcp, udp = batch(world, N), batch(world, N, proto="udp")
     assert_all_ok(tcp, N)
     assert_all_ok(udp, N)
     stats = lb.cli("stats")
@@ -86,24 +72,23 @@ def test_set_weight_live(world, lb):
     the same process throughout."""
     lb.start(standard(world))
     pid = lb.proc.pid
-    vip_tcp = f"{VIP1}:{HTTP_PORT}/tcp"
     during = {}
-    batch = threading.Thread(target=lambda: during.update(tcp_batch(world, N)))
-    batch.start()
+    in_flight = threading.Thread(target=lambda: during.update(batch(world, N)))
+    in_flight.start()
     time.sleep(0.5)
     # 6 of 8 is past the audit's 50 % share limit: --force (the refusal is
     # test_observability.py's test_outage_replay).
-    lb.cli("backend", "set-weight", vip_tcp, world.backends[2].ip, "6", "--force")
-    batch.join()
+    lb.cli("backend", "set-weight", VIP_TCP, world.backends[2].ip, "6", "--force")
+    in_flight.join()
     assert_all_ok(during, N)
 
-    report = tcp_batch(world, N)
+    report = batch(world, N)
     assert_all_ok(report, N)
     assert_shares(report, {"be1": 1, "be2": 1, "be3": 6})
 
-    lb.cli("backend", "set-weight", vip_tcp, world.backends[0].ip, "0", "--force")
+    lb.cli("backend", "set-weight", VIP_TCP, world.backends[0].ip, "0", "--force")
     world.backend_servers.reset_counts()
-    report = tcp_batch(world, N)
+    report = batch(world, N)
     assert_all_ok(report, N)
     assert_shares(report, {"be1": 0, "be2": 1, "be3": 6})
     served = world.backend_servers.served(world.backends[0], "tcp", VIP1, HTTP_PORT)
@@ -116,7 +101,7 @@ def test_vip_add_del_live(world, lb):
     lb's kernel drops what XDP passes up), while the other VIPs carry on."""
     lb.start(standard(world))
     new = f"{VIP2}:{HTTP_PORT}/tcp"
-    pre = tcp_batch(world, 8, VIP2, "--timeout", 1)
+    pre = batch(world, 8, "--timeout", 1, address=VIP2)
     assert pre["ok"] == 0, f"{new} answered before it was added"
 
     lb.cli("vip", "add", new)
@@ -124,7 +109,7 @@ def test_vip_add_del_live(world, lb):
     lb.cli("backend", "add", new, world.backends[1].ip, "--weight", "1")
     assert any(v["vip"] == new for v in lb.cli("vip", "list")), "vip list lacks the new VIP"
     world.backend_servers.reset_counts()
-    added = tcp_batch(world, 600, VIP2)
+    added = batch(world, 600, address=VIP2)
     assert_all_ok(added, 600)
     # be1:be2 1:1 over 600: each 50 % ± 8.2 points; be3 is no backend of it.
     assert_shares(added, {"be1": 1, "be2": 1})
@@ -132,10 +117,10 @@ def test_vip_add_del_live(world, lb):
 
     lb.cli("vip", "del", new)
     assert all(v["vip"] != new for v in lb.cli("vip", "list")), "vip list still has it"
-    gone = tcp_batch(world, 8, VIP2, "--timeout", 1)
+    gone = batch(world, 8, "--timeout", 1, address=VIP2)
     assert gone["ok"] == 0, f"{new} still answered after vip del: {gone}"
     assert gone["elapsed_s"] <= 5, f"requests to the deleted VIP took {gone['elapsed_s']} s"
-    assert_all_ok(tcp_batch(world, 200), 200)
+    assert_all_ok(batch(world, 200), 200)
 
 
 def refuses(lb, *args):
@@ -186,16 +171,15 @@ def test_cli_errors(world, lb):
 
     lb.start(standard(world))
     before = (lb.cli("backend", "list"), lb.cli("vip", "list"))
-    vip_tcp = f"{VIP1}:{HTTP_PORT}/tcp"
-    for args in (["set-weight", vip_tcp, be1, "abc"], ["set-weight", vip_tcp, be1, "-3"],
-                 ["set-weight", vip_tcp, be1, "65536"], ["set-weight", vip_tcp, be1],
+    for args in (["set-weight", VIP_TCP, be1, "abc"], ["set-weight", VIP_TCP, be1, "-3"],
+                 ["set-weight", VIP_TCP, be1, "65536"], ["set-weight", VIP_TCP, be1],
                  ["set-weight", f"{VIP2}:{HTTP_PORT}/tcp", be1, "2"],
                  ["set-weight", f"{VIP1}:http/tcp", be1, "2"],
-                 ["set-weight", vip_tcp, "10.231.0.99", "2"],
-                 ["set-weight", vip_tcp, "10.231.0.300", "2"],
+                 ["set-weight", VIP_TCP, "10.231.0.99", "2"],
+                 ["set-weight", VIP_TCP, "10.231.0.300", "2"],
                  # Checked before anything is drained: be1 stays undrained.
-                 ["drain", vip_tcp, be1, "--wait", "--timeout", "bogus"],
-                 ["drain", vip_tcp, be1, "--wait", "--idle", "5x"]):
+                 ["drain", VIP_TCP, be1, "--wait", "--timeout", "bogus"],
+                 ["drain", VIP_TCP, be1, "--wait", "--idle", "5x"]):
         refuses(lb, "backend", *args)
     assert (lb.cli("backend", "list"), lb.cli("vip", "list")) == before, \
         "a refused command changed the backends or VIPs"
@@ -213,7 +197,7 @@ def test_sigterm_then_cleanup(world, lb):
     assert lb.xdp_id() == prog, f"program {prog} before SIGTERM, {lb.xdp_id()} after"
     assert os.path.exists(f"{lb.pin_dir}/conn_table"), "pins removed by SIGTERM"
     assert "stays attached" in lb.log_text(), lb.log_text()[-300:]
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     lb.remove()
     assert lb.xdp_id() is None, "XDP still attached after --cleanup"
     assert not os.path.exists(lb.pin_dir), "pins left after --cleanup"

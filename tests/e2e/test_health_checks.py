@@ -1,9 +1,10 @@
 """Ballast's health checks one by one (docs/operations.md, "Health checks"),
 against real backends in network namespaces: the tcp and udp check types and
 what each failure looks like in `ballast backend list` and the change log, a
-per-backend check laid over its VIP's, the expected share of a drained
-backend in `ballast stats`, and check configs that `ballast apply` must
-refuse. (HTTP checks, failover timing, flapping and fail-open are
+per-backend check laid over its VIP's, and the expected share of a drained
+backend in `ballast stats`. (Check configs that `ballast apply` must refuse
+whole are GoogleTest cases, CommandsTest.AConfigWhoseHealthCheckCannotRun-
+IsRefusedWhole and the ConfigErrors rows: the control plane alone. HTTP checks, failover timing, flapping and fail-open are
 test_resilience's; a backend flapping for a minute is test_faults'.)
 
 Every test starts its own ballastd on the module's world; between tests
@@ -23,21 +24,16 @@ says what it can see.
 
 import logging
 import re
-import subprocess
-import time
-
-import pytest
 
 from harness.checks import assert_all_ok, assert_shares, assert_stats_match
-from harness.processes import SOURCE_PORTS, Failure, client
-from harness.world import HTTP_PORT, LB_IP, UDP_CHECK_PORT, UDP_PORT, VIP1, VIP2
+from harness.configs import VIP_TCP, VIP_UDP, config
+from harness.processes import batch
+from harness.state import backend_row, down_out_of_table, up_in_table, wait_all_up, wait_backend
+from harness.world import HTTP_PORT, LB_IP, UDP_CHECK_PORT, UDP_PORT, VIP1
 
 log = logging.getLogger("e2e")
 
 CHANGE_S = 5
-GIVE_UP = 50
-VIP_TCP = f"{VIP1}:{HTTP_PORT}/tcp"
-VIP_UDP = f"{VIP1}:{UDP_PORT}/udp"
 # The timing every check here uses, and how `backend list` describes it.
 TIMING = "interval: 500ms, timeout: 300ms, rise: 2, fall: 2"
 TIMING_DESC = "every 500ms timeout 300ms rise 2 fall 2"
@@ -61,49 +57,7 @@ def be(weight, node, more=""):
     return f"address: {node.ip}, weight: {weight}" + (f", {more}" if more else "")
 
 
-def config(*vips):
-    return "interface: eth0\nattach_mode: native\nvips:\n" + "".join(vips)
-
-
 # --- Helpers ---------------------------------------------------------------
-
-
-def backend_row(lb, vip, node):
-    """@node's row of @vip in `ballast backend list`."""
-    rows = [b for b in lb.cli("backend", "list") if b["vip"] == vip and b["address"] == node.ip]
-    if not rows:
-        raise Failure(f"backend list has no {node.ip} in {vip}")
-    return rows[0]
-
-
-def wait_backend(lb, vip, node, what, predicate, timeout_s=CHANGE_S):
-    """Polls `ballast backend list` until @node's row of @vip satisfies
-    @predicate; one poll always starts after the deadline, so a state
-    reached in time is seen. Returns the row."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        started = time.monotonic()
-        row = backend_row(lb, vip, node)
-        if predicate(row):
-            log.info("%s in %s: %s", node.ip, vip, what)
-            return row
-        if started > deadline:
-            raise Failure(f"{node.name} ({node.ip}) in {vip} not {what} within {timeout_s} s: "
-                          f"last seen {row}")
-        time.sleep(0.1)
-
-
-def up_in_table(b):
-    return b["health"] == "up" and b["table_entries"] > 0
-
-
-def down_out_of_table(b):
-    return b["health"] == "down" and b["table_entries"] == 0
-
-
-def wait_all_up(lb, vip, nodes):
-    for node in nodes:
-        wait_backend(lb, vip, node, "up and in the table", up_in_table)
 
 
 def health_log(lb, text):
@@ -122,19 +76,6 @@ def served_lines(world, node, pattern):
     return [line for line in text.splitlines() if re.fullmatch(pattern, line)]
 
 
-def tcp_batch(world, n):
-    """n new HTTP connections to VIP1, each from its own source port."""
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT, "--proto", "tcp", "-n", n,
-                  "--give-up-after", GIVE_UP, "--sport-base", SOURCE_PORTS.block(n))
-
-
-def ballast(lb, *args):
-    """The CLI against this test's ballastd, as an operator types it: the
-    finished process (status, stdout, stderr)."""
-    return subprocess.run([f"{lb.build_dir}/ballast", *map(str, args), "--socket", lb.socket],
-                          capture_output=True, text=True)
-
-
 # --- Tests -----------------------------------------------------------------
 
 
@@ -149,22 +90,24 @@ def test_tcp_check(world, lb):
     be1, be2, be3 = world.backends
     lb.start(config(vip_block(VIP1, HTTP_PORT, "tcp", f"{{type: tcp, {TIMING}}}",
                               [be(1, be1), be(1, be2), be(1, be3)])))
-    wait_all_up(lb, VIP_TCP, world.backends)
-    row = backend_row(lb, VIP_TCP, be1)
+    wait_all_up(lb, VIP_TCP, [node.ip for node in world.backends], within=CHANGE_S)
+    row = backend_row(lb, VIP_TCP, be1.ip)
     assert row["check"] == f"tcp :{HTTP_PORT} {TIMING_DESC}", row
     assert row["last_check"].startswith("ok "), row
     started_log = len(lb.cli("log"))
 
     world.backend_servers.kill(be1)
-    row = wait_backend(lb, VIP_TCP, be1, "down and out of the table", down_out_of_table)
+    row = wait_backend(lb, VIP_TCP, be1.ip, "down and out of the table", down_out_of_table,
+                       within=CHANGE_S).row
     assert row["last_check"] == "connect: Connection refused", row
     for other in (be2, be3):
-        assert backend_row(lb, VIP_TCP, other)["health"] == "up", f"{other.name} went down too"
+        assert backend_row(lb, VIP_TCP, other.ip)["health"] == "up", f"{other.name} went down too"
     assert health_log(lb, f"backend health {VIP_TCP} {be1.ip} up -> down (2 failures, last: "
                           "connect: Connection refused)"), "no up -> down entry for be1"
 
     world.backend_servers.start(be1)
-    row = wait_backend(lb, VIP_TCP, be1, "up and back in the table", up_in_table)
+    row = wait_backend(lb, VIP_TCP, be1.ip, "up and back in the table", up_in_table,
+                       within=CHANGE_S).row
     assert row["last_check"].startswith("ok "), row
     assert health_log(lb, f"backend health {VIP_TCP} {be1.ip} down -> up (2 successes, last: ok "), \
         "no down -> up entry for be1"
@@ -199,8 +142,8 @@ def test_udp_check(world, lb):
         VIP1, UDP_PORT, "udp",
         f"{{type: udp, port: {UDP_CHECK_PORT}, payload: ping, expect: pong, {TIMING}}}",
         [be(1, be1), be(1, be2), be(1, be3)])))
-    wait_all_up(lb, VIP_UDP, world.backends)
-    row = backend_row(lb, VIP_UDP, be1)
+    wait_all_up(lb, VIP_UDP, [node.ip for node in world.backends], within=CHANGE_S)
+    row = backend_row(lb, VIP_UDP, be1.ip)
     assert row["check"] == f'udp :{UDP_CHECK_PORT} send 4 bytes expect "pong" {TIMING_DESC}', row
     assert row["last_check"].startswith("ok "), row
     # The machinery: the checks reached be1's responder, at its own address.
@@ -212,21 +155,21 @@ def test_udp_check(world, lb):
         world.backend_servers.set_health(be1, word)
         # Closing takes the responder up to 50 ms: a check in between may
         # see no reply; a later one, while down, sees the port closed.
-        wait_backend(lb, VIP_UDP, be1, f"down ({word}: {want})",
-                     lambda b: down_out_of_table(b) and re.fullmatch(want, b["last_check"]))
+        wait_backend(lb, VIP_UDP, be1.ip, f"down ({word}: {want})",
+                     lambda b: down_out_of_table(b) and re.fullmatch(want, b["last_check"]),
+                     within=CHANGE_S)
         for other in (be2, be3):
-            assert backend_row(lb, VIP_UDP, other)["health"] == "up", \
+            assert backend_row(lb, VIP_UDP, other.ip)["health"] == "up", \
                 f"{other.name} went down while be1 was {word}"
         if word == "silent":
             n = 200
-            report = client(world, "--vip", VIP1, "--port", UDP_PORT, "--proto", "udp", "-n", n,
-                            "--timeout", 2, "--give-up-after", GIVE_UP,
-                            "--sport-base", SOURCE_PORTS.block(n))
+            report = batch(world, n, "--timeout", 2, proto="udp")
             assert_all_ok(report, n)
             assert_shares(report, {"be1": 0, "be2": 1, "be3": 1})
         world.backend_servers.set_health(be1, "up")
-        wait_backend(lb, VIP_UDP, be1, "up again",
-                     lambda b: up_in_table(b) and b["last_check"].startswith("ok "))
+        wait_backend(lb, VIP_UDP, be1.ip, "up again",
+                     lambda b: up_in_table(b) and b["last_check"].startswith("ok "),
+                     within=CHANGE_S)
 
     assert health_log(lb, f"backend health {VIP_UDP} {be1.ip} up -> down (2 failures, last: "
                           'udp: reply without "pong")'), "no up -> down entry for the sick reply"
@@ -247,24 +190,25 @@ def test_per_backend_override(world, lb):
     lb.start(config(vip_block(VIP1, HTTP_PORT, "tcp",
                               f"{{type: http, path: /nonexistent, {TIMING}}}",
                               [be(1, be1), be(1, be2, "health_check: {type: tcp}"), be(1, be3)])))
-    wait_backend(lb, VIP_TCP, be2, "up and in the table", up_in_table)
+    wait_backend(lb, VIP_TCP, be2.ip, "up and in the table", up_in_table, within=CHANGE_S)
     for node in (be1, be3):
-        wait_backend(lb, VIP_TCP, node, "down and out of the table", down_out_of_table)
+        wait_backend(lb, VIP_TCP, node.ip, "down and out of the table", down_out_of_table,
+                     within=CHANGE_S)
     # The machinery: be1's check did ask for /nonexistent and got 404.
     assert served_lines(world, be1, rf"miss {re.escape(be1.ip)}:{HTTP_PORT} "
                                     rf"{re.escape(LB_IP)}:\d+ 404 /nonexistent"), \
         "test machinery: no 404 for /nonexistent in be1's served log"
 
-    row = backend_row(lb, VIP_TCP, be2)
+    row = backend_row(lb, VIP_TCP, be2.ip)
     assert row["check"] == f"tcp :{HTTP_PORT} {TIMING_DESC}", row
     assert row["last_check"].startswith("ok "), row
     for node in (be1, be3):
-        row = backend_row(lb, VIP_TCP, node)
+        row = backend_row(lb, VIP_TCP, node.ip)
         assert row["check"] == \
             f"http GET /nonexistent :{HTTP_PORT} expect 200-399 {TIMING_DESC}", row
         assert row["last_check"] == "http status 404", row
 
-    report = tcp_batch(world, 200)
+    report = batch(world, 200)
     assert_all_ok(report, 200)
     assert_shares(report, {"be1": 0, "be2": 1, "be3": 0})
 
@@ -295,15 +239,15 @@ def test_expected_share_excludes_drained(world, lb):
     n = 1000
     lb.start(config(vip_block(VIP1, HTTP_PORT, "tcp", None,
                               [be(1, be1), be(1, be2), be(1, be3)])))
-    wait_all_up(lb, VIP_TCP, world.backends)
+    wait_all_up(lb, VIP_TCP, [node.ip for node in world.backends], within=CHANGE_S)
 
     lb.cli("backend", "drain", VIP_TCP, be1.ip)
-    wait_backend(lb, VIP_TCP, be1, "drained and out of the table",
-                 lambda b: b["drained"] is True and b["table_entries"] == 0)
+    wait_backend(lb, VIP_TCP, be1.ip, "drained and out of the table",
+                 lambda b: b["drained"] is True and b["table_entries"] == 0, within=CHANGE_S)
     assert_expected_shares(lb, VIP_TCP, {be1.ip: 0, be2.ip: 0.5, be3.ip: 0.5})
 
     world.backend_servers.reset_counts()
-    report = tcp_batch(world, n)
+    report = batch(world, n)
     assert_all_ok(report, n)
     assert_shares(report, {"be1": 0, "be2": 1, "be3": 1})
     served = {node.ip: world.backend_servers.served(node, "tcp", VIP1, HTTP_PORT)
@@ -311,71 +255,6 @@ def test_expected_share_excludes_drained(world, lb):
     assert_stats_match(lb.cli("stats"), VIP_TCP, served, {be1.ip: 0, be2.ip: 1, be3.ip: 1})
 
     lb.cli("backend", "undrain", VIP_TCP, be1.ip)
-    wait_backend(lb, VIP_TCP, be1, "undrained and back in the table",
-                 lambda b: b["drained"] is False and b["table_entries"] > 0)
+    wait_backend(lb, VIP_TCP, be1.ip, "undrained and back in the table",
+                 lambda b: b["drained"] is False and b["table_entries"] > 0, within=CHANGE_S)
     assert_expected_shares(lb, VIP_TCP, {be1.ip: 1 / 3, be2.ip: 1 / 3, be3.ip: 1 / 3})
-
-
-def snapshot(lb):
-    """The live state, to compare: backend and VIP lists without last_check
-    (which changes with every check), and the change log without the
-    health checker's entries."""
-    def strip(v):
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if k != "last_check"}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
-    return {"backends": strip(lb.cli("backend", "list")),
-            "vips": strip(lb.cli("vip", "list")),
-            "log": [(e["time"], e["actor"], e["change"]) for e in lb.cli("log")
-                    if e["actor"] != "health-check"]}
-
-
-# name -> (the VIP's check, be2's extra fields, the field the message must name)
-BAD_CHECKS = {
-    "interval": ("{type: http, interval: 0ms}", "",
-                 r"vips\[0\]\.health_check\.interval"),
-    "icmp": ("{type: icmp}", "", r"vips\[0\]\.health_check\.type.*icmp"),
-    "backend-interval": (f"{{type: tcp, {TIMING}}}", "health_check: {interval: 0ms}",
-                         r"vips\[0\]\.backends\[1\]\.health_check\.interval"),
-}
-
-
-@pytest.mark.parametrize("name", BAD_CHECKS)
-def test_bad_check_config(world, state_dir, lb, name):
-    """A config whose health check cannot run (interval 0, on the VIP or on
-    one backend) or names an unknown type (icmp) is refused whole by
-    `ballast apply -f` and by --dry-run: exit 1, the message naming the
-    field, nothing changed (backends, VIPs), nothing in the change log
-    (health transitions aside), ballastd still running. The bad file also
-    changes be1's weight and adds a VIP, so that a partial apply would
-    show. (Control plane only: a candidate for GoogleTest, where
-    tests/unit/config_test.cpp already refuses the VIP-level interval 0 and
-    icmp at parse time.)"""
-    be1, be2, be3 = world.backends
-    check, extra, field = BAD_CHECKS[name]
-    lb.start(config(vip_block(VIP1, HTTP_PORT, "tcp", f"{{type: tcp, {TIMING}}}",
-                              [be(1, be1), be(1, be2), be(1, be3)])))
-    wait_all_up(lb, VIP_TCP, world.backends)
-    before = snapshot(lb)
-
-    bad = state_dir / f"bad-{name}.yaml"
-    bad.write_text(config(vip_block(VIP1, HTTP_PORT, "tcp", check,
-                                    [be(3, be1), be(1, be2, extra), be(1, be3)]),
-                          vip_block(VIP2, HTTP_PORT, "tcp", None, [be(1, be3)])))
-    for mode in ([], ["--dry-run"]):
-        done = ballast(lb, "apply", "-f", bad, *mode)
-        what = " ".join(["apply"] + mode)
-        log.info("%s of %s: status %d: %s", what, bad.name, done.returncode, done.stderr.strip())
-        assert done.returncode == 1, \
-            f"{what} of a config with {name} exited {done.returncode}, want 1 " \
-            f"(stdout: {done.stdout.strip()[:200]})"
-        assert re.search(field, done.stderr), \
-            f"{what} of a config with {name}: message does not name /{field}/: {done.stderr.strip()}"
-
-    assert lb.proc.poll() is None, "ballastd died after the refused applies"
-    after = snapshot(lb)
-    for what in before:
-        assert after[what] == before[what], \
-            f"a refused config changed the {what}: {before[what]} -> {after[what]}"

@@ -25,33 +25,36 @@ a --socket path that is not a socket; descriptors, memory and log volume
 flat across 5,000 audits and 2,500 changes; and the interface deleted and
 created again under a running ballastd.
 
-The watchers and judges are in harness/lifecycle.py.
+The traffic and watches across each event, and their judges, are
+harness/continuity.py's; what only this suite looks at (the connection
+table's marked entries, the pins and the refused starts, descriptors and
+memory, the interface made again) is here.
 """
 
+import json
 import logging
 import os
+import pathlib
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 
+from pyroute2 import NetNS
+
 from harness.api import call
-from harness.checks import assert_all_ok, assert_shares
-from harness.configs import config, vip
-from harness.lifecycle import (XDP_ATTACHED_DRV, Held, PortHolder, Stream, XdpWatch,
-                               adoption_problems, ballastd_again, changelog_problems, cli_text,
-                               conn_entries, conn_problems, fd_targets, held_problems,
-                               link_create, link_delete, link_index, link_mac,
-                               mark_conn_entries, new_fds, oneline, pins_listing, rss_kib,
-                               settled_fds, stream_problems, xdp_attached, xdp_on_link,
-                               xdp_problems)
-from harness.processes import SOURCE_PORTS, Failure, client
-from harness.world import HTTP_PORT, UDP_PORT, VIP1, inside
+from harness.checks import assert_all_ok, assert_shares, one_line, wait_until
+from harness.configs import VIP_TCP, standard_config
+from harness.continuity import (Held, Stream, XdpWatch, adoption_problems, held_problems,
+                                stream_problems, xdp_problems)
+from harness.processes import SOURCE_PORTS, Failure, ballast, batch
+from harness.state import wait_all_up
+from harness.world import HTTP_PORT, VIP1, inside
 
 log = logging.getLogger("e2e")
 
-VIP_TCP = f"{VIP1}:{HTTP_PORT}/tcp"
 # ballastd's default metrics listener (the config leaves metrics out).
 METRICS_PORT = 9469
 STREAM_RATE = 40          # new connections a second (one every 25 ms)
@@ -63,39 +66,16 @@ STREAM_TIMEOUT_S = 3      # a request not answered within this failed
 # TIME_WAIT, and its request would fail (EADDRINUSE).
 STREAM_MAX_S = 40
 HOLD_PER_BACKEND = 2
-GIVE_UP = 50
 # New flows sent after each event to measure the spread (harness/checks.py):
 # at 1:1:1 each share may be 3.4 points off 1/3 (4 sd), so a table built as
 # 1:1:1.5 (a share of 42.9 %, 9.5 points off) fails.
 SHARES_N = 3000
 
 
-def lb_config(world):
-    """VIP1:80/tcp and VIP1:9000/udp over be1..be3, weights 1:1:1."""
-    return config(vip(world, HTTP_PORT), vip(world, UDP_PORT, proto="udp"))
-
-
-def wait_until(what, predicate, timeout_s, step_s=0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise Failure(f"{what}: not within {timeout_s} s")
-        time.sleep(step_s)
-
-
-def tcp_batch(world, n):
-    """n new HTTP connections to VIP1, each from its own source port."""
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT, "--proto", "tcp", "-n", n,
-                  "--give-up-after", GIVE_UP, "--sport-base", SOURCE_PORTS.block(n))
-
-
-def backend_row(lb, vip_name, address):
-    rows = [b for b in lb.cli("backend", "list") if b["vip"] == vip_name
-            and b["address"] == address]
-    return rows[0] if rows else None
+def audit_text(lb):
+    """`ballast audit` as an operator reads it, whatever its status."""
+    done = ballast(lb, "audit")
+    return done.stdout + done.stderr
 
 
 def expect_adopted(lb, problems):
@@ -103,6 +83,193 @@ def expect_adopted(lb, problems):
     if "adopted the maps pinned in" not in lb.log_text():
         said = [line for line in lb.log_text().splitlines() if re.search("pinned|adopted", line)]
         problems.append(f"the new ballastd did not adopt the pins: {said[:1]}")
+
+
+# --- The connection table, the pins, a second ballastd ----------------------------
+
+
+def pins_listing(pin_dir):
+    """(the pin directory's entries, the connection table's entry count): to
+    compare before and after a refused start."""
+    names = sorted(os.listdir(pin_dir)) if os.path.isdir(pin_dir) else None
+    return names, len(bpf_dump(f"{pin_dir}/conn_table"))
+
+
+def bpf_dump(pinned):
+    """`bpftool map dump pinned PATH -j`: [(key bytes, value bytes)]."""
+    out = subprocess.run(["bpftool", "map", "dump", "pinned", pinned, "-j"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise Failure(f"bpftool map dump pinned {pinned}: {out.stderr.strip()[-300:]}")
+    return [(bytes(int(b, 16) for b in e["key"]), bytes(int(b, 16) for b in e["value"]))
+            for e in json.loads(out.stdout)]
+
+
+# struct ballast_flow_key (bpf/ballast_abi.h): src[16] dst[16] sport dport
+# (network order) proto family pad[2]; struct ballast_conn: backend_id, hash
+# (host order), last_seen_ns.
+FLOW_KEY_SIZE = 40
+CONN_MARK = 0xBA11A5F0
+
+
+def conn_entries(pin_dir, sports):
+    """{client source port: (key, value)} of the TCP connection-table
+    entries from the client to VIP1:80 whose source port is in @sports."""
+    vip = socket.inet_aton(VIP1)
+    found = {}
+    for key, value in bpf_dump(f"{pin_dir}/conn_table"):
+        if len(key) != FLOW_KEY_SIZE or key[16:20] != vip or key[36] != socket.IPPROTO_TCP:
+            continue
+        sport, dport = int.from_bytes(key[32:34], "big"), int.from_bytes(key[34:36], "big")
+        if dport == HTTP_PORT and sport in sports:
+            found[sport] = (key, value)
+    return found
+
+
+def mark_conn_entries(pin_dir, entries):
+    """Writes a mark into the hash field of each of @entries (conn_entries)
+    in the pinned table, the backend left as it is: {sport: mark}.
+
+    Why a mark: a flow whose entry is lost is placed again on its next
+    packet by the same Maglev table, on the same backend, with a fresh entry
+    (bpf/select.h), so neither "the connection never moved" nor "it has an
+    entry" tells a kept table from a lost one. The data plane reads the
+    hash field only in the encapsulating modes and never writes it into an
+    existing entry, and ballastd never reads it: in dsr mode the mark
+    changes nothing, and it is still there afterwards only if the entry
+    is."""
+    marks = {}
+    for sport, (key, value) in entries.items():
+        mark = (CONN_MARK + sport) & 0xFFFFFFFF
+        new = value[0:4] + mark.to_bytes(4, "little") + value[8:]
+        out = subprocess.run(["bpftool", "map", "update", "pinned", f"{pin_dir}/conn_table",
+                              "key", "hex", *(f"{b:02x}" for b in key),
+                              "value", "hex", *(f"{b:02x}" for b in new), "exist"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise Failure(f"marking the entry of port {sport}: {out.stderr.strip()[-300:]}")
+        marks[sport] = mark
+    return marks
+
+
+def conn_problems(sports, before, marks, after):
+    """Each held flow (@sports) had its connection-table entry before the
+    event (@before, marked with @marks) and still has that very entry (the
+    mark, the same backend id) after it (@after)."""
+    bad = []
+    missing = sorted(set(sports) - set(before))
+    if missing:
+        bad.append(f"held flows from ports {missing} had no connection-table entry before "
+                   "the event")
+    lost = sorted(p for p in before if p not in after)
+    if lost:
+        bad.append(f"the connection table lost the entries of held flows from ports {lost}")
+    for p in sorted(set(before) & set(after)):
+        backend0 = int.from_bytes(before[p][1][0:4], "little")
+        backend1, mark1 = (int.from_bytes(after[p][1][i:i + 4], "little") for i in (0, 4))
+        if backend1 != backend0:
+            bad.append(f"the connection-table entry of port {p} changed backend: "
+                       f"{backend0} -> {backend1}")
+        if mark1 != marks.get(p):
+            bad.append(f"the connection-table entry of port {p} was made anew (hash {mark1:#x}, "
+                       f"marked {marks.get(p, 0):#x}): the table lost it")
+    return bad
+
+
+def changelog_problems(log0, log1):
+    """Every change-log entry from before the event is still there after it
+    (and there was one)."""
+    def key(e):
+        return (e["unix_ms"], e["actor"], e["change"])
+
+    before, after = set(map(key, log0)), set(map(key, log1))
+    lost = sorted(before - after)
+    if not before or lost:
+        return [f"the change log did not continue: {len(lost)} of {len(before)} entries lost: "
+                f"{lost[:3]}"]
+    return []
+
+
+def ballastd_again(lb, socket_path=None, timeout_s=20):
+    """The same ballastd command as lb.start's (its config, socket and pin
+    dir), run in the foreground for @timeout_s at most: (exit status, output).
+    124 when it was still running at the limit (then killed)."""
+    argv = lb.world.lb.exec_argv([f"{lb.build_dir}/ballastd", "--config",
+                                  str(lb.state_dir / "ballast.yaml"),
+                                  "--socket", str(socket_path or lb.socket),
+                                  "--pin-dir", lb.pin_dir])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        rc, out = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as e:
+        def text(b):
+            return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+        rc, out = 124, text(e.stdout) + text(e.stderr)
+    log.info("second ballastd exited %d: %s", rc, one_line(out))
+    return rc, out
+
+
+class PortHolder:
+    """127.0.0.1:@port taken in @node's namespace (a socket of this process,
+    bound and listening there, so that ballastd's metrics listener cannot
+    have it) until close()."""
+
+    def __init__(self, node, port):
+        with inside(node.ns):
+            self.sock = socket.socket()
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", port))
+            self.sock.listen(1)
+        except OSError as e:
+            self.sock.close()
+            raise Failure(f"could not hold port {port} in {node.ns}: {e}")
+
+    def close(self):
+        self.sock.close()
+
+
+def fd_targets(pid):
+    """{descriptor: what it refers to} of process @pid."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:   # closed meanwhile
+            pass
+    return out
+
+
+def settled_fds(pid, limit, timeout_s=2.0):
+    """fd_targets(@pid) once it holds at most @limit descriptors, or as it is
+    after @timeout_s: a descriptor ballastd has yet to close (the control
+    connection of the request just answered) is not a leak, and one that
+    is still open seconds later is. Returns (first look, last look)."""
+    first = fds = fd_targets(pid)
+    deadline = time.monotonic() + timeout_s
+    while len(fds) > limit and time.monotonic() < deadline:
+        time.sleep(0.1)
+        fds = fd_targets(pid)
+    return first, fds
+
+
+def new_fds(before, after):
+    return sorted(f"{fd} -> {target}" for fd, target in after.items()
+                  if before.get(fd) != target)
+
+
+def rss_kib(pid):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise Failure(f"no VmRSS for pid {pid}")
+
+
+def xdp_attached(world):
+    """Anything XDP on the lb's eth0 (any mode)."""
+    out = subprocess.run(["ip", "-n", world.lb.ns, "link", "show", "dev", "eth0"],
+                         capture_output=True, text=True).stdout
+    return "xdp" in out
 
 
 # --- Events ---------------------------------------------------------------------
@@ -120,18 +287,18 @@ def second_start(world, lb, problems):
     pid, prog = lb.proc.pid, lb.xdp_id()
     rc, out = ballastd_again(lb)
     if rc != 1:
-        problems.append(f"the second ballastd exited {rc}, not 1: {oneline(out)}")
+        problems.append(f"the second ballastd exited {rc}, not 1: {one_line(out)}")
     if f"another ballastd (pid {pid}) serves eth0 from {lb.pin_dir}" not in out:
-        problems.append(f"the second ballastd did not name the running one: {oneline(out)}")
+        problems.append(f"the second ballastd did not name the running one: {one_line(out)}")
     if lb.xdp_id() != prog:
         problems.append(f"XDP program {prog} replaced by {lb.xdp_id()} by a second start")
     status_id = lb.cli("status")["program_id"]
     if str(status_id) != str(prog):
         problems.append(f"ballast status says program {status_id}, {prog} is attached")
-    _, audit = cli_text(lb, "audit")
+    audit = audit_text(lb)
     if "not attached" in audit.lower():
         problems.append(f"the first ballastd's audit says its program is not attached: "
-                        f"{oneline(audit)}")
+                        f"{one_line(audit)}")
     return 0
 
 
@@ -148,9 +315,9 @@ def sigterm_then_start(world, lb, problems):
         problems.append("pins removed by SIGTERM")
     if "stays attached" not in lb.log_text():
         problems.append("the stopped ballastd did not say its program stays attached: "
-                        + oneline(lb.log_text()[-300:]))
+                        + one_line(lb.log_text()[-300:]))
     time.sleep(0.5)
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     expect_adopted(lb, problems)
     return 1
 
@@ -161,7 +328,7 @@ def kill9_then_start(world, lb, problems):
     lb.proc.wait()
     lb.proc = None
     time.sleep(0.5)
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     expect_adopted(lb, problems)
     return 1
 
@@ -180,9 +347,9 @@ def failed_start(world, lb, problems):
         rc, out = ballastd_again(lb)
         if rc != 1:
             problems.append(f"ballastd started with port {METRICS_PORT} taken: exit {rc}, "
-                            f"{oneline(out)}")
+                            f"{one_line(out)}")
         if str(METRICS_PORT) not in out:
-            problems.append(f"the failed start did not name port {METRICS_PORT}: {oneline(out)}")
+            problems.append(f"the failed start did not name port {METRICS_PORT}: {one_line(out)}")
         if lb.xdp_id() != prog:
             problems.append(f"XDP program {prog} replaced by {lb.xdp_id()} by a failed start")
         # The entry count moves with the traffic: the pins themselves may not.
@@ -191,7 +358,7 @@ def failed_start(world, lb, problems):
             problems.append(f"a failed start changed the pins: {names_before} -> {names_after}")
     finally:
         holder.close()
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     expect_adopted(lb, problems)
     return 1
 
@@ -204,7 +371,7 @@ def upgrade_from_layout1(world, lb, problems):
     if rc != 0:
         problems.append(f"ballastd exited {rc} on SIGTERM")
     os.unlink(f"{lb.pin_dir}/meta")
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     expect_adopted(lb, problems)
     if not os.path.exists(f"{lb.pin_dir}/meta"):
         problems.append("no meta map pinned after adopting layout-1 pins")
@@ -216,19 +383,18 @@ def across(world, state_dir, lb, event):
     request every 100 ms), new connections at 40 a second and the XDP
     program watched every 20 ms; then @event; then every rule checked (see
     the module's docstring), every broken one reported at once."""
-    lb.start(lb_config(world))
-    for be in world.backends:
-        wait_until(f"{be.ip} in {VIP_TCP} with table entries",
-                   lambda: (backend_row(lb, VIP_TCP, be.ip) or {}).get("table_entries", 0) > 0, 5)
+    lb.start(standard_config(world))
+    wait_all_up(lb, VIP_TCP, [be.ip for be in world.backends])
     names = [be.name for be in world.backends]
     held = Held(world, state_dir, HOLD_PER_BACKEND, names)
     running = [held]
     problems = []
     try:
-        watch = XdpWatch(world)
+        watch = XdpWatch(lb)
         running.append(watch)
-        stream = Stream(world, STREAM_RATE, STREAM_TIMEOUT_S, STREAM_MAX_S,
-                        "--sport-base", SOURCE_PORTS.block(STREAM_RATE * STREAM_MAX_S))
+        stream = Stream(world, STREAM_RATE,
+                        "--sport-base", SOURCE_PORTS.block(STREAM_RATE * STREAM_MAX_S),
+                        timeout_s=STREAM_TIMEOUT_S, duration_s=STREAM_MAX_S)
         running.append(stream)
         time.sleep(1)
         # A change of ours in the change log (a weight set to what it is).
@@ -263,7 +429,7 @@ def across(world, state_dir, lb, event):
     problems += held_problems(held_report)
     # The ballastd serving afterwards spreads new flows by the weights it
     # carried over (1:1:1), measured: see SHARES_N.
-    after = tcp_batch(world, SHARES_N)
+    after = batch(world, SHARES_N)
     try:
         assert_all_ok(after, SHARES_N)
         assert_shares(after, {be.name: 1 for be in world.backends})
@@ -300,8 +466,8 @@ def test_other_layout_refused(world, lb):
     says layout 1): the start is refused with the way out, the pins and the
     program are left as they were and keep forwarding; the way out
     (--cleanup, then a start) works."""
-    lb.start(lb_config(world))
-    assert_all_ok(tcp_batch(world, 50), 50)
+    lb.start(standard_config(world))
+    assert_all_ok(batch(world, 50), 50)
     assert lb.stop() == 0, "ballastd exited non-zero on SIGTERM"
     # struct ballast_meta {layout_version 1, daemon_pid 0, heartbeat, created,
     # reserved}: 32 bytes, little-endian.
@@ -312,34 +478,34 @@ def test_other_layout_refused(world, lb):
     prog = lb.xdp_id()
     before = pins_listing(lb.pin_dir)
     rc, out = ballastd_again(lb)
-    assert rc == 1, f"ballastd adopted pins of layout 1: exit {rc}, {oneline(out)}"
+    assert rc == 1, f"ballastd adopted pins of layout 1: exit {rc}, {one_line(out)}"
     assert "they have layout 1, this ballastd reads layout 2" in out, \
-        f"the refusal does not say which layouts: {oneline(out)}"
-    assert "--cleanup" in out, f"the refusal does not give the way out: {oneline(out)}"
+        f"the refusal does not say which layouts: {one_line(out)}"
+    assert "--cleanup" in out, f"the refusal does not give the way out: {one_line(out)}"
     after = pins_listing(lb.pin_dir)
     assert after == before, f"a refused start changed the pins: {before} -> {after}"
     assert lb.xdp_id() == prog, f"XDP program {prog} replaced by {lb.xdp_id()} by a refused start"
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     lb.remove()
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     assert "pinned new maps" in lb.log_text(), \
-        f"no fresh start after --cleanup: {oneline(lb.log_text())}"
-    assert_all_ok(tcp_batch(world, 100), 100)
+        f"no fresh start after --cleanup: {one_line(lb.log_text())}"
+    assert_all_ok(batch(world, 100), 100)
 
 
 def test_cleanup_refused_while_running(world, lb):
     """--cleanup while a ballastd serves the interface: refused, nothing
     removed."""
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     prog = lb.xdp_id()
     done = subprocess.run(world.lb.exec_argv([f"{lb.build_dir}/ballastd", "--cleanup",
                                               "--interface", "eth0", "--pin-dir", lb.pin_dir]),
                           capture_output=True, text=True, timeout=20)
     out = done.stdout + done.stderr
     assert done.returncode == 1, f"--cleanup with ballastd running exited {done.returncode}: " \
-        f"{oneline(out)}"
+        f"{one_line(out)}"
     assert re.search(rf"another ballastd \(pid {lb.proc.pid}\).*stop it first", out), \
-        f"--cleanup did not name the running ballastd: {oneline(out)}"
+        f"--cleanup did not name the running ballastd: {one_line(out)}"
     assert lb.xdp_id() == prog, f"--cleanup refused but program {prog} is gone"
     assert os.path.exists(f"{lb.pin_dir}/conn_table"), "--cleanup refused but the pins are gone"
 
@@ -347,12 +513,12 @@ def test_cleanup_refused_while_running(world, lb):
 def test_socket_path_not_a_socket(world, state_dir, lb):
     """--socket naming something that is not a socket: refused before
     anything is touched, the file left as it was."""
-    lb.write_config(lb_config(world))
+    lb.write_config(standard_config(world))
     path = state_dir / "not-a-socket"
     path.write_text("precious\n")
     rc, out = ballastd_again(lb, socket_path=path)
-    assert rc == 1, f"ballastd exited {rc} with --socket on a regular file: {oneline(out)}"
-    assert "is not a socket" in out, f"no clear refusal: {oneline(out)}"
+    assert rc == 1, f"ballastd exited {rc} with --socket on a regular file: {one_line(out)}"
+    assert "is not a socket" in out, f"no clear refusal: {one_line(out)}"
     assert path.read_text() == "precious\n", "the file at --socket was changed"
     assert not xdp_attached(world), "a refused start attached a program"
     assert not os.path.exists(lb.pin_dir), \
@@ -387,7 +553,7 @@ def test_flat_across_audits_and_changes(world, lb):
     audit would be 5,000. (The shell suite measured 5,000 audits in 5.9 s
     and 2,500 weight changes in 61 s, most of each change the kernel
     filling a 65,537-entry table one element at a time.)"""
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     pid = lb.proc.pid
     time.sleep(1.5)
     fds0, rss0 = fd_targets(pid), rss_kib(pid)
@@ -427,6 +593,50 @@ def test_flat_across_audits_and_changes(world, lb):
     assert rss2 - rss0 < 16384, f"ballastd's RSS grew from {rss0} to {rss2} KiB"
 
 
+# --- The interface made again -----------------------------------------------------
+
+
+def link_mac(node):
+    with NetNS(node.ns) as ipr:
+        return ipr.get_links(ipr.link_lookup(ifname="eth0")[0])[0].get_attr("IFLA_ADDRESS")
+
+
+def link_index(node):
+    """@node's eth0 index, or None when it has none."""
+    with NetNS(node.ns) as ipr:
+        found = ipr.link_lookup(ifname="eth0")
+        return found[0] if found else None
+
+
+def link_delete(node):
+    """@node's eth0 deleted; its veth peer, the node's bridge port, goes
+    with it."""
+    with NetNS(node.ns) as ipr:
+        ipr.link("del", index=ipr.link_lookup(ifname="eth0")[0])
+
+
+def link_create(world, node, mac):
+    """@node's eth0 and its bridge port made again as World.build made them,
+    with hardware address @mac, and, for the lb, the pass program on its
+    bridge port that XDP_TX on veth needs."""
+    world.plug_eth0(node, mac)
+    if node is world.lb:
+        world.pass_on_lb_port()
+
+
+XDP_ATTACHED_DRV = 1     # (linux/if_link.h): native mode
+
+
+def xdp_on_link(node):
+    """What `ip -d -j link show` says is attached to @node's eth0: {"mode",
+    "prog": {"id", "name", ...}}, or None."""
+    out = subprocess.run(["ip", "-n", node.ns, "-d", "-j", "link", "show", "dev", "eth0"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout)[0].get("xdp")
+
+
 def metrics_attached(world):
     """ballast_xdp_program_attached's line on the lb's metrics endpoint."""
     with inside(world.lb.ns):
@@ -442,18 +652,18 @@ def test_interface_recreated(world, lb):
     metrics) and keeps answering, then loads its program again bound to the
     new device and attaches it by itself; forwarding resumes with no
     restart."""
-    lb.start(lb_config(world))
+    lb.start(standard_config(world))
     pid = lb.proc.pid
-    assert_all_ok(tcp_batch(world, 50), 50)
+    assert_all_ok(batch(world, 50), 50)
     mac, index0, prog0 = link_mac(world.lb), link_index(world.lb), lb.xdp_id()
     link_delete(world.lb)
     try:
         wait_until("ballastd saying eth0 is gone",
                    lambda: "interface eth0 is gone" in lb.log_text(), 3)
         lb.cli("status")   # it answers with its interface gone
-        _, audit = cli_text(lb, "audit")
+        audit = audit_text(lb)
         assert "XDP program is not attached to eth0" in audit, \
-            f"the audit does not say the program is gone: {oneline(audit)}"
+            f"the audit does not say the program is gone: {one_line(audit)}"
         # The metrics snapshot is rendered every second: within 3 s.
         seen = []
 
@@ -491,7 +701,7 @@ def test_interface_recreated(world, lb):
     assert attached.get("prog", {}).get("name") == "ballast_xdp", \
         f"program {prog1} is not Ballast's device-bound one: {attached}"
     assert lb.proc.pid == pid and lb.proc.poll() is None, "ballastd restarted"
-    assert_all_ok(tcp_batch(world, 50), 50)
-    _, audit = cli_text(lb, "audit")
+    assert_all_ok(batch(world, 50), 50)
+    audit = audit_text(lb)
     assert "not attached" not in audit.lower(), \
-        f"the audit still says the program is not attached: {oneline(audit)}"
+        f"the audit still says the program is not attached: {one_line(audit)}"

@@ -28,10 +28,9 @@ import socket
 import struct
 
 from harness.checks import assert_all_ok, assert_shares, assert_stats_match
-from harness.configs import config
+from harness.configs import config, vip_key
 from harness.counters import Sniffer
-from harness.processes import (SOURCE_PORTS, ballast_on, client, decap_attach_all,
-                               decapped)
+from harness.processes import ballast_on, batch, decap_attach_all, decapped
 from harness.world import (CLIENT_IP, CLIENT_IP6, HTTP_PORT, LB_IP, LB_IP6, UDP_PORT, VIP1,
                            VIP6_1, VIP6_2)
 
@@ -40,7 +39,6 @@ log = logging.getLogger("e2e")
 WORLD = {"ipv6": True}
 
 N = 3000
-GIVE_UP = 50
 WEIGHTS = [1, 1, 2]
 SHARES = {"be1": 1, "be2": 1, "be3": 2}
 MODE_REASONS = ("tx_forwarded", "tx_encap_ipip", "tx_encap_gue")
@@ -52,11 +50,6 @@ GUE_PORT = 7080
 N_PREFIX = 200
 PREFIX_V4 = "10.231.200.0/24"
 PREFIX_V6 = "fd00:231:200::/96"
-
-
-def vip_key(address, port, proto):
-    """The VIP as ballast names it (IPv6 in brackets)."""
-    return f"[{address}]:{port}/{proto}" if ":" in address else f"{address}:{port}/{proto}"
 
 
 def backend_addresses(world, family):
@@ -82,14 +75,6 @@ def decap_all(world, *extra):
     for be in world.backends:
         status = ballast_on(be, "decap", "status", "eth0", "-o", "json")
         assert VIP6_1 in str(status), f"decap status on {be.name} does not list {VIP6_1}: {status}"
-
-
-def batch(world, vip, n, proto="tcp"):
-    """n requests to vip (HTTP on port 80, or a datagram to port 9000), each
-    from its own source port: n new flows."""
-    return client(world, "--vip", vip, "--port", HTTP_PORT if proto == "tcp" else UDP_PORT,
-                  "--proto", proto, "-n", n, "--give-up-after", GIVE_UP,
-                  "--sport-base", SOURCE_PORTS.block(n))
 
 
 def assert_reasons(stats, want, least):
@@ -275,7 +260,7 @@ def tcp_case(world, lb, vip, family, want, outer=None, gue_port=None):
     decap_before = decap_counts(world) if encapsulated else None
     capture = Capture(world, gue_port) if outer else None
     try:
-        report = batch(world, vip, N)
+        report = batch(world, N, address=vip)
     finally:
         records = capture.stop() if capture else None
     assert_all_ok(report, N)
@@ -284,7 +269,7 @@ def tcp_case(world, lb, vip, family, want, outer=None, gue_port=None):
         assert_capture(world, records, N, outer, gue_port)
     stats = lb.cli("stats")
     assert_reasons(stats, want, 3 * N)
-    key = vip_key(vip, HTTP_PORT, "tcp")
+    key = vip_key(HTTP_PORT, "tcp", address=vip)
     assert_new_flows(stats, key, N)
     addresses = backend_addresses(world, family)
     assert_stats_match(stats, key, {a: world.backend_servers.served(be, "tcp", vip, HTTP_PORT)
@@ -352,21 +337,21 @@ def test_udp_ignore_source_port(world, lb):
         vip_entry(world, VIP6_1, HTTP_PORT, "tcp", "gue", 6)))
     world.backend_servers.reset_counts()
     decap_before = decap_counts(world)
-    sticky = batch(world, VIP6_1, N, "udp")
+    sticky = batch(world, N, proto="udp", address=VIP6_1)
     assert_all_ok(sticky, N)
     assert len(sticky["by_backend"]) == 1, \
         f"ignore_source_port: answers from {sticky['by_backend']}, want one backend"
     assert_decapped(world, decap_before, ("udp", VIP6_1, UDP_PORT))
 
-    spread = batch(world, VIP6_2, N, "udp")
+    spread = batch(world, N, proto="udp", address=VIP6_2)
     assert_all_ok(spread, N)
     assert_shares(spread, SHARES)
 
     tcp_case(world, lb, VIP6_1, 6, "tx_encap_gue")
 
     stats = lb.cli("stats")
-    assert_new_flows(stats, vip_key(VIP6_2, UDP_PORT, "udp"), N)
-    flows = vip_stats(stats, vip_key(VIP6_1, UDP_PORT, "udp"))["new_flows"]
+    assert_new_flows(stats, vip_key(UDP_PORT, "udp", address=VIP6_2), N)
+    flows = vip_stats(stats, vip_key(UDP_PORT, "udp", address=VIP6_1))["new_flows"]
     log.info("ignore_source_port VIP: %d new flow(s) for %d datagrams", flows, N)
     assert flows == 1, \
         f"ignore_source_port VIP counted {flows} new flows for {N} datagrams of one client"
@@ -387,8 +372,8 @@ def test_encap_source_prefix(world, lb):
     decap_before = decap_counts(world)
     capture = Capture(world)
     try:
-        tcp4 = batch(world, VIP1, N_PREFIX)
-        tcp6 = batch(world, VIP6_1, N_PREFIX)
+        tcp4 = batch(world, N_PREFIX, address=VIP1)
+        tcp6 = batch(world, N_PREFIX, address=VIP6_1)
     finally:
         records = capture.stop()
     assert_all_ok(tcp4, N_PREFIX)

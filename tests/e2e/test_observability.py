@@ -24,17 +24,16 @@ import urllib.parse
 
 import pytest
 
-from harness.checks import assert_all_ok, assert_shares, share_tolerance
-from harness.processes import SOURCE_PORTS, BackgroundClient, Failure, client, stop
+from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_until
+from harness.configs import VIP_TCP, config, vip
+from harness.processes import BackgroundClient, Failure, ballast, batch, stop
 from harness.world import HTTP_PORT, VIP1, inside
 
 log = logging.getLogger("e2e")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-VIP_TCP = f"{VIP1}:{HTTP_PORT}/tcp"
 METRICS_PORT = 9469          # ballastd's default metrics listener, on the lb's loopback
 PROMETHEUS_PORT = 9090
-GIVE_UP = 50
 SKEW_SAMPLE_S = 1.2          # ballastd samples the counters every second
 
 
@@ -44,23 +43,7 @@ SKEW_SAMPLE_S = 1.2          # ballastd samples the counters every second
 def cfg_observed(world, weights, skew="window: 60s, hold: 2s", extra=""):
     """VIP1:80/tcp over be1..be3 with @weights; @skew is the skew mapping's
     inside; @extra more top-level lines."""
-    backends = "".join(f"      - {{address: {be.ip}, weight: {w}}}\n"
-                       for be, w in zip(world.backends, weights))
-    return (f"interface: eth0\nattach_mode: native\nvips:\n  - address: {VIP1}\n"
-            f"    port: {HTTP_PORT}\n    protocol: tcp\n    backends:\n{backends}"
-            f"skew: {{{skew}}}\n{extra}")
-
-
-def tcp_batch(world, n, *extra):
-    """n new HTTP connections to VIP1, each from its own source port."""
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT, "-n", n, "--give-up-after",
-                  GIVE_UP, "--sport-base", SOURCE_PORTS.block(n), *extra)
-
-
-def ballast(lb, *args):
-    """The CLI as an operator types it: the finished process."""
-    return subprocess.run([f"{lb.build_dir}/ballast", *map(str, args), "--socket", lb.socket],
-                          capture_output=True, text=True)
+    return config(vip(world, HTTP_PORT, weights=weights)) + f"skew: {{{skew}}}\n{extra}"
 
 
 def ballast_text(lb, *args):
@@ -123,20 +106,6 @@ def skew_row(lb):
     return next(v for v in lb.cli("skew")["vips"] if v["vip"] == VIP_TCP)
 
 
-def wait_until(what, predicate, timeout_s, step_s=0.2):
-    """@predicate's first true value; one try always starts after the
-    deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        started = time.monotonic()
-        value = predicate()
-        if value:
-            return value
-        if started > deadline:
-            raise Failure(f"{what}: not within {timeout_s} s")
-        time.sleep(step_s)
-
-
 def ids(lb, backend):
     """(the VIP's id, @backend's slot id) as ballastd numbers them."""
     vip_id = next(v["id"] for v in lb.cli("vip", "list") if v["vip"] == VIP_TCP)
@@ -171,11 +140,11 @@ def rewrite_table(lb, state_dir, vip_id, backend_id):
     made = f"{lb.pin_dir}/handmade_table"
     bpftool("map", "create", made, "type", "array", "key", 4, "value", 4, "entries", 65537,
             "name", "handmade")
-    batch = state_dir / "batch.txt"
-    batch.write_text("".join(f"map update pinned {made} key {i & 255} {(i >> 8) & 255} "
+    commands = state_dir / "batch.txt"
+    commands.write_text("".join(f"map update pinned {made} key {i & 255} {(i >> 8) & 255} "
                              f"{(i >> 16) & 255} 0 value {' '.join(value)}\n"
                              for i in range(65537)))
-    bpftool("batch", "file", batch)
+    bpftool("batch", "file", commands)
     bpftool("map", "update", "pinned", tables, "key", *key, "value", "pinned", made)
     subprocess.run(["rm", "-f", made])
     log.info("Maglev table of VIP id %d rewritten: every entry backend slot %d",
@@ -210,7 +179,7 @@ def test_skew_matches_weights(world, lb):
     # or sanitized build): 300 s.
     lb.start(cfg_observed(world, SKEW_WEIGHTS, "window: 300s, hold: 2s"))
     world.backend_servers.reset_counts()
-    report = tcp_batch(world, SKEW_N)
+    report = batch(world, SKEW_N)
     assert_all_ok(report, SKEW_N)
     served = served_counts(world)
     time.sleep(SKEW_SAMPLE_S)        # the next sample holds the whole batch
@@ -255,7 +224,7 @@ def test_metrics_endpoint(world, lb):
     paths get 404 and other methods 405."""
     lb.start(cfg_observed(world, [1, 1, 2]))
     world.backend_servers.reset_counts()
-    report = tcp_batch(world, 300)
+    report = batch(world, 300)
     assert_all_ok(report, 300)
     served = served_counts(world)
     time.sleep(SKEW_SAMPLE_S)        # the next snapshot holds the batch
@@ -295,7 +264,7 @@ def test_top_frames(world, lb):
     """`ballast top -n 2` prints two frames, each with one line per backend
     holding a 30-column share bar."""
     lb.start(cfg_observed(world, [1, 1, 2]))
-    assert_all_ok(tcp_batch(world, 200), 200)
+    assert_all_ok(batch(world, 200), 200)
     time.sleep(SKEW_SAMPLE_S)
     text = ballast_text(lb, "top", "-n", 2, "-i", "200ms")
     assert len(re.findall(r"^ballast top ", text, re.M)) == 2, f"not 2 frames:\n{text}"
@@ -315,7 +284,7 @@ def test_hand_edited_table_shows_as_skew(world, state_dir, lb):
     lb.start(cfg_observed(world, [1, 1, 1], "window: 10s, hold: 2s"))
     rewrite_table(lb, state_dir, *ids(lb, be1))
     world.backend_servers.reset_counts()
-    assert_all_ok(tcp_batch(world, 300), 300)
+    assert_all_ok(batch(world, 300), 300)
     n = world.backend_servers.served(be1, "tcp", VIP1, HTTP_PORT)
     assert n == 300, f"be1 served {n} of 300: the rewrite did not take"
     # Past the hold (2 s) and a sample; the window (10 s) still holds the
@@ -484,7 +453,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
     after the window has emptied of the skewed flows."""
     be1 = world.backends[0]
     lb.start(cfg_replay(world, [1, 1, 1], False))
-    assert_all_ok(tcp_batch(world, 300), 300)
+    assert_all_ok(batch(world, 300), 300)
 
     # (a) The pre-apply audit.
     risky = state_dir / "risky.yaml"
@@ -581,7 +550,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
         audit = ballast(lb, "audit").stdout
         assert not re.search(r"^ERROR +(drift|ring-share)", audit, re.M), \
             f"drift or ring-share left after reconcile:\n{audit}"
-        report = tcp_batch(world, 3000)
+        report = batch(world, 3000)
         assert_all_ok(report, 3000)
         assert_shares(report, {"be1": 1, "be2": 1, "be3": 1})
 

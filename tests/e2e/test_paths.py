@@ -27,14 +27,12 @@ from pyroute2 import NetNS
 from harness.checks import assert_all_ok, assert_shares
 from harness.configs import config
 from harness.counters import delta, reasons
-from harness.processes import (SOURCE_PORTS, ballast_on, client, decap_attach_all, decapped,
-                               run_ok)
+from harness.processes import ballast_on, batch, decap_attach_all, decapped, run_ok
 from harness.world import HTTP_PORT, UDP_PORT, VIP1, VIP2, inside, sysctl
 
 log = logging.getLogger("e2e")
 
 N = 3000
-GIVE_UP = 50
 # The fourth backend, on the balancer's second interface (eth1).
 B4_LB_IP = "10.232.0.1"
 B4_IP = "10.232.0.2"
@@ -54,14 +52,6 @@ def vip_entry(address, port, proto, backends, **fields):
 
 def weighted(world, weights):
     return [(be.ip, w) for be, w in zip(world.backends, weights)]
-
-
-def batch(world, n, proto="tcp"):
-    """n requests to VIP1 (HTTP, or a datagram to port 9000), each from its
-    own source port: n new flows."""
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT if proto == "tcp" else UDP_PORT,
-                  "--proto", proto, "-n", n, "--give-up-after", GIVE_UP,
-                  "--sport-base", SOURCE_PORTS.block(n))
 
 
 def flush_route_cache(node):
@@ -173,7 +163,7 @@ def test_fragments_reach_one_backend(world, lb):
     frags = delta(reasons(lb), before).get("tx_fragment", 0)
     assert frags >= 90, f"tx_fragment {frags} for 30 datagrams of 3 fragments, want at least 90"
 
-    small = batch(world, N, "udp")
+    small = batch(world, N, proto="udp")
     assert_all_ok(small, N)
     assert_shares(small, {"be1": 1, "be2": 1, "be3": 2})
 

@@ -22,10 +22,9 @@ import time
 
 import pytest
 
-from harness.checks import assert_all_ok
-from harness.configs import config, vip
-from harness.processes import E2E_DIR, PYTHON, SOURCE_PORTS, Failure, client, stop
-from harness.world import HTTP_PORT, UDP_PORT, VIP1
+from harness.checks import assert_all_ok, wait_until
+from harness.configs import VIP_TCP, standard_config
+from harness.processes import E2E_DIR, PYTHON, Failure, batch, stop
 
 log = logging.getLogger("e2e")
 
@@ -70,22 +69,6 @@ def cap_mask(caps):
 def needs_systemd_analyze():
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze not installed")
-
-
-def standard(world):
-    """VIP1:80/tcp and VIP1:9000/udp over every backend, weight 1."""
-    return config(vip(world, HTTP_PORT), vip(world, UDP_PORT, proto="udp"))
-
-
-def wait_until(what, predicate, timeout_s, step_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise Failure(f"{what}: not within {timeout_s} s")
-        time.sleep(step_s)
 
 
 def test_unit_verifies(state_dir, build_dir):
@@ -182,11 +165,6 @@ def cli_json(lb, build_dir, *args):
                       f"{done.stderr.strip()[-300:]}")
 
 
-def tcp_batch(world, n):
-    return client(world, "--vip", VIP1, "--port", HTTP_PORT, "--proto", "tcp", "-n", n,
-                  "--give-up-after", 50, "--sport-base", SOURCE_PORTS.block(n))
-
-
 def proc_status(pid):
     return dict(line.split(":\t", 1) for line in
                 pathlib.Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
@@ -207,7 +185,7 @@ def test_runs_with_exactly_the_units_capabilities(world, state_dir, lb, build_di
     caps = unit_caps()
     mask = cap_mask(caps)
     nobody = AsNobody(world, lb, state_dir, build_dir)
-    lb.write_config(standard(world))
+    lb.write_config(standard_config(world))
     subprocess.run(["ip", "-n", world.lb.ns, "neigh", "flush", "all"], check=True)
     proc = nobody.start(caps, state_dir / "nobody.log")
     assert nobody.wait_ready(), f"ballastd as nobody with {caps}: {nobody.tail()}"
@@ -220,9 +198,9 @@ def test_runs_with_exactly_the_units_capabilities(world, state_dir, lb, build_di
     log.info("ballastd as uid %d with %s: %s", NOBODY, caps,
              next((line for line in lb.log_text().splitlines()
                    if "attached" in line or "replaced" in line), "?"))
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     lb.cli("status")
-    lb.cli("backend", "set-weight", f"{VIP1}:{HTTP_PORT}/tcp", world.backends[0].ip, "2")
+    lb.cli("backend", "set-weight", VIP_TCP, world.backends[0].ip, "2")
     audit = cli_json(lb, build_dir, "audit")
     time.sleep(2)   # two metrics refreshes and skew samples
     status = lb.cli("status")
@@ -235,7 +213,7 @@ def test_runs_with_exactly_the_units_capabilities(world, state_dir, lb, build_di
     nobody.start(caps, state_dir / "nobody.restart.log")
     assert nobody.wait_ready(), f"a restart as nobody with {caps}: {nobody.tail()}"
     assert "adopt vip" in lb.log_text(), "the restart as nobody adopted nothing"
-    assert_all_ok(tcp_batch(world, 100), 100)
+    assert_all_ok(batch(world, 100), 100)
     lb.stop()
     lb.remove()
 
@@ -282,7 +260,7 @@ def test_notifies_the_service_manager(world, state_dir, lb, build_dir, monkeypat
         with monkeypatch.context() as env:
             env.setenv("NOTIFY_SOCKET", str(sock))
             env.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))
-            lb.start(standard(world))
+            lb.start(standard_config(world))
         time.sleep(2.5)
         os.kill(lb.proc.pid, signal.SIGHUP)
         wait_until("READY=1 again after SIGHUP", lambda: len(said("READY")) >= 2, 5)

@@ -683,6 +683,52 @@ TEST_F(CommandsTest, ApplyDryRunAndRefusals) {
   EXPECT_EQ(changes.since({}).back().actor, "uid=0 pid=0 apply new.yaml");
 }
 
+// A config whose health check cannot run (interval 0 on the VIP or on one
+// backend) or names a type there is none of (icmp) is refused whole by
+// `apply` and by its dry run: the message names the field, and nothing
+// changes (desired config, data plane, change log), although the same file
+// also changes a weight and adds a VIP, which a partial apply would show.
+// (Was test_bad_check_config in tests/e2e/test_health_checks.sh.)
+TEST_F(CommandsTest, AConfigWhoseHealthCheckCannotRunIsRefusedWhole) {
+  const auto file = [](const std::string& vip_check, const std::string& backend_check) {
+    return "interface: eth0\nvips:\n"
+           "  - address: 10.0.0.100\n    port: 80\n    protocol: tcp\n" +
+           vip_check +
+           "    backends:\n"
+           "      - {address: 10.0.0.11, weight: 3}\n"
+           "      - {address: 10.0.0.12, weight: 1" +
+           backend_check +
+           "}\n"
+           "      - {address: 10.0.0.13, weight: 2}\n"
+           "  - address: 10.0.0.200\n    port: 80\n    protocol: tcp\n"
+           "    backends: [{address: 10.0.0.13, weight: 1}]\n";
+  };
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {file("    health_check: {type: http, interval: 0ms}\n", ""),
+       "vips[0].health_check.interval: must be at least 1ms, got 0ms"},
+      {file("    health_check: {type: icmp}\n", ""),
+       "vips[0].health_check.type: must be none, tcp, http or udp, got 'icmp'"},
+      {file("    health_check: {type: tcp, interval: 1s}\n", ", health_check: {interval: 0ms}"),
+       "vips[0].backends[1].health_check.interval: must be at least 1ms, got 0ms"},
+  };
+  const auto before = state.desired().vips;
+  const size_t logged = changes.size();
+  for (const auto& [yaml, why] : refused) {
+    for (const bool dry_run : {false, true}) {
+      try {
+        run("apply", {{"config", yaml}, {"source", "bad.yaml"}, {"dry_run", dry_run}});
+        ADD_FAILURE() << "accepted (dry_run " << dry_run << "):\n" << yaml;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(why), std::string::npos)
+            << "message: " << e.what() << "\nwant: " << why;
+      }
+      EXPECT_EQ(state.desired().vips, before) << why;
+      EXPECT_TRUE(dp.log.empty()) << why << " wrote " << dp.log.size();
+      EXPECT_EQ(changes.size(), logged) << why << " was logged as a change";
+    }
+  }
+}
+
 TEST_F(CommandsTest, DrainAndFlows) {
   // Seven flows of slot 2 with a packet just now, counted by a walk the
   // first request starts.

@@ -240,6 +240,11 @@ INSTANTIATE_TEST_SUITE_P(
                 with("    backends:\n",
                      "    health_check: {type: tcp, interval: 0ms}\n    backends:\n"),
                 "test.yaml:6: vips[0].health_check.interval: must be at least 1ms, got 0ms"},
+        BadCase{"zero_check_interval_on_one_backend",
+                with("{address: 10.0.0.12, weight: 1}",
+                     "{address: 10.0.0.12, weight: 1, health_check: {interval: 0ms}}"),
+                "test.yaml:8: vips[0].backends[1].health_check.interval: must be at least 1ms, "
+                "got 0ms"},
         BadCase{
             "bad_check_type",
             with("    backends:\n", "    health_check: {type: icmp}\n    backends:\n"),

@@ -1,5 +1,7 @@
-"""Assertions the suites share: requests all answered, shares against
-weights, the balancer's counters against the backends' own counts.
+"""Assertions and deadlines the suites share: requests all answered, shares
+against weights, the balancer's counters against the backends' own counts;
+wait_until for a state that must come within a time; one_line for the text
+of a process in a failure message.
 
 Shares: n new flows spread by weight give backend i a binomial share with
 standard deviation sqrt(p(1-p)/n). assert_shares allows Z = 4 of them (a
@@ -12,6 +14,9 @@ what it can see.
 """
 
 import math
+import time
+
+from .processes import Failure
 
 Z = 4.0
 
@@ -86,3 +91,25 @@ def assert_stats_match(stats, vip, counted, weights):
     if v["new_flows"] != total:
         bad.append(f"VIP new_flows {v['new_flows']} != sum over backends {total}")
     assert not bad, "; ".join(bad)
+
+
+def wait_until(what, predicate, timeout_s, step_s=0.1):
+    """@predicate's first true value, tried every @step_s; fails the test
+    saying @what was awaited when none comes within @timeout_s. One try
+    always starts after the deadline, so a state reached in time is seen
+    however late this thread ran."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        started = time.monotonic()
+        value = predicate()
+        if value:
+            return value
+        if started > deadline:
+            raise Failure(f"{what}: not within {timeout_s} s")
+        time.sleep(step_s)
+
+
+def one_line(text):
+    """A program's output for a failure message: its non-blank lines joined
+    with " | ", the last 600 characters."""
+    return " | ".join(line for line in text.splitlines() if line.strip())[-600:]

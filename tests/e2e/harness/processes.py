@@ -2,8 +2,12 @@
 
 Ballastd: the daemon in the lb's namespace (nsenter: bpffs pins stay the
 machine's), its config, its CLI, its removal (`ballastd --cleanup`).
+ballast(): the CLI as an operator types it (status and text, not JSON).
 Backends: tests/e2e/backend_server.py in each backend's namespace.
-client(): tests/e2e/client.py in the client's namespace, its JSON report.
+client(): tests/e2e/client.py in the client's namespace, its JSON report;
+batch(): n requests, each a new flow.
+Interrupted: SIGTERM or SIGINT turned into an exception, so that a script
+on the harness (bench/*.py) tears down its world as on Ctrl-C.
 """
 
 import contextlib
@@ -25,6 +29,9 @@ E2E_DIR = pathlib.Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 READY_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
+# batch(): after this many failed requests the rest are not sent (a broken
+# path would otherwise cost one timeout per request).
+GIVE_UP = 50
 
 
 class Failure(AssertionError):
@@ -229,6 +236,14 @@ class Ballastd:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def ballast(lb, *args, timeout_s=120):
+    """`ballast ARGS` against @lb as an operator types it, no output format
+    added: the finished process (its status, stdout and stderr are what the
+    caller checks)."""
+    return subprocess.run([f"{lb.build_dir}/ballast", *map(str, args), "--socket", lb.socket],
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
 def sanitized(binary):
     """True when @binary was built with AddressSanitizer (make SANITIZE=1):
     it runs several times slower, which a test that bounds CPU allows for."""
@@ -304,6 +319,20 @@ def client(world, *args, timeout_s=600):
     return json.loads(done.stdout)
 
 
+def batch(world, n, *extra, proto="tcp", address=None, port=None, give_up_after=GIVE_UP):
+    """@n requests to @address (VIP1) at @port (HTTP_PORT for tcp, UDP_PORT
+    for udp), each from its own source port (SOURCE_PORTS): @n new flows.
+    After @give_up_after failures the rest are not sent (None: every one
+    is, for a batch that is meant to fail). More client.py arguments in
+    @extra ("--timeout", 1): client.py's report."""
+    from .world import HTTP_PORT, UDP_PORT, VIP1
+    args = ["--vip", address or VIP1, "--port", port or (HTTP_PORT if proto == "tcp" else UDP_PORT),
+            "--proto", proto, "-n", n, "--sport-base", SOURCE_PORTS.block(n)]
+    if give_up_after is not None:
+        args += ["--give-up-after", give_up_after]
+    return client(world, *args, *extra)
+
+
 class BackgroundClient:
     """client.py running while the test does something else: stop() sends it
     SIGTERM (stream and hold modes end cleanly with their report)."""
@@ -323,3 +352,18 @@ class BackgroundClient:
 
     def close(self):
         stop(self.proc)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: unwinds like Ctrl-C (past `except Exception`), so
+    that every teardown runs."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupted(signum, frame):
+    """The signal handler that raises Interrupted (signal.signal(SIGTERM,
+    interrupted))."""
+    raise Interrupted(signum)

@@ -188,10 +188,7 @@ class World:
                          "net.bridge.bridge-nf-call-arptables": 0})
         for node in [self.client, self.lb] + self.backends:
             self._plug(node)
-        # XDP_TX on veth only delivers when the peer runs an XDP program
-        # (shared/README.md): the lb's bridge port gets a pass program.
-        run(["ip", "-n", self.sw, "link", "set", "dev", self.lb.port, "xdpdrv",
-             "obj", f"{self.build_dir}/bpf/xdp_pass.bpf.o", "sec", "xdp"])
+        self.pass_on_lb_port()
         # veth leaves checksums unfinished with TX offload on, and a native
         # XDP program on the way loses that state (shared/README.md): the
         # client's frames cross one.
@@ -217,8 +214,21 @@ class World:
                  " ".join(b.ip for b in self.backends))
         return self
 
+    def pass_on_lb_port(self):
+        """XDP_TX on veth only delivers when the peer runs an XDP program
+        (shared/README.md): the lb's bridge port gets a pass program."""
+        run(["ip", "-n", self.sw, "link", "set", "dev", self.lb.port, "xdpdrv",
+             "obj", f"{self.build_dir}/bpf/xdp_pass.bpf.o", "sec", "xdp"])
+
     def _plug(self, node):
         self._add_ns(node.ns)
+        self.plug_eth0(node)
+
+    def plug_eth0(self, node, mac=None):
+        """@node's eth0 and its bridge port, made straight in the switch's and
+        the node's namespaces (so close() removes them with the namespaces),
+        with the node's addresses; hardware address @mac when given (an
+        interface made again keeps its own), else the kernel's."""
         with NetNS(self.sw) as sw:
             sw.link("add", ifname=node.port, kind="veth",
                     peer={"ifname": "eth0", "net_ns_fd": node.ns})
@@ -228,6 +238,8 @@ class World:
         with NetNS(node.ns) as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
             eth0 = ipr.link_lookup(ifname="eth0")[0]
+            if mac:
+                ipr.link("set", index=eth0, address=mac)
             if node.ip:
                 ipr.addr("add", index=eth0, address=node.ip, prefixlen=SUBNET_LEN)
             if node.ip6:
