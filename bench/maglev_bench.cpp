@@ -42,7 +42,9 @@ struct Fill {
   bool capped;  // promises no backend more than its share rounded up
 };
 
-const Fill kFills[] = {{"bounded", build_table, true}, {"classic", build_table_classic, false}};
+const Fill kFills[] = {
+    {"bounded", [](const auto& eps, uint32_t m) { return build_table(eps, m); }, true},
+    {"classic", [](const auto& eps, uint32_t m) { return build_table_classic(eps, m); }, false}};
 
 std::string key_of(uint32_t i) {
   return "10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." +

@@ -133,7 +133,14 @@ TEST(ApiMessages, RepliesDecodeToWhatWasSent) {
                  .table_entries = 21845,
                  .check = "tcp :80",
                  .last_check = "ok 1.2 ms"};
-  const VipEntry v{.vip = kVip6, .id = 2, .fail_open = true, .failing_open = false, .backends = {b}};
+  const VipEntry v{.vip = kVip6,
+                   .id = 2,
+                   .fail_open = true,
+                   .failing_open = false,
+                   .backends = {b},
+                   .table_digest = "00c0ffee12345678",
+                   .hash_seed = 7,
+                   .table_format = 1};
   EXPECT_EQ(round_trip(v), v);
   b.mac.reset();
   EXPECT_EQ(json(b)["resolved"], false);

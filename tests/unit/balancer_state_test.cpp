@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -384,6 +385,35 @@ TEST_F(BalancerStateTest, RestartAdoptsIdsHealthDrainsAndTables) {
   more.vips[0].backends.push_back(BackendConfig{ip("10.0.0.14"), 1, more.vips[0].check});
   apply(restarted, more);
   EXPECT_EQ(restarted.view()[0].backends[3].id, 3u);
+}
+
+// Two balancers with the same config build the same table whatever ids their
+// backends got (here: backends listed, and so numbered, in another order),
+// and show the same fleet digest. A new hash_seed is a change of its own:
+// every table is built anew and the digest follows.
+TEST_F(BalancerStateTest, SameConfigSameDigestWhateverTheIds) {
+  apply(state, three_backends());
+  OrderedDataPlane other_dp;
+  BalancerState other{other_dp, neighbors, 1};
+  Config reordered = three_backends();
+  std::reverse(reordered.vips[0].backends.begin(), reordered.vips[0].backends.end());
+  apply(other, reordered);
+  const auto mine = state.view()[0], theirs = other.view()[0];
+  ASSERT_TRUE(mine.table && theirs.table);
+  EXPECT_NE(*mine.table, *theirs.table) << "the ids differ, so the raw tables do";
+  EXPECT_EQ(mine.table_digest, theirs.table_digest);
+  EXPECT_NE(mine.table_digest, 0u);
+
+  Config seeded = three_backends();
+  seeded.fleet.hash_seed = 7;
+  dp.log.clear();
+  const auto changes = apply(state, seeded);
+  EXPECT_NE(std::find(changes.begin(), changes.end(), "fleet settings changed"), changes.end())
+      << "changes: " << ::testing::PrintToString(changes);
+  EXPECT_NE(std::find(dp.log.begin(), dp.log.end(), "install_table 0"), dp.log.end())
+      << "a new seed builds the table anew";
+  EXPECT_EQ(state.view()[0].hash_seed, 7u);
+  EXPECT_NE(state.view()[0].table_digest, mine.table_digest);
 }
 
 TEST_F(BalancerStateTest, AllWeightsZeroLeavesNoBackendEntries) {

@@ -75,6 +75,12 @@ std::string with(const std::string& from, const std::string& to) {
   return s.replace(pos, from.size(), to);
 }
 
+TEST(Config, FleetHashSeedDefaultsToZero) {
+  EXPECT_EQ(parse_config(kGood, "test.yaml").fleet.hash_seed, 0u);
+  const std::string yaml = std::string(kGood) + "fleet: {hash_seed: 4294967295}\n";
+  EXPECT_EQ(parse_config(yaml, "test.yaml").fleet.hash_seed, 4294967295u);
+}
+
 TEST(Config, SkewAndMetricsDefaultsAndOverrides) {
   Config c = parse_config(kGood, "test.yaml");
   EXPECT_EQ(c.skew, SkewSettings{});
@@ -144,6 +150,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"encap_prefix_family",
                 with("vips:", "encap: {source_prefix_v4: 'fd00::/96'}\nvips:"),
                 "test.yaml:2: encap.source_prefix_v4: must be an IPv4 prefix, got 'fd00::/96'"},
+        BadCase{"hash_seed_negative", with("vips:", "fleet: {hash_seed: -1}\nvips:"),
+                "test.yaml:2: fleet.hash_seed: must be an integer 0..4294967295, got '-1'"},
+        BadCase{"hash_seed_too_big", with("vips:", "fleet: {hash_seed: 4294967296}\nvips:"),
+                "test.yaml:2: fleet.hash_seed: must be an integer 0..4294967295, got "
+                "'4294967296'"},
+        BadCase{"fleet_unknown_field", with("vips:", "fleet: {seed: 3}\nvips:"),
+                "test.yaml:2: fleet.seed: unknown field"},
+        BadCase{"fleet_not_mapping", with("vips:", "fleet: 3\nvips:"),
+                "test.yaml:2: fleet: must be a mapping like {hash_seed: 12345}"},
         BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),
                 "test.yaml:2: reconcile: must be true or false, got 'yes please'"},
         BadCase{"skew_window_not_seconds", with("vips:", "skew: {window: 1500ms}\nvips:"),

@@ -87,6 +87,47 @@ TEST(Maglev, IndependentOfListOrder) {
     ASSERT_EQ(eps[table[i]].key, reversed[table_rev[i]].key) << "entry " << i;
 }
 
+// A fleet's hash_seed: 0 is the default table; another seed builds another
+// table, as balanced and as independent of list order; every balancer with
+// the same seed builds the same one.
+TEST(Maglev, SeedGivesAnotherTableAsBalancedAndAsStable) {
+  auto eps = make_endpoints(10, [](size_t) { return 1; });
+  EXPECT_EQ(build_table(eps, kSize, 0), build_table(eps, kSize));
+  const auto seeded = build_table(eps, kSize, 7);
+  EXPECT_EQ(seeded, build_table(eps, kSize, 7));
+  size_t differ = 0;
+  const auto plain = build_table(eps, kSize);
+  for (uint32_t i = 0; i < kSize; i++) differ += seeded[i] != plain[i];
+  EXPECT_GT(differ, kSize / 2) << "seed 7 should place most entries elsewhere";
+  for (double s : shares(seeded, eps.size())) EXPECT_NEAR(s, 0.1, 0.0001);
+  auto reversed = std::vector<Endpoint>(eps.rbegin(), eps.rend());
+  const auto seeded_rev = build_table(reversed, kSize, 7);
+  for (uint32_t i = 0; i < kSize; i++)
+    ASSERT_EQ(eps[seeded[i]].key, reversed[seeded_rev[i]].key) << "entry " << i;
+  auto mixed = make_endpoints(5, [](size_t i) { return 1 + i; });
+  EXPECT_NE(build_table(mixed, kSize, 7), build_table(mixed, kSize)) << "classic fill too";
+}
+
+// The fleet digest names backends by key, not by the ids one balancer gave
+// them: the same mapping under other ids digests the same; one entry, the
+// seed or the size changed digests differently.
+TEST(Maglev, DigestFollowsKeysNotIds) {
+  const std::vector<uint32_t> a{0, 1, 2, 1, kNoBackend};
+  const std::vector<uint32_t> b{5, 9, 3, 9, kNoBackend};
+  const std::map<uint32_t, std::string> keys_a{
+      {0, "10.0.0.11"}, {1, "10.0.0.12"}, {2, "10.0.0.13"}};
+  const std::map<uint32_t, std::string> keys_b{
+      {5, "10.0.0.11"}, {9, "10.0.0.12"}, {3, "10.0.0.13"}};
+  const uint64_t d = table_digest(a, keys_a, 0);
+  EXPECT_EQ(table_digest(b, keys_b, 0), d);
+  auto one_moved = a;
+  one_moved[3] = 2;
+  EXPECT_NE(table_digest(one_moved, keys_a, 0), d);
+  EXPECT_NE(table_digest(a, keys_a, 1), d) << "the seed is part of the digest";
+  EXPECT_NE(table_digest({0, 1, 2, 1}, keys_a, 0), d) << "so is the size";
+  EXPECT_EQ(digest_hex(0x00c0ffee12345678ull), "00c0ffee12345678");
+}
+
 // Removing one of N backends: the other backends keep at least 95% of the
 // entries they had (only the removed backend's entries must move).
 void expect_minimal_disruption(size_t n) {

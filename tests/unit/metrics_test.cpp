@@ -102,6 +102,37 @@ TEST(MetricsTest, SamplesCarryTheNumbersAndLabels) {
             std::string::npos);
 }
 
+// The fleet digest is a label of an info-style sample (a 64-bit digest
+// would not survive Prometheus' floats), only for a VIP with a table.
+TEST(MetricsTest, TableInfoCarriesTheFleetDigestSeedAndFormat) {
+  CountersDataPlane dp;
+  auto table = std::make_shared<const std::vector<uint32_t>>(std::vector<uint32_t>{1, 1, 1});
+  std::vector<VipView> vips{VipView{4,
+                                    VipKey::parse("10.200.0.10:80/tcp"),
+                                    ForwardMode::dsr,
+                                    false,
+                                    false,
+                                    {backend(1, "10.200.1.1", 1, Health::up)},
+                                    table,
+                                    7,
+                                    0x00c0ffee12345678ull},
+                            VipView{5,
+                                    VipKey::parse("10.200.0.11:80/tcp"),
+                                    ForwardMode::dsr,
+                                    false,
+                                    false,
+                                    {},
+                                    nullptr}};
+  SkewTracker tracker;
+  const auto r = render(dp, vips, tracker);
+  EXPECT_TRUE(has_line(r,
+                       "ballast_vip_table_info{vip=\"10.200.0.10:80/tcp\",digest=\"00c0ffee12345678\","
+                       "hash_seed=\"7\",format=\"1\"} 1"))
+      << r.text;
+  EXPECT_EQ(r.text.find("ballast_vip_table_info{vip=\"10.200.0.11:80/tcp\""), std::string::npos)
+      << "a VIP without a table has no digest";
+}
+
 TEST(MetricsTest, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
   CountersDataPlane dp;
   const std::vector<VipView> vips{VipView{0,

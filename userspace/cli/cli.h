@@ -2,7 +2,7 @@
 // CLI11 app and runs what was parsed; each command group adds its
 // subcommands from its own file (status_cmd.cpp: status, audit, log;
 // vip_cmd.cpp; backend_cmd.cpp; apply_cmd.cpp; traffic_cmd.cpp: stats,
-// skew, top; decap_cmd.cpp; doctor_cmd.cpp). A subcommand's callback only
+// skew, top; decap_cmd.cpp; doctor_cmd.cpp; fleet_cmd.cpp). A subcommand's callback only
 // records what to run: the typed request (api_messages.h) is built and sent
 // once parsing is over, so a bad VIP or address is one error line and exit 1.
 #pragma once
@@ -36,6 +36,7 @@ void add_apply_command(CLI::App& app, Action& action);     // apply
 void add_traffic_commands(CLI::App& app, Action& action);  // stats, skew, top
 void add_decap_commands(CLI::App& app, Action& action);    // decap attach|detach|status
 void add_doctor_commands(CLI::App& app, Action& action);   // doctor backend|balancer
+void add_fleet_commands(CLI::App& app, Action& action);    // fleet diff
 
 // Sends @request and prints its reply: as JSON (-o json) or with @print.
 template <typename Request, typename Print>

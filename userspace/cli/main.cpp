@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add_traffic_commands(app, action);
   add_decap_commands(app, action);
   add_doctor_commands(app, action);
+  add_fleet_commands(app, action);
 
   // Subcommand help shows their own options only; name the shared ones.
   std::function<void(CLI::App*)> add_footer = [&](CLI::App* cmd) {

@@ -346,6 +346,9 @@ void to_json(json& j, const VipEntry& v) {
        {"id", v.id},
        {"fail_open", v.fail_open},
        {"failing_open", v.failing_open},
+       {"table_digest", v.table_digest},
+       {"hash_seed", v.hash_seed},
+       {"table_format", v.table_format},
        {"backends", v.backends}};
 }
 
@@ -355,6 +358,9 @@ void from_json(const json& j, VipEntry& v) {
   in.get("id", v.id);
   in.get("fail_open", v.fail_open);
   in.get("failing_open", v.failing_open);
+  in.get("table_digest", v.table_digest);
+  in.get("hash_seed", v.hash_seed);
+  in.get("table_format", v.table_format);
   in.get("backends", v.backends);
 }
 

@@ -81,6 +81,12 @@ struct VipEntry {
   uint32_t id = 0;
   bool fail_open = false, failing_open = false;
   std::vector<BackendEntry> backends;
+  // The live table's fleet digest (maglev::table_digest, 16 hex digits; ""
+  // without a table), with what it was built with: balancers that agree on
+  // every flow of this VIP show the same three (docs/fleet.md).
+  std::string table_digest;
+  uint32_t hash_seed = 0;
+  uint32_t table_format = 0;
   bool operator==(const VipEntry&) const = default;
 };
 

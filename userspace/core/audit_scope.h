@@ -40,6 +40,10 @@ struct VipView {
   // The table the state installed (null: none yet); BackendView's
   // table_entries count its entries.
   std::shared_ptr<const std::vector<uint32_t>> table;
+  // The fleet hash_seed the table was built with, and its fleet digest
+  // (maglev::table_digest; 0 without a table).
+  uint32_t hash_seed = 0;
+  uint64_t table_digest = 0;
 
   // The weight of the backends that take new flows (up, undrained,
   // resolved).

@@ -117,6 +117,8 @@ BalancerState::LiveVip BalancerState::plan_vip_config(
     vip.id = old->id;
     vip.table = old->table;
     vip.table_inputs = old->table_inputs;
+    vip.table_seed = old->table_seed;
+    vip.table_digest = old->table_digest;
     vip.entries = old->entries;
     if (old->config.fail_open != cfg.fail_open)
       changes.push_back(VipFailOpenChanged{cfg.key, cfg.fail_open});
@@ -237,6 +239,7 @@ void BalancerState::plan_config(const Config& desired, Plan& plan) const {
   if (desired.skew != desired_.skew) changes.push_back(SettingChanged{Which::skew});
   if (desired.audit != desired_.audit) changes.push_back(SettingChanged{Which::audit});
   if (desired.encap != desired_.encap) changes.push_back(SettingChanged{Which::encap});
+  if (desired.fleet != desired_.fleet) changes.push_back(SettingChanged{Which::fleet});
   if (desired.reconcile != desired_.reconcile)
     changes.push_back(SettingChanged{Which::reconcile, desired.reconcile});
   plan.desired_ = desired;

@@ -186,7 +186,7 @@ void BalancerState::execute_config(Plan& plan) {
   for (const auto& v : vips_) live_by_id[v.id] = &v;
   for (auto& vip : plan.vips_) {
     next_ids.insert(vip.id);
-    sync_vip(vip);
+    sync_vip(vip, plan.desired_->fleet.hash_seed);
     auto old = live_by_id.find(vip.id);
     if (old == live_by_id.end()) {
       dataplane_.reset_counters(CounterMap::vip, vip.id);
@@ -235,7 +235,7 @@ void BalancerState::execute_vip(Plan& plan) {
   LiveVip& next = plan.vips_.front();
   // Slots and table first; then the VIP's entries; backends that left go
   // after the table that no longer names them.
-  sync_vip(next);
+  sync_vip(next, desired_.fleet.hash_seed);
   if (pos == vip_pos_.end()) {
     dataplane_.reset_counters(CounterMap::vip, next.id);
     put_vip_entries(next, nullptr);
@@ -310,7 +310,7 @@ void BalancerState::execute_vips(Plan& plan) {
     for (auto& vip : vips_)
       if (vip.id == next.id) {
         vip = std::move(next);
-        sync_vip(vip);
+        sync_vip(vip, desired_.fleet.hash_seed);
         break;
       }
 }
@@ -362,7 +362,8 @@ void BalancerState::execute_repair(Plan& plan) {
 
 VipView BalancerState::view_of(const LiveVip& vip) {
   const bool fo = failing_open(vip);
-  VipView v{vip.id, vip.config.key, vip.config.mode, vip.config.fail_open, fo, {}, vip.table};
+  VipView v{vip.id,           vip.config.key, vip.config.mode,   vip.config.fail_open, fo, {},
+            vip.table,        vip.table_seed, vip.table_digest};
   for (const auto& b : vip.backends) {
     const auto e = vip.entries.find(b.id);
     v.backends.push_back({b.id, b.config.address, b.config.weight, b.mac, b.health, b.drained,
@@ -474,7 +475,19 @@ void BalancerState::free_backend(uint32_t id) {
   written_slots_.erase(id);
 }
 
-void BalancerState::sync_vip(LiveVip& vip) {
+void BalancerState::count_table(LiveVip& vip) {
+  vip.entries.clear();
+  if (!vip.table) {
+    vip.table_digest = 0;
+    return;
+  }
+  for (uint32_t e : *vip.table) vip.entries[e]++;
+  std::map<uint32_t, std::string> key_of;
+  for (const auto& b : vip.backends) key_of[b.id] = b.config.address.str();
+  vip.table_digest = maglev::table_digest(*vip.table, key_of, vip.table_seed);
+}
+
+void BalancerState::sync_vip(LiveVip& vip, uint32_t seed) {
   const bool fo = failing_open(vip);
 
   // The slots as they should be: ACTIVE (forward to it, established flows
@@ -517,7 +530,7 @@ void BalancerState::sync_vip(LiveVip& vip) {
   for (const auto& b : vip.backends)
     if (b.mac && b.config.weight != 0)
       inputs.push_back({b.id, b.config.address, b.config.weight, takes_new_flows(b, fo)});
-  if (!vip.table || inputs != vip.table_inputs) {
+  if (!vip.table || inputs != vip.table_inputs || seed != vip.table_seed) {
     std::vector<maglev::Endpoint> base, usable;
     std::vector<uint32_t> base_ids, usable_ids;
     std::set<uint32_t> usable_set;
@@ -534,20 +547,24 @@ void BalancerState::sync_vip(LiveVip& vip) {
         if (e != maglev::kNoBackend) e = ids[e];
       return t;
     };
-    auto table = to_ids(maglev::build_table(base, BALLAST_MAGLEV_SIZE), base_ids);
+    auto table = to_ids(maglev::build_table(base, BALLAST_MAGLEV_SIZE, seed), base_ids);
     if (usable.size() != base.size()) {
-      const auto fallback = to_ids(maglev::build_table(usable, BALLAST_MAGLEV_SIZE), usable_ids);
+      const auto fallback =
+          to_ids(maglev::build_table(usable, BALLAST_MAGLEV_SIZE, seed), usable_ids);
       for (uint32_t i = 0; i < table.size(); i++)
         if (!usable_set.count(table[i])) table[i] = fallback[i];
     }
-    if (!vip.table || table != *vip.table) {
+    const bool fresh = !vip.table || table != *vip.table;
+    if (fresh) {
       auto installed = std::make_shared<const std::vector<uint32_t>>(std::move(table));
       dataplane_.install_table(vip.id, installed);
-      vip.entries.clear();
-      for (uint32_t e : *installed) vip.entries[e]++;
       vip.table = std::move(installed);
     }
     vip.table_inputs = std::move(inputs);
+    if (fresh || seed != vip.table_seed) {
+      vip.table_seed = seed;
+      count_table(vip);
+    }
   }
   // 3. Slots that stop taking traffic, once no table names them.
   write_if(false);
@@ -604,8 +621,11 @@ std::vector<Change> BalancerState::adopt(const LiveSnapshot& live, const Config&
     // A table this process may not read (another map swapped in) stays
     // unknown: the first config change installs one.
     if (auto t = live.tables.find(vip.id); t != live.tables.end() && t->second.entries) {
-      for (uint32_t e : *t->second.entries) vip.entries[e]++;
       vip.table = t->second.entries;
+      // Built by an earlier ballastd, with the seed it had: the desired one
+      // is the best guess, and the first config change builds it anew.
+      vip.table_seed = desired.fleet.hash_seed;
+      count_table(vip);
     }
     used_vip_ids_.insert(vip.id);
     out.push_back(VipAdopted{key, vip.id, vip.backends.size()});
@@ -621,6 +641,7 @@ std::vector<Change> BalancerState::adopt(const LiveSnapshot& live, const Config&
   }
   desired_.interface = desired.interface;
   desired_.attach_mode = desired.attach_mode;
+  desired_.fleet = desired.fleet;
   reindex();
   ++generation_;
   return out;

@@ -121,6 +121,8 @@ class BalancerState {
     // generation copies no table.
     TablePtr table;
     std::vector<TableInput> table_inputs;  // empty: unknown (adopted), build
+    uint32_t table_seed = 0;               // the fleet hash_seed it was built with
+    uint64_t table_digest = 0;             // maglev::table_digest of table
     std::map<uint32_t, uint32_t> entries;  // backend id -> its entries in table
   };
 
@@ -271,7 +273,9 @@ class BalancerState {
   // Brings the VIP's table and its backends' slot flags in line with their
   // health, drains and weights: new table first when backends leave it,
   // slots first when they join.
-  void sync_vip(LiveVip& vip);
+  void sync_vip(LiveVip& vip, uint32_t seed);
+  // vip.entries and vip.table_digest from vip.table and its backends.
+  static void count_table(LiveVip& vip);
 
   DataPlane& dataplane_;
   NeighborSource& neighbors_;

@@ -40,6 +40,8 @@ std::string setting_name(SettingChanged::Which which) {
       return "encap";
     case SettingChanged::Which::reconcile:
       return "reconcile";
+    case SettingChanged::Which::fleet:
+      return "fleet";
   }
   return "?";
 }

@@ -136,7 +136,7 @@ struct ProgramReattached {
 
 // Settings that live in the daemon, not the maps.
 struct SettingChanged {
-  enum class Which { skew, audit, encap, reconcile };
+  enum class Which { skew, audit, encap, reconcile, fleet };
   Which which = Which::skew;
   bool on = false;  // reconcile only
   bool operator==(const SettingChanged&) const = default;

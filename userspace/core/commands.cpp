@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "maglev.h"
 #include "stats.h"
 
 namespace ballast {
@@ -102,7 +103,10 @@ std::vector<api::VipEntry> Commands::serve(const api::VipList&, const PeerCred&)
                         .id = vip.id,
                         .fail_open = vip.fail_open,
                         .failing_open = vip.failing_open,
-                        .backends = {}};
+                        .backends = {},
+                        .table_digest = vip.table ? maglev::digest_hex(vip.table_digest) : "",
+                        .hash_seed = vip.hash_seed,
+                        .table_format = maglev::kTableFormat};
     for (const auto& b : vip.backends)
       entry.backends.push_back(backend_entry(vip, b, last_check_(b.id)));
     out.push_back(std::move(entry));

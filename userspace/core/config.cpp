@@ -328,6 +328,22 @@ void read_bool(const YAML::Node& node, const std::string& name, const std::strin
     problems.add(field, path + "." + name, "must be true or false, got '" + text + "'");
 }
 
+// YAML `fleet: {hash_seed: 12345}`.
+FleetSettings parse_fleet(const YAML::Node& node, Problems& problems) {
+  FleetSettings out;
+  if (!node.IsMap()) {
+    problems.add(node, "fleet", "must be a mapping like {hash_seed: 12345}");
+    return out;
+  }
+  check_known_keys(node, "fleet", {"hash_seed"}, problems);
+  if (const auto seed = node["hash_seed"]) {
+    uint64_t v = 0;
+    if (read_uint(seed, "fleet.hash_seed", 0, 0xffffffffull, v, problems))
+      out.hash_seed = static_cast<uint32_t>(v);
+  }
+  return out;
+}
+
 // YAML `encap: {source_prefix_v4: 10.255.0.0/16, source_prefix_v6: fd00:ff::/96}`.
 EncapSettings parse_encap(const YAML::Node& node, Problems& problems) {
   EncapSettings out;
@@ -553,9 +569,10 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
   }
   check_known_keys(
       root, "",
-      {"interface", "attach_mode", "vips", "skew", "metrics", "audit", "reconcile", "encap"},
+      {"interface", "attach_mode", "vips", "skew", "metrics", "audit", "reconcile", "encap", "fleet"},
       problems);
   if (const auto encap = root["encap"]) config.encap = parse_encap(encap, problems);
+  if (const auto fleet = root["fleet"]) config.fleet = parse_fleet(fleet, problems);
   if (const auto audit = root["audit"]) config.audit = parse_audit(audit, problems);
   if (const auto rc = root["reconcile"]) {
     const std::string text = scalar_or_empty(rc);

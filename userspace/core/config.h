@@ -42,6 +42,16 @@ struct EncapSettings {
   bool operator==(const EncapSettings&) const = default;
 };
 
+// What every balancer of a fleet must share to pick the same backend for the
+// same flow (docs/fleet.md). YAML `fleet: {hash_seed: N}`.
+struct FleetSettings {
+  // Seeds the Maglev permutations: balancers with the same seed, backends
+  // and weights build identical tables; 0 (the default) builds the tables
+  // Ballast always built.
+  uint32_t hash_seed = 0;
+  bool operator==(const FleetSettings&) const = default;
+};
+
 // The audit (userspace/core/audit.h). YAML `audit:`.
 struct AuditSettings {
   std::chrono::seconds interval{30};  // how often ballastd audits itself (and after every change)
@@ -102,6 +112,7 @@ struct Config {
   SkewSettings skew;
   AuditSettings audit;
   EncapSettings encap;
+  FleetSettings fleet;
   // true: when the audit finds the maps drifted from this config (someone
   // edited a pinned map), ballastd rewrites them from it.
   bool reconcile = false;

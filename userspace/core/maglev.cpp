@@ -90,8 +90,8 @@ class TakeLog {
 
 // Backends with weight > 0 in key order (so input order does not matter),
 // with their permutations. Sets @max_weight and @total_weight.
-std::vector<Walk> walks_of(const std::vector<Endpoint>& endpoints, uint32_t m, uint32_t& max_weight,
-                           uint64_t& total_weight) {
+std::vector<Walk> walks_of(const std::vector<Endpoint>& endpoints, uint32_t m, uint64_t salt,
+                           uint32_t& max_weight, uint64_t& total_weight) {
   std::vector<uint32_t> order;
   for (uint32_t i = 0; i < endpoints.size(); i++)
     if (endpoints[i].weight > 0) order.push_back(i);
@@ -109,9 +109,10 @@ std::vector<Walk> walks_of(const std::vector<Endpoint>& endpoints, uint32_t m, u
     const auto& key = endpoints[i].key;
     const uint32_t w = endpoints[i].weight;
     Walk walk{};
-    walk.pos = static_cast<uint32_t>(stable_hash(key, 0x9e3779b97f4a7c15ull) % m);
+    walk.pos = static_cast<uint32_t>(stable_hash(key, 0x9e3779b97f4a7c15ull ^ salt) % m);
     walk.skip =
-        m > 1 ? static_cast<uint32_t>(stable_hash(key, 0x632be59bd9b4e019ull) % (m - 1) + 1) : 0;
+        m > 1 ? static_cast<uint32_t>(stable_hash(key, 0x632be59bd9b4e019ull ^ salt) % (m - 1) + 1)
+              : 0;
     walk.index = i;
     walk.weight = w;
     walks.push_back(walk);
@@ -124,12 +125,13 @@ std::vector<Walk> walks_of(const std::vector<Endpoint>& endpoints, uint32_t m, u
 // key. Ranking by hash (not by key order) means the backends that get one
 // more for R leftover slots also get it for R' > R whoever else is there, so
 // a change of N moves few quotas.
-void set_quotas(std::vector<Walk>& walks, const std::vector<Endpoint>& endpoints, uint32_t m) {
+void set_quotas(std::vector<Walk>& walks, const std::vector<Endpoint>& endpoints, uint32_t m,
+                uint64_t salt) {
   const uint32_t n = walks.size();
   std::vector<std::pair<uint64_t, uint32_t>> order;  // (priority, walk)
   for (uint32_t i = 0; i < n; i++) {
     walks[i].quota = m / n;
-    order.push_back({stable_hash(endpoints[walks[i].index].key, 0x5851f42d4c957f2dull), i});
+    order.push_back({stable_hash(endpoints[walks[i].index].key, 0x5851f42d4c957f2dull ^ salt), i});
   }
   // Ties (equal hashes) go by key order: walks are in key order.
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
@@ -257,13 +259,18 @@ void fill_levels(std::vector<Walk>& active, SlotBits& taken, std::vector<uint32_
   log.write_to(table);
 }
 
+// What the seed changes: every hash the fill takes of a key. Seed 0 gives
+// salt 0, the tables Ballast built before seeds existed.
+uint64_t salt_of(uint32_t seed) { return uint64_t{seed} * 0xbf58476d1ce4e5b9ull; }
+
 }  // namespace
 
-std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size) {
+std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size,
+                                  uint32_t seed) {
   const uint32_t m = table_size;
   uint32_t max_weight;
   uint64_t total_weight;
-  std::vector<Walk> walks = walks_of(endpoints, m, max_weight, total_weight);
+  std::vector<Walk> walks = walks_of(endpoints, m, salt_of(seed), max_weight, total_weight);
   if (walks.empty() || m == 0) return std::vector<uint32_t>(m, kNoBackend);
   // Mixed weights keep the paper's fill: in the bounded one a heavier
   // backend would have to walk faster, and walking w times as fast wins
@@ -271,22 +278,22 @@ std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32
   // bind early and a change moves more than the classic fill does
   // (docs/maglev.md).
   for (const Walk& w : walks)
-    if (w.weight != max_weight) return build_table_classic(endpoints, table_size);
+    if (w.weight != max_weight) return build_table_classic(endpoints, table_size, seed);
 
   std::vector<uint32_t> table(m, kNoBackend);
-  set_quotas(walks, endpoints, m);
+  set_quotas(walks, endpoints, m, salt_of(seed));
   SlotBits taken(m);
   fill_levels(walks, taken, table);
   return table;
 }
 
 std::vector<uint32_t> build_table_classic(const std::vector<Endpoint>& endpoints,
-                                          uint32_t table_size) {
+                                          uint32_t table_size, uint32_t seed) {
   const uint32_t m = table_size;
   std::vector<uint32_t> table(m, kNoBackend);
   uint32_t max_weight;
   uint64_t total_weight;
-  std::vector<Walk> walks = walks_of(endpoints, m, max_weight, total_weight);
+  std::vector<Walk> walks = walks_of(endpoints, m, salt_of(seed), max_weight, total_weight);
   if (walks.empty() || m == 0) return table;
 
   // Rounds in key order: a backend of weight w gets w turns for every
@@ -308,6 +315,37 @@ std::vector<uint32_t> build_table_classic(const std::vector<Endpoint>& endpoints
       }
     }
   }
+}
+
+uint64_t table_digest(const std::vector<uint32_t>& table,
+                      const std::map<uint32_t, std::string>& key_of, uint32_t seed) {
+  // One hash per backend, not per entry: 65,537 entries cost a lookup each.
+  std::map<uint32_t, uint64_t> hash_of;
+  for (const auto& [id, key] : key_of) hash_of[id] = stable_hash(key, 0x2545f4914f6cdd1dull);
+  constexpr uint64_t kPrime = 1099511628211ull;
+  constexpr uint64_t kEmpty = 0x9ae16a3b2f90404full;    // kNoBackend
+  constexpr uint64_t kUnknown = 0xc3a5c85c97cb3127ull;  // an id with no key
+  uint64_t h = 14695981039346656037ull;
+  for (uint64_t word : {uint64_t{kTableFormat}, uint64_t{seed}, uint64_t{table.size()}})
+    h = (h ^ word) * kPrime;
+  uint32_t last_id = kNoBackend;
+  uint64_t last = kEmpty;
+  for (uint32_t e : table) {
+    if (e != last_id) {
+      last_id = e;
+      const auto it = hash_of.find(e);
+      last = e == kNoBackend ? kEmpty : it == hash_of.end() ? kUnknown : it->second;
+    }
+    h = (h ^ last) * kPrime;
+  }
+  return stable_hash(std::string(reinterpret_cast<const char*>(&h), sizeof h), 0);
+}
+
+std::string digest_hex(uint64_t digest) {
+  static const char* const kHex = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; i--, digest >>= 4) out[i] = kHex[digest & 0xf];
+  return out;
 }
 
 }  // namespace ballast::maglev

@@ -22,12 +22,19 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace ballast::maglev {
 
 constexpr uint32_t kNoBackend = 0xffffffffu;
+
+// The table format: the fill and hashes below. Balancers agree on a flow's
+// backend only when they build tables of the same format (with the same
+// seed, backends and weights); a change to build_table that changes any
+// table (tests/unit/maglev_test pins digests) bumps it.
+constexpr uint32_t kTableFormat = 1;
 
 struct Endpoint {
   std::string key;  // stable identity, e.g. the backend's address
@@ -38,17 +45,29 @@ struct Endpoint {
 // for every entry when no endpoint has weight > 0. @table_size must be prime.
 // With equal weights each backend owns table_size / N entries rounded down
 // or up; the entries of a backend that leaves go to the others, and a few
-// more move (docs/maglev.md has the figures).
-std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size);
+// more move (docs/maglev.md has the figures). @seed (a fleet's hash_seed)
+// seeds every hash of the fill; 0 builds the tables of before seeds.
+std::vector<uint32_t> build_table(const std::vector<Endpoint>& endpoints, uint32_t table_size,
+                                  uint32_t seed = 0);
 
 // The paper's fill (one claim per backend per round, skipping taken slots),
 // same permutations and turn order: the reference that bench_maglev measures
 // build_table against. Not used by ballastd.
 std::vector<uint32_t> build_table_classic(const std::vector<Endpoint>& endpoints,
-                                          uint32_t table_size);
+                                          uint32_t table_size, uint32_t seed = 0);
 
 // 64-bit FNV-1a with a seed, finished with a MurmurHash3 mix: stable across
 // builds and machines (unlike std::hash).
 uint64_t stable_hash(const std::string& key, uint64_t seed);
+
+// A fleet digest of a live table: what each entry points at by backend key
+// (@key_of: entry id -> key, the backend's address), not by local id, with
+// the table's size, @seed and kTableFormat. Two balancers whose tables send
+// every slot to the same backend address have the same digest, whatever ids
+// their backends got (docs/fleet.md).
+uint64_t table_digest(const std::vector<uint32_t>& table,
+                      const std::map<uint32_t, std::string>& key_of, uint32_t seed);
+// 16 lowercase hex digits.
+std::string digest_hex(uint64_t digest);
 
 }  // namespace ballast::maglev

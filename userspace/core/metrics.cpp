@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "maglev.h"
 #include "stats.h"
 
 namespace ballast {
@@ -135,6 +136,20 @@ std::string render_metrics(const MetricsInput& in) {
     uint64_t n = 0;
     for (const auto& b : v.backends) n += b.takes_new_flows && b.health == Health::up;
     w.sample(vip_labels(v), n);
+  }
+  // Info-style: the digest is a label, so that Prometheus can count the
+  // distinct digests of one VIP across a fleet (the alert
+  // BallastFleetTablesDisagree); a 64-bit digest would not survive a float.
+  w.family("ballast_vip_table_info", "gauge",
+           "1 per VIP with a table: its fleet digest (same on every balancer that sends each "
+           "flow to the same backend), the fleet hash_seed and the table format.");
+  for (const auto& v : vips) {
+    if (!v.table) continue;
+    Labels labels = vip_labels(v);
+    labels.push_back({"digest", maglev::digest_hex(v.table_digest)});
+    labels.push_back({"hash_seed", std::to_string(v.hash_seed)});
+    labels.push_back({"format", std::to_string(maglev::kTableFormat)});
+    w.sample(labels, 1.0);
   }
   w.family("ballast_vip_failing_open", "gauge",
            "1 when no backend is up and fail_open sends new flows to all of them.");
