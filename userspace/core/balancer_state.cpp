@@ -554,17 +554,16 @@ void BalancerState::sync_vip(LiveVip& vip, uint32_t seed) {
       for (uint32_t i = 0; i < table.size(); i++)
         if (!usable_set.count(table[i])) table[i] = fallback[i];
     }
-    const bool fresh = !vip.table || table != *vip.table;
-    if (fresh) {
+    if (!vip.table || table != *vip.table) {
       auto installed = std::make_shared<const std::vector<uint32_t>>(std::move(table));
       dataplane_.install_table(vip.id, installed);
       vip.table = std::move(installed);
     }
     vip.table_inputs = std::move(inputs);
-    if (fresh || seed != vip.table_seed) {
-      vip.table_seed = seed;
-      count_table(vip);
-    }
+    // Also when the table came out the same: its backends' addresses may
+    // not have (an id freed and taken again), and the digest names them.
+    vip.table_seed = seed;
+    count_table(vip);
   }
   // 3. Slots that stop taking traffic, once no table names them.
   write_if(false);
