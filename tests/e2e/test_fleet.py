@@ -10,6 +10,7 @@ several balancers and BIRD comes with the rest of issue #17.
 
 import json
 import re
+import subprocess
 import urllib.request
 
 from harness.configs import VIP_TCP, config, vip
@@ -91,6 +92,12 @@ def test_same_config_same_digest_and_fleet_diff(world, lb, state_dir):
         f"same config, other ids: digest {second['table_digest']} != {first['table_digest']}"
     rc, diff = fleet_diff(lb, other)
     assert rc == 0 and diff[VIP_TCP]["same"] and not diff[VIP_TCP]["backends"], diff
+    # The other side's list on stdin (`ssh lb2 ballast vip list -o json |
+    # ballast fleet diff -`).
+    piped = subprocess.run([f"{lb.build_dir}/ballast", "fleet", "diff", "-", "--socket",
+                            lb.socket], input=other.read_text(), capture_output=True, text=True)
+    assert piped.returncode == 0 and f"{VIP_TCP}: same table" in piped.stdout, \
+        f"fleet diff - exited {piped.returncode}: {piped.stdout} {piped.stderr}"
 
     apply(lb, state_dir, config(vip(world, HTTP_PORT, weights=[1, 1, 1])), "equal.yaml")
     rc, diff = fleet_diff(lb, other)
@@ -116,3 +123,16 @@ def test_same_config_same_digest_and_fleet_diff(world, lb, state_dir):
     rc, diff = fleet_diff(lb, other)
     assert rc == 0 and diff[VIP_TCP]["same"], f"back to the first config: {diff[VIP_TCP]}"
     assert "fleet settings changed" in json.dumps(lb.cli("log")), "the seed change is not logged"
+
+
+def test_fleet_diff_refuses_what_is_not_a_vip_list(world, lb, state_dir):
+    """A FILE that cannot be read, or holds anything but `vip list -o json`,
+    is one error line naming it and exit status 1 (not 2, "differs")."""
+    lb.start(config(vip(world, HTTP_PORT)))
+    bad = state_dir / "not-a-list.json"
+    bad.write_text('{"vips": []}')
+    for path, why in ((state_dir / "missing.json", "cannot be read"),
+                      (bad, "not the output of `ballast vip list -o json`")):
+        done = ballast(lb, "fleet", "diff", path)
+        assert done.returncode == 1 and f"{path}: {why}" in done.stderr, \
+            f"fleet diff {path.name}: exit {done.returncode}, {done.stderr.strip()}"
