@@ -4,7 +4,6 @@ flaps every 100 ms for a minute. In each, forwarding goes on, ballastd says
 what happened, and it recovers without anyone's help.
 """
 
-import json
 import logging
 import os
 import pathlib
@@ -18,6 +17,7 @@ from pyroute2 import NetNS
 from harness.checks import wait_until
 from harness.configs import config, vip
 from harness.continuity import Held, Stream, held_problems
+from harness.maps import map_id
 from harness.processes import BackgroundClient, batch, sanitized
 from harness.world import HTTP_PORT, VIP1
 
@@ -83,17 +83,12 @@ def test_pin_removed_by_hand(world, state_dir, lb):
     held = hold_on_every_backend(world, state_dir)
     pins = sorted(p.name for p in pathlib.Path(lb.pin_dir).iterdir())
 
-    def map_id(name):
-        out = subprocess.run(["bpftool", "-j", "map", "show", "pinned", f"{lb.pin_dir}/{name}"],
-                             capture_output=True, text=True)
-        return json.loads(out.stdout)["id"] if out.returncode == 0 else None
-
-    ids = {name: map_id(name) for name in pins if name != "ballast_xdp"}
+    ids = {name: map_id(f"{lb.pin_dir}/{name}") for name in pins if name != "ballast_xdp"}
     try:
         subprocess.run(["rm", "-rf", lb.pin_dir], check=True)
         wait_until("every pin back",
                    lambda: all(os.path.exists(f"{lb.pin_dir}/{p}") for p in pins), 5)
-        assert {name: map_id(name) for name in ids} == ids, "the pins name other maps now"
+        assert {name: map_id(f"{lb.pin_dir}/{name}") for name in ids} == ids, "the pins name other maps now"
         assert "was removed while ballastd ran" in lb.log_text()
         lb.stop()
         lb.start(config(vip(world, HTTP_PORT)))

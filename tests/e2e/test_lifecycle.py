@@ -44,6 +44,7 @@ import urllib.request
 
 from pyroute2 import NetNS
 
+from harness import maps
 from harness.api import call
 from harness.checks import assert_all_ok, assert_shares, one_line, wait_until
 from harness.configs import VIP_TCP, standard_config
@@ -92,17 +93,7 @@ def pins_listing(pin_dir):
     """(the pin directory's entries, the connection table's entry count): to
     compare before and after a refused start."""
     names = sorted(os.listdir(pin_dir)) if os.path.isdir(pin_dir) else None
-    return names, len(bpf_dump(f"{pin_dir}/conn_table"))
-
-
-def bpf_dump(pinned):
-    """`bpftool map dump pinned PATH -j`: [(key bytes, value bytes)]."""
-    out = subprocess.run(["bpftool", "map", "dump", "pinned", pinned, "-j"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise Failure(f"bpftool map dump pinned {pinned}: {out.stderr.strip()[-300:]}")
-    return [(bytes(int(b, 16) for b in e["key"]), bytes(int(b, 16) for b in e["value"]))
-            for e in json.loads(out.stdout)]
+    return names, len(maps.dump_bytes(f"{pin_dir}/conn_table"))
 
 
 # struct ballast_flow_key (bpf/ballast_abi.h): src[16] dst[16] sport dport
@@ -117,7 +108,7 @@ def conn_entries(pin_dir, sports):
     entries from the client to VIP1:80 whose source port is in @sports."""
     vip = socket.inet_aton(VIP1)
     found = {}
-    for key, value in bpf_dump(f"{pin_dir}/conn_table"):
+    for key, value in maps.dump_bytes(f"{pin_dir}/conn_table"):
         if len(key) != FLOW_KEY_SIZE or key[16:20] != vip or key[36] != socket.IPPROTO_TCP:
             continue
         sport, dport = int.from_bytes(key[32:34], "big"), int.from_bytes(key[34:36], "big")
@@ -142,12 +133,7 @@ def mark_conn_entries(pin_dir, entries):
     for sport, (key, value) in entries.items():
         mark = (CONN_MARK + sport) & 0xFFFFFFFF
         new = value[0:4] + mark.to_bytes(4, "little") + value[8:]
-        out = subprocess.run(["bpftool", "map", "update", "pinned", f"{pin_dir}/conn_table",
-                              "key", "hex", *(f"{b:02x}" for b in key),
-                              "value", "hex", *(f"{b:02x}" for b in new), "exist"],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise Failure(f"marking the entry of port {sport}: {out.stderr.strip()[-300:]}")
+        maps.update(f"{pin_dir}/conn_table", key, new, "exist")
         marks[sport] = mark
     return marks
 
@@ -471,10 +457,7 @@ def test_other_layout_refused(world, lb):
     assert lb.stop() == 0, "ballastd exited non-zero on SIGTERM"
     # struct ballast_meta {layout_version 1, daemon_pid 0, heartbeat, created,
     # reserved}: 32 bytes, little-endian.
-    value = ["01", "00", "00", "00"] + ["00"] * 28
-    subprocess.run(["bpftool", "map", "update", "pinned", f"{lb.pin_dir}/meta",
-                    "key", "hex", "00", "00", "00", "00", "value", "hex", *value],
-                   check=True, capture_output=True)
+    maps.update(f"{lb.pin_dir}/meta", bytes(4), bytes([1]) + bytes(31))
     prog = lb.xdp_id()
     before = pins_listing(lb.pin_dir)
     rc, out = ballastd_again(lb)

@@ -26,6 +26,7 @@ import pytest
 
 from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_until
 from harness.configs import VIP_TCP, config, vip
+from harness.maps import as_int, bpftool
 from harness.processes import BackgroundClient, Failure, ballast, batch, stop
 from harness.world import HTTP_PORT, VIP1, inside
 
@@ -114,13 +115,6 @@ def ids(lb, backend):
     return vip_id, be_id
 
 
-def bpftool(*args):
-    done = subprocess.run(["bpftool", *map(str, args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise Failure(f"bpftool {' '.join(map(str, args[:6]))} ...: {done.stderr.strip()[-300:]}")
-    return done.stdout
-
-
 def rewrite_table(lb, state_dir, vip_id, backend_id):
     """The VIP's live Maglev table replaced, with bpftool and behind
     ballastd's back, by one whose every entry is one backend slot. The
@@ -131,8 +125,7 @@ def rewrite_table(lb, state_dir, vip_id, backend_id):
     tables = f"{lb.pin_dir}/maglev_tables"
     found = json.loads(bpftool("-j", "map", "lookup", "pinned", tables, "key", *key))["value"]
     # The inner map's id: an integer, or its bytes (little endian).
-    inner = found if isinstance(found, int) else int.from_bytes(bytes(int(x, 16) for x in found),
-                                                                "little")
+    inner = as_int(found)
     written = subprocess.run(["bpftool", "map", "update", "id", str(inner), "key", "0", "0", "0",
                               "0", "value", *value], capture_output=True, text=True)
     assert written.returncode != 0, \

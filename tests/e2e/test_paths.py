@@ -16,7 +16,6 @@ Shares: 3,000 new flows (each from its own source port), 4 sd per share
 weights applied as 1:1.5 (40/60 %) do.
 """
 
-import json
 import logging
 import socket
 import time
@@ -24,6 +23,7 @@ import time
 import pytest
 from pyroute2 import NetNS
 
+from harness import maps
 from harness.checks import assert_all_ok, assert_shares
 from harness.configs import config
 from harness.counters import delta, reasons
@@ -209,13 +209,9 @@ def be4(world):
 
 def tx_ports_ifindexes(lb):
     """The interfaces (ifindex) in ballastd's tx_ports devmap."""
-    out = run_ok(["bpftool", "map", "dump", "pinned", f"{lb.pin_dir}/tx_ports", "-j"])
-
-    def num(v):
-        return int.from_bytes(bytes(int(b, 16) for b in v), "little") \
-            if isinstance(v, list) else int(v)
     # Empty devmap slots are listed with {"error": ...} as their value.
-    return {num(e["value"]) for e in json.loads(out) if isinstance(e.get("value"), (list, int))}
+    return {maps.as_int(e["value"]) for e in maps.dump(f"{lb.pin_dir}/tx_ports")
+            if isinstance(e.get("value"), (list, int))}
 
 
 def test_redirect_to_other_interface(world, be4, lb):

@@ -12,6 +12,7 @@ frames.py     raw Ethernet frames: well-formed, tagged and malformed
 counters.py   what the tests measure: reason counters, link counters, sniffers
 checks.py     assertions shared by the suites (shares, counters, wait_until)
 api.py        the control API spoken directly, for loops of requests
+maps.py       pinned maps read and written through bpftool
 verdicts.py   the PASS/FAIL/SKIP lines tests/run-all.sh counts
 
 tests/e2e/conftest.py turns them into fixtures. docs/testing.md says how
