@@ -26,7 +26,8 @@ batch (default): N requests, each a new flow at the balancer:
   every --interval; a lost answer is counted and the flow goes on. Prints
   {"ok", "failed", "connections": [{"sport", "backend" (the first answer),
   "answers": {name: n}, "ok", "failed", "errors", "dead",
-  "first_error_unix", "moves": [[unix, from, to], ...]}], "closed_unix"}.
+  "first_error_unix", "moves": [[unix, from, to], ...], "longest_wait_s"
+  (the longest one request waited: a stall)}], "closed_unix"}.
 
 --flood: UDP datagrams through a raw socket at the fastest rate one Python
   thread manages, each from a new (source address, source port) pair: every
@@ -245,6 +246,9 @@ class Held:
         # [unix time, from, to] each time the answering backend changed.
         self.moves = []
         self._last = backend
+        # The longest a request waited for its answer (or its failure), in
+        # seconds: a stall the flow lived through shows here.
+        self.longest_wait_s = 0.0
 
     def answered(self, name):
         self.answers[name] += 1
@@ -253,8 +257,14 @@ class Held:
             self.moves.append([round(time.time(), 4), self._last, name])
             self._last = name
 
+    def waited(self, started):
+        """Notes how long the request sent at @started (time.monotonic())
+        waited for its end."""
+        self.longest_wait_s = max(self.longest_wait_s, time.monotonic() - started)
+
     def request(self):
         resp = None
+        started = time.monotonic()
         try:
             self.conn.request("GET", "/", headers={"Connection": "keep-alive"})
             resp = self.conn.getresponse()
@@ -269,6 +279,7 @@ class Held:
                 self.first_error_unix = round(time.time(), 4)
             self.dead = True
             self.conn.close()
+        self.waited(started)
 
     def loop(self, stop, interval):
         while not self.dead and not stop.wait(interval):
@@ -279,7 +290,7 @@ class Held:
                 "answers": dict(sorted(self.answers.items())), "ok": self.ok,
                 "failed": self.failed, "errors": dict(self.errors),
                 "dead": self.dead, "first_error_unix": self.first_error_unix,
-                "moves": self.moves}
+                "moves": self.moves, "longest_wait_s": round(self.longest_wait_s, 4)}
 
 
 class HeldUdp(Held):
@@ -288,6 +299,7 @@ class HeldUdp(Held):
     goes on (UDP has no connection to lose)."""
 
     def request(self):
+        started = time.monotonic()
         try:
             self.conn.send(b"hello\n")
             self.answered(self.conn.recv(2048).decode(errors="replace").strip())
@@ -296,6 +308,7 @@ class HeldUdp(Held):
             self.errors[error_kind(exc)] += 1
             if self.first_error_unix is None:
                 self.first_error_unix = round(time.time(), 4)
+        self.waited(started)
 
 
 def open_held(args):

@@ -5,14 +5,21 @@ ballast_vip_table_info, and `ballast fleet diff` against another balancer's
 `vip list` output. One balancer here stands in for several: a second one
 with fresh maps is the same ballastd removed (`ballastd --cleanup`) and
 started again, so every id is handed out anew; the ECMP topology with
-several balancers and BIRD comes with the rest of issue #17.
+several balancers and BIRD is test_fleet_ecmp.py.
+
+Route health injection on one balancer (no routing daemon needed: the
+routes ballastd keeps in its announce table are what BIRD reads) is
+test_announce_follows_usable_backends_leave_and_restarts.
 """
 
 import json
 import re
+import signal
 import subprocess
+import time
 import urllib.request
 
+from harness.checks import wait_until
 from harness.configs import VIP_TCP, config, vip
 from harness.processes import ballast
 from harness.world import HTTP_PORT, VIP1, inside
@@ -136,3 +143,113 @@ def test_fleet_diff_refuses_what_is_not_a_vip_list(world, lb, state_dir):
         done = ballast(lb, "fleet", "diff", path)
         assert done.returncode == 1 and f"{path}: {why}" in done.stderr, \
             f"fleet diff {path.name}: exit {done.returncode}, {done.stderr.strip()}"
+
+
+ANNOUNCE_TABLE = 100
+ROUTE_PROTOCOL = "177"     # ballastd's routes (host/kernel_routes.h)
+ANNOUNCE = f"fleet: {{announce: {{table: {ANNOUNCE_TABLE}, min_usable: 2}}}}\n"
+
+
+def announced_routes(world):
+    """Destinations of Ballast's routes in the lb's announce table."""
+    out = world.lb.run(["ip", "-j", "route", "show", "table", str(ANNOUNCE_TABLE)])
+    return sorted(r["dst"] for r in json.loads(out or "[]")
+                  if str(r.get("protocol")) == ROUTE_PROTOCOL)
+
+
+def metric(world, name):
+    with inside(world.lb.ns):
+        text = urllib.request.urlopen(METRICS_URL, timeout=10).read().decode()
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+def wait_announced(world, lb, want, what):
+    """Waits (ballastd looks every second) until the route is there (@want)
+    or gone, and the vip list says the same."""
+    want_routes = [VIP1] if want else []
+    wait_until(f"{VIP1} {'announced' if want else 'withdrawn'} ({what})",
+               lambda: announced_routes(world) == want_routes
+               and vip_entry(lb)["announced"] is want, 5)
+
+
+def log_changes(lb):
+    return [e["change"] for e in lb.cli("log")]
+
+
+def test_announce_follows_usable_backends_leave_and_restarts(world, lb, state_dir):
+    """fleet.announce with min_usable 2 over three backends: the VIP's
+    address is a route in table 100 (proto ballast, where BIRD's kernel
+    protocol reads it) exactly while two backends are usable: draining two
+    withdraws it, undraining one announces it again, each logged with its
+    reason and shown by vip list, status and ballast_vip_announced.
+    `fleet leave` withdraws and stays in force across a restart; `fleet
+    join` announces. kill -9 leaves the route (the program still forwards)
+    and the next ballastd adopts it without a withdraw; `ballastd --cleanup`
+    removes it. A drain that did not withdraw, a restart that dropped the
+    leave or a cleanup that left the route fails here."""
+    text = config(vip(world, HTTP_PORT)) + ANNOUNCE
+    lb.start(text)
+    wait_announced(world, lb, True, "three usable backends")
+    assert metric(world, "ballast_vip_announced") == 1
+    status = lb.cli("status")
+    assert (status["announce_table"], status["announced"], status["fleet_left"]) == \
+        (ANNOUNCE_TABLE, [VIP1], False), status
+    assert any(c.startswith(f"announce {VIP1} (table {ANNOUNCE_TABLE}): {VIP_TCP}: 3 of 3")
+               for c in log_changes(lb)), log_changes(lb)
+
+    be1, be2 = world.backends[0].ip, world.backends[1].ip
+    ballast(lb, "backend", "drain", VIP_TCP, be1, "--force")
+    wait_announced(world, lb, True, "one drained: two usable")
+    ballast(lb, "backend", "drain", VIP_TCP, be2, "--force")
+    wait_announced(world, lb, False, "two drained: one usable of min_usable 2")
+    reason = vip_entry(lb)["announce_reason"]
+    assert reason == f"{VIP_TCP} has 1 of 3 backends usable (min_usable 2)", reason
+    assert metric(world, "ballast_vip_announced") == 0
+    assert f"withdraw {VIP1} (table {ANNOUNCE_TABLE}): {reason}" in log_changes(lb)
+    assert f"withdraw {VIP1}" in lb.log_text(), "the withdraw is not in ballastd's log"
+    ballast(lb, "backend", "undrain", VIP_TCP, be2)
+    ballast(lb, "backend", "undrain", VIP_TCP, be1)
+    wait_announced(world, lb, True, "undrained")
+
+    done = ballast(lb, "fleet", "leave")
+    assert done.returncode == 0 and f"withdraw {VIP1}" in done.stdout, done.stdout + done.stderr
+    assert announced_routes(world) == [], "fleet leave returned before the withdraw"
+    lb.stop()
+    lb.start(text)
+    time.sleep(2)   # two announce rounds
+    assert announced_routes(world) == [] and lb.cli("status")["fleet_left"], \
+        "a restart announced a balancer that had left the fleet"
+    assert "left the fleet" in lb.log_text()
+    done = ballast(lb, "fleet", "join")
+    assert done.returncode == 0 and f"announce {VIP1}" in done.stdout, done.stdout + done.stderr
+    wait_announced(world, lb, True, "fleet join")
+
+    # kill -9: the program forwards on, so the route stays; the next
+    # ballastd adopts it as it is.
+    lb.proc.send_signal(signal.SIGKILL)
+    lb.proc.wait()
+    lb.proc = None
+    assert announced_routes(world) == [VIP1], "kill -9 withdrew the VIP"
+    lb.start(text)
+    time.sleep(2)
+    assert announced_routes(world) == [VIP1]
+    changes = log_changes(lb)
+    last_adopt = max(i for i, c in enumerate(changes) if c.startswith("adopt vip"))
+    since_restart = changes[last_adopt:]
+    assert not any(c.startswith(("withdraw", "announce")) for c in since_restart), \
+        f"the restart withdrew or re-announced: {since_restart}"
+
+    lb.stop()
+    lb.remove()
+    assert announced_routes(world) == [], "ballastd --cleanup left the announced route"
+
+
+def test_fleet_leave_without_announce_is_refused(world, lb):
+    """A balancer with no fleet.announce has nothing to withdraw: leave is
+    one error line, exit 1, and nothing is recorded."""
+    lb.start(config(vip(world, HTTP_PORT)))
+    done = ballast(lb, "fleet", "leave")
+    assert done.returncode == 1 and "announces nothing (no fleet.announce" in done.stderr, \
+        f"exit {done.returncode}: {done.stderr.strip()}"
+    assert not lb.cli("status")["fleet_left"]

@@ -50,11 +50,12 @@ TEST(ControlAccess, ReadsAreTheCommandsThatChangeNothing) {
                         "backend.flows", "log"})
     EXPECT_TRUE(api::is_read_only_command(c)) << c;
   for (const char* c : {"apply", "vip.add", "vip.del", "backend.add", "backend.del",
-                        "backend.set_weight", "backend.drain", "backend.undrain", "nonsense"})
+                        "backend.set_weight", "backend.drain", "backend.undrain", "fleet.leave",
+                        "fleet.join", "nonsense"})
     EXPECT_FALSE(api::is_read_only_command(c)) << c;
   size_t commands = 0;
   api::for_each_request([&](const auto&) { ++commands; });
-  EXPECT_EQ(commands, 16u) << "a new command: say above whether it reads or changes";
+  EXPECT_EQ(commands, 18u) << "a new command: say above whether it reads or changes";
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ TEST(ApiMessages, EveryRequestDecodesToWhatWasSent) {
     EXPECT_EQ(round_trip(request), request) << request.kCommand;
     ++checked;
   });
-  EXPECT_EQ(checked, 16u);
+  EXPECT_EQ(checked, 18u);
 }
 
 TEST(ApiMessages, RequestsAreDecodedStrictly) {
@@ -140,7 +140,9 @@ TEST(ApiMessages, RepliesDecodeToWhatWasSent) {
                    .backends = {b},
                    .table_digest = "00c0ffee12345678",
                    .hash_seed = 7,
-                   .table_format = 1};
+                   .table_format = 1,
+                   .announced = true,
+                   .announce_reason = "10.0.0.100:80/tcp: 3 of 3 backends usable (min_usable 1)"};
   EXPECT_EQ(round_trip(v), v);
   b.mac.reset();
   EXPECT_EQ(json(b)["resolved"], false);
@@ -167,7 +169,10 @@ TEST(ApiMessages, RepliesDecodeToWhatWasSent) {
                            .version = "0.4.0",
                            .metrics = "http://127.0.0.1:9469/metrics",
                            .errors = {{"audit", 2}},
-                           .uptime_seconds = 61};
+                           .uptime_seconds = 61,
+                           .announce_table = 100,
+                           .fleet_left = true,
+                           .announced = {"10.0.0.100"}};
   EXPECT_EQ(round_trip(status), status);
 
   const LogEntry entry{.unix_ms = 1'764'892'800'000, .actor = "uid=0 pid=1", .change = "vip add"};

@@ -302,7 +302,8 @@ TEST(AuditConfigTest, CheckIdsAndSeverityNames) {
   EXPECT_EQ(audit_check_ids(),
             (std::vector<std::string>{"share-limit", "single-backend", "duplicate-backend",
                                       "backend-is-vip", "unresolved-backend", "ring-share",
-                                      "traffic-skew", "backend-down", "vip-near-down", "drift"}))
+                                      "traffic-skew", "backend-down", "vip-near-down", "drift",
+                                      "announce"}))
       << "every check id of audit.h's contract, in its order (metrics export each)";
   EXPECT_EQ(severity_name(Severity::info), "info");
   EXPECT_EQ(severity_name(Severity::warning), "warning");

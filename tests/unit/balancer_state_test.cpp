@@ -602,7 +602,10 @@ TEST_F(CommandsTest, RepliesReadBackByTheClientAreTheDaemonsFieldForField) {
                                 .version = "0.4.0",
                                 .metrics = "http://127.0.0.1:9469/metrics",
                                 .errors = {{"audit", 1}},
-                                .uptime_seconds = 17};
+                                .uptime_seconds = 17,
+                                .announce_table = 100,
+                                .fleet_left = false,
+                                .announced = {"10.0.0.100"}};
   Commands served{
       pipeline,
       dp,

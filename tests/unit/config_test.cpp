@@ -81,6 +81,18 @@ TEST(Config, FleetHashSeedDefaultsToZero) {
   EXPECT_EQ(parse_config(yaml, "test.yaml").fleet.hash_seed, 4294967295u);
 }
 
+TEST(Config, FleetAnnounceIsOffUntilAskedForThenDefaultsToTable100AndOneUsable) {
+  EXPECT_FALSE(parse_config(kGood, "test.yaml").fleet.announce);
+  Config c = parse_config(std::string(kGood) + "fleet: {announce: }\n", "test.yaml");
+  ASSERT_TRUE(c.fleet.announce);
+  EXPECT_EQ(*c.fleet.announce, (AnnounceSettings{.table = 100, .min_usable = 1}));
+  c = parse_config(with("    protocol: tcp\n", "    protocol: tcp\n    min_usable: 2\n") +
+                       "fleet: {announce: {table: 4242, min_usable: 0}}\n",
+                   "test.yaml");
+  EXPECT_EQ(*c.fleet.announce, (AnnounceSettings{.table = 4242, .min_usable = 0}));
+  EXPECT_EQ(c.vips[0].min_usable, 2u);
+}
+
 TEST(Config, SkewAndMetricsDefaultsAndOverrides) {
   Config c = parse_config(kGood, "test.yaml");
   EXPECT_EQ(c.skew, SkewSettings{});
@@ -157,6 +169,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "'4294967296'"},
         BadCase{"fleet_unknown_field", with("vips:", "fleet: {seed: 3}\nvips:"),
                 "test.yaml:2: fleet.seed: unknown field"},
+        BadCase{"announce_main_table",
+                with("vips:", "fleet: {announce: {table: 254}}\nvips:"),
+                "test.yaml:2: fleet.announce.table: must not be one of the kernel's own tables "
+                "(0, 252 compat, 253 default, 254 main, 255 local): forwarding uses those; got "
+                "254"},
+        BadCase{"announce_table_zero", with("vips:", "fleet: {announce: {table: 0}}\nvips:"),
+                "test.yaml:2: fleet.announce.table: must be an integer 1..4294967295, got '0'"},
+        BadCase{"announce_unknown_field",
+                with("vips:", "fleet: {announce: {min_healthy: 2}}\nvips:"),
+                "test.yaml:2: fleet.announce.min_healthy: unknown field"},
+        BadCase{"min_usable_without_announce",
+                with("    protocol: tcp\n", "    protocol: tcp\n    min_usable: 2\n"),
+                "vips[0].min_usable: only means something with fleet.announce (ballastd "
+                "announces nothing without it)"},
         BadCase{"fleet_not_mapping", with("vips:", "fleet: 3\nvips:"),
                 "test.yaml:2: fleet: must be a mapping like {hash_seed: 12345}"},
         BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),

@@ -1,5 +1,8 @@
-// fleet diff: this balancer's tables against another's (fleet.h).
+// fleet diff: this balancer's tables against another's (fleet.h); fleet
+// leave|join: route health injection by hand (announce.h).
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <iterator>
 #include <sstream>
 
@@ -110,10 +113,54 @@ void print(const std::vector<FleetVipDiff>& diffs, const std::string& there) {
   std::cout << differ << " of " << diffs.size() << " VIP(s) differ from " << there << "\n";
 }
 
+// Packets that reached the balancer's VIPs so far (ballast stats).
+uint64_t vip_packets(const Globals& g) {
+  uint64_t packets = 0;
+  for (const auto& v : call(g.socket, api::Stats{}).vips) packets += v.counts.packets;
+  return packets;
+}
+
+// leave --wait: the routers take a moment to move the traffic away (BGP
+// withdraw, then their FIBs); returns once no packet reached a VIP for
+// @quiet_ms, or 1 when the timeout passes first.
+int wait_for_quiet(const Globals& g, int64_t timeout_ms, int64_t quiet_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::milliseconds(timeout_ms);
+  uint64_t last = vip_packets(g);
+  auto quiet_since = Clock::now();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const uint64_t now_packets = vip_packets(g);
+    if (now_packets != last) quiet_since = Clock::now();
+    last = now_packets;
+    if (Clock::now() - quiet_since >= std::chrono::milliseconds(quiet_ms)) {
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(quiet_since - start).count();
+      (g.json() ? std::cerr : std::cout) << "no traffic: the last packet to a VIP arrived " << ms
+                << " ms after the withdraw; this balancer can stop\n";
+      return 0;
+    }
+    if (Clock::now() >= deadline) {
+      std::cerr << "ballast: traffic still arrives " << timeout_ms
+                << " ms after the withdraw (are the routers' BGP sessions up? does another "
+                   "route send it here?)\n";
+      return 1;
+    }
+  }
+}
+
+struct LeaveArgs {
+  bool wait = false;
+  std::string timeout = "30s", quiet = "2s";
+  int64_t timeout_ms = 0, quiet_ms = 0;
+};
+
 }  // namespace
 
 void add_fleet_commands(CLI::App& app, Action& action) {
-  auto* fleet = app.add_subcommand("fleet", "compare this balancer with others of its fleet");
+  auto* fleet = app.add_subcommand(
+      "fleet", "this balancer in its fleet: compare its tables, leave or join the routers");
   fleet->require_subcommand(1);
   auto path = std::make_shared<std::string>();
   auto* diff = fleet->add_subcommand(
@@ -137,6 +184,29 @@ void add_fleet_commands(CLI::App& app, Action& action) {
       return 0;
     };
   });
+
+  auto leave_args = std::make_shared<LeaveArgs>();
+  auto* leave = fleet->add_subcommand(
+      "leave",
+      "withdraw every VIP from the routers (fleet.announce) and stay withdrawn, across restarts "
+      "of ballastd, until `fleet join`; forwarding goes on for whatever still arrives");
+  leave->add_flag("--wait", leave_args->wait,
+                  "return once no packet has reached a VIP for --quiet (exit 1 after --timeout)");
+  leave->add_option("--timeout", leave_args->timeout, "how long --wait waits")
+      ->capture_default_str();
+  leave->add_option("--quiet", leave_args->quiet, "how long without traffic counts as gone")
+      ->capture_default_str();
+  leave->callback([&action, leave_args] {
+    leave_args->timeout_ms = duration_ms(leave_args->timeout);
+    leave_args->quiet_ms = duration_ms(leave_args->quiet);
+    action = [leave_args](const Globals& g) {
+      show(g, api::FleetLeave{}, print_changes);
+      return leave_args->wait ? wait_for_quiet(g, leave_args->timeout_ms, leave_args->quiet_ms)
+                              : 0;
+    };
+  });
+  fleet->add_subcommand("join", "announce this balancer's VIPs again after `fleet leave`")
+      ->callback(sends<api::FleetJoin>(action, print_changes));
 }
 
 }  // namespace ballast::cli

@@ -25,6 +25,14 @@ void print_status(const api::StatusReply& s) {
   std::string unresolved;
   for (const auto& u : s.unresolved_backends) unresolved += (unresolved.empty() ? "" : ", ") + u;
   t.add({"unresolved_backends", unresolved.empty() ? "none" : unresolved});
+  std::string announced;
+  for (const auto& a : s.announced) announced += (announced.empty() ? "" : ", ") + a;
+  if (!s.announce_table)
+    t.add({"announce", "off (no fleet.announce)"});
+  else
+    t.add({"announce", "table " + std::to_string(*s.announce_table) +
+                           (s.fleet_left ? ", left the fleet (ballast fleet join to return)" : "") +
+                           ": " + (announced.empty() ? "nothing announced" : announced)});
   t.print();
 }
 

@@ -7,12 +7,13 @@ namespace ballast::cli {
 namespace {
 
 void print_vips(const std::vector<api::VipEntry>& vips) {
-  Table t({"VIP", "ID", "BACKENDS", "TOTAL WEIGHT", "TABLE DIGEST"});
+  Table t({"VIP", "ID", "BACKENDS", "TOTAL WEIGHT", "TABLE DIGEST", "ANNOUNCED"});
   for (const auto& v : vips) {
     uint64_t weight = 0;
     for (const auto& b : v.backends) weight += b.weight;
     t.add({v.vip.str(), std::to_string(v.id), std::to_string(v.backends.size()),
-           std::to_string(weight), v.table_digest.empty() ? "-" : v.table_digest});
+           std::to_string(weight), v.table_digest.empty() ? "-" : v.table_digest,
+           !v.announced ? "-" : (*v.announced ? "yes" : "no: " + v.announce_reason)});
   }
   t.print();
 }

@@ -262,7 +262,10 @@ void to_json(json& j, const StatusReply& s) {
        {"version", s.version},
        {"metrics", s.metrics},
        {"errors", s.errors},
-       {"uptime_seconds", s.uptime_seconds}};
+       {"uptime_seconds", s.uptime_seconds},
+       {"announce_table", optional_json(s.announce_table)},
+       {"fleet_left", s.fleet_left},
+       {"announced", s.announced}};
 }
 
 void from_json(const json& j, StatusReply& s) {
@@ -280,6 +283,9 @@ void from_json(const json& j, StatusReply& s) {
   in.get("metrics", s.metrics);
   in.get("errors", s.errors);
   in.get("uptime_seconds", s.uptime_seconds);
+  in.get("announce_table", s.announce_table);
+  in.get("fleet_left", s.fleet_left);
+  in.get("announced", s.announced);
 }
 
 void to_json(json& j, const ChangeReply& r) {
@@ -349,6 +355,8 @@ void to_json(json& j, const VipEntry& v) {
        {"table_digest", v.table_digest},
        {"hash_seed", v.hash_seed},
        {"table_format", v.table_format},
+       {"announced", optional_json(v.announced)},
+       {"announce_reason", v.announce_reason},
        {"backends", v.backends}};
 }
 
@@ -361,6 +369,8 @@ void from_json(const json& j, VipEntry& v) {
   in.get("table_digest", v.table_digest);
   in.get("hash_seed", v.hash_seed);
   in.get("table_format", v.table_format);
+  in.get("announced", v.announced);
+  in.get("announce_reason", v.announce_reason);
   in.get("backends", v.backends);
 }
 
@@ -580,6 +590,8 @@ BALLAST_NO_ARGS(Stats)
 BALLAST_NO_ARGS(Audit)
 BALLAST_NO_ARGS(Skew)
 BALLAST_NO_ARGS(VipList)
+BALLAST_NO_ARGS(FleetLeave)
+BALLAST_NO_ARGS(FleetJoin)
 #undef BALLAST_NO_ARGS
 
 void to_json(json& j, const BackendList& r) {

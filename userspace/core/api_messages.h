@@ -41,6 +41,12 @@ struct StatusReply {
   std::string metrics;                     // the URL, "" with no listener
   std::map<std::string, uint64_t> errors;  // per loop step, caught and survived
   int64_t uptime_seconds = 0;
+  // Route health injection (docs/fleet.md): the table, nullopt when
+  // fleet.announce is off; whether `ballast fleet leave` is in force; the
+  // VIP addresses announced now.
+  std::optional<uint32_t> announce_table;
+  bool fleet_left = false;
+  std::vector<std::string> announced;
   bool operator==(const StatusReply&) const = default;
 };
 
@@ -87,6 +93,10 @@ struct VipEntry {
   std::string table_digest;
   uint32_t hash_seed = 0;
   uint32_t table_format = 0;
+  // Whether its address is announced to the routers (nullopt: announce is
+  // off), and why (announce.h's verdict for the address).
+  std::optional<bool> announced;
+  std::string announce_reason;
   bool operator==(const VipEntry&) const = default;
 };
 
@@ -192,7 +202,8 @@ inline constexpr char kStatus[] = "status", kStats[] = "stats", kAudit[] = "audi
                       kBackendFlows[] = "backend.flows", kLog[] = "log", kApply[] = "apply",
                       kVipAdd[] = "vip.add", kVipDel[] = "vip.del", kBackendAdd[] = "backend.add",
                       kBackendDel[] = "backend.del", kBackendSetWeight[] = "backend.set_weight",
-                      kBackendDrain[] = "backend.drain", kBackendUndrain[] = "backend.undrain";
+                      kBackendDrain[] = "backend.drain", kBackendUndrain[] = "backend.undrain",
+                      kFleetLeave[] = "fleet.leave", kFleetJoin[] = "fleet.join";
 
 struct Status : RequestTraits<kStatus, true, StatusReply> {
   bool operator==(const Status&) const = default;
@@ -274,12 +285,23 @@ struct BackendUndrain : RequestTraits<kBackendUndrain, false, ChangeReply> {
   bool operator==(const BackendUndrain&) const = default;
 };
 
+// `ballast fleet leave`: withdraw every VIP address from the routers and
+// keep them withdrawn (forwarding goes on for what still arrives) until
+// `fleet join`; kept across restarts of ballastd.
+struct FleetLeave : RequestTraits<kFleetLeave, false, ChangeReply> {
+  bool operator==(const FleetLeave&) const = default;
+};
+struct FleetJoin : RequestTraits<kFleetJoin, false, ChangeReply> {
+  bool operator==(const FleetJoin&) const = default;
+};
+
 // Every request, for dispatch tables and tests.
 template <typename F>
 void for_each_request(F&& f) {
   (f(Status{}), f(Stats{}), f(Audit{}), f(Skew{}), f(VipList{}), f(BackendList{}),
    f(BackendFlows{}), f(Log{}), f(Apply{}), f(VipAdd{}), f(VipDel{}), f(BackendAdd{}),
-   f(BackendDel{}), f(BackendSetWeight{}), f(BackendDrain{}), f(BackendUndrain{}));
+   f(BackendDel{}), f(BackendSetWeight{}), f(BackendDrain{}), f(BackendUndrain{}),
+   f(FleetLeave{}), f(FleetJoin{}));
 }
 
 // True for a command that changes nothing (readers may send it); false for
@@ -316,6 +338,8 @@ BALLAST_API_CODEC(BackendDel)
 BALLAST_API_CODEC(BackendSetWeight)
 BALLAST_API_CODEC(BackendDrain)
 BALLAST_API_CODEC(BackendUndrain)
+BALLAST_API_CODEC(FleetLeave)
+BALLAST_API_CODEC(FleetJoin)
 #undef BALLAST_API_CODEC
 
 // The request as sent: {"command": ..., "args": {...}}.

@@ -78,7 +78,8 @@ std::string_view severity_name(Severity s) {
 const std::vector<std::string>& audit_check_ids() {
   static const std::vector<std::string> ids = {
       "share-limit", "single-backend", "duplicate-backend", "backend-is-vip", "unresolved-backend",
-      "ring-share",  "traffic-skew",   "backend-down",      "vip-near-down",  "drift"};
+      "ring-share",  "traffic-skew",   "backend-down",      "vip-near-down",  "drift",
+      "announce"};
   return ids;
 }
 

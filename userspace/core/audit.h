@@ -21,6 +21,10 @@
 //   drift (maps against what ballastd wrote):
 //     drift             VIPs, backend slots or tables differ from what the
 //                       state wrote, or the XDP program is not ours (error)
+//   announce (announce.h, with fleet.announce):
+//     announce          an address announced though short of usable
+//                       backends (error), withdrawn though it qualifies
+//                       (warning; info after `ballast fleet leave`)
 #pragma once
 
 #include <string>

@@ -139,6 +139,10 @@ std::string describe(const Change& change) {
             return setting_name(c.which) + " settings changed";
           },
           [](const MapRepaired& c) { return repair_text(c); },
+          [](const AnnounceChanged& c) {
+            return std::string(c.announced ? "announce " : "withdraw ") + c.address.str() +
+                   " (table " + std::to_string(c.table) + "): " + c.reason;
+          },
       },
       change);
 }

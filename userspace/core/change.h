@@ -142,6 +142,16 @@ struct SettingChanged {
   bool operator==(const SettingChanged&) const = default;
 };
 
+// A VIP address announced to the routers or withdrawn (announce.h): its
+// route added to or removed from routing table @table.
+struct AnnounceChanged {
+  IpAddress address;
+  bool announced = false;
+  uint32_t table = 0;
+  std::string reason;
+  bool operator==(const AnnounceChanged&) const = default;
+};
+
 // A map entry rewritten from the state because it drifted (reconcile).
 struct MapRepaired {
   enum class What { egress_slot, backend_slot, table, vip, stray_vip, stray_backend_slot };
@@ -155,7 +165,8 @@ using Change =
     std::variant<VipAdded, VipRemoved, VipOptionsChanged, VipFailOpenChanged, VipAdopted,
                  BackendAdded, BackendRemoved, WeightChanged, CheckChanged, HealthChanged,
                  DrainChanged, NextHopChanged, MacChanged, BackendUnreachable, EgressChanged,
-                 InterfaceMoved, ProgramReattached, SettingChanged, MapRepaired>;
+                 InterfaceMoved, ProgramReattached, SettingChanged, MapRepaired,
+                 AnnounceChanged>;
 
 // One line, as ballastd logs it and `ballast log` shows it:
 // "backend set-weight 10.0.0.100:80/tcp 10.0.0.11 1 -> 2".

@@ -106,9 +106,16 @@ std::vector<api::VipEntry> Commands::serve(const api::VipList&, const PeerCred&)
                         .backends = {},
                         .table_digest = vip.table ? maglev::digest_hex(vip.table_digest) : "",
                         .hash_seed = vip.hash_seed,
-                        .table_format = maglev::kTableFormat};
+                        .table_format = maglev::kTableFormat,
+                        .announced = std::nullopt,
+                        .announce_reason = ""};
     for (const auto& b : vip.backends)
       entry.backends.push_back(backend_entry(vip, b, last_check_(b.id)));
+    if (announcer_ && announcer_->enabled()) {
+      entry.announced = announcer_->announced(vip.key.address);
+      for (const auto& v : announcer_->verdicts())
+        if (v.address == vip.key.address) entry.announce_reason = v.reason;
+    }
     out.push_back(std::move(entry));
   }
   return out;
@@ -209,6 +216,16 @@ api::ChangeReply Commands::serve(const api::BackendSetWeight& r, const PeerCred&
 // same audit, refused for new errors unless forced.
 api::ChangeReply Commands::serve(const api::BackendDrain& r, const PeerCred& peer) {
   return submit(DrainRequest{r.vip, r.address, true}, peer, r.force);
+}
+
+api::ChangeReply Commands::serve(const api::FleetLeave&, const PeerCred& peer) {
+  if (!fleet_) throw Error("fleet leave is not served here");
+  return {.changes = describe(fleet_(true, actor(peer))), .findings = {}, .new_findings = {}};
+}
+
+api::ChangeReply Commands::serve(const api::FleetJoin&, const PeerCred& peer) {
+  if (!fleet_) throw Error("fleet join is not served here");
+  return {.changes = describe(fleet_(false, actor(peer))), .findings = {}, .new_findings = {}};
 }
 
 api::ChangeReply Commands::serve(const api::BackendUndrain& r, const PeerCred& peer) {

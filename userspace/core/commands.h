@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "access.h"
+#include "announce.h"
 #include "api_messages.h"
 #include "audit.h"
 #include "balancer_state.h"
@@ -65,6 +66,18 @@ class Commands {
   api::ChangeReply serve(const api::BackendSetWeight&, const PeerCred&);
   api::ChangeReply serve(const api::BackendDrain&, const PeerCred&);
   api::ChangeReply serve(const api::BackendUndrain&, const PeerCred&);
+  api::ChangeReply serve(const api::FleetLeave&, const PeerCred&);
+  api::ChangeReply serve(const api::FleetJoin&, const PeerCred&);
+
+  // Leaves (@leave) or joins the fleet for @actor, recorded and applied:
+  // the daemon's, which owns the routes. Returns the announce changes.
+  using FleetFn = std::function<std::vector<Change>(bool leave, const std::string& actor)>;
+  // @announcer: what vip.list says of each VIP's announcement (null: off);
+  // @fleet: fleet.leave and fleet.join (unset: they fail).
+  void set_fleet(const Announcer* announcer, FleetFn fleet) {
+    announcer_ = announcer;
+    fleet_ = std::move(fleet);
+  }
 
   // Who may read and who may change (default: root only).
   void set_access(ControlAccess access) { access_ = std::move(access); }
@@ -96,6 +109,8 @@ class Commands {
   AuditFn audit_;
   FlowCensus* census_;
   ControlAccess access_;
+  const Announcer* announcer_ = nullptr;
+  FleetFn fleet_;
   LogLimiter refusal_lines_{kRefusalBurst, kRefusalsPerSecond, std::chrono::seconds(10)};
 };
 

@@ -328,19 +328,49 @@ void read_bool(const YAML::Node& node, const std::string& name, const std::strin
     problems.add(field, path + "." + name, "must be true or false, got '" + text + "'");
 }
 
-// YAML `fleet: {hash_seed: 12345}`.
+// YAML `fleet: {announce: {table: 100, min_usable: 1}}`.
+AnnounceSettings parse_announce(const YAML::Node& node, Problems& problems) {
+  AnnounceSettings out;
+  if (node.IsNull()) return out;  // `announce:` alone: the defaults
+  if (!node.IsMap()) {
+    problems.add(node, "fleet.announce", "must be a mapping like {table: 100, min_usable: 1}");
+    return out;
+  }
+  check_known_keys(node, "fleet.announce", {"table", "min_usable"}, problems);
+  if (const auto t = node["table"]) {
+    uint64_t v = 0;
+    if (read_uint(t, "fleet.announce.table", 1, 0xffffffffull, v, problems)) {
+      if (reserved_route_table(v))
+        problems.add(t, "fleet.announce.table",
+                     "must not be one of the kernel's own tables (0, 252 compat, 253 default, "
+                     "254 main, 255 local): forwarding uses those; got " +
+                         std::to_string(v));
+      else
+        out.table = static_cast<uint32_t>(v);
+    }
+  }
+  if (const auto m = node["min_usable"]) {
+    uint64_t v = 0;
+    if (read_uint(m, "fleet.announce.min_usable", 0, BALLAST_MAX_BACKENDS, v, problems))
+      out.min_usable = static_cast<uint32_t>(v);
+  }
+  return out;
+}
+
+// YAML `fleet: {hash_seed: 12345, announce: {...}}`.
 FleetSettings parse_fleet(const YAML::Node& node, Problems& problems) {
   FleetSettings out;
   if (!node.IsMap()) {
     problems.add(node, "fleet", "must be a mapping like {hash_seed: 12345}");
     return out;
   }
-  check_known_keys(node, "fleet", {"hash_seed"}, problems);
+  check_known_keys(node, "fleet", {"hash_seed", "announce"}, problems);
   if (const auto seed = node["hash_seed"]) {
     uint64_t v = 0;
     if (read_uint(seed, "fleet.hash_seed", 0, 0xffffffffull, v, problems))
       out.hash_seed = static_cast<uint32_t>(v);
   }
+  if (const auto a = node["announce"]) out.announce = parse_announce(a, problems);
   return out;
 }
 
@@ -403,7 +433,8 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   }
   check_known_keys(node, path,
                    {"address", "port", "protocol", "backends", "fail_open", "health_check",
-                    "max_share", "mode", "gue_port", "ignore_source_port", "fragments"},
+                    "max_share", "mode", "gue_port", "ignore_source_port", "fragments",
+                    "min_usable"},
                    problems);
   if (const auto m = node["mode"]) {
     const std::string text = scalar_or_empty(m);
@@ -422,6 +453,11 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   if (const auto ms = node["max_share"]) {
     double v = 0;
     if (read_double(ms, path + ".max_share", 0.01, 1, v, problems)) vip.max_share = v;
+  }
+  if (const auto mu = node["min_usable"]) {
+    uint64_t v = 0;
+    if (read_uint(mu, path + ".min_usable", 0, BALLAST_MAX_BACKENDS, v, problems))
+      vip.min_usable = static_cast<uint32_t>(v);
   }
   const auto addr = node["address"];
   if (!addr) {
@@ -529,11 +565,20 @@ std::vector<std::string> validate_config(const Config& config) {
       out.push_back(path + ": duplicate VIP " + vip.key.str() + " (also vips[" +
                     std::to_string(it->second) + "])");
     validate_vip(vip, path, out);
+    if (vip.min_usable && !config.fleet.announce)
+      out.push_back(path + ".min_usable: only means something with fleet.announce (ballastd "
+                           "announces nothing without it)");
     total_backends += vip.backends.size();
   }
+  if (config.fleet.announce && reserved_route_table(config.fleet.announce->table))
+    out.push_back("fleet.announce.table: must not be one of the kernel's own tables (0, 252, "
+                  "253, 254, 255), got " +
+                  std::to_string(config.fleet.announce->table));
   if (total_backends > BALLAST_MAX_BACKENDS) out.push_back(too_many_backends(total_backends));
   return out;
 }
+
+bool reserved_route_table(uint64_t table) { return table == 0 || (table >= 252 && table <= 255); }
 
 std::string too_many_backends(size_t total) {
   return "vips: at most " + std::to_string(BALLAST_MAX_BACKENDS) + " backends over all VIPs, got " +

@@ -42,13 +42,31 @@ struct EncapSettings {
   bool operator==(const EncapSettings&) const = default;
 };
 
+// Route health injection (docs/fleet.md): ballastd keeps a host route per
+// announced VIP address in kernel routing table @table, which no ip rule
+// uses (forwarding is untouched) and a routing daemon's kernel protocol
+// (BIRD's `learn`) reads and announces. YAML `fleet: {announce: {...}}`.
+struct AnnounceSettings {
+  uint32_t table = 100;
+  // A VIP is servable with at least this many usable backends (up,
+  // undrained, resolved, weight above 0); a VIP's own min_usable wins.
+  uint32_t min_usable = 1;
+  bool operator==(const AnnounceSettings&) const = default;
+};
+
+// Tables an announce table may not be: the kernel's own (unspec, compat,
+// default, main, local), which forwarding uses.
+bool reserved_route_table(uint64_t table);
+
 // What every balancer of a fleet must share to pick the same backend for the
-// same flow (docs/fleet.md). YAML `fleet: {hash_seed: N}`.
+// same flow (docs/fleet.md). YAML `fleet: {hash_seed: N, announce: {...}}`.
 struct FleetSettings {
   // Seeds the Maglev permutations: balancers with the same seed, backends
   // and weights build identical tables; 0 (the default) builds the tables
   // Ballast always built.
   uint32_t hash_seed = 0;
+  // nullopt: ballastd announces nothing (and withdraws what it announced).
+  std::optional<AnnounceSettings> announce;
   bool operator==(const FleetSettings&) const = default;
 };
 
@@ -94,6 +112,9 @@ struct VipConfig {
   // The most one backend may get of this VIP's new flows by weight before
   // the audit calls the config risky; unset: the config's audit.max_share.
   std::optional<double> max_share;
+  // Announced (fleet.announce) only with at least this many usable
+  // backends; unset: fleet.announce.min_usable.
+  std::optional<uint32_t> min_usable;
   // The default check of the VIP's backends (and of backends added later
   // through the API), port filled.
   CheckSpec check;

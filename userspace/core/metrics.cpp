@@ -151,6 +151,16 @@ std::string render_metrics(const MetricsInput& in) {
     labels.push_back({"format", std::to_string(maglev::kTableFormat)});
     w.sample(labels, 1.0);
   }
+  if (in.announcer && in.announcer->enabled()) {
+    w.family("ballast_vip_announced", "gauge",
+             "1 while the VIP's address is announced to the routers (fleet.announce: its route "
+             "is in the announce table), 0 while withdrawn.");
+    for (const auto& v : vips)
+      w.sample(vip_labels(v), in.announcer->announced(v.key.address) ? 1.0 : 0.0);
+    w.family("ballast_fleet_left", "gauge",
+             "1 while `ballast fleet leave` keeps every VIP withdrawn.");
+    w.sample({}, in.announcer->left() ? 1.0 : 0.0);
+  }
   w.family("ballast_vip_failing_open", "gauge",
            "1 when no backend is up and fail_open sends new flows to all of them.");
   for (const auto& v : vips) w.sample(vip_labels(v), v.failing_open ? 1.0 : 0.0);

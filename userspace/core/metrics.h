@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "announce.h"
 #include "balancer_state.h"
 #include "dataplane.h"
 #include "skew.h"
@@ -30,6 +31,8 @@ struct MetricsInput {
   std::map<std::string, uint64_t> daemon_errors;
   // (check id, severity) -> findings now; every check id listed, 0 when clean.
   std::map<std::pair<std::string, std::string>, int> audit_findings;
+  // Route health injection; null or not enabled: no announce families.
+  const Announcer* announcer = nullptr;
 };
 
 std::string render_metrics(const MetricsInput& in);

@@ -21,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "announce.h"
 #include "api.h"
 #include "audit.h"
 #include "balancer_state.h"
@@ -36,6 +37,7 @@
 #include "health.h"
 #include "http_server.h"
 #include "instance_lock.h"
+#include "kernel_routes.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
@@ -81,7 +83,8 @@ struct Options {
 // on its own (ballast_daemon_errors_total{step}).
 constexpr const char* kLoopSteps[] = {"signals",    "control",   "health-checks", "skew",
                                       "metrics",    "audit",     "neighbours",    "heartbeat",
-                                      "interface",  "journal",   "flows",         "pins"};
+                                      "interface",  "journal",   "flows",         "pins",
+                                      "announce"};
 
 std::unique_ptr<HttpServer> open_metrics(const std::string& listen,
                                          HttpServer::Handler handler) {
@@ -113,12 +116,16 @@ class Daemon {
     for (const char* step : kLoopSteps) errors_[step] = 0;
     open_journal();
     commands_.set_access(access);
+    commands_.set_fleet(&announcer_, [this](bool leave, const std::string& actor) {
+      return set_fleet_left(leave, actor);
+    });
     api_.set_handler([this](const nlohmann::json& req, const PeerCred& peer) {
       return commands_.handle(req, peer);
     });
     pipeline_.add_listener([this](const std::vector<Change>& changes) { changed(changes); });
     state_.set_interface(read_interface_facts(config.interface));
     if (loader_.adopted()) changes_.record("restart", state_.adopt(dataplane_.snapshot(), config));
+    adopt_announcements(config);
     // The config a daemon starts with is audited but not refused (better
     // balanced than not, loudly: start() runs the full audit).
     pipeline_.submit(ConfigRequest{config},
@@ -147,6 +154,7 @@ class Daemon {
   void start() {
     loader_.attach();
     log_line(LogLevel::info, loader_.story());
+    announce();
     run_audit();
   }
 
@@ -204,6 +212,7 @@ class Daemon {
       });
       guard("interface", [&] { follow_interface(); });
       guard("pins", [&] { restore_pins(); });
+      announce();
     });
     audit_timer_ = &loop_.timer([this] {
       run_audit();
@@ -333,6 +342,7 @@ class Daemon {
     in.attach_mode = attach_mode_name(loader_.options().mode);
     in.program_attached = loader_.is_attached();
     in.daemon_errors = errors_;
+    in.announcer = &announcer_;
     for (const auto& check : audit_check_ids())
       for (Severity sev : {Severity::error, Severity::warning, Severity::info})
         in.audit_findings[{check, std::string(severity_name(sev))}] = 0;
@@ -394,11 +404,86 @@ class Daemon {
       guard("health-checks", [&] { health_timer_->arm(checker_.time_to_next()); });
   }
 
+  // Route health injection (announce.h): the routes a previous ballastd
+  // left are taken over as they are, so a restart withdraws nothing; with
+  // fresh pins (a first start, or after --cleanup) no leave is in force.
+  void adopt_announcements(const Config& config) {
+    const std::string left_path = pin_dir_left_path(options_.run_dir, options_.pin_dir);
+    std::error_code ec;
+    if (!loader_.adopted()) std::filesystem::remove(left_path, ec);
+    guard("announce", [&] { announcer_.adopt(config, std::filesystem::exists(left_path, ec)); });
+    if (announcer_.left())
+      log_line(LogLevel::warning,
+               "this balancer left the fleet (ballast fleet leave) before the restart: it "
+               "announces nothing until `ballast fleet join`");
+  }
+
+  // Brings the announced routes in line with the state: after every change
+  // and every second (the program's attachment and the interface are
+  // looked at once a second). Each announce and withdraw is logged and
+  // recorded in the change log.
+  void announce(const std::string& actor = "announce",
+                ChangeLog::Origin origin = ChangeLog::Origin::automatic) {
+    guard("announce", [&] {
+      const bool attached = !interface_gone_ && loader_.is_attached();
+      record_announcements(announcer_.update(state_.desired(), state_.view(), attached), actor,
+                           origin);
+    });
+  }
+
+  void record_announcements(const std::vector<Change>& changes, const std::string& actor,
+                            ChangeLog::Origin origin) {
+    if (changes.empty()) return;
+    for (const auto& c : changes) {
+      const auto& a = std::get<AnnounceChanged>(c);
+      log_line(a.announced ? LogLevel::info : LogLevel::warning, describe(c));
+    }
+    changes_.record(actor, changes, origin);
+    audit_soon();
+  }
+
+  // `ballast fleet leave` / `join` for @actor: the mark that survives a
+  // restart, then the routes.
+  std::vector<Change> set_fleet_left(bool leave, const std::string& actor) {
+    if (!announcer_.enabled())
+      throw Error(std::string("fleet ") + (leave ? "leave" : "join") +
+                  ": this balancer announces nothing (no fleet.announce in its config), so there "
+                  "is nothing to " + (leave ? "withdraw" : "announce"));
+    const std::string left_path = pin_dir_left_path(options_.run_dir, options_.pin_dir);
+    std::error_code ec;
+    if (leave) {
+      std::filesystem::create_directories(options_.run_dir, ec);
+      if (FILE* f = fopen(left_path.c_str(), "w")) {
+        fputs((actor + "\n").c_str(), f);
+        fclose(f);
+      } else {
+        throw Error(errno_message("fleet leave: cannot write " + left_path, errno));
+      }
+    } else {
+      std::filesystem::remove(left_path, ec);
+    }
+    announcer_.set_left(leave);
+    const bool attached = !interface_gone_ && loader_.is_attached();
+    auto changes = announcer_.update(state_.desired(), state_.view(), attached);
+    log_line(LogLevel::info, std::string("fleet ") + (leave ? "leave" : "join") + " by " + actor +
+                                 ": " + std::to_string(changes.size()) + " address(es) " +
+                                 (leave ? "withdrawn" : "announced"));
+    record_announcements(changes, actor + (leave ? " fleet leave" : " fleet join"),
+                         ChangeLog::Origin::operator_request);
+    return changes;
+  }
+
   // Every check of audit.h, now.
   std::vector<Finding> audit() {
     const auto vips = state_.view();
     const Config& desired = state_.desired();
     auto findings = audit_config(desired, vips);
+    if (const auto table = announcer_.table())
+      for (auto& f : audit_announcements(
+               judge_addresses(desired, vips, !interface_gone_ && loader_.is_attached(),
+                               announcer_.left()),
+               routes_.list(*table), announcer_.left(), *table))
+        findings.push_back(std::move(f));
     for (auto& f : audit_live(vips, skew_.report(vips, &dataplane_), desired.skew))
       findings.push_back(std::move(f));
     for (auto& f : audit_drift(state_.expected(), dataplane_.snapshot(), vips,
@@ -421,6 +506,7 @@ class Daemon {
     });
     if (backends_changed) sync_checker();
     skew_.set_settings(state_.desired().skew);
+    announce();
     audit_soon();
   }
 
@@ -568,7 +654,17 @@ class Daemon {
             // ballast_daemon_errors_total).
             .errors = errors_,
             .uptime_seconds =
-                std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count()};
+                std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count(),
+            .announce_table = announcer_.table(),
+            .fleet_left = announcer_.left(),
+            .announced = announced_addresses()};
+  }
+
+  std::vector<std::string> announced_addresses() const {
+    std::vector<std::string> out;
+    for (const auto& v : announcer_.verdicts())
+      if (announcer_.announced(v.address)) out.push_back(v.address.str());
+    return out;
   }
 
   Options options_;
@@ -584,6 +680,8 @@ class Daemon {
   ChangeLog changes_;
   FlowCensus census_;
   ChangePipeline pipeline_;
+  KernelRoutes routes_;
+  Announcer announcer_{routes_};
   Commands commands_;
   std::string metrics_listen_;     // as configured at start; "" for none
   std::vector<Finding> findings_;  // of the last periodic audit
@@ -616,8 +714,12 @@ namespace {
 // ballastd serves the interface or pin directory.
 int cleanup(const Options& options) {
   std::string interface = options.interface;
-  if (interface.empty() && !options.config_path.empty())
-    interface = load_config_file(options.config_path).interface;
+  std::optional<uint32_t> announce_table;
+  if (!options.config_path.empty()) {
+    const Config config = load_config_file(options.config_path);
+    if (interface.empty()) interface = config.interface;
+    if (config.fleet.announce) announce_table = config.fleet.announce->table;
+  }
   if (interface.empty()) throw Error("--cleanup needs --interface or --config");
   InstanceLock lock = [&] {
     try {
@@ -630,12 +732,24 @@ int cleanup(const Options& options) {
   const RemoveResult r = remove_ballast(interface, options.pin_dir);
   std::error_code ec;
   std::filesystem::remove(pin_dir_journal_path(options.run_dir, options.pin_dir), ec);
+  std::filesystem::remove(pin_dir_left_path(options.run_dir, options.pin_dir), ec);
+  // The routers stop sending traffic here: Ballast's routes go (those of
+  // the config's table; without a config, every Ballast route in this
+  // network namespace).
+  KernelRoutes routes;
+  size_t withdrawn = 0;
+  for (const auto& [table, address] : routes.list_all()) {
+    if (announce_table && table != *announce_table) continue;
+    routes.remove(table, address);
+    ++withdrawn;
+  }
   log_line(LogLevel::info,
            "cleanup: " +
                (r.detached_program ? "detached program " + std::to_string(r.detached_program) +
                                          " from " + interface
                                    : "no ballast program on " + interface) +
-               ", removed " + std::to_string(r.removed_pins) + " pins from " + options.pin_dir);
+               ", removed " + std::to_string(r.removed_pins) + " pins from " + options.pin_dir +
+               ", withdrew " + std::to_string(withdrawn) + " announced routes");
   return 0;
 }
 

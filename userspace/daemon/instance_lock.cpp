@@ -97,6 +97,10 @@ std::string pin_dir_journal_path(const std::string& run_dir, const std::string& 
   return run_dir + "/ballastd-pins-" + escape_path(pin_dir) + ".changes";
 }
 
+std::string pin_dir_left_path(const std::string& run_dir, const std::string& pin_dir) {
+  return run_dir + "/ballastd-pins-" + escape_path(pin_dir) + ".fleet-left";
+}
+
 InstanceLock InstanceLock::acquire(const std::string& run_dir, const std::string& interface,
                                    const std::string& pin_dir) {
   std::error_code ec;

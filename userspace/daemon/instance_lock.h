@@ -68,5 +68,8 @@ std::string interface_lock_path(const std::string& run_dir, const std::string& i
 std::string pin_dir_lock_path(const std::string& run_dir, const std::string& pin_dir);
 // The change journal of the pins in @pin_dir (change_journal.h).
 std::string pin_dir_journal_path(const std::string& run_dir, const std::string& pin_dir);
+// Present while `ballast fleet leave` is in force for the pins in
+// @pin_dir: a restarted ballastd stays withdrawn (docs/fleet.md).
+std::string pin_dir_left_path(const std::string& run_dir, const std::string& pin_dir);
 
 }  // namespace ballast

@@ -37,9 +37,10 @@ int collect(const nlmsghdr* nlh, void* data) {
 
 }  // namespace
 
-Request::Request(uint16_t type, bool dump) : nlh_(mnl_nlmsg_put_header(buf_.data())) {
+Request::Request(uint16_t type, bool dump, uint16_t extra_flags)
+    : nlh_(mnl_nlmsg_put_header(buf_.data())) {
   nlh_->nlmsg_type = type;
-  nlh_->nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0);
+  nlh_->nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0) | extra_flags;
   nlh_->nlmsg_seq = next_seq++;
 }
 

@@ -22,8 +22,10 @@ namespace ballast::netlink {
 // ifaddrmsg, ifinfomsg: header<T>(), once, first) and attributes.
 class Request {
  public:
-  // @type: RTM_GET*; @dump: all of them (NLM_F_DUMP), else one.
-  Request(uint16_t type, bool dump);
+  // @type: RTM_GET*; @dump: all of them (NLM_F_DUMP), else one. A change
+  // (RTM_NEWROUTE, RTM_DELROUTE) passes its NLM_F_* in @extra_flags, with
+  // NLM_F_ACK so that ask() returns once the kernel has done it.
+  Request(uint16_t type, bool dump, uint16_t extra_flags = 0);
   template <typename T>
   T& header() {
     return *static_cast<T*>(mnl_nlmsg_put_extra_header(nlh_, sizeof(T)));

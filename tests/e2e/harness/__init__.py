@@ -1,6 +1,8 @@
 """Ballast's end-to-end harness for pytest (tests/e2e/test_*.py).
 
 world.py      the topology: namespaces, bridge, veth links (pyroute2)
+fleet.py      a fleet of balancers behind an ECMP router, each with BIRD
+              (the shipped docs/fleet/ configs): test_fleet_ecmp.py's world
 processes.py  processes the tests start: ballastd and its CLI, backend servers,
               clients (batch(): n new flows)
 configs.py    ballastd configs from a few facts; VIP names (vip_key, VIP_TCP)
