@@ -272,6 +272,11 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	else
 		how = SELECT_TRACK;
 	sel = select_backend(vip->vip_id, &pkt->flow, how);
+	/* Not a SYN (established), no entry, TCP: a flow this balancer never
+	 * saw start (moved here by ECMP, or its entry lost). UDP has no first
+	 * packet to tell. */
+	sel.pickup = established && no_usable_entry == CONN_NONE &&
+		     pkt->flow.proto == IPPROTO_TCP && sel.new_flow;
 selected:
 	if (!sel.be)
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
@@ -290,6 +295,8 @@ selected:
 		/* Counted as received (the client's frame), whatever we add. */
 		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
 		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
+		if (sel.pickup)
+			count_pickup(vip->vip_id);
 		/* Every pointer into the frame is stale after this. */
 		if (sel.be->family == BALLAST_AF_INET)
 			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port);
@@ -307,6 +314,8 @@ selected:
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_INTERNAL);
 		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
 		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
+		if (sel.pickup)
+			count_pickup(vip->vip_id);
 		/* dsr: the frame goes to the backend unchanged above Ethernet. */
 		__builtin_memcpy(eth->h_dest, sel.be->mac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, eg->mac, ETH_ALEN);

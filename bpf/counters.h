@@ -35,4 +35,13 @@ static __always_inline void count_traffic(void *stats_map, __u32 id, __u32 bytes
 		c->new_flows++;
 }
 
+/* Count one mid-flow pick-up of VIP @vip_id (maps.h, vip_pickups). */
+static __always_inline void count_pickup(__u32 vip_id)
+{
+	__u64 *c = bpf_map_lookup_elem(&vip_pickups, &vip_id);
+
+	if (c)
+		(*c)++;
+}
+
 #endif /* BALLAST_COUNTERS_H */

@@ -127,6 +127,20 @@ struct {
 } reason_stats SEC(".maps");
 
 /*
+ * Per VIP, per CPU: mid-flow pick-ups, TCP packets without SYN that found no
+ * connection-table entry and took their backend from the Maglev table: a
+ * flow that ECMP moved here from another balancer, or one whose entry this
+ * balancer lost (docs/fleet.md). Also counted in vip_stats.new_flows. A map
+ * of its own, so the pinned counters' layout stays as it was.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_pickups SEC(".maps");
+
+/*
  * The established-flow cache (flow_cache.h): per CPU, slot -> a flow and
  * its backend, as the connection table had them. Scratch: not pinned.
  */

@@ -90,6 +90,8 @@ struct selection {
 	__u32 backend_id;
 	__u32 hash;      /* the flow's hash (for the encapsulating modes) */
 	int new_flow;    /* 1 when the Maglev table chose */
+	int pickup;      /* set by the caller: a TCP packet without SYN that
+			  * found no entry (vip_pickups) */
 };
 
 /* Marks @conn as seen at @now_ns. Rarely: a write per packet would dirty
@@ -155,6 +157,13 @@ static __always_inline struct ballast_backend *active_backend(__u32 id)
  * flow_cache_locate first and passes the same @now_ns to both.
  */
 
+/* established_in_table's @no_usable_entry: why it found nothing usable. */
+enum conn_miss {
+	CONN_MAYBE_USABLE = 0,  /* an entry, whose VIP the full path checks */
+	CONN_BACKEND_LEFT = 1,  /* an entry whose backend is no longer active */
+	CONN_NONE = 2,          /* no entry at all (a mid-flow pick-up for TCP) */
+};
+
 /* Sets @sel from an entry that led to a VIP. */
 static __always_inline void established_selected(struct selection *sel, struct ballast_backend *be,
 						 __u32 id, __u32 hash)
@@ -187,9 +196,9 @@ established_cached(const struct ballast_flow_key *flow, const struct flow_cache_
 }
 
 /*
- * @no_usable_entry is set when the flow has no entry or its backend is no
- * longer active: the full path's own lookup would find the same, so it
- * need not look again.
+ * @no_usable_entry (enum conn_miss) is non-zero when the flow has no entry
+ * or its backend is no longer active: the full path's own lookup would find
+ * the same, so it need not look again.
  * Returns: the VIP's info (and @sel filled) from the connection table.
  */
 static __always_inline struct ballast_vip_info *
@@ -201,16 +210,17 @@ established_in_table(const struct ballast_flow_key *flow, const struct flow_cach
 	struct ballast_backend *be;
 	__u32 id;
 
-	*no_usable_entry = 1;
+	*no_usable_entry = CONN_NONE;
 	conn = bpf_map_lookup_elem(&conn_table, flow);
 	if (!conn)
 		return NULL;
+	*no_usable_entry = CONN_BACKEND_LEFT;
 	id = conn->backend_id;
 	be = active_backend(id);
 	if (!be)
 		return NULL;
 	/* From here the entry may be usable by the VIP that vips names. */
-	*no_usable_entry = 0;
+	*no_usable_entry = CONN_MAYBE_USABLE;
 	info = serving_vip(be, flow);
 	if (!info)
 		return NULL;

@@ -19,6 +19,9 @@ PACKAGES=(
   python3-pytest python3-pyroute2
   # metrics and alert rules: promtool (make test checks both)
   prometheus
+  # the fleet suite (tests/e2e/test_fleet_ecmp.py): BIRD 2 speaks BGP for
+  # each balancer and for the ECMP router, with docs/fleet/bird-*.conf
+  bird2
   # make bench: the balancers compared against, load generators, plots
   haproxy nginx libnginx-mod-stream wrk iperf3 python3-matplotlib
 )
@@ -41,9 +44,10 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# haproxy and nginx are only run by make bench, in its own namespaces: keep
-# their packages from starting system services on the host (port 80) while
-# they install, unless the machine already has its own policy.
+# haproxy, nginx and bird2 are only run by the benches and tests, in their own
+# namespaces: keep their packages from starting system services on the host
+# (port 80, BGP) while they install, unless the machine already has its own
+# policy.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d

@@ -38,6 +38,8 @@ void add(ballast_reason_counters& total, const ballast_reason_counters& cpu) {
   total.bytes += cpu.bytes;
 }
 
+void add(std::uint64_t& total, const std::uint64_t& cpu) { total += cpu; }
+
 void add(ballast_traffic_counters& total, const ballast_traffic_counters& cpu) {
   total.packets += cpu.packets;
   total.bytes += cpu.bytes;
@@ -282,6 +284,10 @@ ballast_reason_counters BalancerHarness::reason_counters(ballast_reason reason) 
 
 ballast_traffic_counters BalancerHarness::vip_counters(std::uint32_t vip_id) const {
   return sum_per_cpu<ballast_traffic_counters>(map_fd("vip_stats"), "vip_stats", vip_id);
+}
+
+std::uint64_t BalancerHarness::vip_pickups(std::uint32_t vip_id) const {
+  return sum_per_cpu<std::uint64_t>(map_fd("vip_pickups"), "vip_pickups", vip_id);
 }
 
 ballast_traffic_counters BalancerHarness::backend_counters(std::uint32_t backend_id) const {

@@ -94,6 +94,7 @@ class BalancerHarness {
   ballast_reason_counters reason_counters(ballast_reason reason) const;
   ballast_traffic_counters vip_counters(std::uint32_t vip_id) const;
   ballast_traffic_counters backend_counters(std::uint32_t backend_id) const;
+  std::uint64_t vip_pickups(std::uint32_t vip_id) const;
 
   // The fd of the map called @name. By name, not through the skeleton's
   // members, so that this file builds against any version of the program.

@@ -79,6 +79,7 @@ class OrderedDataPlane : public DataPlane {
   }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override {}
+  uint64_t read_pickups(uint32_t) override { return 0; }
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }

@@ -133,6 +133,58 @@ TEST(MetricsTest, TableInfoCarriesTheFleetDigestSeedAndFormat) {
       << "a VIP without a table has no digest";
 }
 
+// Routes kept in a set (announce.h's sink).
+class SetRoutes : public RouteSink {
+ public:
+  std::vector<IpAddress> list(uint32_t) override { return {held.begin(), held.end()}; }
+  void add(uint32_t, const IpAddress& a) override { held.insert(a); }
+  void remove(uint32_t, const IpAddress& a) override { held.erase(a); }
+  std::set<IpAddress> held;
+};
+
+TEST(MetricsTest, PickUpsPerVipAndAnnouncedOnlyWithAnnounce) {
+  CountersDataPlane dp;
+  const std::vector<VipView> vips{VipView{4,
+                                          VipKey::parse("10.200.0.10:80/tcp"),
+                                          ForwardMode::dsr,
+                                          false,
+                                          false,
+                                          {backend(1, "10.200.1.1", 1, Health::up)},
+                                          nullptr}};
+  dp.pickups[4] = 7;
+  SkewTracker tracker;
+  auto r = render(dp, vips, tracker);
+  EXPECT_TRUE(has_line(r, "ballast_vip_pickups_total{vip=\"10.200.0.10:80/tcp\"} 7")) << r.text;
+  EXPECT_EQ(r.text.find("ballast_vip_announced"), std::string::npos)
+      << "no announce families without an announcer";
+
+  Config config;
+  config.interface = "eth0";
+  config.fleet.announce = AnnounceSettings{};
+  config.vips.push_back(empty_vip(vips[0].key));
+  config.vips[0].backends.push_back({.address = *IpAddress::parse("10.200.1.1"), .check = {}});
+  SetRoutes routes;
+  Announcer announcer(routes);
+  announcer.adopt(config, false);
+  announcer.update(config, vips, true);
+  const auto report = tracker.report(vips);
+  MetricsInput in;
+  in.vips = &vips;
+  in.skew = &report;
+  in.dataplane = &dp;
+  in.announcer = &announcer;
+  std::string text = render_metrics(in);
+  EXPECT_NE(text.find("\nballast_vip_announced{vip=\"10.200.0.10:80/tcp\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nballast_fleet_left 0\n"), std::string::npos) << text;
+  announcer.set_left(true);
+  announcer.update(config, vips, true);
+  text = render_metrics(in);
+  EXPECT_NE(text.find("\nballast_vip_announced{vip=\"10.200.0.10:80/tcp\"} 0\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nballast_fleet_left 1\n"), std::string::npos) << text;
+}
+
 TEST(MetricsTest, EveryFamilyHasHelpAndTypeOnceBeforeItsSamples) {
   CountersDataPlane dp;
   const std::vector<VipView> vips{VipView{0,

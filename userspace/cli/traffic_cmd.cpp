@@ -27,6 +27,17 @@ void print_stats(const api::StatsReply& stats) {
   }
   t.print();
   std::cout << "\n";
+  // Only when there are some: a balancer alone never has flows moved to it.
+  Table p({"VIP", "MID-FLOW PICK-UPS"});
+  bool any_pickups = false;
+  for (const auto& v : stats.vips) {
+    p.add({v.vip.str(), std::to_string(v.pickups)});
+    any_pickups = any_pickups || v.pickups > 0;
+  }
+  if (any_pickups) {
+    p.print();
+    std::cout << "\n";
+  }
   Table r({"REASON", "VERDICT", "PACKETS", "BYTES"});
   for (const auto& x : stats.reasons)
     r.add({x.reason, x.verdict, std::to_string(x.packets), std::to_string(x.bytes)});

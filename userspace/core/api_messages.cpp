@@ -425,6 +425,7 @@ void to_json(json& j, const StatsReply& s) {
                          {"packets", v.counts.packets},
                          {"bytes", v.counts.bytes},
                          {"new_flows", v.counts.new_flows},
+                         {"pickups", v.pickups},
                          {"backends", backends}});
   }
   for (const auto& r : s.reasons)
@@ -456,6 +457,7 @@ void from_json(const json& j, StatsReply::Vip& v) {
   in.need("packets", v.counts.packets);
   in.need("bytes", v.counts.bytes);
   in.need("new_flows", v.counts.new_flows);
+  in.get("pickups", v.pickups);
   in.get("backends", v.backends);
 }
 

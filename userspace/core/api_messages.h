@@ -132,6 +132,9 @@ struct StatsReply {
     VipKey vip;
     ForwardMode mode = ForwardMode::dsr;
     TrafficCounts counts;
+    // Mid-flow pick-ups (TCP without SYN, no connection-table entry: moved
+    // here from another balancer, or an entry lost), among counts.new_flows.
+    uint64_t pickups = 0;
     std::vector<Backend> backends;
     bool operator==(const Vip&) const = default;
   };

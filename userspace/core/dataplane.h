@@ -24,7 +24,8 @@ enum class CounterMap { vip, backend };
 // (bpf/maps.h): the loader pins them, `ballast doctor` looks for them.
 inline constexpr const char* kPinnedMaps[] = {
     "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
-    "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta"};
+    "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta",
+    "vip_pickups"};
 
 // A VIP's Maglev table: its BALLAST_MAGLEV_SIZE backend ids, shared (the
 // state, the data plane and a snapshot hold the same one, not copies).
@@ -104,7 +105,10 @@ class DataPlane {
 
   // Counters are summed over CPUs.
   virtual ballast_traffic_counters read_counters(CounterMap map, uint32_t id) = 0;
+  // Resets vip_pickups too for CounterMap::vip.
   virtual void reset_counters(CounterMap map, uint32_t id) = 0;
+  // VIP @vip_id's mid-flow pick-ups (bpf/maps.h vip_pickups).
+  virtual uint64_t read_pickups(uint32_t vip_id) = 0;
   virtual std::vector<ballast_reason_counters> read_reasons() = 0;
 
   // The next (up to) @max entries of a walk over the connection table,

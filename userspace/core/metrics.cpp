@@ -128,6 +128,11 @@ std::string render_metrics(const MetricsInput& in) {
     w.family(std::string("ballast_vip_") + c.name, "counter", std::string("VIP: ") + c.help + ".");
     for (const auto& v : vips) w.sample(vip_labels(v), vip_counters[v.id].*c.field);
   }
+  w.family("ballast_vip_pickups_total", "counter",
+           "VIP: mid-flow pick-ups, TCP packets without SYN that found no connection-table "
+           "entry (a flow moved here from another balancer, or an entry lost); among its new "
+           "flows.");
+  for (const auto& v : vips) w.sample(vip_labels(v), in.dataplane->read_pickups(v.id));
   w.family("ballast_vip_backends", "gauge", "Backends configured for the VIP.");
   for (const auto& v : vips) w.sample(vip_labels(v), static_cast<uint64_t>(v.backends.size()));
   w.family("ballast_vip_backends_usable", "gauge",

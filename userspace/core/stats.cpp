@@ -29,6 +29,7 @@ api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& datapla
     api::StatsReply::Vip v{.vip = vip.key,
                            .mode = vip.mode,
                            .counts = {vc.packets, vc.bytes, vc.new_flows},
+                           .pickups = dataplane.read_pickups(vip.id),
                            .backends = {}};
     for (const auto& b : vip.backends) {
       const auto bc = dataplane.read_counters(CounterMap::backend, b.id);

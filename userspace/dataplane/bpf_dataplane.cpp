@@ -193,6 +193,18 @@ ballast_traffic_counters BpfDataPlane::read_counters(CounterMap map, uint32_t id
 void BpfDataPlane::reset_counters(CounterMap map, uint32_t id) {
   std::vector<ballast_traffic_counters> zero(ncpus_);
   check(bpf_map_update_elem(counter_fd(map), &id, zero.data(), BPF_ANY), "resetting counters");
+  if (map != CounterMap::vip) return;
+  std::vector<uint64_t> none(ncpus_);
+  check(bpf_map_update_elem(fds_.vip_pickups, &id, none.data(), BPF_ANY),
+        "resetting pick-up counters");
+}
+
+uint64_t BpfDataPlane::read_pickups(uint32_t vip_id) {
+  std::vector<uint64_t> per_cpu(ncpus_);
+  check(bpf_map_lookup_elem(fds_.vip_pickups, &vip_id, per_cpu.data()), "reading pick-ups");
+  uint64_t sum = 0;
+  for (const uint64_t c : per_cpu) sum += c;
+  return sum;
 }
 
 std::vector<ballast_reason_counters> BpfDataPlane::read_reasons() {

@@ -40,6 +40,7 @@ struct MapFds {
   int egress = -1;
   int tx_ports = -1;
   int vip_filter = -1;
+  int vip_pickups = -1;
 };
 
 class BpfDataPlane : public DataPlane {
@@ -58,6 +59,7 @@ class BpfDataPlane : public DataPlane {
   void remove_table(uint32_t vip_id) override;
   void put_egress(uint32_t id, const ballast_egress& egress) override;
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
+  uint64_t read_pickups(uint32_t vip_id) override;
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;
   void walk_flows(FlowWalk& walk, size_t max,

@@ -596,12 +596,14 @@ std::string_view severity_name(Severity s) {
 }
 
 const std::vector<std::string>& required_pinned_maps() {
-  // Every pinned map but meta: pins without it are layout 1, which a
-  // restarted ballastd adopts (and adds meta to).
+  // Every pinned map but meta and vip_pickups: pins without meta are
+  // layout 1, pins without vip_pickups were made before it existed; a
+  // restarted ballastd adopts both (and adds what is missing).
   static const std::vector<std::string> maps = [] {
     std::vector<std::string> m;
     for (const char* name : kPinnedMaps)
-      if (std::string_view(name) != "meta") m.push_back(name);
+      if (std::string_view(name) != "meta" && std::string_view(name) != "vip_pickups")
+        m.push_back(name);
     return m;
   }();
   return maps;
