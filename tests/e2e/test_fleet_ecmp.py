@@ -29,9 +29,9 @@ import pytest
 
 from harness.checks import assert_all_ok, assert_shares, share_tolerance
 from harness.configs import VIP_TCP, config, vip
-from harness.continuity import Held, held_problems
+from harness.continuity import Held, Stream, held_problems, stream_problems
 from harness.fleet import HOLD_TIME_S, Fleet, moved_flows
-from harness.processes import ballast, batch
+from harness.processes import Failure, ballast, batch
 from harness.world import HTTP_PORT, VIP1
 
 log = logging.getLogger("e2e")
@@ -345,3 +345,114 @@ def test_negative_control_disagreeing_balancer(fleet, hold, state_dir):
                  f"{len(across)} to or from lb3): the crash test could not have failed")
     assert not unmoved_hit, (f"{len(unmoved_hit)} connections that stayed on their balancer "
                              f"broke too: {sorted(unmoved_hit)[:5]}")
+
+
+STREAM_RATE = 20               # new connections a second during leave and rejoin
+# A stream request not answered within this fails. A SYN lost once is
+# retransmitted after 1 s and passes; a balancer that stopped forwarding
+# before the router moved away (hold time 3 s) fails requests.
+STREAM_TIMEOUT_S = 2
+# How long fleet leave --wait sees no packet before it says the routers
+# have moved everything away, and how long it waits at most.
+LEAVE_QUIET = "1s"
+LEAVE_TIMEOUT = "15s"
+
+
+def fleet_cli(balancer, *args):
+    """`ballast fleet ARGS` on @balancer as an operator types it."""
+    done = ballast(balancer.daemon, "fleet", *args)
+    if done.returncode != 0:
+        raise Failure(f"{balancer.name}: ballast fleet {' '.join(args)} exited "
+                      f"{done.returncode}: {done.stderr.strip()} {done.stdout.strip()}")
+    return done.stdout
+
+
+def test_graceful_leave_then_rejoin_with_fresh_maps(fleet, hold):
+    """Graceful stop: `ballast fleet leave --wait` on lb2 withdraws its
+    route first (the router is at two next hops before the command
+    returns), lb2 keeps forwarding until no packet arrives, and only then
+    do its ballastd and BIRD stop and `ballastd --cleanup` removes its
+    maps. Rejoin: lb2 starts with fresh maps (no connection table) and its
+    BIRD, and the router is at three next hops again. Through both, 210
+    long-lived connections and a stream of 20 new connections a second run:
+    0 failed (a stream request fails after 2 s), every held connection on
+    its first backend, new ones 1:1:2;
+    the rejoined lb2 picks up the held connections the router sends it
+    (mid-flow pick-ups, its table empty before).
+
+    Fails when leave stops forwarding before the routers moved away (a
+    stream request lost), when it does not withdraw (the router keeps three
+    next hops), when the rejoined balancer sends a picked-up connection
+    elsewhere, or when it does not announce again."""
+    fleet.start(weighted(fleet, WEIGHTS))
+    held = hold("leave")
+    stream = Stream(fleet.world, STREAM_RATE, timeout_s=STREAM_TIMEOUT_S)
+    try:
+        lb2 = fleet.balancer("lb2")
+        others = [b.ip for b in fleet.balancers if b is not lb2]
+        time.sleep(1)
+        t0 = time.monotonic()
+        out = fleet_cli(lb2, "leave", "--wait", "--quiet", LEAVE_QUIET, "--timeout", LEAVE_TIMEOUT)
+        left_after = time.monotonic() - t0
+        assert f"withdraw {VIP1}" in out and "this balancer can stop" in out, out
+        # Withdrawn first: by the time leave returned, the router had moved.
+        assert fleet.next_hops(VIP1) == sorted(others), \
+            f"fleet leave returned ({left_after:.2f} s) with the router at {fleet.next_hops(VIP1)}"
+        assert lb2.cli("status")["fleet_left"] and lb2.routes() == []
+        log.info("lb2 left: withdrawn, no traffic %.2f s after the leave", left_after)
+        lb2.close()       # BIRD and ballastd stop, --cleanup: the maps are gone
+        time.sleep(1)
+
+        lb2.start(weighted(fleet, WEIGHTS))
+        assert lb2.flows() == {} or set(lb2.flows()) <= set(held.sports), \
+            "lb2 started with flows it cannot have seen"
+        took = fleet.wait_next_hops(VIP1, [b.ip for b in fleet.balancers], time.monotonic(),
+                                    timeout_s=30)
+        log.info("lb2 rejoined: three next hops %.2f s after its BIRD started", took)
+        assert not lb2.cli("status")["fleet_left"], "fresh maps, yet the leave is still in force"
+        time.sleep(SETTLE_S)
+        picked = vip_stats(lb2)["pickups"]
+    finally:
+        stream_report = stream.stop()
+        stream.close()
+    report = held.stop()
+    rejoined = {s for s in lb2.flows() if s in set(held.sports)}
+    log.info("rejoin: lb2 picked up %d held connections (%d mid-flow pick-ups)", len(rejoined),
+             picked)
+    problems = held_problems(report) + stream_problems(stream_report, by_name(fleet, WEIGHTS))
+    assert not problems, "; ".join(problems[:6])
+    assert rejoined and picked >= len(rejoined), \
+        f"the rejoined lb2 holds {len(rejoined)} held connections, counted {picked} pick-ups"
+
+
+def test_withdraw_below_min_usable(fleet, hold):
+    """min_usable 3 over three backends: draining be1 on lb1 alone leaves
+    it two usable, so lb1 withdraws (its route goes, the router drops it)
+    while lb2 and lb3 keep announcing; the held connections lb1 carried go
+    on through them, on their backends. Undrained, lb1 announces again and
+    the router is back at three next hops. 0 failed requests throughout.
+
+    Fails when the drain does not withdraw (three next hops stay), when the
+    undrain does not announce, or when a connection fails across either."""
+    fleet.start(weighted(fleet, WEIGHTS), min_usable=3)
+    held = hold("min-usable")
+    lb1 = fleet.balancer("lb1")
+    be1 = fleet.world.backends[0].ip
+    t0 = time.monotonic()
+    ballast(lb1.daemon, "backend", "drain", VIP_TCP, be1, "--force")
+    took = fleet.wait_next_hops(VIP1, [b.ip for b in fleet.balancers if b is not lb1], t0,
+                                timeout_s=10)
+    row = vip_row(lb1)
+    assert row["announced"] is False and \
+        row["announce_reason"] == f"{VIP_TCP} has 2 of 3 backends usable (min_usable 3)", row
+    assert all(vip_row(b)["announced"] for b in fleet.balancers if b is not lb1)
+    log.info("lb1 withdrawn %.2f s after the drain", took)
+    time.sleep(1)
+    t1 = time.monotonic()
+    ballast(lb1.daemon, "backend", "undrain", VIP_TCP, be1)
+    took = fleet.wait_next_hops(VIP1, [b.ip for b in fleet.balancers], t1, timeout_s=10)
+    log.info("lb1 announced again %.2f s after the undrain", took)
+    time.sleep(1)
+    report = held.stop()
+    problems = held_problems(report)
+    assert not problems, "; ".join(problems[:6])

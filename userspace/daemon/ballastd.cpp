@@ -729,13 +729,10 @@ int cleanup(const Options& options) {
                   interface + " from " + options.pin_dir + "; stop it first, nothing was removed");
     }
   }();
-  const RemoveResult r = remove_ballast(interface, options.pin_dir);
-  std::error_code ec;
-  std::filesystem::remove(pin_dir_journal_path(options.run_dir, options.pin_dir), ec);
-  std::filesystem::remove(pin_dir_left_path(options.run_dir, options.pin_dir), ec);
-  // The routers stop sending traffic here: Ballast's routes go (those of
-  // the config's table; without a config, every Ballast route in this
-  // network namespace).
+  // First the routers stop sending traffic here: Ballast's routes go
+  // (those of the config's table; without a config, every Ballast route in
+  // this network namespace). Then forwarding stops. (`ballast fleet leave
+  // --wait` before a cleanup lets the routers move away first.)
   KernelRoutes routes;
   size_t withdrawn = 0;
   for (const auto& [table, address] : routes.list_all()) {
@@ -743,6 +740,10 @@ int cleanup(const Options& options) {
     routes.remove(table, address);
     ++withdrawn;
   }
+  const RemoveResult r = remove_ballast(interface, options.pin_dir);
+  std::error_code ec;
+  std::filesystem::remove(pin_dir_journal_path(options.run_dir, options.pin_dir), ec);
+  std::filesystem::remove(pin_dir_left_path(options.run_dir, options.pin_dir), ec);
   log_line(LogLevel::info,
            "cleanup: " +
                (r.detached_program ? "detached program " + std::to_string(r.detached_program) +
