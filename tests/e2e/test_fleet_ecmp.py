@@ -27,11 +27,12 @@ import time
 
 import pytest
 
-from harness.checks import assert_all_ok, assert_shares, share_tolerance
+from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_until
 from harness.configs import VIP_TCP, config, vip
 from harness.continuity import Held, Stream, held_problems, stream_problems
-from harness.fleet import HOLD_TIME_S, Fleet, moved_flows
+from harness.fleet import HOLD_TIME_S, METRICS_PORT, Fleet, moved_flows
 from harness.processes import Failure, ballast, batch
+from harness.prometheus import SHIPPED_RULES, Prometheus
 from harness.world import HTTP_PORT, VIP1
 
 log = logging.getLogger("e2e")
@@ -98,6 +99,39 @@ def hold(fleet, state_dir):
     yield start
     for held in started:
         held.close()
+
+
+DISAGREE = "BallastFleetTablesDisagree"
+
+
+@pytest.fixture
+def prometheus(fleet, state_dir):
+    """A real Prometheus in the router's namespace scraping the three
+    balancers (job ballast) and evaluating the shipped alert rules with two
+    numbers shortened so that a test sees them act: the group evaluates
+    every 1 s (not 15 s) and BallastFleetTablesDisagree holds `for: 5s`
+    (not 2m; tests/prometheus/alerts_test.yml shows the 2m with promtool).
+    The expressions, labels and every other rule are the shipped ones."""
+    text = SHIPPED_RULES.read_text()
+    fast = re.sub(r"(?m)^(    interval: )15s$", r"\g<1>1s", text)
+    fast = re.sub(r"(- alert: " + DISAGREE + r"\n(?:.*\n)*?        for: )2m", r"\g<1>5s", fast)
+    assert fast.count("interval: 1s") == 1 and f"{DISAGREE}\n" in fast and \
+        fast != text.replace("interval: 15s", "interval: 1s"), \
+        "the shipped rules changed shape: the group interval or the rule's for: not found"
+    rules = state_dir / "fleet-alerts.yml"
+    rules.write_text(fast)
+    prom = Prometheus(fleet.world.router, state_dir,
+                      [f"{b.ip}:{METRICS_PORT}" for b in fleet.balancers], rules)
+    try:
+        yield prom
+    finally:
+        prom.close()
+
+
+def scraped_all(prometheus, n):
+    """True once Prometheus has ballast_vip_table_info of VIP1:80/tcp from
+    @n balancers."""
+    return len(prometheus.query(f'ballast_vip_table_info{{vip="{VIP_TCP}"}}')) == n
 
 
 def weighted(fleet, weights):
@@ -192,7 +226,7 @@ def broken(report):
             if c["failed"] or c["dead"] or c["errors"] or c["moves"]}
 
 
-def test_three_next_hops_spread_and_agree(fleet):
+def test_three_next_hops_spread_and_agree(fleet, prometheus):
     """The router holds one route for VIP1 with a next hop per balancer;
     1,000 new TCP connections (each from its own source port) spread over
     the three balancers, each within 4 binomial sd of a third (+-6 points),
@@ -231,6 +265,12 @@ def test_three_next_hops_spread_and_agree(fleet):
     log.info("digests (vip list, metric): %s", digests)
     assert len({d for pair in digests.values() for d in pair}) == 1, \
         f"the balancers' digests differ: {digests}"
+    # Agreeing balancers: the rule, evaluated over all three, stays quiet.
+    wait_until("Prometheus scraping the three balancers",
+               lambda: scraped_all(prometheus, 3), 20)
+    time.sleep(3)
+    rule = prometheus.rule(DISAGREE)
+    assert rule["state"] == "inactive" and not rule["alerts"], rule
 
 
 def test_balancer_crash_keeps_connections(fleet, hold):
@@ -297,7 +337,7 @@ def test_balancer_crash_keeps_connections(fleet, hold):
     assert not problems, "; ".join(problems[:6]) + f" ({len(problems)} problems; {figures})"
 
 
-def test_negative_control_disagreeing_balancer(fleet, hold, state_dir):
+def test_negative_control_disagreeing_balancer(fleet, hold, state_dir, prometheus):
     """lb3 runs be3 at weight 0 where lb1 and lb2 run 2: the digests differ,
     and `ballast fleet diff` on lb3 against lb1's `vip list -o json` exits 2
     naming be3's weights. Then lb2 crashes, with 210 long-lived connections
@@ -325,6 +365,14 @@ def test_negative_control_disagreeing_balancer(fleet, hold, state_dir):
     be3 = rows.get(fleet.world.backends[2].ip, {})
     assert (be3.get("weight_here"), be3.get("weight_there")) == (0, 2), \
         f"fleet diff does not name be3's weights 0 (lb3) and 2 (lb1): {diff.stdout}"
+    # The shipped alert, over the real scrapes of the three: pending, then
+    # firing once it held (5 s here), naming the VIP and the two digests.
+    wait_until(f"{DISAGREE} firing for {VIP_TCP}",
+               lambda: prometheus.alert(DISAGREE, vip=VIP_TCP)[0] == "firing", 30)
+    alert = next(a for a in prometheus.rule(DISAGREE)["alerts"]
+                 if a["labels"]["vip"] == VIP_TCP)
+    assert float(alert["value"]) == 2 and alert["labels"]["job"] == "ballast", alert
+    log.info("%s firing: %s", DISAGREE, alert["annotations"]["summary"])
 
     held = hold("control")
     before = held_placement(fleet, held)

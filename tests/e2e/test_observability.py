@@ -11,30 +11,26 @@ module's world. Shares: harness/checks.py (4 binomial sd per share); each
 distribution check says what it can see.
 """
 
-import datetime
-import http.client
 import json
 import logging
-import pathlib
 import re
 import shutil
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
 from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_until
 from harness.configs import VIP_TCP, config, vip
 from harness.maps import as_int, bpftool
-from harness.processes import BackgroundClient, Failure, ballast, batch, stop
-from harness.world import HTTP_PORT, VIP1, inside
+from harness.processes import BackgroundClient, Failure, ballast, batch
+from harness.prometheus import Prometheus, unix
+from harness.prometheus import http_get as prometheus_http_get
+from harness.world import HTTP_PORT, VIP1
 
 log = logging.getLogger("e2e")
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 METRICS_PORT = 9469          # ballastd's default metrics listener, on the lb's loopback
-PROMETHEUS_PORT = 9090
 SKEW_SAMPLE_S = 1.2          # ballastd samples the counters every second
 
 
@@ -58,16 +54,8 @@ def ballast_text(lb, *args):
 
 def http_get(world, port, path, method="GET"):
     """An HTTP request to 127.0.0.1:@port inside the lb's namespace (where
-    ballastd's metrics and the test's Prometheus listen): (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    with inside(world.lb.ns):
-        conn.connect()       # the socket is the lb namespace's from here on
-    try:
-        conn.request(method, path)
-        reply = conn.getresponse()
-        return reply.status, reply.read().decode()
-    finally:
-        conn.close()
+    ballastd's metrics listen): (status, body)."""
+    return prometheus_http_get(world.lb, port, path, method)
 
 
 def scrape(world):
@@ -318,85 +306,13 @@ def test_hand_edited_table_shows_as_skew(world, state_dir, lb):
 # --- The outage replay -----------------------------------------------------
 
 
-class Prometheus:
-    """A real Prometheus in the lb's namespace scraping ballastd every
-    second and evaluating the shipped alert rules (docs/prometheus/
-    alerts.yml, as they are: their group's 15 s interval and each rule's
-    `for:`); its API on 127.0.0.1:9090 there."""
-
-    def __init__(self, world, state_dir):
-        self.world = world
-        self.dir = state_dir / "prom"
-        self.dir.mkdir(exist_ok=True)
-        (self.dir / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f'rule_files: ["{REPO_ROOT}/docs/prometheus/alerts.yml"]\n'
-            "scrape_configs:\n"
-            "  - job_name: ballast\n"
-            f'    static_configs: [{{targets: ["127.0.0.1:{METRICS_PORT}"]}}]\n')
-        self.log_path = self.dir / "prometheus.log"
-        with open(self.log_path, "w") as out:
-            self.proc = subprocess.Popen(world.lb.exec_argv([
-                "prometheus", f"--config.file={self.dir}/prometheus.yml",
-                f"--storage.tsdb.path={self.dir}/data",
-                f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"]),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until("Prometheus ready", self._ready, 30)
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise Failure(f"prometheus exited {self.proc.returncode}: {self.log_tail()}")
-        try:
-            return http_get(self.world, PROMETHEUS_PORT, "/-/ready")[0] == 200
-        except OSError:
-            return False
-
-    def api(self, path):
-        status, body = http_get(self.world, PROMETHEUS_PORT, path)
-        assert status == 200, f"Prometheus {path}: HTTP {status}: {body[:200]}"
-        return json.loads(body)["data"]
-
-    def rule(self, name):
-        """The alerting rule @name as Prometheus evaluates it: its state
-        (inactive, pending, firing), lastEvaluation and alerts."""
-        for group in self.api("/api/v1/rules?type=alert")["groups"]:
-            for r in group["rules"]:
-                if r["name"] == name:
-                    return r
-        raise Failure(f"Prometheus has no rule {name}: {self.log_tail()}")
-
-    def alert(self, name, backend):
-        """(state, activeAt as unix seconds) of alert @name for @backend, or
-        (None, None) when it is neither pending nor firing."""
-        for a in self.rule(name)["alerts"]:
-            if a["labels"].get("backend") == backend:
-                return a["state"], unix(a["activeAt"])
-        return None, None
-
-    def query(self, expr):
-        return self.api("/api/v1/query?query=" + urllib.parse.quote(expr))["result"]
-
-    def log_tail(self):
-        return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-3:])
-
-    def close(self):
-        stop(self.proc)
-
-
-def unix(rfc3339):
-    """Prometheus's RFC 3339 time (nanoseconds, Z) as unix seconds."""
-    head, _, frac = rfc3339.rstrip("Z").partition(".")
-    t = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.timezone.utc)
-    return t.timestamp() + (float("0." + frac) if frac else 0.0)
-
-
 @pytest.fixture
 def prometheus(world, state_dir):
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed")
     prom = None
     try:
-        prom = Prometheus(world, state_dir)
+        prom = Prometheus(world.lb, state_dir, [f"127.0.0.1:{METRICS_PORT}"])
         yield prom
     finally:
         if prom:
@@ -487,7 +403,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
                                   'measure="new_flows"}')
         assert before and float(before[0]["value"][1]) < 2, \
             f"Prometheus's be1 skew before the edit: {before} (want a series, below 2)"
-        state, _ = prometheus.alert(SKEWED, be1.ip)
+        state, _ = prometheus.alert(SKEWED, backend=be1.ip)
         assert state is None, f"{SKEWED} for be1 is {state} before the edit"
         log.info("before the edit: be1 skew %s in Prometheus, %s quiet for it",
                  before[0]["value"][1], SKEWED)
@@ -519,7 +435,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
         seen = []
 
         def firing():
-            state, active = prometheus.alert(SKEWED, be1.ip)
+            state, active = prometheus.alert(SKEWED, backend=be1.ip)
             if not seen or seen[-1][0] != state:
                 seen.append((state, round(time.time() - t_edit, 1)))
                 log.info("%s for be1: %s (active since %s), %.1f s after the edit", SKEWED,
