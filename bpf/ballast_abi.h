@@ -260,7 +260,10 @@ struct ballast_reason_counters {
 	X(DECAPPED, "decapped")                                              \
 	X(PASS_NOT_ENCAP, "pass_not_encapsulated")                           \
 	X(PASS_NOT_LOCAL_VIP, "pass_inner_not_local_vip")                    \
-	X(PASS_MALFORMED, "pass_malformed")
+	X(PASS_MALFORMED, "pass_malformed")                                  \
+	X(SECOND_CHANCE_KEPT, "second_chance_kept")                          \
+	X(SECOND_CHANCE_FORWARDED, "second_chance_forwarded")                \
+	X(SECOND_CHANCE_TO_KERNEL, "second_chance_to_kernel")
 
 #define BALLAST_DECAP_ENUM(name, str) BALLAST_DECAP_##name,
 enum ballast_decap_reason {
@@ -268,6 +271,29 @@ enum ballast_decap_reason {
 	BALLAST_DECAP_REASON_COUNT,
 };
 #undef BALLAST_DECAP_ENUM
+
+/*
+ * Second chance (docs/fleet.md): a GUE packet from the balancer may carry,
+ * between its UDP header and the client's packet, a GUE variant 0 header
+ * (version 0, C 0, hlen 5, proto the inner IP version's number, flags 0)
+ * whose 20 bytes of optional data are Ballast's: the flow's previous
+ * backend. The backend's decap program keeps a non-SYN TCP packet it has a
+ * socket for, and sends one it has none for on to the previous backend
+ * (hops 1 -> 0, so it goes one hop at most). Without it, GUE is variant 1
+ * (the client's packet straight after the UDP header).
+ */
+#define BALLAST_SECOND_CHANCE_MAGIC 0xba11
+#define BALLAST_GUE_SECOND_CHANCE_HLEN 5  /* 32-bit words after the first 4 bytes */
+
+struct ballast_gue_second_chance {
+	__u8 ver_c_hlen;         /* 0 << 6 | 0 << 5 | BALLAST_GUE_SECOND_CHANCE_HLEN */
+	__u8 proto;              /* IPPROTO_IPIP (4) or IPPROTO_IPV6 (41): the client's packet */
+	__be16 flags;            /* 0 */
+	__be16 magic;            /* BALLAST_SECOND_CHANCE_MAGIC */
+	__u8 family;             /* enum ballast_family of prev */
+	__u8 hops;               /* 1 from the balancer, 0 once a backend sent it on */
+	union ballast_addr prev; /* the flow's previous backend */
+};
 
 /* Addresses the decap program strips tunnels for (the VIPs held on the
  * backend's lo), keyed by address and family as ballast_decap_vip. */

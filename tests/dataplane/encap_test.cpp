@@ -9,9 +9,16 @@
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "balancer_fixture.h"
 #include "decap.skel.h"
@@ -281,6 +288,219 @@ TEST_F(DecapTest, EverythingElsePassesUntouched) {
     EXPECT_EQ(counted(c.reason), before + 1) << c.what << ": counted under its reason";
   }
   EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 0u) << "decap_stats[decapped]";
+}
+
+// --- Second chance (docs/fleet.md) ----------------------------------------------
+
+// Runs @body on a thread of its own in a fresh network namespace with lo up:
+// the sockets it opens, and the socket and FIB lookups of the programs it
+// runs, see that namespace only (no routes but lo's, forwarding off), not
+// the machine's.
+void in_fresh_netns(const std::function<void()>& body) {
+  std::string failure;
+  std::thread t([&] {
+    if (unshare(CLONE_NEWNET) != 0) {
+      failure = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+      return;
+    }
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    ifr.ifr_flags = IFF_UP;
+    if (fd < 0 || ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) {
+      failure = std::string("lo up: ") + std::strerror(errno);
+      if (fd >= 0) close(fd);
+      return;
+    }
+    close(fd);
+    body();
+  });
+  t.join();
+  ASSERT_EQ(failure, "");
+}
+
+// An established TCP connection over lo: the server side's socket is what
+// the decap program must find. Ports: the listener's and the client's.
+struct LoopbackConnection {
+  explicit LoopbackConnection(int family) {
+    listener = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage addr{};
+    socklen_t len = loopback(family, addr, 0);
+    EXPECT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0) << "bind";
+    EXPECT_EQ(listen(listener, 4), 0) << "listen";
+    EXPECT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    server_port = port_of(addr);
+    client = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_EQ(connect(client, reinterpret_cast<sockaddr*>(&addr), len), 0) << "connect";
+    sockaddr_storage mine{};
+    socklen_t mine_len = sizeof(mine);
+    EXPECT_EQ(getsockname(client, reinterpret_cast<sockaddr*>(&mine), &mine_len), 0);
+    client_port = port_of(mine);
+    accepted = accept(listener, nullptr, nullptr);
+    EXPECT_GE(accepted, 0) << "accept";
+  }
+  ~LoopbackConnection() {
+    for (int fd : {accepted, client, listener})
+      if (fd >= 0) close(fd);
+  }
+  static socklen_t loopback(int family, sockaddr_storage& addr, std::uint16_t port) {
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a->sin_port = htons(port);
+      return sizeof(*a);
+    }
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_loopback;
+    a->sin6_port = htons(port);
+    return sizeof(*a);
+  }
+  static std::uint16_t port_of(const sockaddr_storage& addr) {
+    return ntohs(addr.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in&>(addr).sin_port
+                                           : reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
+  }
+  int listener = -1, client = -1, accepted = -1;
+  std::uint16_t server_port = 0, client_port = 0;
+};
+
+const Ipv4Addr v4_loopback{{127, 0, 0, 1}};
+const Ipv6Addr v6_loopback{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}};
+
+class SecondChanceTest : public DecapTest, public ::testing::WithParamInterface<int> {
+ protected:
+  // The family of every address here: the tunnel's, the client packet's
+  // (over lo, to "the VIP" 127.0.0.1 / ::1) and the previous backend's.
+  int family() const { return GetParam(); }
+  IpAddr vip() const { return family() == 4 ? IpAddr{v4_loopback} : IpAddr{v6_loopback}; }
+  IpAddr previous_backend() const {
+    return family() == 4 ? IpAddr{v4_backend_two} : IpAddr{v6_backend_two};
+  }
+  // From the balancer to backend one (@to: another destination).
+  Outer tunnel_to(const IpAddr& to) const {
+    Outer outer = tunnel(family());
+    outer.dst = to;
+    return outer;
+  }
+  void hold_vip() {
+    if (family() == 4)
+      add_local_vip(BALLAST_AF_INET, v4_loopback.octets);
+    else
+      add_local_vip(BALLAST_AF_INET6, v6_loopback.octets);
+  }
+  // The client's packet over lo: from @sport to the VIP's @dport.
+  Bytes client_packet_over_lo(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags) const {
+    PacketBuilder p;
+    p.eth(mac_router, mac_lb);
+    if (family() == 4)
+      p.ipv4(v4_loopback, v4_loopback);
+    else
+      p.ipv6(v6_loopback, v6_loopback);
+    return p.tcp(sport, dport, flags).payload("more").build();
+  }
+  Bytes second_chance(const Bytes& inner, std::uint8_t hops) const {
+    return encapsulate_gue_second_chance(inner, tunnel(family()), port_gue, previous_backend(),
+                                         hops);
+  }
+};
+
+// The host has the connection: the packet is decapsulated here (GUE
+// header and all), as any other.
+TEST_P(SecondChanceTest, AFlowThisHostHasIsKeptAndDecapsulated) {
+  hold_vip();
+  in_fresh_netns([&] {
+    LoopbackConnection conn(family() == 4 ? AF_INET : AF_INET6);
+    const Bytes inner = client_packet_over_lo(conn.client_port, conn.server_port, tcp_ack);
+    const Bytes in = second_chance(inner, 1);
+    const RunResult r = run(in);
+    ASSERT_EQ(r.error, 0) << "bpf_prog_test_run_opts";
+    EXPECT_EQ(r.action, XDP_PASS) << "verdict";
+    EXPECT_EQ(frame_mismatch(decapped(in, inner), r.frame), std::nullopt) << "output frame";
+  });
+  EXPECT_EQ(counted(BALLAST_DECAP_SECOND_CHANCE_KEPT), 1u) << "decap_stats[second_chance_kept]";
+  EXPECT_EQ(counted(BALLAST_DECAP_SECOND_CHANCE_TO_KERNEL), 0u);
+}
+
+// No socket for the flow (a listener on its port is none): the packet goes
+// on to the previous backend, still encapsulated, with no hop left. In this
+// namespace the FIB has no route (forwarding off), so the kernel gets the
+// rewritten packet to route.
+TEST_P(SecondChanceTest, AFlowThisHostLacksGoesToThePreviousBackend) {
+  hold_vip();
+  in_fresh_netns([&] {
+    LoopbackConnection conn(family() == 4 ? AF_INET : AF_INET6);
+    const std::uint16_t stranger = static_cast<std::uint16_t>(conn.client_port + 1);
+    const Bytes inner = client_packet_over_lo(stranger, conn.server_port, tcp_ack);
+    const RunResult r = run(second_chance(inner, 1));
+    ASSERT_EQ(r.error, 0) << "bpf_prog_test_run_opts";
+    EXPECT_EQ(r.action, XDP_PASS) << "verdict: the kernel routes it";
+    const Bytes want = encapsulate_gue_second_chance(inner, tunnel_to(previous_backend()), port_gue,
+                                                     previous_backend(), 0);
+    EXPECT_EQ(frame_mismatch(want, r.frame), std::nullopt)
+        << "output frame: to the previous backend, hops 0, header checksum updated";
+  });
+  EXPECT_EQ(counted(BALLAST_DECAP_SECOND_CHANCE_TO_KERNEL), 1u)
+      << "decap_stats[second_chance_to_kernel]";
+  EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 0u);
+}
+
+// What a second-chance header does not change: a SYN starts a flow here;
+// a packet with no hop left (sent on already) stays; UDP has no socket to
+// ask. Each is decapsulated.
+TEST_P(SecondChanceTest, SynsSentOnPacketsAndUdpAreDecapsulatedHere) {
+  hold_vip();
+  PacketBuilder udp;
+  udp.eth(mac_router, mac_lb);
+  if (family() == 4)
+    udp.ipv4(v4_loopback, v4_loopback);
+  else
+    udp.ipv6(v6_loopback, v6_loopback);
+  const Bytes udp_inner = udp.udp(port_client_one, 53).payload("q").build();
+  in_fresh_netns([&] {
+    const struct {
+      const char* what;
+      Bytes inner;
+      std::uint8_t hops;
+    } cases[] = {
+        {"SYN", client_packet_over_lo(40000, 9, tcp_syn), 1},
+        {"no hop left", client_packet_over_lo(40000, 9, tcp_ack), 0},
+        {"UDP", udp_inner, 1},
+    };
+    for (const auto& c : cases) {
+      const Bytes in = second_chance(c.inner, c.hops);
+      const RunResult r = run(in);
+      ASSERT_EQ(r.error, 0) << c.what;
+      EXPECT_EQ(r.action, XDP_PASS) << c.what;
+      EXPECT_EQ(frame_mismatch(decapped(in, c.inner), r.frame), std::nullopt) << c.what;
+    }
+  });
+  EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 3u) << "decap_stats[decapped]";
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, SecondChanceTest, ::testing::Values(4, 6),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "Ipv" + std::to_string(info.param);
+                         });
+
+// A GUE variant 0 header that is not Ballast's (another magic, another
+// length) is not ours to strip.
+TEST_F(DecapTest, AnotherGueHeaderPassesUntouched) {
+  const Bytes inner = client_packet(v4_vip_one).build();
+  Bytes in = encapsulate_gue_second_chance(inner, tunnel(4), port_gue, v4_backend_two, 1);
+  const std::size_t gue_at = eth_header_len + 20 + 8;
+  Bytes other_magic = in;
+  other_magic.at(gue_at + 4) = 0x12;
+  Bytes other_length = in;
+  other_length.at(gue_at) = 4;
+  for (const Bytes* frame : {&other_magic, &other_length}) {
+    const RunResult r = run(*frame);
+    ASSERT_EQ(r.error, 0);
+    EXPECT_EQ(r.action, XDP_PASS);
+    EXPECT_EQ(frame_mismatch(*frame, r.frame), std::nullopt) << "untouched";
+  }
+  EXPECT_EQ(counted(BALLAST_DECAP_PASS_NOT_ENCAP), 2u);
+  EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 0u);
 }
 
 }  // namespace

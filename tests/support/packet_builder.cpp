@@ -607,6 +607,36 @@ Bytes encapsulate_gue(std::span<const std::uint8_t> frame, const Outer& outer,
   return builder.build();
 }
 
+Bytes encapsulate_gue_second_chance(std::span<const std::uint8_t> frame, const Outer& outer,
+                                    std::uint16_t gue_port, const IpAddr& prev, std::uint8_t hops) {
+  constexpr std::uint8_t gue_variant0_hlen5 = 5;  // version 0, C 0, 5 words of options
+  constexpr std::uint16_t second_chance_magic = 0xba11;
+  const Bytes inner = ip_packet_of(frame);
+  Bytes gue;
+  put_u8(gue, gue_variant0_hlen5);
+  put_u8(gue, inner_is_ipv6(inner) ? ipproto_ipv6 : ipproto_ipip);
+  put_be16(gue, 0);  // flags
+  put_be16(gue, second_chance_magic);
+  Bytes address(16, 0);
+  if (const auto* v4 = std::get_if<Ipv4Addr>(&prev)) {
+    put_u8(gue, 4);
+    std::copy(v4->octets.begin(), v4->octets.end(), address.begin());
+  } else {
+    put_u8(gue, 6);
+    const auto& v6 = std::get<Ipv6Addr>(prev);
+    std::copy(v6.octets.begin(), v6.octets.end(), address.begin());
+  }
+  put_u8(gue, hops);
+  gue.insert(gue.end(), address.begin(), address.end());
+  gue.insert(gue.end(), inner.begin(), inner.end());
+  PacketBuilder builder;
+  outer_ip(builder, outer, inner)  // TOS and DF from the client's packet
+      .udp(gue_source_port(outer.flow_hash), gue_port)
+      .udp_checksum(0)
+      .payload(gue);
+  return builder.build();
+}
+
 Bytes icmp_too_big_reply(std::span<const std::uint8_t> frame, std::uint16_t mtu) {
   const Bytes packet = ip_packet_of(frame);
   MacAddr frame_dst{}, frame_src{};

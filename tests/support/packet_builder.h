@@ -337,6 +337,14 @@ Bytes encapsulate_ipip(std::span<const std::uint8_t> frame, const Outer& outer);
 // packet (GUE variant 1).
 Bytes encapsulate_gue(std::span<const std::uint8_t> frame, const Outer& outer,
                       std::uint16_t gue_port);
+// gue with Ballast's second-chance header between the UDP header and the
+// client's packet (docs/fleet.md): GUE variant 0, hlen 5, proto 4 or 41
+// (the inner version), flags 0, then magic 0xba11, the family of @prev (4
+// or 6), @hops and @prev's 16 address bytes (an IPv4 address in the first
+// four, the rest zero).
+Bytes encapsulate_gue_second_chance(std::span<const std::uint8_t> frame, const Outer& outer,
+                                    std::uint16_t gue_port, const IpAddr& prev,
+                                    std::uint8_t hops);
 // 49152 + (hash mod 16384).
 std::uint16_t gue_source_port(std::uint32_t flow_hash);
 
