@@ -223,7 +223,7 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	struct ballast_egress *eg;
 	struct selection sel = {};
 	__u32 egress_id, mode_reason;
-	int how, no_usable_entry = 0;
+	int how, no_usable_entry = 0, pickup;
 	/* A flow's packet after its first: its connection-table entry leads
 	 * to its VIP and backend without the vips lookup (select.h). A SYN
 	 * always takes the Maglev table, so it skips this. */
@@ -271,12 +271,24 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 		how = SELECT_FRESH;
 	else
 		how = SELECT_TRACK;
-	sel = select_backend(vip->vip_id, &pkt->flow, how);
 	/* Not a SYN (established), no entry, TCP: a flow this balancer never
 	 * saw start (moved here by ECMP, or its entry lost). UDP has no first
 	 * packet to tell. */
-	sel.pickup = established && no_usable_entry == CONN_NONE &&
-		     pkt->flow.proto == IPPROTO_TCP && sel.new_flow;
+	pickup = established && no_usable_entry == CONN_NONE && pkt->flow.proto == IPPROTO_TCP;
+	/* Second chance: such a pick-up is placed without being recorded
+	 * until the previous table is known to agree. */
+	if (pickup && how == SELECT_FRESH && (vip->flags & BALLAST_VIP_F_SECOND_CHANCE))
+		how = SELECT_PEEK;
+	sel = select_backend(vip->vip_id, &pkt->flow, how);
+	sel.pickup = pickup && sel.new_flow;
+	if (how == SELECT_PEEK && sel.be) {
+		/* Where the previous table put it, the flow may have begun: it
+		 * goes there if the new backend has no socket for it, and with
+		 * no entry here every packet of it asks again (docs/fleet.md). */
+		sel.prev = previous_backend(vip->vip_id, &sel);
+		if (!sel.prev)
+			record_choice(&pkt->flow, &sel);
+	}
 selected:
 	if (!sel.be)
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_NO_BACKEND);
@@ -287,7 +299,7 @@ selected:
 
 	if (vip->flags & BALLAST_VIP_F_ENCAP) {
 		int gue = (vip->flags & BALLAST_VIP_F_ENCAP_GUE) != 0;
-		__u32 overhead = encap_overhead(sel.be->family, gue);
+		__u32 overhead = encap_overhead(sel.be->family, gue) + gue_header_len(sel.prev);
 		int err;
 
 		if (pkt->inner.len + overhead > eg->mtu)
@@ -296,12 +308,14 @@ selected:
 		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
 		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
 		if (sel.pickup)
-			count_pickup(vip->vip_id);
+			count_fleet(vip->vip_id, 1, sel.prev != NULL);
 		/* Every pointer into the frame is stale after this. */
 		if (sel.be->family == BALLAST_AF_INET)
-			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port);
+			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port,
+				     gue ? sel.prev : NULL);
 		else
-			err = encap6(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port);
+			err = encap6(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port,
+				     gue ? sel.prev : NULL);
 		if (err)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_ENCAP_FAILED);
 		mode_reason = gue ? BALLAST_REASON_TX_ENCAP_GUE : BALLAST_REASON_TX_ENCAP_IPIP;
@@ -315,7 +329,7 @@ selected:
 		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
 		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
 		if (sel.pickup)
-			count_pickup(vip->vip_id);
+			count_fleet(vip->vip_id, 1, 0);
 		/* dsr: the frame goes to the backend unchanged above Ethernet. */
 		__builtin_memcpy(eth->h_dest, sel.be->mac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, eg->mac, ETH_ALEN);

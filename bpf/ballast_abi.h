@@ -86,6 +86,10 @@ enum ballast_vip_flags {
 	 * (address, protocol): IP fragments to that address go to this VIP,
 	 * hashed on addresses and protocol only (no ports, no state). */
 	BALLAST_VIP_F_FRAGMENTS = 1u << 3,
+	/* gue only: a pick-up that the VIP's previous Maglev table
+	 * (maglev_prev_tables) places on another backend carries that backend
+	 * in its GUE header, and is not recorded (docs/fleet.md). */
+	BALLAST_VIP_F_SECOND_CHANCE = 1u << 4,
 };
 
 #define BALLAST_VIP_F_ENCAP (BALLAST_VIP_F_ENCAP_IPIP | BALLAST_VIP_F_ENCAP_GUE)
@@ -211,6 +215,16 @@ struct ballast_traffic_counters {
 	/* Packets whose backend was chosen by the Maglev table (no usable
 	 * connection-table entry, or a TCP SYN): connection attempts. */
 	__u64 new_flows;
+};
+
+/* Per-CPU counters of one VIP's fleet events (docs/fleet.md). */
+struct ballast_fleet_counters {
+	/* TCP packets without SYN that found no connection-table entry: a flow
+	 * moved here by ECMP (or whose entry was lost). Among new_flows. */
+	__u64 pickups;
+	/* Packets sent with the flow's previous backend in their GUE header
+	 * (second chance: a pick-up the previous table placed elsewhere). */
+	__u64 second_chance;
 };
 
 /* Per-CPU counters for one verdict reason. */

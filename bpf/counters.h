@@ -35,13 +35,16 @@ static __always_inline void count_traffic(void *stats_map, __u32 id, __u32 bytes
 		c->new_flows++;
 }
 
-/* Count one mid-flow pick-up of VIP @vip_id (maps.h, vip_pickups). */
-static __always_inline void count_pickup(__u32 vip_id)
+/* Count a mid-flow pick-up (@pickup) and a second-chance packet
+ * (@second_chance) of VIP @vip_id (maps.h, vip_fleet_stats). */
+static __always_inline void count_fleet(__u32 vip_id, int pickup, int second_chance)
 {
-	__u64 *c = bpf_map_lookup_elem(&vip_pickups, &vip_id);
+	struct ballast_fleet_counters *c = bpf_map_lookup_elem(&vip_fleet_stats, &vip_id);
 
-	if (c)
-		(*c)++;
+	if (!c)
+		return;
+	c->pickups += pickup;
+	c->second_chance += second_chance;
 }
 
 #endif /* BALLAST_COUNTERS_H */

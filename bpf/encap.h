@@ -71,15 +71,34 @@ static __always_inline __u8 encap_protocol(const struct inner_info *inner, int g
 	return inner->family == BALLAST_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 }
 
+/* The GUE bytes after the UDP header before the client's packet: none
+ * (variant 1), or the second-chance header naming @prev. */
+static __always_inline __u32 gue_header_len(const struct ballast_backend *prev)
+{
+	return prev ? sizeof(struct ballast_gue_second_chance) : 0;
+}
+
 static __always_inline void write_gue_udp(struct udphdr *udp, const struct inner_info *inner,
-					  __u32 hash, __be16 gue_port)
+					  __u32 hash, __be16 gue_port,
+					  const struct ballast_backend *prev)
 {
 	udp->source = bpf_htons(BALLAST_GUE_SPORT_BASE + (hash & BALLAST_GUE_SPORT_MASK));
 	udp->dest = gue_port;
-	udp->len = bpf_htons(inner->len + sizeof(struct udphdr));
+	udp->len = bpf_htons(inner->len + sizeof(struct udphdr) + gue_header_len(prev));
 	/* Zero: no checksum (IPv4), allowed for tunnels over IPv6 (RFC 6935);
 	 * the inner packet carries its own. */
 	udp->check = 0;
+	if (prev) {
+		struct ballast_gue_second_chance *sc = (void *)(udp + 1);
+
+		sc->ver_c_hlen = BALLAST_GUE_SECOND_CHANCE_HLEN;
+		sc->proto = inner->family == BALLAST_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+		sc->flags = 0;
+		sc->magic = bpf_htons(BALLAST_SECOND_CHANCE_MAGIC);
+		sc->family = prev->family;
+		sc->hops = 1;
+		__builtin_memcpy(&sc->prev, &prev->addr, sizeof(sc->prev));
+	}
 }
 
 /*
@@ -117,13 +136,19 @@ static __always_inline void *encap_grow(struct xdp_md *ctx, __u32 hdr, __u32 roo
  */
 static __always_inline int encap4(struct xdp_md *ctx, const struct ballast_backend *be,
 				  const struct ballast_egress *eg, const struct inner_info *inner,
-				  __u32 hash, int gue, __be16 gue_port)
+				  __u32 hash, int gue, __be16 gue_port,
+				  const struct ballast_backend *prev)
 {
-	__u32 hdr = encap_overhead(BALLAST_AF_INET, gue);
+	__u32 hdr = encap_overhead(BALLAST_AF_INET, gue) + gue_header_len(prev);
 	struct iphdr *outer;
 
-	outer = encap_grow(ctx, hdr, sizeof(struct iphdr) + sizeof(struct udphdr), be, eg,
-			   bpf_htons(ETH_P_IP));
+	if (prev)
+		outer = encap_grow(ctx, hdr, sizeof(struct iphdr) + sizeof(struct udphdr) +
+					     sizeof(struct ballast_gue_second_chance),
+				   be, eg, bpf_htons(ETH_P_IP));
+	else
+		outer = encap_grow(ctx, hdr, sizeof(struct iphdr) + sizeof(struct udphdr), be, eg,
+				   bpf_htons(ETH_P_IP));
 	if (!outer)
 		return -1;
 	outer->version = 4;
@@ -139,19 +164,25 @@ static __always_inline int encap4(struct xdp_md *ctx, const struct ballast_backe
 	outer->daddr = be->addr.v4;
 	outer->check = ipv4_hdr_csum(outer);
 	if (gue)
-		write_gue_udp((void *)(outer + 1), inner, hash, gue_port);
+		write_gue_udp((void *)(outer + 1), inner, hash, gue_port, prev);
 	return 0;
 }
 
 static __always_inline int encap6(struct xdp_md *ctx, const struct ballast_backend *be,
 				  const struct ballast_egress *eg, const struct inner_info *inner,
-				  __u32 hash, int gue, __be16 gue_port)
+				  __u32 hash, int gue, __be16 gue_port,
+				  const struct ballast_backend *prev)
 {
-	__u32 hdr = encap_overhead(BALLAST_AF_INET6, gue);
+	__u32 hdr = encap_overhead(BALLAST_AF_INET6, gue) + gue_header_len(prev);
 	struct ipv6hdr *outer;
 
-	outer = encap_grow(ctx, hdr, sizeof(struct ipv6hdr) + sizeof(struct udphdr), be, eg,
-			   bpf_htons(ETH_P_IPV6));
+	if (prev)
+		outer = encap_grow(ctx, hdr, sizeof(struct ipv6hdr) + sizeof(struct udphdr) +
+					     sizeof(struct ballast_gue_second_chance),
+				   be, eg, bpf_htons(ETH_P_IPV6));
+	else
+		outer = encap_grow(ctx, hdr, sizeof(struct ipv6hdr) + sizeof(struct udphdr), be,
+				   eg, bpf_htons(ETH_P_IPV6));
 	if (!outer)
 		return -1;
 	outer->version = 6;
@@ -159,7 +190,8 @@ static __always_inline int encap6(struct xdp_md *ctx, const struct ballast_backe
 	outer->flow_lbl[0] = (__u8)((inner->tos & 0x0f) << 4) | ((hash >> 16) & 0x0f);
 	outer->flow_lbl[1] = (__u8)(hash >> 8);
 	outer->flow_lbl[2] = (__u8)hash;
-	outer->payload_len = bpf_htons(inner->len + (gue ? sizeof(struct udphdr) : 0));
+	outer->payload_len = bpf_htons(inner->len + (gue ? sizeof(struct udphdr) : 0) +
+				       gue_header_len(prev));
 	outer->nexthdr = encap_protocol(inner, gue);
 	outer->hop_limit = BALLAST_ENCAP_TTL;
 	outer->saddr.in6_u.u6_addr32[0] = eg->src6[0];
@@ -169,7 +201,7 @@ static __always_inline int encap6(struct xdp_md *ctx, const struct ballast_backe
 		(eg->src6[3] & ~eg->src6_hash_mask) | (bpf_htonl(hash) & eg->src6_hash_mask);
 	__builtin_memcpy(&outer->daddr, be->addr.v6, sizeof(outer->daddr));
 	if (gue)
-		write_gue_udp((void *)(outer + 1), inner, hash, gue_port);
+		write_gue_udp((void *)(outer + 1), inner, hash, gue_port, prev);
 	return 0;
 }
 

@@ -68,6 +68,18 @@ struct {
 } maglev_tables SEC(".maps");
 
 /*
+ * Second chance: each VIP's previous table (the one maglev_tables held
+ * before its last change), kept for fleet.second_chance_keep and only for
+ * VIPs with BALLAST_VIP_F_SECOND_CHANCE; then removed by ballastd.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BALLAST_MAX_VIPS);
+	__type(key, __u32);
+	__array(values, struct maglev_table);
+} maglev_prev_tables SEC(".maps");
+
+/*
  * Established flows: 5-tuple -> backend id. A shared LRU (not per-CPU): a
  * flow whose packets arrive on different CPUs still finds its entry, and the
  * daemon sees one table when it counts or purges flows.
@@ -127,18 +139,19 @@ struct {
 } reason_stats SEC(".maps");
 
 /*
- * Per VIP, per CPU: mid-flow pick-ups, TCP packets without SYN that found no
+ * Per VIP, per CPU: mid-flow pick-ups (TCP packets without SYN that found no
  * connection-table entry and took their backend from the Maglev table: a
  * flow that ECMP moved here from another balancer, or one whose entry this
- * balancer lost (docs/fleet.md). Also counted in vip_stats.new_flows. A map
- * of its own, so the pinned counters' layout stays as it was.
+ * balancer lost; also counted in vip_stats.new_flows) and second-chance
+ * packets (docs/fleet.md). A map of its own, so the pinned counters' layout
+ * stays as it was.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, BALLAST_MAX_VIPS);
 	__type(key, __u32);
-	__type(value, __u64);
-} vip_pickups SEC(".maps");
+	__type(value, struct ballast_fleet_counters);
+} vip_fleet_stats SEC(".maps");
 
 /*
  * The established-flow cache (flow_cache.h): per CPU, slot -> a flow and

@@ -69,12 +69,12 @@ static __always_inline int backend_is_usable(const struct ballast_backend *be,
  * Returns: a backend id, or BALLAST_NO_BACKEND when the VIP has no table or
  * the table has no backend (every weight 0).
  */
-static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
+static __always_inline __u32 maglev_pick_in(void *tables, __u32 vip_id, __u32 hash)
 {
 	__u32 index, *entry;
 	void *table;
 
-	table = bpf_map_lookup_elem(&maglev_tables, &vip_id);
+	table = bpf_map_lookup_elem(tables, &vip_id);
 	if (!table)
 		return BALLAST_NO_BACKEND;
 	index = hash % BALLAST_MAGLEV_SIZE;
@@ -84,6 +84,12 @@ static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
 	return *entry;
 }
 
+/* The backend id VIP @vip_id's table gives @hash, or BALLAST_NO_BACKEND. */
+static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
+{
+	return maglev_pick_in(&maglev_tables, vip_id, hash);
+}
+
 /* What select_backend chose. */
 struct selection {
 	struct ballast_backend *be;  /* NULL: the VIP has no usable backend */
@@ -91,7 +97,10 @@ struct selection {
 	__u32 hash;      /* the flow's hash (for the encapsulating modes) */
 	int new_flow;    /* 1 when the Maglev table chose */
 	int pickup;      /* set by the caller: a TCP packet without SYN that
-			  * found no entry (vip_pickups) */
+			  * found no entry (vip_fleet_stats) */
+	/* Second chance: the flow's previous backend (another than be), set
+	 * by the caller; NULL for none. */
+	struct ballast_backend *prev;
 };
 
 /* Marks @conn as seen at @now_ns. Rarely: a write per packet would dirty
@@ -236,8 +245,30 @@ enum select_conn {
 	SELECT_FRESH,   /* skip the lookup (a SYN, or the caller's lookup found
 			 * nothing usable); record the choice */
 	SELECT_LOOKUP,  /* look up, record nothing (ICMP errors) */
+	SELECT_PEEK,    /* skip the lookup, record nothing: the caller records
+			 * the choice (record_choice) or not */
 	SELECT_NONE,    /* the Maglev table only (fragments: stateless) */
 };
+
+/* Records @sel's choice for @flow: its connection-table entry, and this
+ * CPU's flow-cache slot. */
+static __always_inline void record_choice(const struct ballast_flow_key *flow,
+					  const struct selection *sel)
+{
+	struct ballast_conn fresh = {};
+	struct flow_cache_ref ref;
+
+	flow_cache_locate(flow, &ref);
+	fresh.backend_id = sel->backend_id;
+	fresh.hash = sel->hash;
+	fresh.last_seen_ns = coarse_now_ns();
+	/* A full table evicts its least recently used flow (LRU map). */
+	bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
+	/* Other CPUs may cache this flow's old entry (a reused 5-tuple, a
+	 * backend that left): raise the slot's epoch. */
+	flow_cache_fill(&ref, flow, sel->backend_id, sel->hash, flow_cache_written(&ref),
+			fresh.last_seen_ns);
+}
 
 /*
  * select_backend - the backend for a packet of @flow to VIP @vip_id.
@@ -248,7 +279,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 						       int how)
 {
 	struct selection sel = {};
-	struct ballast_conn *conn, fresh = {};
+	struct ballast_conn *conn;
 	__u32 id;
 
 	if (how == SELECT_TRACK || how == SELECT_LOOKUP) {
@@ -278,22 +309,30 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 		return sel;
 	}
 	sel.backend_id = id;
-	sel.new_flow = how == SELECT_TRACK || how == SELECT_FRESH;
-	if (sel.new_flow) {
-		struct flow_cache_ref ref;
-
-		flow_cache_locate(flow, &ref);
-		fresh.backend_id = id;
-		fresh.hash = sel.hash;
-		fresh.last_seen_ns = coarse_now_ns();
-		/* A full table evicts its least recently used flow (LRU map). */
-		bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
-		/* Other CPUs may cache this flow's old entry (a reused
-		 * 5-tuple, a backend that left): raise the slot's epoch. */
-		flow_cache_fill(&ref, flow, id, sel.hash, flow_cache_written(&ref),
-				fresh.last_seen_ns);
-	}
+	sel.new_flow = how == SELECT_TRACK || how == SELECT_FRESH || how == SELECT_PEEK;
+	if (how == SELECT_TRACK || how == SELECT_FRESH)
+		record_choice(flow, &sel);
 	return sel;
+}
+
+/*
+ * previous_backend - second chance: the backend VIP @vip_id's previous table
+ * gives @sel's flow, when it is another than @sel's and still a slot of the
+ * VIP of the same family (a removed backend's slot is free or another's);
+ * NULL otherwise, and while the VIP has no previous table.
+ */
+static __always_inline struct ballast_backend *previous_backend(__u32 vip_id,
+								const struct selection *sel)
+{
+	struct ballast_backend *be;
+	__u32 id = maglev_pick_in(&maglev_prev_tables, vip_id, sel->hash);
+
+	if (id == BALLAST_NO_BACKEND || id == sel->backend_id)
+		return NULL;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || be->vip_id != vip_id || be->family != sel->be->family)
+		return NULL;
+	return be;
 }
 
 #endif /* BALLAST_SELECT_H */

@@ -569,8 +569,8 @@ TEST_F(BalancerTest, FlowOnInactiveBackendReselects) {
       << "vip_stats.new_flows: the re-selection is a new flow";
   EXPECT_EQ(lb_.backend_counters(replacement).new_flows, 1u)
       << "backend_stats[replacement].new_flows";
-  EXPECT_EQ(lb_.vip_pickups(vip_web), 1u)
-      << "vip_pickups: the first ACK only; a re-selection is no pick-up";
+  EXPECT_EQ(lb_.fleet_counters(vip_web).pickups, 1u)
+      << "vip_fleet_stats.pickups: the first ACK only; a re-selection is no pick-up";
 }
 
 // A TCP packet without SYN and without an entry (a flow ECMP moved here
@@ -580,16 +580,16 @@ TEST_F(BalancerTest, ATcpPacketWithoutSynOrEntryIsAMidFlowPickUp) {
   const std::uint32_t expected = expected_backend(vip_web, web_flow());
   EXPECT_EQ(web_backend_chosen(web_tcp(tcp_ack).build(), "ACK of a flow seen elsewhere"), expected)
       << "picked up by the same Maglev table a SYN would take";
-  EXPECT_EQ(lb_.vip_pickups(vip_web), 1u) << "vip_pickups after the first ACK";
+  EXPECT_EQ(lb_.fleet_counters(vip_web).pickups, 1u) << "vip_fleet_stats.pickups after the first ACK";
   EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 1u) << "a pick-up is among the new flows";
   web_backend_chosen(web_tcp(tcp_ack).build(), "second ACK");
-  EXPECT_EQ(lb_.vip_pickups(vip_web), 1u) << "vip_pickups after an ACK with an entry";
+  EXPECT_EQ(lb_.fleet_counters(vip_web).pickups, 1u) << "vip_fleet_stats.pickups after an ACK with an entry";
   web_backend_chosen(web_tcp(tcp_syn).build(), "SYN");
-  EXPECT_EQ(lb_.vip_pickups(vip_web), 1u) << "vip_pickups after a SYN";
+  EXPECT_EQ(lb_.fleet_counters(vip_web).pickups, 1u) << "vip_fleet_stats.pickups after a SYN";
   EXPECT_EQ(lb_.vip_counters(vip_web).new_flows, 2u) << "new_flows after the SYN";
   ASSERT_STREQ(action_name(lb_.run(dns_udp().build()).action), "XDP_TX") << "UDP datagram";
   EXPECT_EQ(lb_.vip_counters(vip_dns).new_flows, 1u) << "the datagram is a new flow";
-  EXPECT_EQ(lb_.vip_pickups(vip_dns), 0u) << "vip_pickups: UDP has no SYN to tell";
+  EXPECT_EQ(lb_.fleet_counters(vip_dns).pickups, 0u) << "vip_fleet_stats.pickups: UDP has no SYN to tell";
 }
 
 // A slot reused for another VIP must not receive this VIP's flows.

@@ -28,6 +28,7 @@ namespace ballast::test {
 namespace {
 
 constexpr std::size_t eth_header_len = 14;
+constexpr std::uint32_t kVip0 = 0;
 
 // The tunnel the balancer builds from @client_frame to backend one (IPv4).
 Outer outer_to_backend_one() { return Outer{mac_lb, mac_backend_one, v4_lb, v4_backend_one, 0}; }
@@ -288,6 +289,101 @@ TEST_F(DecapTest, EverythingElsePassesUntouched) {
     EXPECT_EQ(counted(c.reason), before + 1) << c.what << ": counted under its reason";
   }
   EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 0u) << "decap_stats[decapped]";
+}
+
+// --- Second chance, the balancer's side (docs/fleet.md) -------------------------
+
+// A gue VIP with second chance over backends 1 and 2 (IPv4): its table
+// sends every flow to backend 1, its previous table to backend 2.
+class SecondChanceBalancerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lb_.add_vip(vip_key_v4(v4_vip_one, port_http, ipproto_tcp), 0,
+                BALLAST_VIP_F_ENCAP_GUE | BALLAST_VIP_F_SECOND_CHANCE, port_gue);
+    lb_.set_backend(1, backend_slot_v4(v4_backend_one, mac_backend_one, 0));
+    lb_.set_backend(2, backend_slot_v4(v4_backend_two, mac_backend_two, 0));
+    lb_.install_maglev_table(0, round_robin_table(std::vector<std::uint32_t>{1}));
+    lb_.install_previous_table(0, round_robin_table(std::vector<std::uint32_t>{2}));
+  }
+  static ballast_flow_key flow() {
+    return flow_key_v4(v4_client_one, port_client_one, v4_vip_one, port_http, ipproto_tcp);
+  }
+  // The tunnel to backend @n (1 or 2) for flow().
+  static Outer tunnel_to_backend(int n) {
+    return Outer{mac_lb, n == 1 ? mac_backend_one : mac_backend_two, v4_lb,
+                 n == 1 ? v4_backend_one : v4_backend_two, flow_hash(flow())};
+  }
+  BalancerHarness lb_;
+};
+
+// A pick-up (no SYN, no entry) that the previous table placed on backend 2
+// goes to backend 1 with backend 2 in its GUE header, and leaves no entry:
+// each of its packets is placed (and counted) the same way.
+TEST_F(SecondChanceBalancerTest, APickUpThePreviousTablePlacedElsewhereCarriesThatBackend) {
+  const Bytes in = web_request(tcp_ack).build();
+  const Bytes want =
+      encapsulate_gue_second_chance(in, tunnel_to_backend(1), port_gue, v4_backend_two, 1);
+  for (int i = 1; i <= 2; i++) {
+    const RunResult r = lb_.run(in);
+    ASSERT_EQ(r.error, 0) << "packet " << i;
+    EXPECT_EQ(r.action, XDP_TX) << "packet " << i;
+    EXPECT_EQ(frame_mismatch(want, r.frame), std::nullopt) << "packet " << i << ": output frame";
+    EXPECT_FALSE(lb_.conn(flow()).has_value()) << "packet " << i << ": no entry recorded";
+    EXPECT_EQ(lb_.fleet_counters(0).pickups, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(lb_.fleet_counters(0).second_chance, static_cast<std::uint64_t>(i));
+  }
+  EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_ENCAP_GUE).packets, 2u);
+}
+
+// What gets no second chance: a SYN (a flow that begins now, recorded),
+// the packets of a flow with an entry, a pick-up both tables place alike
+// (recorded), a pick-up with no previous table, and any packet of a VIP
+// without the flag. Each is plain GUE to backend 1.
+TEST_F(SecondChanceBalancerTest, SynsEntriesAgreeingTablesAndOtherVipsGetPlainGue) {
+  const Bytes syn = web_request(tcp_syn).build();
+  const Bytes ack = web_request(tcp_ack).build();
+  auto plain = [&](const Bytes& in, const std::string& what) {
+    const RunResult r = lb_.run(in);
+    ASSERT_EQ(r.error, 0) << what;
+    EXPECT_EQ(r.action, XDP_TX) << what;
+    EXPECT_EQ(frame_mismatch(encapsulate_gue(in, tunnel_to_backend(1), port_gue), r.frame),
+              std::nullopt)
+        << what << ": output frame";
+  };
+  plain(syn, "SYN");
+  ASSERT_TRUE(lb_.conn(flow()).has_value()) << "the SYN's entry";
+  plain(ack, "ACK with an entry");
+  lb_.forget_flow(flow());
+  lb_.install_previous_table(0, round_robin_table(std::vector<std::uint32_t>{1}));
+  plain(ack, "pick-up, both tables give backend 1");
+  EXPECT_TRUE(lb_.conn(flow()).has_value()) << "an agreeing pick-up is recorded";
+  lb_.forget_flow(flow());
+  ASSERT_EQ(bpf_map_delete_elem(lb_.map_fd("maglev_prev_tables"), &kVip0), 0);
+  plain(ack, "pick-up, no previous table");
+  lb_.forget_flow(flow());
+  lb_.install_previous_table(0, round_robin_table(std::vector<std::uint32_t>{2}));
+  lb_.add_vip(vip_key_v4(v4_vip_one, port_http, ipproto_tcp), 0, BALLAST_VIP_F_ENCAP_GUE, port_gue);
+  plain(ack, "pick-up, VIP without second chance");
+  EXPECT_EQ(lb_.fleet_counters(0).second_chance, 0u);
+  EXPECT_EQ(lb_.fleet_counters(0).pickups, 3u);
+}
+
+// A previous backend whose slot was freed, or now serves another VIP, is
+// no flow's owner: plain GUE.
+TEST_F(SecondChanceBalancerTest, AFreedOrReusedPreviousSlotIsIgnored) {
+  const Bytes ack = web_request(tcp_ack).build();
+  lb_.set_backend(2, ballast_backend{});
+  RunResult r = lb_.run(ack);
+  EXPECT_EQ(frame_mismatch(encapsulate_gue(ack, tunnel_to_backend(1), port_gue), r.frame),
+            std::nullopt)
+      << "freed slot";
+  lb_.forget_flow(flow());
+  lb_.set_backend(2, backend_slot_v4(v4_backend_two, mac_backend_two, 7));
+  r = lb_.run(ack);
+  EXPECT_EQ(frame_mismatch(encapsulate_gue(ack, tunnel_to_backend(1), port_gue), r.frame),
+            std::nullopt)
+      << "slot of another VIP";
+  EXPECT_EQ(lb_.fleet_counters(0).second_chance, 0u);
 }
 
 // --- Second chance (docs/fleet.md) ----------------------------------------------

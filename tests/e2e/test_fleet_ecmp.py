@@ -31,9 +31,9 @@ from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_u
 from harness.configs import VIP_TCP, config, vip
 from harness.continuity import Held, Stream, held_problems, stream_problems
 from harness.fleet import HOLD_TIME_S, METRICS_PORT, Fleet, moved_flows
-from harness.processes import Failure, ballast, batch
+from harness.processes import Failure, ballast, ballast_on, batch, decap_attach_all
 from harness.prometheus import SHIPPED_RULES, Prometheus
-from harness.world import HTTP_PORT, VIP1
+from harness.world import HTTP_PORT, VIP1, sysctl
 
 log = logging.getLogger("e2e")
 
@@ -65,7 +65,7 @@ def topology(build_dir, state_dir):
     """Router (with its BIRD), segment, backends and their servers, and the
     three balancer namespaces, for the module; torn down on every exit
     path."""
-    fleet = Fleet(build_dir, state_dir)
+    fleet = Fleet(build_dir, state_dir, backends=4)
     try:
         fleet.build()
         yield fleet
@@ -91,7 +91,7 @@ def hold(fleet, state_dir):
 
     def start(tag):
         held = Held(fleet.world, state_dir, HELD_PER_BACKEND,
-                    [be.name for be in fleet.world.backends], "--max-attempts", 3000,
+                    [be.name for be in fleet.world.backends[:3]], "--max-attempts", 3000,
                     interval=HELD_INTERVAL_S, timeout_s=HELD_TIMEOUT_S, tag=tag)
         started.append(held)
         return held
@@ -504,3 +504,90 @@ def test_withdraw_below_min_usable(fleet, hold):
     report = held.stop()
     problems = held_problems(report)
     assert not problems, "; ".join(problems[:6])
+
+
+# --- Second chance (test 7 of issue #17) ----------------------------------------
+
+BEFORE_ADD = [1, 1, 1, None]     # be1..be3; be4 not yet a backend
+AFTER_ADD = [1, 1, 1, 1]         # be4 added: a quarter of each table moves to it
+
+
+def gue_vip(fleet, weights, second_chance):
+    return config(vip(fleet.world, HTTP_PORT, weights=weights, mode="gue",
+                      second_chance=second_chance))
+
+
+def decap_counts(fleet):
+    """{reason: packets} of the decap programs of all backends together."""
+    total = collections.Counter()
+    for be in fleet.world.backends:
+        status = ballast_on(be, "decap", "status", "eth0", "-o", "json")
+        total.update({c["reason"]: c["packets"] for c in status["counters"]})
+    return total
+
+
+def add_backend_and_crash(fleet, hold, state_dir, second_chance, tag):
+    """The fleet on a gue VIP over be1..be3 (decap on every backend, which
+    may forward: second chance's first packets go through its kernel), 210
+    long-lived connections; then be4 is added on every balancer and lb1
+    crashes at once. Returns (the held connections' report, the balancers'
+    second-chance packets, the backends' decap counters, figures)."""
+    decap_attach_all(fleet.world)
+    for be in fleet.world.backends:
+        sysctl(be.ns, {"net.ipv4.ip_forward": 1})
+    fleet.start(gue_vip(fleet, BEFORE_ADD, second_chance))
+    held = hold(tag)
+    before = held_placement(fleet, held)
+    added = state_dir / f"{tag}-added.yaml"
+    for b in fleet.balancers:
+        added.write_text(b.config(gue_vip(fleet, AFTER_ADD, second_chance)))
+        done = ballast(b.daemon, "apply", "-f", added, "--force")
+        assert done.returncode == 0, f"{b.name}: apply with be4: {done.stderr.strip()}"
+    lb1 = fleet.balancer("lb1")
+    survivors = [b for b in fleet.balancers if b is not lb1]
+    took = crash_and_fail_over(fleet, lb1)
+    time.sleep(SETTLE_S)
+    report = held.stop()
+    moved = moved_flows(before, flows_after(fleet, held, survivors))
+    sent = sum(vip_stats(b)["second_chance"] for b in survivors)
+    decap = decap_counts(fleet)
+    figures = (f"{len(moved)} of {len(held.sports)} connections moved balancer, "
+               f"{len(broken(report))} broke or changed backend; balancers sent {sent} "
+               f"second-chance packets; backends: {decap['second_chance_forwarded']} forwarded, "
+               f"{decap['second_chance_to_kernel']} to the kernel, "
+               f"{decap['second_chance_kept']} kept; router at two next hops {took:.2f} s")
+    log.info("second chance %s: %s", "on" if second_chance else "off", figures)
+    return report, sent, decap, figures
+
+
+def test_second_chance_keeps_flows_through_a_backend_change_and_a_crash(fleet, hold,
+                                                                         state_dir):
+    """Second chance on (mode gue): be4 joins every balancer's table and lb1
+    crashes at once. The connections lb1 carried (and those the router's
+    rehash moves) reach balancers with no entry for them, whose new table
+    sends about a quarter of them to be4; their previous table names the
+    backend they began on, which travels in the GUE header, and be4's decap
+    program, which has no socket for them, sends them on there. 0
+    connections break or change backend; the balancers count the packets
+    they sent with a previous backend, the backends those they forwarded.
+
+    Fails when the balancer does not carry the previous backend, when the
+    decap program delivers instead of forwarding (be4's kernel resets the
+    connection), or when the forwarded packet does not arrive."""
+    report, sent, decap, figures = add_backend_and_crash(fleet, hold, state_dir, True, "sc-on")
+    problems = held_problems(report)
+    assert not problems, "; ".join(problems[:6]) + f" ({figures})"
+    hops = decap["second_chance_forwarded"] + decap["second_chance_to_kernel"]
+    assert sent > 0 and hops > 0, f"no second-chance hop counted ({figures})"
+
+
+def test_without_second_chance_the_same_change_breaks_flows(fleet, hold, state_dir):
+    """The control: the same backend change and crash with second chance
+    off. The moved connections the new table sends to be4 reach a backend
+    that has no socket for them and resets them: at least one breaks or
+    changes backend (else the test above could not fail), and no packet
+    carried a previous backend."""
+    report, sent, decap, figures = add_backend_and_crash(fleet, hold, state_dir, False,
+                                                         "sc-off")
+    assert broken(report), f"no connection broke without second chance ({figures})"
+    assert sent == 0 and decap["second_chance_forwarded"] + decap["second_chance_to_kernel"] == 0

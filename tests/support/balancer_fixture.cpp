@@ -38,7 +38,10 @@ void add(ballast_reason_counters& total, const ballast_reason_counters& cpu) {
   total.bytes += cpu.bytes;
 }
 
-void add(std::uint64_t& total, const std::uint64_t& cpu) { total += cpu; }
+void add(ballast_fleet_counters& total, const ballast_fleet_counters& cpu) {
+  total.pickups += cpu.pickups;
+  total.second_chance += cpu.second_chance;
+}
 
 void add(ballast_traffic_counters& total, const ballast_traffic_counters& cpu) {
   total.packets += cpu.packets;
@@ -210,6 +213,16 @@ ballast_backend BalancerHarness::backend(std::uint32_t backend_id) const {
 
 void BalancerHarness::install_maglev_table(std::uint32_t vip_id,
                                            std::span<const std::uint32_t> entries) {
+  install_table_in("maglev_tables", vip_id, entries);
+}
+
+void BalancerHarness::install_previous_table(std::uint32_t vip_id,
+                                             std::span<const std::uint32_t> entries) {
+  install_table_in("maglev_prev_tables", vip_id, entries);
+}
+
+void BalancerHarness::install_table_in(const char* outer, std::uint32_t vip_id,
+                                       std::span<const std::uint32_t> entries) {
   if (entries.size() != BALLAST_MAGLEV_SIZE)
     throw std::invalid_argument(
         "install_maglev_table: a table has BALLAST_MAGLEV_SIZE entries, got " +
@@ -229,8 +242,13 @@ void BalancerHarness::install_maglev_table(std::uint32_t vip_id,
 
   // The outer map holds its own reference; ours closes with `table`.
   const int table_fd = table.get();
-  if (int err = bpf_map_update_elem(map_fd("maglev_tables"), &vip_id, &table_fd, BPF_ANY); err)
-    fail(err, "bpf_map_update_elem(maglev_tables)");
+  if (int err = bpf_map_update_elem(map_fd(outer), &vip_id, &table_fd, BPF_ANY); err)
+    fail(err, std::string("bpf_map_update_elem(") + outer + ")");
+}
+
+void BalancerHarness::forget_flow(const ballast_flow_key& flow) {
+  bpf_map_delete_elem(map_fd("conn_table"), &flow);  // none: nothing to forget
+  raise_flow_epochs();
 }
 
 std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) const {
@@ -286,8 +304,9 @@ ballast_traffic_counters BalancerHarness::vip_counters(std::uint32_t vip_id) con
   return sum_per_cpu<ballast_traffic_counters>(map_fd("vip_stats"), "vip_stats", vip_id);
 }
 
-std::uint64_t BalancerHarness::vip_pickups(std::uint32_t vip_id) const {
-  return sum_per_cpu<std::uint64_t>(map_fd("vip_pickups"), "vip_pickups", vip_id);
+ballast_fleet_counters BalancerHarness::fleet_counters(std::uint32_t vip_id) const {
+  return sum_per_cpu<ballast_fleet_counters>(map_fd("vip_fleet_stats"), "vip_fleet_stats",
+                                             vip_id);
 }
 
 ballast_traffic_counters BalancerHarness::backend_counters(std::uint32_t backend_id) const {

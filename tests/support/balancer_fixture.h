@@ -75,6 +75,9 @@ class BalancerHarness {
   // them) and swaps it into maglev_tables[vip_id] in one update, as the
   // daemon does.
   void install_maglev_table(std::uint32_t vip_id, std::span<const std::uint32_t> entries);
+  // The same into maglev_prev_tables: the VIP's previous table (second
+  // chance).
+  void install_previous_table(std::uint32_t vip_id, std::span<const std::uint32_t> entries);
   std::optional<ballast_conn> conn(const ballast_flow_key& flow) const;
   // Writes @flow's conn_table entry from userspace, as another writer would,
   // without raising flow_epochs (raise_flow_epochs does that).
@@ -82,6 +85,9 @@ class BalancerHarness {
   // Raises every flow_epochs slot: what a writer of conn_table other than
   // the program must do so that no CPU's flow cache answers from before it.
   void raise_flow_epochs();
+  // Deletes @flow's conn_table entry (if any) and raises flow_epochs: the
+  // flow's next packet finds no entry anywhere, as on another balancer.
+  void forget_flow(const ballast_flow_key& flow);
   // CPU @cpu's flow_cache slot for @flow (flow_cache_index).
   ballast_flow_cache_slot flow_cache_slot(const ballast_flow_key& flow, int cpu) const;
 
@@ -94,13 +100,15 @@ class BalancerHarness {
   ballast_reason_counters reason_counters(ballast_reason reason) const;
   ballast_traffic_counters vip_counters(std::uint32_t vip_id) const;
   ballast_traffic_counters backend_counters(std::uint32_t backend_id) const;
-  std::uint64_t vip_pickups(std::uint32_t vip_id) const;
+  ballast_fleet_counters fleet_counters(std::uint32_t vip_id) const;
 
   // The fd of the map called @name. By name, not through the skeleton's
   // members, so that this file builds against any version of the program.
   int map_fd(const char* name) const;
 
  private:
+  void install_table_in(const char* outer, std::uint32_t vip_id,
+                        std::span<const std::uint32_t> entries);
   balancer* skel_ = nullptr;
 };
 

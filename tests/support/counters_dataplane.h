@@ -17,7 +17,7 @@ namespace ballast::test {
 class CountersDataPlane : public DataPlane {
  public:
   std::map<uint32_t, ballast_traffic_counters> vip, backend;
-  std::map<uint32_t, uint64_t> pickups;  // by VIP id
+  std::map<uint32_t, ballast_fleet_counters> fleet;  // by VIP id
   std::vector<ballast_reason_counters> reasons =
       std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   std::map<uint32_t, std::vector<uint32_t>> tables;  // live Maglev tables by VIP id
@@ -45,9 +45,11 @@ class CountersDataPlane : public DataPlane {
   }
   void reset_counters(CounterMap map, uint32_t id) override {
     (map == CounterMap::vip ? vip : backend).erase(id);
-    if (map == CounterMap::vip) pickups.erase(id);
+    if (map == CounterMap::vip) fleet.erase(id);
   }
-  uint64_t read_pickups(uint32_t vip_id) override { return pickups[vip_id]; }
+  ballast_fleet_counters read_fleet_counters(uint32_t vip_id) override { return fleet[vip_id]; }
+  void keep_previous_table(uint32_t) override {}
+  void remove_previous_table(uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override { return reasons; }
   void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
     walk.done = true;

@@ -20,7 +20,9 @@ class NullDataPlane : public DataPlane {
   void put_egress(uint32_t, const ballast_egress&) override { ++writes; }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override { ++writes; }
-  uint64_t read_pickups(uint32_t) override { return 0; }
+  ballast_fleet_counters read_fleet_counters(uint32_t) override { return {}; }
+  void keep_previous_table(uint32_t) override {}
+  void remove_previous_table(uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override { return {}; }
   void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
     walk.done = true;

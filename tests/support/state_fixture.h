@@ -79,7 +79,17 @@ class OrderedDataPlane : public DataPlane {
   }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override {}
-  uint64_t read_pickups(uint32_t) override { return 0; }
+  ballast_fleet_counters read_fleet_counters(uint32_t) override { return {}; }
+  // Second chance: the previous tables, as the program would see them.
+  std::map<uint32_t, std::vector<uint32_t>> previous;
+  void keep_previous_table(uint32_t vip_id) override {
+    if (tables.count(vip_id)) previous[vip_id] = tables[vip_id];
+    log.push_back("keep_previous_table " + std::to_string(vip_id));
+  }
+  void remove_previous_table(uint32_t vip_id) override {
+    previous.erase(vip_id);
+    log.push_back("remove_previous_table " + std::to_string(vip_id));
+  }
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }

@@ -210,7 +210,9 @@ class RecordingMaps : public DataPlane {
   void put_egress(uint32_t id, const ballast_egress& e) override { egress[id] = e; }
   ballast_traffic_counters read_counters(CounterMap, uint32_t) override { return {}; }
   void reset_counters(CounterMap, uint32_t) override {}
-  uint64_t read_pickups(uint32_t) override { return 0; }
+  ballast_fleet_counters read_fleet_counters(uint32_t) override { return {}; }
+  void keep_previous_table(uint32_t) override {}
+  void remove_previous_table(uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override {
     return std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   }

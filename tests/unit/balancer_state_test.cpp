@@ -416,6 +416,43 @@ TEST_F(BalancerStateTest, SameConfigSameDigestWhateverTheIds) {
   EXPECT_NE(state.view()[0].table_digest, mine.table_digest);
 }
 
+// Second chance: on a gue tcp VIP with it, a table change first keeps the
+// table flows began with as the previous one (then installs the new one),
+// with the flag in the VIP's entry; turning it off removes the previous
+// table; a VIP without it keeps none.
+TEST_F(BalancerStateTest, SecondChanceKeepsThePreviousTableWhenTheTableChanges) {
+  Config c = three_backends();
+  c.encap.source_v4 = IpPrefix::parse("10.255.0.0/16");
+  c.vips[0].mode = ForwardMode::gue;
+  c.vips[0].second_chance = true;
+  apply(state, c);
+  EXPECT_TRUE(dp.previous.empty()) << "a new VIP has no previous table";
+  EXPECT_TRUE(dp.vip_flags[0] & BALLAST_VIP_F_SECOND_CHANCE);
+  const auto before = dp.tables[0];
+  c.vips[0].backends.push_back(BackendConfig{ip("10.0.0.14"), 1, c.vips[0].check});
+  dp.log.clear();
+  const auto changes = apply(state, c);
+  ASSERT_TRUE(dp.previous.count(0));
+  EXPECT_EQ(dp.previous[0], before) << "the previous table is the one flows began with";
+  EXPECT_NE(dp.tables[0], before);
+  const auto keep = std::find(dp.log.begin(), dp.log.end(), "keep_previous_table 0");
+  const auto install = std::find(dp.log.begin(), dp.log.end(), "install_table 0");
+  EXPECT_TRUE(keep != dp.log.end() && install != dp.log.end() && keep < install)
+      << ::testing::PrintToString(dp.log);
+
+  c.vips[0].second_chance = false;
+  const auto off = apply(state, c);
+  EXPECT_FALSE(dp.previous.count(0)) << "second chance off: no previous table";
+  EXPECT_FALSE(dp.vip_flags[0] & BALLAST_VIP_F_SECOND_CHANCE);
+  EXPECT_NE(std::find(off.begin(), off.end(),
+                      "vip options 10.0.0.100:80/tcp: second_chance off"),
+            off.end())
+      << ::testing::PrintToString(off);
+  c.vips[0].backends.pop_back();
+  apply(state, c);
+  EXPECT_FALSE(dp.previous.count(0)) << "without second chance no table is kept";
+}
+
 TEST_F(BalancerStateTest, AllWeightsZeroLeavesNoBackendEntries) {
   Config c = three_backends();
   for (auto& b : c.vips[0].backends) b.weight = 0;

@@ -93,6 +93,18 @@ TEST(Config, FleetAnnounceIsOffUntilAskedForThenDefaultsToTable100AndOneUsable) 
   EXPECT_EQ(c.vips[0].min_usable, 2u);
 }
 
+TEST(Config, SecondChanceOnGueTcpVipsAndHowLongThePreviousTableIsKept) {
+  Config c = parse_config(kGood, "test.yaml");
+  EXPECT_FALSE(c.vips[0].second_chance);
+  EXPECT_EQ(c.fleet.second_chance_keep, std::chrono::seconds(60));
+  c = parse_config(with("    protocol: tcp\n", "    protocol: tcp\n    mode: gue\n"
+                                               "    second_chance: true\n") +
+                       "fleet: {second_chance_keep: 5m}\n",
+                   "test.yaml");
+  EXPECT_TRUE(c.vips[0].second_chance);
+  EXPECT_EQ(c.fleet.second_chance_keep, std::chrono::seconds(300));
+}
+
 TEST(Config, SkewAndMetricsDefaultsAndOverrides) {
   Config c = parse_config(kGood, "test.yaml");
   EXPECT_EQ(c.skew, SkewSettings{});
@@ -183,6 +195,14 @@ INSTANTIATE_TEST_SUITE_P(
                 with("    protocol: tcp\n", "    protocol: tcp\n    min_usable: 2\n"),
                 "vips[0].min_usable: only means something with fleet.announce (ballastd "
                 "announces nothing without it)"},
+        BadCase{"second_chance_dsr",
+                with("    protocol: tcp\n", "    protocol: tcp\n    second_chance: true\n"),
+                "vips[0].second_chance: only for tcp VIPs in mode gue (the previous backend "
+                "travels in the GUE header; a backend finds a flow by its TCP socket)"},
+        BadCase{"second_chance_keep_too_long",
+                with("vips:", "fleet: {second_chance_keep: 2h}\nvips:"),
+                "test.yaml:2: fleet.second_chance_keep: must be whole seconds from 1s to 3600s, "
+                "got '2h'"},
         BadCase{"fleet_not_mapping", with("vips:", "fleet: 3\nvips:"),
                 "test.yaml:2: fleet: must be a mapping like {hash_seed: 12345}"},
         BadCase{"reconcile_not_bool", with("vips:", "reconcile: yes please\nvips:"),

@@ -151,10 +151,12 @@ TEST(MetricsTest, PickUpsPerVipAndAnnouncedOnlyWithAnnounce) {
                                           false,
                                           {backend(1, "10.200.1.1", 1, Health::up)},
                                           nullptr}};
-  dp.pickups[4] = 7;
+  dp.fleet[4] = {7, 3};
   SkewTracker tracker;
   auto r = render(dp, vips, tracker);
   EXPECT_TRUE(has_line(r, "ballast_vip_pickups_total{vip=\"10.200.0.10:80/tcp\"} 7")) << r.text;
+  EXPECT_TRUE(has_line(r, "ballast_vip_second_chance_total{vip=\"10.200.0.10:80/tcp\"} 3"))
+      << r.text;
   EXPECT_EQ(r.text.find("ballast_vip_announced"), std::string::npos)
       << "no announce families without an announcer";
 

@@ -426,6 +426,7 @@ void to_json(json& j, const StatsReply& s) {
                          {"bytes", v.counts.bytes},
                          {"new_flows", v.counts.new_flows},
                          {"pickups", v.pickups},
+                         {"second_chance", v.second_chance},
                          {"backends", backends}});
   }
   for (const auto& r : s.reasons)
@@ -458,6 +459,7 @@ void from_json(const json& j, StatsReply::Vip& v) {
   in.need("bytes", v.counts.bytes);
   in.need("new_flows", v.counts.new_flows);
   in.get("pickups", v.pickups);
+  in.get("second_chance", v.second_chance);
   in.get("backends", v.backends);
 }
 

@@ -135,6 +135,8 @@ struct StatsReply {
     // Mid-flow pick-ups (TCP without SYN, no connection-table entry: moved
     // here from another balancer, or an entry lost), among counts.new_flows.
     uint64_t pickups = 0;
+    // Packets sent with the flow's previous backend (second chance).
+    uint64_t second_chance = 0;
     std::vector<Backend> backends;
     bool operator==(const Vip&) const = default;
   };

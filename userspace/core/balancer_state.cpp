@@ -25,6 +25,7 @@ ballast_vip_info BalancerState::vip_info(const LiveVip& vip) {
   info.flags = forward_mode_flags(vip.config.mode);
   if (vip.config.mode == ForwardMode::gue) info.gue_port = htons(vip.config.gue_port);
   if (vip.config.ignore_source_port) info.flags |= BALLAST_VIP_F_NO_SRC_PORT;
+  if (vip.config.second_chance) info.flags |= BALLAST_VIP_F_SECOND_CHANCE;
   return info;
 }
 
@@ -173,6 +174,7 @@ void BalancerState::remove_vip(const LiveVip& vip) {
   dataplane_.delete_vip(vip.config.key.to_abi());
   if (vip.config.fragments) dataplane_.delete_vip(fragment_key(vip.config));
   dataplane_.remove_table(vip.id);
+  if (previous_kept_.erase(vip.id)) dataplane_.remove_previous_table(vip.id);
   for (const auto& b : vip.backends) free_backend(b.id);
   used_vip_ids_.erase(vip.id);
 }
@@ -489,6 +491,10 @@ void BalancerState::count_table(LiveVip& vip) {
 
 void BalancerState::sync_vip(LiveVip& vip, uint32_t seed) {
   const bool fo = failing_open(vip);
+  // Second chance turned off: pick-ups are no longer checked against the
+  // previous table, which goes.
+  if (!vip.config.second_chance && previous_kept_.erase(vip.id))
+    dataplane_.remove_previous_table(vip.id);
 
   // The slots as they should be: ACTIVE (forward to it, established flows
   // stay) unless it has no MAC or is down (a down backend's flows move).
@@ -556,6 +562,12 @@ void BalancerState::sync_vip(LiveVip& vip, uint32_t seed) {
     }
     if (!vip.table || table != *vip.table) {
       auto installed = std::make_shared<const std::vector<uint32_t>>(std::move(table));
+      // Second chance: the table flows began with stays, as the previous
+      // one, for the pick-ups of flows another balancer placed by it.
+      if (vip.config.second_chance && vip.table) {
+        dataplane_.keep_previous_table(vip.id);
+        previous_kept_.insert(vip.id);
+      }
       dataplane_.install_table(vip.id, installed);
       vip.table = std::move(installed);
     }

@@ -209,7 +209,7 @@ class BalancerState {
   static bool takes_new_flows(const LiveBackend& b, bool failing_open);
   // The VIP's options, as a VipOptionsChanged names them.
   static VipOptions vip_options(const VipConfig& vip) {
-    return {vip.mode, vip.gue_port, vip.ignore_source_port, vip.fragments};
+    return {vip.mode, vip.gue_port, vip.ignore_source_port, vip.fragments, vip.second_chance};
   }
   // The vips map value: table id and forwarding-mode flags.
   static ballast_vip_info vip_info(const LiveVip& vip);
@@ -299,6 +299,8 @@ class BalancerState {
   void index_vip(const VipConfig& vip, bool add);
   void index_slots(const LiveVip& vip, bool add);
   InterfaceFacts interface_;
+  // VIPs whose previous table the data plane may hold (second chance).
+  std::set<uint32_t> previous_kept_;
   std::map<int, uint32_t> egress_ids_;                 // ifindex -> egress id (0: ours)
   std::map<uint32_t, ballast_egress> written_egress_;  // each slot as last written
 };

@@ -27,6 +27,7 @@ std::string option_changes(const VipOptions& from, const VipOptions& to) {
   if (from.ignore_source_port != to.ignore_source_port)
     add("ignore_source_port " + on_off(to.ignore_source_port));
   if (from.fragments != to.fragments) add("fragments " + on_off(to.fragments));
+  if (from.second_chance != to.second_chance) add("second_chance " + on_off(to.second_chance));
   return out;
 }
 

@@ -23,6 +23,7 @@ struct VipOptions {
   uint16_t gue_port = 0;
   bool ignore_source_port = false;
   bool fragments = false;
+  bool second_chance = false;
   bool operator==(const VipOptions&) const = default;
   // Whether going from @from to these changes what packets get (gue_port
   // counts only in mode gue).

@@ -364,7 +364,9 @@ FleetSettings parse_fleet(const YAML::Node& node, Problems& problems) {
     problems.add(node, "fleet", "must be a mapping like {hash_seed: 12345}");
     return out;
   }
-  check_known_keys(node, "fleet", {"hash_seed", "announce"}, problems);
+  check_known_keys(node, "fleet", {"hash_seed", "announce", "second_chance_keep"}, problems);
+  if (const auto d = node["second_chance_keep"])
+    read_seconds(d, "fleet.second_chance_keep", out.second_chance_keep, problems);
   if (const auto seed = node["hash_seed"]) {
     uint64_t v = 0;
     if (read_uint(seed, "fleet.hash_seed", 0, 0xffffffffull, v, problems))
@@ -434,7 +436,7 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   check_known_keys(node, path,
                    {"address", "port", "protocol", "backends", "fail_open", "health_check",
                     "max_share", "mode", "gue_port", "ignore_source_port", "fragments",
-                    "min_usable"},
+                    "min_usable", "second_chance"},
                    problems);
   if (const auto m = node["mode"]) {
     const std::string text = scalar_or_empty(m);
@@ -450,6 +452,7 @@ VipConfig parse_vip(const YAML::Node& node, const std::string& path, Problems& p
   }
   read_bool(node, "ignore_source_port", path, vip.ignore_source_port, problems);
   read_bool(node, "fragments", path, vip.fragments, problems);
+  read_bool(node, "second_chance", path, vip.second_chance, problems);
   if (const auto ms = node["max_share"]) {
     double v = 0;
     if (read_double(ms, path + ".max_share", 0.01, 1, v, problems)) vip.max_share = v;
@@ -508,6 +511,9 @@ void validate_vip(const VipConfig& vip, const std::string& path, std::vector<std
   if (const auto why = unusable_address(vip.key.address))
     out.push_back(path + ".address: '" + vip.key.address.str() + "' cannot be a VIP: it is " + *why);
   if (vip.key.port == 0) out.push_back(path + ".port: must be 1..65535");
+  if (vip.second_chance && (vip.mode != ForwardMode::gue || vip.key.protocol != Protocol::tcp))
+    out.push_back(path + ".second_chance: only for tcp VIPs in mode gue (the previous backend "
+                         "travels in the GUE header; a backend finds a flow by its TCP socket)");
   if (auto err = check_spec_error(vip.check); !err.empty())
     out.push_back(path + ".health_check." + err);
   std::map<IpAddress, size_t> seen_backends;

@@ -67,6 +67,9 @@ struct FleetSettings {
   uint32_t hash_seed = 0;
   // nullopt: ballastd announces nothing (and withdraws what it announced).
   std::optional<AnnounceSettings> announce;
+  // How long a second-chance VIP's previous Maglev table is kept after
+  // its table changed (docs/fleet.md).
+  std::chrono::seconds second_chance_keep{60};
   bool operator==(const FleetSettings&) const = default;
 };
 
@@ -108,6 +111,9 @@ struct VipConfig {
   // IP fragments to this VIP's address and protocol come to this VIP,
   // hashed on addresses only (docs/dataplane.md, Fragments).
   bool fragments = false;
+  // gue, tcp: a flow ECMP moves here after the backend set changed reaches
+  // the backend it began on (docs/fleet.md, second chance).
+  bool second_chance = false;
   bool fail_open = false;
   // The most one backend may get of this VIP's new flows by weight before
   // the audit calls the config risky; unset: the config's audit.max_share.

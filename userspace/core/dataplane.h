@@ -25,7 +25,7 @@ enum class CounterMap { vip, backend };
 inline constexpr const char* kPinnedMaps[] = {
     "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
     "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta",
-    "vip_pickups"};
+    "vip_fleet_stats", "maglev_prev_tables"};
 
 // A VIP's Maglev table: its BALLAST_MAGLEV_SIZE backend ids, shared (the
 // state, the data plane and a snapshot hold the same one, not copies).
@@ -105,10 +105,17 @@ class DataPlane {
 
   // Counters are summed over CPUs.
   virtual ballast_traffic_counters read_counters(CounterMap map, uint32_t id) = 0;
-  // Resets vip_pickups too for CounterMap::vip.
+  // Resets vip_fleet_stats too for CounterMap::vip.
   virtual void reset_counters(CounterMap map, uint32_t id) = 0;
-  // VIP @vip_id's mid-flow pick-ups (bpf/maps.h vip_pickups).
-  virtual uint64_t read_pickups(uint32_t vip_id) = 0;
+  // VIP @vip_id's mid-flow pick-ups and second-chance packets (bpf/maps.h
+  // vip_fleet_stats).
+  virtual ballast_fleet_counters read_fleet_counters(uint32_t vip_id) = 0;
+  // Second chance (docs/fleet.md): the table VIP @vip_id has now becomes
+  // its previous table (maglev_prev_tables), the one pick-ups are checked
+  // against, until the next call or remove_previous_table(). Call before
+  // install_table() replaces it; nothing when the VIP has no table.
+  virtual void keep_previous_table(uint32_t vip_id) = 0;
+  virtual void remove_previous_table(uint32_t vip_id) = 0;
   virtual std::vector<ballast_reason_counters> read_reasons() = 0;
 
   // The next (up to) @max entries of a walk over the connection table,

@@ -132,7 +132,13 @@ std::string render_metrics(const MetricsInput& in) {
            "VIP: mid-flow pick-ups, TCP packets without SYN that found no connection-table "
            "entry (a flow moved here from another balancer, or an entry lost); among its new "
            "flows.");
-  for (const auto& v : vips) w.sample(vip_labels(v), in.dataplane->read_pickups(v.id));
+  std::map<uint32_t, ballast_fleet_counters> fleet;
+  for (const auto& v : vips) fleet[v.id] = in.dataplane->read_fleet_counters(v.id);
+  for (const auto& v : vips) w.sample(vip_labels(v), fleet[v.id].pickups);
+  w.family("ballast_vip_second_chance_total", "counter",
+           "VIP: packets sent with the flow's previous backend in their GUE header (second "
+           "chance: a pick-up the previous table placed on another backend).");
+  for (const auto& v : vips) w.sample(vip_labels(v), fleet[v.id].second_chance);
   w.family("ballast_vip_backends", "gauge", "Backends configured for the VIP.");
   for (const auto& v : vips) w.sample(vip_labels(v), static_cast<uint64_t>(v.backends.size()));
   w.family("ballast_vip_backends_usable", "gauge",

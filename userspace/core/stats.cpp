@@ -29,7 +29,8 @@ api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& datapla
     api::StatsReply::Vip v{.vip = vip.key,
                            .mode = vip.mode,
                            .counts = {vc.packets, vc.bytes, vc.new_flows},
-                           .pickups = dataplane.read_pickups(vip.id),
+                           .pickups = dataplane.read_fleet_counters(vip.id).pickups,
+                           .second_chance = dataplane.read_fleet_counters(vip.id).second_chance,
                            .backends = {}};
     for (const auto& b : vip.backends) {
       const auto bc = dataplane.read_counters(CounterMap::backend, b.id);

@@ -213,6 +213,12 @@ class Daemon {
       guard("interface", [&] { follow_interface(); });
       guard("pins", [&] { restore_pins(); });
       announce();
+      // Second chance: a previous table serves the flows that began by it
+      // for fleet.second_chance_keep, then goes.
+      guard("heartbeat", [&] {
+        dataplane_.expire_previous_tables(Clock::now() -
+                                          state_.desired().fleet.second_chance_keep);
+      });
     });
     audit_timer_ = &loop_.timer([this] {
       run_audit();

@@ -140,6 +140,22 @@ void BpfDataPlane::put_backend(uint32_t id, const ballast_backend& backend) {
   strays_.erase(id);
 }
 
+// A new inner table map holding @entries, frozen: no process can write it
+// from now on.
+UniqueFd BpfDataPlane::frozen_table(const std::vector<uint32_t>& entries) {
+  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(uint32_t),
+                                sizeof(uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
+  if (!inner.valid()) throw Error(errno_message("creating Maglev table map", errno));
+  std::vector<uint32_t> keys(entries.size());
+  for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
+  uint32_t count = entries.size();
+  check(bpf_map_update_batch(inner.get(), keys.data(), entries.data(), &count, nullptr),
+        "filling Maglev table");
+  if (count != entries.size()) throw Error("filling Maglev table: short batch write");
+  check(bpf_map_freeze(inner.get()), "freezing Maglev table");
+  return inner;
+}
+
 void BpfDataPlane::install_table(uint32_t vip_id, TablePtr entries) {
   if (!entries || entries->size() != BALLAST_MAGLEV_SIZE)
     throw Error("Maglev table has " + std::to_string(entries ? entries->size() : 0) +
@@ -148,16 +164,7 @@ void BpfDataPlane::install_table(uint32_t vip_id, TablePtr entries) {
   // from now on: the entries stay the ones written here, so live_table()
   // never reads it back), then publish it with one update of the outer
   // map: the swap is atomic for the data plane.
-  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "maglev_table", sizeof(uint32_t),
-                                sizeof(uint32_t), BALLAST_MAGLEV_SIZE, nullptr));
-  if (!inner.valid()) throw Error(errno_message("creating Maglev table map", errno));
-  std::vector<uint32_t> keys(entries->size());
-  for (uint32_t i = 0; i < keys.size(); i++) keys[i] = i;
-  uint32_t count = entries->size();
-  check(bpf_map_update_batch(inner.get(), keys.data(), entries->data(), &count, nullptr),
-        "filling Maglev table");
-  if (count != entries->size()) throw Error("filling Maglev table: short batch write");
-  check(bpf_map_freeze(inner.get()), "freezing Maglev table");
+  UniqueFd inner = frozen_table(*entries);
   bpf_map_info info{};
   uint32_t info_len = sizeof(info);
   check(bpf_obj_get_info_by_fd(inner.get(), &info, &info_len), "reading Maglev table map id");
@@ -194,17 +201,47 @@ void BpfDataPlane::reset_counters(CounterMap map, uint32_t id) {
   std::vector<ballast_traffic_counters> zero(ncpus_);
   check(bpf_map_update_elem(counter_fd(map), &id, zero.data(), BPF_ANY), "resetting counters");
   if (map != CounterMap::vip) return;
-  std::vector<uint64_t> none(ncpus_);
-  check(bpf_map_update_elem(fds_.vip_pickups, &id, none.data(), BPF_ANY),
-        "resetting pick-up counters");
+  std::vector<ballast_fleet_counters> none(ncpus_);
+  check(bpf_map_update_elem(fds_.vip_fleet_stats, &id, none.data(), BPF_ANY),
+        "resetting fleet counters");
 }
 
-uint64_t BpfDataPlane::read_pickups(uint32_t vip_id) {
-  std::vector<uint64_t> per_cpu(ncpus_);
-  check(bpf_map_lookup_elem(fds_.vip_pickups, &vip_id, per_cpu.data()), "reading pick-ups");
-  uint64_t sum = 0;
-  for (const uint64_t c : per_cpu) sum += c;
+ballast_fleet_counters BpfDataPlane::read_fleet_counters(uint32_t vip_id) {
+  std::vector<ballast_fleet_counters> per_cpu(ncpus_);
+  check(bpf_map_lookup_elem(fds_.vip_fleet_stats, &vip_id, per_cpu.data()),
+        "reading fleet counters");
+  ballast_fleet_counters sum{};
+  for (const auto& c : per_cpu) {
+    sum.pickups += c.pickups;
+    sum.second_chance += c.second_chance;
+  }
   return sum;
+}
+
+void BpfDataPlane::keep_previous_table(uint32_t vip_id) {
+  const auto known = known_.find(vip_id);
+  // A table this process did not install and could not read: nothing to
+  // keep (pick-ups get no second chance until the next change).
+  if (known == known_.end() || !known->second.entries) return;
+  UniqueFd inner = frozen_table(*known->second.entries);
+  int inner_fd = inner.get();
+  check(bpf_map_update_elem(fds_.maglev_prev_tables, &vip_id, &inner_fd, BPF_ANY),
+        "keeping the previous Maglev table");
+  previous_since_[vip_id] = std::chrono::steady_clock::now();
+}
+
+void BpfDataPlane::remove_previous_table(uint32_t vip_id) {
+  int ret = bpf_map_delete_elem(fds_.maglev_prev_tables, &vip_id);
+  if (ret < 0 && errno != ENOENT) check(ret, "removing the previous Maglev table");
+  previous_since_.erase(vip_id);
+}
+
+size_t BpfDataPlane::expire_previous_tables(std::chrono::steady_clock::time_point before) {
+  std::vector<uint32_t> old;
+  for (const auto& [vip_id, since] : previous_since_)
+    if (since < before) old.push_back(vip_id);
+  for (const uint32_t vip_id : old) remove_previous_table(vip_id);
+  return old.size();
 }
 
 std::vector<ballast_reason_counters> BpfDataPlane::read_reasons() {

@@ -4,10 +4,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <set>
 #include <vector>
 
 #include "dataplane.h"
+#include "fd.h"
 #include "vip_filter_writer.h"
 
 namespace ballast {
@@ -40,7 +42,8 @@ struct MapFds {
   int egress = -1;
   int tx_ports = -1;
   int vip_filter = -1;
-  int vip_pickups = -1;
+  int vip_fleet_stats = -1;
+  int maglev_prev_tables = -1;
 };
 
 class BpfDataPlane : public DataPlane {
@@ -59,7 +62,12 @@ class BpfDataPlane : public DataPlane {
   void remove_table(uint32_t vip_id) override;
   void put_egress(uint32_t id, const ballast_egress& egress) override;
   ballast_traffic_counters read_counters(CounterMap map, uint32_t id) override;
-  uint64_t read_pickups(uint32_t vip_id) override;
+  ballast_fleet_counters read_fleet_counters(uint32_t vip_id) override;
+  void keep_previous_table(uint32_t vip_id) override;
+  void remove_previous_table(uint32_t vip_id) override;
+  // Removes every previous table kept before @before (ballastd's
+  // fleet.second_chance_keep); returns how many.
+  size_t expire_previous_tables(std::chrono::steady_clock::time_point before);
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;
   void walk_flows(FlowWalk& walk, size_t max,
@@ -81,6 +89,9 @@ class BpfDataPlane : public DataPlane {
   // Each VIP's table as installed or last read here, by vip id: while the
   // outer map names the same map id, the entries are these (frozen).
   std::map<uint32_t, LiveTable> known_;
+  // When each VIP's previous table was kept (second chance).
+  std::map<uint32_t, std::chrono::steady_clock::time_point> previous_since_;
+  static UniqueFd frozen_table(const std::vector<uint32_t>& entries);
   // The backend slots this data plane wrote with a backend, and those in
   // use that it did not write (strays, as the last full read found them):
   // snapshot() reads these alone between full reads of every slot.

@@ -569,7 +569,8 @@ MapFds Loader::map_fds() const {
       .egress = bpf_map__fd(skel_->maps.egress),
       .tx_ports = bpf_map__fd(skel_->maps.tx_ports),
       .vip_filter = bpf_map__fd(skel_->maps.vip_filter),
-      .vip_pickups = bpf_map__fd(skel_->maps.vip_pickups),
+      .vip_fleet_stats = bpf_map__fd(skel_->maps.vip_fleet_stats),
+      .maglev_prev_tables = bpf_map__fd(skel_->maps.maglev_prev_tables),
   };
 }
 

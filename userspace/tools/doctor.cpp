@@ -596,13 +596,15 @@ std::string_view severity_name(Severity s) {
 }
 
 const std::vector<std::string>& required_pinned_maps() {
-  // Every pinned map but meta and vip_pickups: pins without meta are
-  // layout 1, pins without vip_pickups were made before it existed; a
-  // restarted ballastd adopts both (and adds what is missing).
+  // Every pinned map but meta, vip_fleet_stats and maglev_prev_tables:
+  // pins without meta are layout 1, pins without the other two were made
+  // before they existed; a restarted ballastd adopts them all (and adds
+  // what is missing).
   static const std::vector<std::string> maps = [] {
     std::vector<std::string> m;
     for (const char* name : kPinnedMaps)
-      if (std::string_view(name) != "meta" && std::string_view(name) != "vip_pickups")
+      if (std::string_view(name) != "meta" && std::string_view(name) != "vip_fleet_stats" &&
+          std::string_view(name) != "maglev_prev_tables")
         m.push_back(name);
     return m;
   }();

@@ -141,8 +141,8 @@ struct BalancerHost {
 
 std::vector<Finding> check_balancer(const BalancerHost& host);
 
-// The maps ballastd pins (kPinnedMaps, core/dataplane.h) but meta and
-// vip_pickups, whose absence a restart adopts; the doctor requires these and ignores any others.
+// The maps ballastd pins (kPinnedMaps, core/dataplane.h) but meta,
+// vip_fleet_stats and maglev_prev_tables, whose absence a restart adopts; the doctor requires these and ignores any others.
 const std::vector<std::string>& required_pinned_maps();
 
 // ---------------------------------------------------------------------------

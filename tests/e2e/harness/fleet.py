@@ -150,8 +150,12 @@ class FleetWorld(World):
     def _backends(self):
         """The VIPs on lo, answered for but never ARPed for (as World's),
         and the router as the way back to the client: the answers skip the
-        balancers (direct server return)."""
+        balancers (direct server return). Each backend's bridge port gets a
+        pass program too: the decap program's second chance sends frames
+        back out with XDP_TX."""
         for be in self.backends:
+            run_ok(["ip", "-n", self.sw, "link", "set", "dev", be.port, "xdpdrv",
+                    "obj", f"{self.build_dir}/bpf/xdp_pass.bpf.o", "sec", "xdp"])
             with NetNS(be.ns) as ipr:
                 lo = ipr.link_lookup(ifname="lo")[0]
                 for vip in (VIP1, VIP2):
