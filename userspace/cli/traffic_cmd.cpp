@@ -28,10 +28,10 @@ void print_stats(const api::StatsReply& stats) {
   t.print();
   std::cout << "\n";
   // Only when there are some: a balancer alone never has flows moved to it.
-  Table p({"VIP", "MID-FLOW PICK-UPS"});
+  Table p({"VIP", "MID-FLOW PICK-UPS", "SECOND CHANCE"});
   bool any_pickups = false;
   for (const auto& v : stats.vips) {
-    p.add({v.vip.str(), std::to_string(v.pickups)});
+    p.add({v.vip.str(), std::to_string(v.pickups), std::to_string(v.second_chance)});
     any_pickups = any_pickups || v.pickups > 0;
   }
   if (any_pickups) {
