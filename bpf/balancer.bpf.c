@@ -288,6 +288,11 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 		sel.prev = previous_backend(vip->vip_id, &sel);
 		if (!sel.prev)
 			record_choice(&pkt->flow, &sel);
+		/* A packet of a flow that began elsewhere: no new flow (skew
+		 * counts connection attempts) and no pick-up (nothing is
+		 * recorded), but a second-chance packet. */
+		else
+			sel.new_flow = sel.pickup = 0;
 	}
 selected:
 	if (!sel.be)
@@ -307,8 +312,8 @@ selected:
 		/* Counted as received (the client's frame), whatever we add. */
 		count_traffic(&vip_stats, vip->vip_id, pkt_len, sel.new_flow);
 		count_traffic(&backend_stats, sel.backend_id, pkt_len, sel.new_flow);
-		if (sel.pickup)
-			count_fleet(vip->vip_id, 1, sel.prev != NULL);
+		if (sel.pickup || sel.prev)
+			count_fleet(vip->vip_id, sel.pickup, sel.prev != NULL);
 		/* Every pointer into the frame is stale after this. */
 		if (sel.be->family == BALLAST_AF_INET)
 			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port,

@@ -223,7 +223,9 @@ struct ballast_fleet_counters {
 	 * moved here by ECMP (or whose entry was lost). Among new_flows. */
 	__u64 pickups;
 	/* Packets sent with the flow's previous backend in their GUE header
-	 * (second chance: a pick-up the previous table placed elsewhere). */
+	 * (second chance: a pick-up the previous table placed elsewhere; such
+	 * packets are neither pick-ups nor new flows, since nothing is
+	 * recorded for them). */
 	__u64 second_chance;
 };
 

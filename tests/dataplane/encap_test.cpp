@@ -318,7 +318,8 @@ class SecondChanceBalancerTest : public ::testing::Test {
 
 // A pick-up (no SYN, no entry) that the previous table placed on backend 2
 // goes to backend 1 with backend 2 in its GUE header, and leaves no entry:
-// each of its packets is placed (and counted) the same way.
+// each of its packets is placed the same way, and counted as a
+// second-chance packet (not a new flow, not a pick-up).
 TEST_F(SecondChanceBalancerTest, APickUpThePreviousTablePlacedElsewhereCarriesThatBackend) {
   const Bytes in = web_request(tcp_ack).build();
   const Bytes want =
@@ -329,9 +330,11 @@ TEST_F(SecondChanceBalancerTest, APickUpThePreviousTablePlacedElsewhereCarriesTh
     EXPECT_EQ(r.action, XDP_TX) << "packet " << i;
     EXPECT_EQ(frame_mismatch(want, r.frame), std::nullopt) << "packet " << i << ": output frame";
     EXPECT_FALSE(lb_.conn(flow()).has_value()) << "packet " << i << ": no entry recorded";
-    EXPECT_EQ(lb_.fleet_counters(0).pickups, static_cast<std::uint64_t>(i));
     EXPECT_EQ(lb_.fleet_counters(0).second_chance, static_cast<std::uint64_t>(i));
   }
+  EXPECT_EQ(lb_.fleet_counters(0).pickups, 0u) << "nothing recorded, so no pick-up";
+  EXPECT_EQ(lb_.vip_counters(0).new_flows, 0u) << "a flow that began elsewhere is no new flow";
+  EXPECT_EQ(lb_.vip_counters(0).packets, 2u);
   EXPECT_EQ(lb_.reason_counters(BALLAST_REASON_TX_ENCAP_GUE).packets, 2u);
 }
 

@@ -154,6 +154,7 @@ class Daemon {
   void start() {
     loader_.attach();
     log_line(LogLevel::info, loader_.story());
+    attached_once_ = true;
     announce();
     run_audit();
   }
@@ -430,6 +431,10 @@ class Daemon {
   // recorded in the change log.
   void announce(const std::string& actor = "announce",
                 ChangeLog::Origin origin = ChangeLog::Origin::automatic) {
+    // Not before start() attached this daemon's program: until then the
+    // one forwarding may be the previous ballastd's, and judging by ours
+    // would withdraw (and then announce again) what a restart adopted.
+    if (!attached_once_) return;
     guard("announce", [&] {
       const bool attached = !interface_gone_ && loader_.is_attached();
       record_announcements(announcer_.update(state_.desired(), state_.view(), attached), actor,
@@ -706,6 +711,7 @@ class Daemon {
   std::map<std::string, uint64_t> errors_;  // per loop step, caught and survived
   std::string metrics_text_;                // rendered every second, served per GET
   bool interface_gone_ = false;
+  bool attached_once_ = false;  // start() attached the program: announce() may judge
   std::unique_ptr<ChangeJournal> journal_;
 };
 
