@@ -20,8 +20,9 @@ PACKAGES=(
   # metrics and alert rules: promtool (make test checks both)
   prometheus
   # the fleet suite (tests/e2e/test_fleet_ecmp.py): BIRD 2 speaks BGP for
-  # each balancer and for the ECMP router, with docs/fleet/bird-*.conf
-  bird2
+  # each balancer and for the ECMP router, with docs/fleet/bird-*.conf; one
+  # balancer speaks it with FRR instead (docs/fleet/frr-balancer.conf)
+  bird2 frr
   # make bench: the balancers compared against, load generators, plots
   haproxy nginx libnginx-mod-stream wrk iperf3 python3-matplotlib
 )
@@ -44,7 +45,7 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# haproxy, nginx and bird2 are only run by the benches and tests, in their own
+# haproxy, nginx, bird2 and frr are only run by the benches and tests, in their own
 # namespaces: keep their packages from starting system services on the host
 # (port 80, BGP) while they install, unless the machine already has its own
 # policy.

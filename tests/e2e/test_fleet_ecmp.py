@@ -591,3 +591,39 @@ def test_without_second_chance_the_same_change_breaks_flows(fleet, hold, state_d
                                                          "sc-off")
     assert broken(report), f"no connection broke without second chance ({figures})"
     assert sent == 0 and decap["second_chance_forwarded"] + decap["second_chance_to_kernel"] == 0
+
+
+def test_frr_balancer_joins_and_leaves_like_bird(fleet):
+    """lb3 speaks BGP with FRR and the shipped docs/fleet/frr-balancer.conf
+    (its placeholders filled in) instead of BIRD: the router merges its
+    announcement with lb1's and lb2's into one route with three next hops;
+    300 new connections reach all three balancers (each within 4 sd of a
+    third); `fleet leave` on lb3 takes it out of the router's route and
+    `fleet join` puts it back.
+
+    Fails when FRR does not import ballastd's table, filters the VIP away,
+    announces what the router will not merge with BIRD's paths, or does not
+    withdraw when the route goes."""
+    lb3 = fleet.balancer("lb3")
+    bird = lb3.use_frr()
+    try:
+        fleet.start(weighted(fleet, WEIGHTS))
+        before = {b.name: new_flows(b) for b in fleet.balancers}
+        report = batch(fleet.world, 300)
+        assert_all_ok(report, 300)
+        counts = {b.name: new_flows(b) - before[b.name] for b in fleet.balancers}
+        log.info("FRR on lb3: new flows per balancer %s", counts)
+        bad = balancer_share_problems(counts)
+        assert not bad, "; ".join(bad)
+        others = [b.ip for b in fleet.balancers if b is not lb3]
+        t0 = time.monotonic()
+        fleet_cli(lb3, "leave")
+        took = fleet.wait_next_hops(VIP1, others, t0, timeout_s=5)
+        log.info("FRR on lb3: withdrawn from the router %.2f s after fleet leave", took)
+        t1 = time.monotonic()
+        fleet_cli(lb3, "join")
+        took = fleet.wait_next_hops(VIP1, [b.ip for b in fleet.balancers], t1, timeout_s=10)
+        log.info("FRR on lb3: back in the router's route %.2f s after fleet join", took)
+    finally:
+        lb3.bird.stop()
+        lb3.bird = bird

@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -254,6 +255,87 @@ class Bird:
         return " | ".join(text.splitlines()[-lines:])
 
 
+class Frr:
+    """FRR (zebra and bgpd, in the foreground: their pids are ours to kill)
+    as a balancer's BGP speaker instead of BIRD, in @node's namespace, with
+    the shipped docs/fleet/frr-balancer.conf whose capitalised placeholders
+    are replaced by @values (FRR has no include or constants). Runs as user
+    frr (its vty sockets need group frrvty), so its files are in a directory
+    of its own under /tmp that frr may enter (the suite's state dir is
+    root's alone); its log is copied to @log_path when it stops."""
+
+    FRR_DIR = "/usr/lib/frr"
+
+    def __init__(self, node, log_path, values):
+        self.node = node
+        self.dir = None
+        self.values = values
+        self.log_path = pathlib.Path(log_path)
+        self.procs = []
+
+    def write_config(self):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"ballast-frr-{self.node.name}-"))
+        self.dir.chmod(0o755)
+        self.config = self.dir / "frr.conf"
+        text = (SHIPPED / "frr-balancer.conf").read_text()
+        for name, value in self.values.items():
+            text = text.replace(name, str(value))
+        left = sorted(set(re.findall(r"\bBALLAST_[A-Z_]+\b", text)))
+        if left:
+            raise Failure(f"frr-balancer.conf placeholders without a value: {left}")
+        self.config.write_text(text)
+        shutil.chown(self.dir, "frr", "frr")
+
+    def start(self):
+        self.write_config()
+        common = ["-f", str(self.config), "-z", str(self.dir / "zserv.api"),
+                  "--vty_socket", str(self.dir), "-u", "frr", "-g", "frr"]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as out:
+            for daemon, extra in (("zebra", []), ("bgpd", ["-p", "179"])):
+                self.procs.append(subprocess.Popen(
+                    self.node.exec_argv([f"{self.FRR_DIR}/{daemon}", *common, *extra,
+                                         "-i", str(self.dir / f"{daemon}.pid")]),
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+                # bgpd talks to zebra through its socket: zebra first.
+                deadline = time.monotonic() + READY_TIMEOUT_S
+                while not (self.dir / f"{daemon}.vty").exists():
+                    if self.procs[-1].poll() is not None or time.monotonic() > deadline:
+                        raise Failure(f"FRR {daemon} in {self.node.name} did not come up: "
+                                      + self.log_tail())
+                    time.sleep(0.05)
+        log.info("FRR up in %s (pids %s)", self.node.name, [p.pid for p in self.procs])
+
+    def summary(self):
+        """bgpd's session states, for a failure message."""
+        if not self.procs:
+            return ""
+        done = subprocess.run(self.node.exec_argv(["vtysh", "--vty_socket", str(self.dir), "-c",
+                                                   "show bgp summary"]),
+                              capture_output=True, text=True, timeout=10)
+        return " ".join(done.stdout.split())[-300:]
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait(5)
+
+    def stop(self):
+        """SIGTERM: bgpd closes its session with a notification, then exits;
+        its directory goes."""
+        for p in reversed(self.procs):
+            stop(p)
+        self.procs = []
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def log_tail(self, lines=5):
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return " | ".join(text.splitlines()[-lines:])
+
+
 # --- A balancer ----------------------------------------------------------------
 
 
@@ -332,6 +414,7 @@ class Balancer:
         self.name = node.name
         self.ip = node.ip
         self.daemon = BalancerDaemon(world, node, state_dir / node.name, build_dir)
+        # Its BGP speaker: BIRD, or FRR after use_frr().
         self.bird = Bird(node, state_dir / node.name / "bird", SHIPPED / "bird-balancer.conf", {
             "BALLAST_ROUTER_ID": node.ip,
             "BALLAST_LOCAL_ADDRESS": node.ip,
@@ -342,6 +425,21 @@ class Balancer:
             "BALLAST_VIPS": f"[ {VIP_PREFIXES} ]",
         })
         self.backend_ids = {}
+        self.state_dir = state_dir
+
+    def use_frr(self):
+        """FRR (docs/fleet/frr-balancer.conf) speaks BGP for this balancer
+        from its next start; returns the BIRD it replaces (to put back)."""
+        bird = self.bird
+        self.bird = Frr(self.node, self.state_dir / self.name / "frr.log", {
+            "BALLAST_ROUTER_ID": self.ip,
+            "BALLAST_LOCAL_AS": BALANCER_AS,
+            "BALLAST_ROUTER_ADDRESS": ROUTER_IP,
+            "BALLAST_ROUTER_AS": ROUTER_AS,
+            "BALLAST_VIP_TABLE": VIP_TABLE,
+            "BALLAST_VIP_RANGE": VIP_PREFIXES.split("{")[0],
+        })
+        return bird
 
     def config(self, vips_text, min_usable=1):
         """A ballastd config: @vips_text (harness.configs.config()) with the
@@ -525,6 +623,9 @@ class Fleet:
         """What each BIRD says of its BGP sessions, for a failure message."""
         parts = []
         for name, bird in [("rt", self.router_bird)] + [(b.name, b.bird) for b in self.balancers]:
+            if isinstance(bird, Frr):
+                parts.append(f"{name}: FRR {bird.summary()}")
+                continue
             rows = [line for line in bird.birdc("show", "protocols").splitlines()
                     if " BGP " in line]
             parts.append(f"{name}: " + ("; ".join(" ".join(r.split()) for r in rows)
