@@ -488,15 +488,19 @@ class SecondChanceTest : public DecapTest, public ::testing::WithParamInterface<
     else
       add_local_vip(BALLAST_AF_INET6, v6_loopback.octets);
   }
-  // The client's packet over lo: from @sport to the VIP's @dport.
-  Bytes client_packet_over_lo(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags) const {
+  // A packet over lo (to "the VIP"), up to its IP header.
+  PacketBuilder over_lo() const {
     PacketBuilder p;
     p.eth(mac_router, mac_lb);
     if (family() == 4)
       p.ipv4(v4_loopback, v4_loopback);
     else
       p.ipv6(v6_loopback, v6_loopback);
-    return p.tcp(sport, dport, flags).payload("more").build();
+    return p;
+  }
+  // The client's TCP packet over lo: from @sport to the VIP's @dport.
+  Bytes client_packet_over_lo(std::uint16_t sport, std::uint16_t dport, std::uint8_t flags) const {
+    return over_lo().tcp(sport, dport, flags).payload("more").build();
   }
   Bytes second_chance(const Bytes& inner, std::uint8_t hops) const {
     return encapsulate_gue_second_chance(inner, tunnel(family()), port_gue, previous_backend(),
@@ -549,13 +553,7 @@ TEST_P(SecondChanceTest, AFlowThisHostLacksGoesToThePreviousBackend) {
 // ask. Each is decapsulated.
 TEST_P(SecondChanceTest, SynsSentOnPacketsAndUdpAreDecapsulatedHere) {
   hold_vip();
-  PacketBuilder udp;
-  udp.eth(mac_router, mac_lb);
-  if (family() == 4)
-    udp.ipv4(v4_loopback, v4_loopback);
-  else
-    udp.ipv6(v6_loopback, v6_loopback);
-  const Bytes udp_inner = udp.udp(port_client_one, 53).payload("q").build();
+  const Bytes udp_inner = over_lo().udp(port_client_one, 53).payload("q").build();
   in_fresh_netns([&] {
     const struct {
       const char* what;

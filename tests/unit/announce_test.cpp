@@ -220,10 +220,12 @@ TEST(AnnounceTest, AFailedAddIsTriedAgainAtTheNextUpdate) {
   const Config c = config_with({k1});
   a.adopt(c, false);
   routes.fail_add = true;
-  EXPECT_THROW(a.update(c, views({k1}, 3), true), Error);
+  EXPECT_TRUE(a.update(c, views({k1}, 3), true).empty());
+  EXPECT_EQ(a.failure(), "add refused");
   EXPECT_FALSE(a.announced(kVip));
   routes.fail_add = false;
   EXPECT_EQ(a.update(c, views({k1}, 3), true).size(), 1u);
+  EXPECT_EQ(a.failure(), "");
   EXPECT_TRUE(a.announced(kVip));
 }
 

@@ -104,9 +104,21 @@ void Announcer::adopt(const Config& config, bool left) {
   for (const auto& a : sink_.list(*table_)) installed_.insert(a);
 }
 
+template <typename Op>
+bool Announcer::attempt(Op&& op) {
+  try {
+    op();
+    return true;
+  } catch (const std::exception& e) {
+    failure_ += (failure_.empty() ? "" : "\n") + std::string(e.what());
+    return false;
+  }
+}
+
 std::vector<Change> Announcer::update(const Config& config, const std::vector<VipView>& vips,
                                       bool attached) {
   std::vector<Change> out;
+  failure_.clear();
   const std::optional<uint32_t> table =
       config.fleet.announce ? std::optional(config.fleet.announce->table) : std::nullopt;
   verdicts_ =
@@ -115,12 +127,18 @@ std::vector<Change> Announcer::update(const Config& config, const std::vector<Vi
   if (table_ && table_ != table) {
     const std::string why =
         table ? "fleet.announce.table is now " + std::to_string(*table) : "fleet.announce is off";
-    while (!installed_.empty()) {
-      const IpAddress a = *installed_.begin();
-      sink_.remove(*table_, a);
-      installed_.erase(installed_.begin());
+    for (auto it = installed_.begin(); it != installed_.end();) {
+      const IpAddress a = *it;
+      if (!attempt([&] { sink_.remove(*table_, a); })) {
+        ++it;
+        continue;
+      }
+      it = installed_.erase(it);
       out.push_back(AnnounceChanged{a, false, *table_, why});
     }
+    // What could not be withdrawn stays in the old table, tried again
+    // at the next update before anything goes to the new one.
+    if (!installed_.empty()) return out;
   }
   table_ = table;
   if (!table_) return out;
@@ -134,14 +152,17 @@ std::vector<Change> Announcer::update(const Config& config, const std::vector<Vi
       continue;
     }
     const IpAddress a = *it;
-    sink_.remove(*table_, a);
+    if (!attempt([&] { sink_.remove(*table_, a); })) {
+      ++it;
+      continue;
+    }
     it = installed_.erase(it);
     out.push_back(AnnounceChanged{a, false, *table_,
                                   v == verdict_of.end() ? "no VIP at it" : v->second->reason});
   }
   for (const auto& v : verdicts_) {
     if (!v.announce || installed_.count(v.address)) continue;
-    sink_.add(*table_, v.address);
+    if (!attempt([&] { sink_.add(*table_, v.address); })) continue;
     installed_.insert(v.address);
     out.push_back(AnnounceChanged{v.address, true, *table_, v.reason});
   }

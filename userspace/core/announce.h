@@ -86,9 +86,12 @@ class Announcer {
   // Adds and removes routes until @sink holds exactly the addresses judged
   // announceable (in @config's table; a table changed or announce turned
   // off withdraws from the old one). Returns one AnnounceChanged per
-  // address announced or withdrawn. Throws Error when the sink fails, with
-  // what it did so far kept (the next update tries the rest).
+  // address announced or withdrawn. A route the sink fails to add or
+  // remove is skipped (the next update tries it again) and its error kept
+  // in failure(): what did change is still returned, to be recorded.
   std::vector<Change> update(const Config& config, const std::vector<VipView>& vips, bool attached);
+  // The errors of the last update() ("" when none), one per line.
+  const std::string& failure() const { return failure_; }
 
   // `ballast fleet leave` / `join`: withdraw everything (and stay
   // withdrawn) / announce again what qualifies. Apply with update().
@@ -108,6 +111,10 @@ class Announcer {
   std::optional<uint32_t> table_;  // the table installed_ is in; nullopt: announce off
   std::set<IpAddress> installed_;
   std::vector<AddressVerdict> verdicts_;
+  std::string failure_;
+  // Runs one sink operation; false (its error kept) when it failed.
+  template <typename Op>
+  bool attempt(Op&& op);
 };
 
 }  // namespace ballast

@@ -442,8 +442,11 @@ class Daemon {
     });
   }
 
+  // Records what an update did; the routes it could not write are the
+  // `announce` step's errors (logged, counted, tried again every second).
   void record_announcements(const std::vector<Change>& changes, const std::string& actor,
                             ChangeLog::Origin origin) {
+    if (!announcer_.failure().empty()) count_error("announce", announcer_.failure());
     if (changes.empty()) return;
     for (const auto& c : changes) {
       const auto& a = std::get<AnnounceChanged>(c);
@@ -481,6 +484,10 @@ class Daemon {
                                  (leave ? "withdrawn" : "announced"));
     record_announcements(changes, actor + (leave ? " fleet leave" : " fleet join"),
                          ChangeLog::Origin::operator_request);
+    // The mark is set and what could change did; say what could not.
+    if (!announcer_.failure().empty())
+      throw Error(std::string("fleet ") + (leave ? "leave" : "join") + " is in force, but " +
+                  announcer_.failure() + " (ballastd tries again every second)");
     return changes;
   }
 
