@@ -183,16 +183,21 @@ def balancer_share_problems(counts):
 def held_placement(fleet, held):
     """{balancer name: {sport: backend address}} of the held connections,
     from each balancer's connection table; fails the test when a held
-    connection is in no table or in two (the readout would be wrong)."""
+    connection is in no table. One in two tables moved before the event
+    (the router's route was re-installed while they were set up, as seen
+    once in CI): it is left out of the placement, since which balancer
+    carries it cannot be told, and logged."""
     sports = set(held.sports)
     flows = {name: {s: be for s, be in f.items() if s in sports}
              for name, f in fleet.flows().items()}
     seen = [s for f in flows.values() for s in f]
     missing = sorted(sports - set(seen))
-    twice = sorted({s for s in seen if seen.count(s) > 1})
-    assert not missing and not twice, \
-        f"held connections in no balancer's table: {missing[:5]}; in two: {twice[:5]}"
-    return flows
+    assert not missing, f"held connections in no balancer's table: {missing[:5]}"
+    twice = {s for s in seen if seen.count(s) > 1}
+    if twice:
+        log.info("%d held connections in two tables before the event, left out: %s",
+                 len(twice), sorted(twice)[:5])
+    return {name: {s: be for s, be in f.items() if s not in twice} for name, f in flows.items()}
 
 
 def crash_and_fail_over(fleet, victim):
@@ -213,11 +218,6 @@ def flows_after(fleet, held, survivors):
     sports = set(held.sports)
     return {name: {s: be for s, be in f.items() if s in sports}
             for name, f in fleet.flows(survivors).items()}
-
-
-def before_name(before, sport):
-    """The balancer that held @sport before (Fleet.flows), or None."""
-    return next((name for name, flows in before.items() if sport in flows), None)
 
 
 def broken(report):
@@ -296,6 +296,7 @@ def test_balancer_crash_keeps_connections(fleet, hold):
     fleet.start(weighted(fleet, WEIGHTS))
     held = hold("crash")
     before = held_placement(fleet, held)
+    before_all = fleet.flows()      # every entry, also of a connection in two tables
     spread = {name: len(f) for name, f in before.items()}
     log.info("held connections per balancer: %s", spread)
     bad = balancer_share_problems(spread)
@@ -326,7 +327,7 @@ def test_balancer_crash_keeps_connections(fleet, hold):
     # is in both survivors' tables and was picked up twice (two CPUs may
     # also both miss the entry for back-to-back packets: a little slack).
     arrivals = sum(1 for name, flows in after.items() for s in flows
-                   if before_name(before, s) not in (None, name))
+                   if s not in before_all.get(name, {}))
     n_picked = sum(picked.values())
     if not arrivals <= n_picked <= arrivals + max(2, arrivals // 50):
         problems.append(f"{n_picked} mid-flow pick-ups counted for {arrivals} arrivals of "
