@@ -451,6 +451,16 @@ class Balancer:
         """ballastd with @vips_text, announcing; once it has announced
         @vips, BIRD (which connects to the router and exports them)."""
         self.daemon.start(self.config(vips_text, min_usable))
+        # Every backend's MAC resolved before BIRD draws traffic here: a
+        # table built while one was missing would place the first flows
+        # by a table that changes a moment later (a change of its own,
+        # which the tests of moves and second chance must not meet).
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(b["mac"] for b in self.cli("backend", "list")):
+            if time.monotonic() > deadline:
+                raise Failure(f"{self.name}: backends without a MAC after {READY_TIMEOUT_S} s: "
+                              f"{self.cli('backend', 'list')}")
+            time.sleep(0.1)
         # Read now: flows() maps the connection table's ids to addresses
         # after a crash too, when there is no ballastd to ask.
         self.backend_ids = {b["id"]: b["address"] for b in self.cli("backend", "list")
