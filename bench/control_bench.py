@@ -624,12 +624,14 @@ def report(bench, out_path):
               for lbl in labels]
     conn = next((m for m in first["maps"] if m["pin"] == "conn_table"), None)
     inner = next((m for m in first["maps"] if m["pin"].startswith("(maglev")), None)
-    conn_txt = (f"A connection-table entry is a {conn['bytes_key']}-byte key and a "
-                f"{conn['bytes_value']}-byte value; the kernel locks "
-                f"{conn['locked'] / conn['max_entries']:.0f} bytes per entry "
-                f"({conn['locked'] / 1048576:.1f} MiB for {conn['max_entries']:,} entries, "
-                f"preallocated: the LRU hash's element header, key and value each rounded to 8 bytes, "
-                f"per-CPU LRU lists and the buckets). " if conn else "")
+    # A bucket of ways of 16 bytes each (struct ballast_conn_way, bpf/ballast_abi.h).
+    ways = conn["max_entries"] * (conn["bytes_value"] // 16) if conn else 0
+    conn_txt = (f"The connection table is an array of {conn['max_entries']:,} buckets of "
+                f"{conn['bytes_value']} bytes (a {conn['bytes_key']}-byte index as the key), one "
+                f"cache line each, of {conn['bytes_value'] // 16} ways of 16 bytes: {ways:,} ways, one "
+                f"tracked flow each. The kernel locks {conn['locked'] / 1048576:.1f} MiB for it, "
+                f"{conn['locked'] / ways:.1f} bytes per way, allocated whole whatever it holds. "
+                if conn else "")
     inner_txt = (f"Each VIP adds one Maglev inner map of {inner['max_entries']:,} entries "
                  f"({inner['locked'] / 1048576:.2f} MiB). " if inner else "")
     sections.append({

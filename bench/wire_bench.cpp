@@ -304,13 +304,15 @@ T percpu_struct_sum(int map_fd, std::uint32_t key, int ncpus, int only_cpu = -1)
 }
 
 // ballastd's counters, from its pinned maps (the maps `ballast stats`
-// reads): forwarded packets, every verdict, and the VIPs' new flows (the
-// packets that found no connection-table entry).
+// reads): forwarded packets, every verdict, the VIPs' new flows (the
+// packets that found no connection-table entry) and where the connection
+// table put those (conn_stats).
 // tx_forwarded_on_cpu: on the generator's CPU, which is where veth runs the
 // balancer's program when the generator's sends raise its NAPI poll.
 struct BallastCounters {
   std::uint64_t tx_forwarded = 0, tx_forwarded_on_cpu = 0, verdicts = 0, vip_packets = 0,
                 new_flows = 0;
+  ballast_conn_counters conn{};
 };
 
 class BallastPins {
@@ -318,6 +320,7 @@ class BallastPins {
   BallastPins(const std::string& dir, int ncpus, int gen_cpu) : ncpus_(ncpus), gen_cpu_(gen_cpu) {
     reasons_ = open_pin(dir + "/reason_stats");
     vips_ = open_pin(dir + "/vip_stats");
+    conn_ = open_pin(dir + "/conn_stats");
   }
   BallastCounters read() const {
     BallastCounters c;
@@ -334,6 +337,7 @@ class BallastPins {
       c.vip_packets += n.packets;
       c.new_flows += n.new_flows;
     }
+    c.conn = percpu_struct_sum<ballast_conn_counters>(conn_.get(), 0, ncpus_);
     return c;
   }
 
@@ -344,7 +348,7 @@ class BallastPins {
     return fd;
   }
   int ncpus_, gen_cpu_;
-  UniqueFd reasons_, vips_;
+  UniqueFd reasons_, vips_, conn_;
 };
 
 // --- CPU time ------------------------------------------------------------------
@@ -677,14 +681,23 @@ class Cell {
     if (o_.lb_prog == "gen-only") counted = b.generated - a.generated;
     json ballast = nullptr;
     if (ballast_)
-      ballast = {{"tx_forwarded", b.ballast.tx_forwarded - a.ballast.tx_forwarded},
-                 {"tx_forwarded_on_gen_cpu",
-                  b.ballast.tx_forwarded_on_cpu - a.ballast.tx_forwarded_on_cpu},
-                 {"verdicts", b.ballast.verdicts - a.ballast.verdicts},
-                 {"vip_packets", b.ballast.vip_packets - a.ballast.vip_packets},
-                 {"new_flows", b.ballast.new_flows - a.ballast.new_flows}};
+      ballast = {
+          {"tx_forwarded", b.ballast.tx_forwarded - a.ballast.tx_forwarded},
+          {"tx_forwarded_on_gen_cpu",
+           b.ballast.tx_forwarded_on_cpu - a.ballast.tx_forwarded_on_cpu},
+          {"verdicts", b.ballast.verdicts - a.ballast.verdicts},
+          {"vip_packets", b.ballast.vip_packets - a.ballast.vip_packets},
+          {"new_flows", b.ballast.new_flows - a.ballast.new_flows},
+          {"conn_recorded", b.ballast.conn.recorded - a.ballast.conn.recorded},
+          {"conn_replaced_embryonic",
+           b.ballast.conn.replaced_embryonic - a.ballast.conn.replaced_embryonic},
+          {"conn_replaced_idle", b.ballast.conn.replaced_idle - a.ballast.conn.replaced_idle},
+          {"conn_unrecorded", b.ballast.conn.unrecorded - a.ballast.conn.unrecorded}};
     return {{"lb_prog", o_.lb_prog},
-            {"conn_table_size", BALLAST_CONN_TABLE_SIZE},
+            {"conn_table_size", BALLAST_CONN_TABLE_SIZE},  // ways
+            {"conn_table_buckets", BALLAST_CONN_BUCKETS},
+            {"conn_table_bytes", std::uint64_t{BALLAST_CONN_BUCKETS} * sizeof(ballast_conn_bucket)},
+            {"conn_protect_s", BALLAST_CONN_PROTECT_NS / 1e9},
             {"ballast", ballast},
             {"flows", o_.flows},
             {"gen_cpu", cpu},

@@ -44,8 +44,9 @@ Cases, one after another on the lb's eth0, each at every flow count:
             the report says whether libxdp's dispatcher loaded) with one
             UDP VIP over three backends, restarted each round (stopped
             and removed, `ballastd --cleanup`, so that every round starts
-            from a bare interface and empty maps); also at twice its
-            connection table's size, where the table evicts.
+            from a bare interface and empty maps); also at twice as
+            many flows as its connection table has ways, where new flows
+            find their buckets full.
             Its cells warm up for two passes over their flows first.
 Everything runs on one core (see the report's text). The rounds repeat
 the whole sequence; the table shows each cell's median over the rounds,
@@ -81,10 +82,11 @@ from harness.processes import Failure, run_ok, stop, wait_for_line  # noqa: E402
 from harness.world import run, sysctl  # noqa: E402
 
 FLOWS = (1, 1000, 1000000)
-# Ballast's connection table (BALLAST_CONN_TABLE_SIZE in bpf/ballast_abi.h;
-# bench_wire reports the value it was built with, and the report checks
-# it), and a Ballast-only flow count twice that: a table that must evict.
-TABLE_FLOWS = 1048576
+# Ballast's connection table, in ways: one flow each (BALLAST_CONN_TABLE_SIZE
+# in bpf/ballast_abi.h; bench_wire reports the value it was built with, and
+# the report checks it), and a Ballast-only flow count twice that: more
+# flows than the table can hold.
+TABLE_FLOWS = 2097152
 PAST_FLOWS = 2 * TABLE_FLOWS
 CASES = ("gen-only", "drop", "floor", "ballast")
 
@@ -243,7 +245,7 @@ class WireRun:
             prog, macs = "floor", "aa"
         else:
             prog, macs, passes = "keep", "01,02,03", self.s.warm_passes
-            # Past the table one pass fills it, and every later pass evicts.
+            # Past the table one pass fills it; later passes find it full.
             if flows > TABLE_FLOWS and passes > 1:
                 passes = 1
             extra = ["--ballast-pins", self.pin_dir]
@@ -433,6 +435,29 @@ def report(cells, s, attach, out_file):
     generated = sum(c["generated"] for c in cells)
     miss_1m = miss(1000000) if 1000000 in ballast_flows else float("nan")
     past = [f for f in ballast_flows if f > table_size]
+    table = cells[0]
+    table_bytes, buckets = table["conn_table_bytes"], table["conn_table_buckets"]
+
+    def placements(f):
+        """Where the connection table put the new flows of Ballast's @f-flow
+        cells (its conn_stats over the window, pooled over the rounds), as a
+        sentence."""
+        kinds = ("recorded", "replaced_embryonic", "replaced_idle", "unrecorded")
+        n = {k: sum(by[c]["ballast"]["conn_" + k] for c in by
+                    if c[0] == "ballast" and c[1] == f) for k in kinds}
+        total = sum(n.values())
+        if not total:
+            return "Ballast placed no new flow in the window."
+        pct = {k: 100 * n[k] / total for k in kinds}
+        protect = table["conn_protect_s"]
+        return (f"Of the {total:,} new flows Ballast placed in the window (its conn_stats), "
+                f"{pct['recorded']:.1f}% took an empty way, {pct['replaced_embryonic']:.1f}% the "
+                f"way of an unconfirmed flow (seen once), {pct['replaced_idle']:.1f}% that of a "
+                f"confirmed flow idle for longer than {protect:.0f} s, and {pct['unrecorded']:.1f}% "
+                f"were left unrecorded, forwarded by their Maglev entry alone (both their buckets "
+                f"held confirmed flows seen within the last {protect:.0f} s, which a new flow "
+                "never takes).")
+
     attach_text = ("directly: libxdp's dispatcher does not load on this VM (EPERM), so ballastd "
                    "fell back to the program alone, and no dispatcher hop is in the figures"
                    if attach == "direct" else "in libxdp's dispatcher, as in production")
@@ -537,16 +562,19 @@ other CPU carries ballastd, this script and whatever else runs on the VM. Over t
 swaps its program into the kernel's XDP dispatcher and out again, each swap waiting for an RCU
 grace period, and with runs of 64k frames those waits took most of a window on this VM.
 
-Connection table: {table_size:,} entries (an LRU hash). 1M flows (1,000,000) fit: once warm,
-{100 * miss_1m:.2f}% of the window's packets were new flows, so the table filled but did not
-evict, and the 1M cell measures lookups that hit in a table of a million entries (about 120 MB):
-what it adds over 1k flows is memory, entries that are no longer in the CPU's caches.
-""" + (f"""{', '.join(f"{f:,}" for f in past)} flows (twice the table) is past it: every pass
-evicts, and {100 * miss(past[-1]):.0f}% of the window's packets found no entry (the kernel's LRU
-is approximate, so a cycle larger than the table still hits sometimes); those packets take
-the flow hash, the Maglev lookup and an insert that evicts. Its ratios are against the same
-round's {flows_label(flows_list[-1])}-flow XDP_DROP and floor, whose rates do not depend on
-the flow count (the rows above show it).
+Connection table: {table_size:,} ways in {buckets:,} buckets of 64 bytes, one cache line each
+(bpf/conn_table.h; {table_bytes / 1048576:.0f} MiB, allocated whole): {table_bytes / table_size:.0f} bytes per way, which holds
+a flow's fingerprint and backend id, when it was last seen and whether it was confirmed, and no
+key. A flow may sit in either of two buckets; its lookup reads the first, and the second only
+when the flow is not in the first. 1M flows (1,000,000) are {100 * 1000000 / table_size:.0f}% of its ways: once warm,
+{100 * miss_1m:.2f}% of the window's packets were new flows. {placements(1000000)} The 1M cell
+measures lookups in a table holding a million flows ({table_bytes / 1e6:.1f} bytes of table per flow):
+what it adds over 1k flows is memory, buckets that are no longer in the CPU's caches.
+""" + (f"""{', '.join(f"{f:,}" for f in past)} flows (twice the table's ways) is past it:
+{100 * miss(past[-1]):.0f}% of the window's packets found no entry and took the flow hash and the
+Maglev lookup. {placements(past[-1])} Its ratios are against the same round's
+{flows_label(flows_list[-1])}-flow XDP_DROP and floor, whose rates do not depend on the flow count
+(the rows above show it).
 """ if past else "")
 
     series = []

@@ -91,15 +91,18 @@ int part_vip_lookup(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
-/* An established flow's connection-table lookup (LRU hash, 40-byte key). */
+/* An established flow's connection-table lookup (conn_table.h: the conn
+ * hash, one bucket, its four tags). The bench seeds the flow's way. */
 SEC("xdp")
 int part_conn_lookup(struct xdp_md *ctx)
 {
 	struct ballast_flow_key flow = {};
+	struct conn_hit hit;
+	struct conn_ref ref;
 
 	if (base_parse(ctx, &flow))
 		return XDP_PASS;
-	if (!bpf_map_lookup_elem(&conn_table, &flow))
+	if (!conn_find(&flow, &ref, &hit))
 		return XDP_DROP;
 	return base_send(ctx);
 }
@@ -129,24 +132,16 @@ int part_backend_egress(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
-/* An established flow's flow-cache hit (flow_cache.h): the slot and its
- * epoch (inlined arrays), the 40-byte key compared, the clock for the
- * slot's age. The first run misses and fills the slot. */
+/* The conn hash alone (conn_hash.h: two 64-bit mixes for IPv4). */
 SEC("xdp")
-int part_flow_cache_hit(struct xdp_md *ctx)
+int part_conn_hash(struct xdp_md *ctx)
 {
 	struct ballast_flow_key flow = {};
-	struct flow_cache_ref ref;
-	__u64 now;
 
 	if (base_parse(ctx, &flow))
 		return XDP_PASS;
-	now = coarse_now_ns();
-	flow_cache_locate(&flow, &ref);
-	if (!flow_cache_hit(&ref, &flow, now)) {
-		flow_cache_fill(&ref, &flow, PART_BACKEND_ID, 1, ref.epoch_seen, now);
+	if (ballast_conn_hash(&flow) == 0)
 		return XDP_DROP;
-	}
 	return base_send(ctx);
 }
 
@@ -217,18 +212,21 @@ int part_maglev(struct xdp_md *ctx)
 	return base_send(ctx);
 }
 
-/* A new flow's connection-table write (the same key each time: it replaces
- * its own entry, as a repeated SYN does in Ballast). */
+/* A new flow's connection-table write (conn_table.h, as a SYN does it:
+ * the lookup in both buckets, then the way written; the same key each
+ * time, so it rewrites its own way, as a repeated SYN does in Ballast). */
 SEC("xdp")
 int part_conn_write(struct xdp_md *ctx)
 {
 	struct ballast_flow_key flow = {};
-	struct ballast_conn fresh = {};
+	struct conn_hit hit;
+	struct conn_ref ref;
 
 	if (base_parse(ctx, &flow))
 		return XDP_PASS;
-	fresh.backend_id = PART_BACKEND_ID;
-	if (bpf_map_update_elem(&conn_table, &flow, &fresh, BPF_ANY))
+	conn_find(&flow, &ref, &hit);
+	conn_record(&ref, &hit, PART_BACKEND_ID, coarse_now_ns(), 1);
+	if (!ref.a)
 		return XDP_DROP;
 	return base_send(ctx);
 }

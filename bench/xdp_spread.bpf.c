@@ -11,7 +11,10 @@
  * f mod vips (addresses in host order here, written in network order).
  * The bench computes the same mapping to seed the connection table. The
  * IPv4 checksum is computed again (Ballast drops a wrong one); the TCP
- * checksum is left stale: neither program under test reads it.
+ * checksum is left stale: neither program under test reads it. The
+ * destination MAC is set back to dst_mac (the balancer's): Ballast
+ * forwards only frames addressed to it, and its previous repetition
+ * addressed the frame to a backend.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -30,6 +33,8 @@ struct spread_config {
 	__u32 vips;         /* distinct destination addresses (>= 1) */
 	__u32 vip_base;     /* first VIP address, host order */
 	__u32 client_base;  /* first client address, host order */
+	__u8 dst_mac[ETH_ALEN];
+	__u8 pad[2];
 };
 
 struct {
@@ -75,6 +80,7 @@ int xdp_spread(struct xdp_md *ctx)
 	if (!cfg || !count || !cfg->flows || !cfg->vips)
 		return XDP_ABORTED;
 	f = (*count)++ % cfg->flows;
+	__builtin_memcpy(eth->h_dest, cfg->dst_mac, ETH_ALEN);
 	iph->saddr = bpf_htonl(cfg->client_base + f / SPREAD_PORTS_PER_CLIENT);
 	tcp->source = bpf_htons(SPREAD_FIRST_PORT + f % SPREAD_PORTS_PER_CLIENT);
 	iph->daddr = bpf_htonl(cfg->vip_base + f % cfg->vips);

@@ -218,7 +218,6 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 						 __u32 pkt_len)
 {
 	struct ballast_vip_key vip_key = {};
-	struct flow_cache_ref ref = {};
 	struct ballast_vip_info *vip;
 	struct ballast_egress *eg;
 	struct selection sel = {};
@@ -228,21 +227,12 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	 * to its VIP and backend without the vips lookup (select.h). A SYN
 	 * always takes the Maglev table, so it skips this. */
 	int established = pkt->kind == PKT_FLOW && !pkt->is_syn;
-	__u64 now = 0;
 
-	if (established) {
-		now = coarse_now_ns();
-		flow_cache_locate(&pkt->flow, &ref);
-		vip = established_cached(&pkt->flow, &ref, now, &sel);
-		if (vip)
-			goto selected;
-	}
-	/* After the cache, so that a hit pays nothing for it; before both
-	 * lookups, which traffic for the host itself would miss. */
+	/* Before any lookup, which traffic for the host itself would miss. */
 	if (!vip_filter_may_match(&pkt->flow.dst))
 		return not_for_a_vip(pkt);
 	if (established) {
-		vip = established_in_table(&pkt->flow, &ref, now, &sel, &no_usable_entry);
+		vip = established_in_table(&pkt->flow, coarse_now_ns(), &sel, &no_usable_entry);
 		if (vip)
 			goto selected;
 	}
@@ -279,7 +269,7 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 	 * until the previous table is known to agree. */
 	if (pickup && how == SELECT_FRESH && (vip->flags & BALLAST_VIP_F_SECOND_CHANCE))
 		how = SELECT_PEEK;
-	sel = select_backend(vip->vip_id, &pkt->flow, how);
+	sel = select_backend(vip->vip_id, &pkt->flow, how, pkt->is_syn);
 	sel.pickup = pickup && sel.new_flow;
 	if (how == SELECT_PEEK && sel.be) {
 		/* Where the previous table put it, the flow may have begun: it
@@ -287,7 +277,7 @@ static __always_inline struct verdict lb_forward(struct xdp_md *ctx, struct pack
 		 * no entry here every packet of it asks again (docs/fleet.md). */
 		sel.prev = previous_backend(vip->vip_id, &sel);
 		if (!sel.prev)
-			record_choice(&pkt->flow, &sel);
+			record_choice(&pkt->flow, &sel, 0);
 		/* A packet of a flow that began elsewhere: no new flow (skew
 		 * counts connection attempts) and no pick-up (nothing is
 		 * recorded), but a second-chance packet. */
@@ -305,6 +295,7 @@ selected:
 	if (vip->flags & BALLAST_VIP_F_ENCAP) {
 		int gue = (vip->flags & BALLAST_VIP_F_ENCAP_GUE) != 0;
 		__u32 overhead = encap_overhead(sel.be->family, gue) + gue_header_len(sel.prev);
+		__u32 hash = selection_hash(&sel, &pkt->flow);
 		int err;
 
 		if (pkt->inner.len + overhead > eg->mtu)
@@ -316,10 +307,10 @@ selected:
 			count_fleet(vip->vip_id, sel.pickup, sel.prev != NULL);
 		/* Every pointer into the frame is stale after this. */
 		if (sel.be->family == BALLAST_AF_INET)
-			err = encap4(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port,
+			err = encap4(ctx, sel.be, eg, &pkt->inner, hash, gue, vip->gue_port,
 				     gue ? sel.prev : NULL);
 		else
-			err = encap6(ctx, sel.be, eg, &pkt->inner, sel.hash, gue, vip->gue_port,
+			err = encap6(ctx, sel.be, eg, &pkt->inner, hash, gue, vip->gue_port,
 				     gue ? sel.prev : NULL);
 		if (err)
 			return verdict(XDP_DROP, BALLAST_REASON_DROP_ENCAP_FAILED);
@@ -346,6 +337,26 @@ selected:
 		       sent_reason(pkt, mode_reason));
 }
 
+/*
+ * addressed_to_us - whether the frame's destination is our interface's MAC
+ * (egress 0), the only frames we may forward. Another host's frame reaches
+ * us when a switch floods it (its destination unknown, as after a
+ * balancer of the fleet died) or in promiscuous mode: forwarding it would
+ * deliver a second copy. Broadcast and multicast frames are never a VIP's
+ * flow either. Before egress 0 is set, every frame is ours.
+ */
+static __always_inline int addressed_to_us(const struct ethhdr *eth)
+{
+	__u32 zero = 0;
+	struct ballast_egress *self = bpf_map_lookup_elem(&egress, &zero);
+	const __u16 *want, *got = (const __u16 *)eth->h_dest;
+
+	if (!self || !self->ifindex)
+		return 1;
+	want = (const __u16 *)self->mac;
+	return got[0] == want[0] && got[1] == want[1] && got[2] == want[2];
+}
+
 static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 pkt_len,
 						     int read_vlan_metadata)
 {
@@ -359,6 +370,8 @@ static __always_inline struct verdict process_packet(struct xdp_md *ctx, __u32 p
 
 	if (parse_ethhdr(&cur, data_end, &eth, &eth_proto))
 		return verdict(XDP_DROP, BALLAST_REASON_DROP_MALFORMED_ETH);
+	if (!addressed_to_us(eth))
+		return verdict(XDP_PASS, BALLAST_REASON_PASS_NOT_OUR_MAC);
 	/* A tag the device stripped: the frame belongs to a VLAN we are not
 	 * on, and forwarding it would drop the tag (vlan.h). */
 	if (read_vlan_metadata &&

@@ -22,8 +22,6 @@
 #define BALLAST_MAX_VIPS 16384
 /* Backend slots are per (VIP, backend address): counters are per VIP too. */
 #define BALLAST_MAX_BACKENDS 65536
-/* Connection table: at least 1M flows (issue #2). */
-#define BALLAST_CONN_TABLE_SIZE (1u << 20)
 
 /* Maglev table entry meaning "no backend" (the VIP has none with weight > 0). */
 #define BALLAST_NO_BACKEND 0xffffffffu
@@ -158,7 +156,8 @@ struct ballast_backend {
 	__u32 vip_id;     /* the VIP this slot serves */
 };
 
-/* Connection table key: the packet's 5-tuple as seen at the balancer. */
+/* A packet's flow: its 5-tuple as seen at the balancer (hashed by
+ * bpf/conn_hash.h for the connection table, by select.h for Maglev). */
 struct ballast_flow_key {
 	union ballast_addr src;
 	union ballast_addr dst;
@@ -169,43 +168,67 @@ struct ballast_flow_key {
 	__u8 pad[2];
 };
 
-/* Connection table value. */
-struct ballast_conn {
-	__u32 backend_id;
-	/* The flow's hash, kept for the encapsulating modes (outer source
-	 * port, source address bits, IPv6 flow label) on later packets. */
-	__u32 hash;
-	/* CLOCK_MONOTONIC (coarse) ns of the flow's last packet, refreshed at
-	 * most every BALLAST_CONN_TOUCH_NS: how ballastd tells active flows
-	 * (drain --wait) from entries the LRU has not evicted yet. */
-	__u64 last_seen_ns;
+/*
+ * The connection table (bpf/conn_table.h; docs/dataplane.md, "The
+ * connection table"): an array of 64-byte buckets, one cache line each, of
+ * BALLAST_CONN_WAYS ways. A flow may sit in either of two buckets
+ * (two-choice hashing), both given by its 64-bit conn hash
+ * (bpf/conn_hash.h). A way holds what forwarding needs and no key: the
+ * hash's top 48 bits as a fingerprint, the backend id, when the flow was
+ * last seen and whether it was confirmed: 16 bytes per tracked flow.
+ */
+#define BALLAST_CONN_WAYS 4
+#define BALLAST_CONN_BUCKET_BITS 19
+#define BALLAST_CONN_BUCKETS (1u << BALLAST_CONN_BUCKET_BITS)  /* 64 B each: 32 MiB */
+#define BALLAST_CONN_TABLE_SIZE (BALLAST_CONN_BUCKETS * BALLAST_CONN_WAYS)  /* ways */
+
+/* A way's tag: fingerprint (conn hash bits 16-63, never all zero) |
+ * backend id (the low 16 bits: BALLAST_MAX_BACKENDS is 65536). 0: empty.
+ * One 64-bit word, written and read whole, so that no CPU ever sees one
+ * flow's fingerprint with another flow's backend. */
+#define BALLAST_CONN_ID_MASK 0xffffull
+#define BALLAST_CONN_FP_MASK (~BALLAST_CONN_ID_MASK)
+
+/* ballast_conn_way.seen counts CLOCK_MONOTONIC (coarse) in units of
+ * 2^BALLAST_CONN_SEEN_SHIFT ns (1.05 ms). It is a u32: ages are taken
+ * modulo 2^32 units (52 days). */
+#define BALLAST_CONN_SEEN_SHIFT 20
+
+enum ballast_conn_flags {
+	/* A packet of the flow came after the one that recorded it (a
+	 * handshake that completed, a second datagram). Until then the way is
+	 * embryonic (a lone SYN, perhaps spoofed): the first kind a new flow
+	 * may take over (conn_table.h, the SYN-flood guard). */
+	BALLAST_CONN_F_CONFIRMED = 1u << 0,
 };
 
-#define BALLAST_CONN_TOUCH_NS 1000000000ull
+struct ballast_conn_way {
+	__u64 tag;    /* fingerprint | backend id; 0: empty */
+	__u32 seen;   /* last seen, in BALLAST_CONN_SEEN_SHIFT units */
+	__u32 flags;  /* enum ballast_conn_flags */
+};
 
-/*
- * The established-flow cache (bpf/flow_cache.h): each CPU's direct-mapped
- * copy of the connection-table entries of the flows it forwards, so that an
- * established packet needs no kernel hash lookup. Scratch state, never
- * pinned: a new program starts with every slot empty.
- */
-#define BALLAST_FLOW_CACHE_BITS 13
-#define BALLAST_FLOW_CACHE_SIZE (1u << BALLAST_FLOW_CACHE_BITS)  /* slots per CPU */
-/* A slot answers for at most this long after it was checked against the
- * connection table; then the packet takes the table again (which marks
- * its entry as used in the LRU, and conn_touch refreshes last_seen_ns). Half of
- * BALLAST_CONN_TOUCH_NS, so that last_seen_ns still lags a flow's last
- * packet by at most BALLAST_CONN_TOUCH_NS. */
-#define BALLAST_FLOW_CACHE_CHECK_NS (BALLAST_CONN_TOUCH_NS / 2)
+/* conn_table value: one cache line. The map is BPF_F_MMAPABLE, so its
+ * values start page-aligned and no bucket straddles two lines. */
+struct ballast_conn_bucket {
+	struct ballast_conn_way way[BALLAST_CONN_WAYS];
+};
 
-/* flow_cache value: one 64-byte cache line. */
-struct ballast_flow_cache_slot {
-	struct ballast_flow_key flow;  /* family 0: empty */
-	__u32 backend_id;
-	__u32 hash;        /* the flow's hash, as ballast_conn.hash */
-	__u32 epoch;       /* flow_epochs[slot] when filled */
-	__u32 pad;
-	__u64 checked_ns;  /* coarse ns when last checked against conn_table */
+/* A way's seen is refreshed by a packet that finds it older than this: a
+ * write per packet would dirty the line on every CPU the flow visits.
+ * How ballastd tells active flows (drain --wait) from stale ways. */
+#define BALLAST_CONN_TOUCH_NS 500000000ull
+/* The SYN-flood guard: a new flow never takes the way of a confirmed flow
+ * seen in the last BALLAST_CONN_PROTECT_NS. */
+#define BALLAST_CONN_PROTECT_NS 60000000000ull
+
+/* Per-CPU counters of the connection table's choices (conn_stats[0]):
+ * where each new flow's entry went. */
+struct ballast_conn_counters {
+	__u64 recorded;           /* an empty way */
+	__u64 replaced_embryonic; /* the way of an unconfirmed flow */
+	__u64 replaced_idle;      /* the way of a confirmed flow idle past the guard */
+	__u64 unrecorded;         /* none it may take: placed by the Maglev table alone */
 };
 
 /* Per-CPU counters for one VIP or one backend slot. */
@@ -266,7 +289,8 @@ struct ballast_reason_counters {
 	X(TX_FRAGMENT, "tx_fragment", "tx")                                  \
 	X(TX_ICMP_TOO_BIG, "tx_icmp_too_big", "tx")                          \
 	X(DROP_MTU_EXCEEDED, "drop_mtu_exceeded", "drop")                    \
-	X(DROP_NO_EGRESS, "drop_no_egress", "drop")
+	X(DROP_NO_EGRESS, "drop_no_egress", "drop")                          \
+	X(PASS_NOT_OUR_MAC, "pass_not_our_mac", "pass")
 
 /*
  * The backend-side decap program's verdicts (bpf/decap.bpf.c), counted per
@@ -333,10 +357,12 @@ struct ballast_decap_config {
  * ballastd adopts pins whose layout_version equals its own and refuses
  * others (userspace/dataplane/loader.cpp); pins without a meta map are
  * layout 1, the maps of the releases before it existed, identical to
- * layout 2 in every other map. Bump BALLAST_LAYOUT_VERSION with any change
+ * layout 2 in every other map. Layout 3: the connection table became
+ * buckets of fingerprints (an LRU hash of full keys before), and
+ * reason_stats and conn_stats grew. Bump BALLAST_LAYOUT_VERSION with any change
  * to a pinned map's key, value, size or type.
  */
-#define BALLAST_LAYOUT_VERSION 2
+#define BALLAST_LAYOUT_VERSION 3
 
 /*
  * The balancer program's two names (balancer.bpf.c): bound to the

@@ -80,16 +80,27 @@ struct {
 } maglev_prev_tables SEC(".maps");
 
 /*
- * Established flows: 5-tuple -> backend id. A shared LRU (not per-CPU): a
- * flow whose packets arrive on different CPUs still finds its entry, and the
- * daemon sees one table when it counts or purges flows.
+ * Established flows: bucket index -> BALLAST_CONN_WAYS ways of (fingerprint,
+ * backend id, last seen, flags), bpf/conn_table.h. Shared by every CPU (not
+ * per-CPU): a flow whose packets arrive on different CPUs still finds its
+ * entry, and ballastd reads one table (mapped into its memory) when it
+ * counts flows.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, BALLAST_CONN_TABLE_SIZE);
-	__type(key, struct ballast_flow_key);
-	__type(value, struct ballast_conn);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BALLAST_CONN_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct ballast_conn_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
 } conn_table SEC(".maps");
+
+/* Per CPU: where new flows' entries went (ballast_conn_counters). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ballast_conn_counters);
+} conn_stats SEC(".maps");
 
 /* Egress id -> interface, MAC, MTU, outer source (ballast_abi.h). */
 struct {
@@ -152,27 +163,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ballast_fleet_counters);
 } vip_fleet_stats SEC(".maps");
-
-/*
- * The established-flow cache (flow_cache.h): per CPU, slot -> a flow and
- * its backend, as the connection table had them. Scratch: not pinned.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, BALLAST_FLOW_CACHE_SIZE);
-	__type(key, __u32);
-	__type(value, struct ballast_flow_cache_slot);
-} flow_cache SEC(".maps");
-
-/* Slot -> how many times the program has written the connection-table
- * entry of a flow in that slot (any CPU). A cached slot is valid while
- * this is unchanged. Shared by every CPU; not pinned. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, BALLAST_FLOW_CACHE_SIZE);
-	__type(key, __u32);
-	__type(value, __u32);
-} flow_epochs SEC(".maps");
 
 /*
  * Each CPU's copy of the coarse clock, taken once per tick (select.h,

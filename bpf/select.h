@@ -10,7 +10,7 @@
 
 #include "maps.h"
 #include "jhash.h"
-#include "flow_cache.h"
+#include "conn_table.h"
 
 /*
  * flow_hash - the flow's hash: the Maglev table index is this mod its size,
@@ -94,7 +94,9 @@ static __always_inline __u32 maglev_pick(__u32 vip_id, __u32 hash)
 struct selection {
 	struct ballast_backend *be;  /* NULL: the VIP has no usable backend */
 	__u32 backend_id;
-	__u32 hash;      /* the flow's hash (for the encapsulating modes) */
+	__u32 hash;      /* the flow's hash, when hashed (flow_hash) */
+	int hashed;      /* hash is set: the Maglev table chose, or
+			  * selection_hash computed it */
 	int new_flow;    /* 1 when the Maglev table chose */
 	int pickup;      /* set by the caller: a TCP packet without SYN that
 			  * found no entry (vip_fleet_stats) */
@@ -102,16 +104,6 @@ struct selection {
 	 * by the caller; NULL for none. */
 	struct ballast_backend *prev;
 };
-
-/* Marks @conn as seen at @now_ns. Rarely: a write per packet would dirty
- * the entry's cache line on every CPU it visits. Every half
- * BALLAST_CONN_TOUCH_NS, because a flow-cache slot may answer for another
- * half before the table is read again (flow_cache.h). */
-static __always_inline void conn_touch(struct ballast_conn *conn, __u64 now_ns)
-{
-	if (now_ns - conn->last_seen_ns > BALLAST_CONN_TOUCH_NS / 2)
-		conn->last_seen_ns = now_ns;
-}
 
 /* True when vip_by_id entry @e is the VIP @flow is addressed to. */
 static __always_inline int vip_entry_matches(const struct ballast_vip_entry *e,
@@ -154,16 +146,14 @@ static __always_inline struct ballast_backend *active_backend(__u32 id)
 
 /*
  * An established flow's VIP and backend, found from its connection-table
- * entry alone, in two steps: established_cached (this CPU's flow-cache
- * slot, flow_cache.h), then established_in_table (the table) -> backend
- * slot (array) -> serving_vip (array). That skips the vips hash lookup,
- * and on a cache hit the table's too: the two are most of an established
- * packet's cost (docs/benchmarks.md, "Where the time goes"). They give
- * exactly what the vips-first path would: the entry's backend serves the
- * VIP that owns this destination now. Anything else (no entry, the backend
- * left, the id now names another VIP, a VIP that ignores the source port)
- * returns NULL and the packet takes the full path. The caller runs
- * flow_cache_locate first and passes the same @now_ns to both.
+ * entry alone: the way (one cache line) -> backend slot (array) ->
+ * serving_vip (array). That skips the vips hash lookup, most of what an
+ * established packet would otherwise cost (docs/benchmarks.md, "Where the
+ * time goes"), and gives exactly what the vips-first path would: the
+ * entry's backend serves the VIP that owns this destination now. Anything
+ * else (no entry, the backend left, the id now names another VIP, a VIP
+ * that ignores the source port) returns NULL and the packet takes the full
+ * path.
  */
 
 /* established_in_table's @no_usable_entry: why it found nothing usable. */
@@ -173,37 +163,6 @@ enum conn_miss {
 	CONN_NONE = 2,          /* no entry at all (a mid-flow pick-up for TCP) */
 };
 
-/* Sets @sel from an entry that led to a VIP. */
-static __always_inline void established_selected(struct selection *sel, struct ballast_backend *be,
-						 __u32 id, __u32 hash)
-{
-	sel->be = be;
-	sel->backend_id = id;
-	sel->hash = hash;
-	sel->new_flow = 0;
-}
-
-/* Returns: the VIP's info (and @sel filled) when this CPU's slot answers. */
-static __always_inline struct ballast_vip_info *
-established_cached(const struct ballast_flow_key *flow, const struct flow_cache_ref *ref,
-		   __u64 now_ns, struct selection *sel)
-{
-	struct ballast_flow_cache_slot *cached = flow_cache_hit(ref, flow, now_ns);
-	struct ballast_vip_info *info;
-	struct ballast_backend *be;
-	__u32 id;
-
-	if (!cached)
-		return NULL;
-	id = cached->backend_id;
-	be = active_backend(id);
-	info = be ? serving_vip(be, flow) : NULL;
-	if (info)
-		established_selected(sel, be, id, cached->hash);
-	/* Else, whatever changed, the table decides. */
-	return info;
-}
-
 /*
  * @no_usable_entry (enum conn_miss) is non-zero when the flow has no entry
  * or its backend is no longer active: the full path's own lookup would find
@@ -211,21 +170,19 @@ established_cached(const struct ballast_flow_key *flow, const struct flow_cache_
  * Returns: the VIP's info (and @sel filled) from the connection table.
  */
 static __always_inline struct ballast_vip_info *
-established_in_table(const struct ballast_flow_key *flow, const struct flow_cache_ref *ref,
-		     __u64 now_ns, struct selection *sel, int *no_usable_entry)
+established_in_table(const struct ballast_flow_key *flow, __u64 now_ns, struct selection *sel,
+		     int *no_usable_entry)
 {
 	struct ballast_vip_info *info;
-	struct ballast_conn *conn;
 	struct ballast_backend *be;
-	__u32 id;
+	struct conn_hit hit;
+	struct conn_ref ref;
 
 	*no_usable_entry = CONN_NONE;
-	conn = bpf_map_lookup_elem(&conn_table, flow);
-	if (!conn)
+	if (!conn_find(flow, &ref, &hit))
 		return NULL;
 	*no_usable_entry = CONN_BACKEND_LEFT;
-	id = conn->backend_id;
-	be = active_backend(id);
+	be = active_backend(hit.backend_id);
 	if (!be)
 		return NULL;
 	/* From here the entry may be usable by the VIP that vips names. */
@@ -233,9 +190,10 @@ established_in_table(const struct ballast_flow_key *flow, const struct flow_cach
 	info = serving_vip(be, flow);
 	if (!info)
 		return NULL;
-	conn_touch(conn, now_ns);
-	flow_cache_fill(ref, flow, id, conn->hash, ref->epoch_seen, now_ns);
-	established_selected(sel, be, id, conn->hash);
+	conn_touch(hit.way, now_ns);
+	sel->be = be;
+	sel->backend_id = hit.backend_id;
+	sel->new_flow = 0;
 	return info;
 }
 
@@ -250,48 +208,41 @@ enum select_conn {
 	SELECT_NONE,    /* the Maglev table only (fragments: stateless) */
 };
 
-/* Records @sel's choice for @flow: its connection-table entry, and this
- * CPU's flow-cache slot. */
+/* Records @sel's choice for @flow (@syn: the packet is a SYN), when the
+ * caller decided after a SELECT_PEEK. */
 static __always_inline void record_choice(const struct ballast_flow_key *flow,
-					  const struct selection *sel)
+					  const struct selection *sel, int syn)
 {
-	struct ballast_conn fresh = {};
-	struct flow_cache_ref ref;
+	struct conn_hit hit;
+	struct conn_ref ref;
 
-	flow_cache_locate(flow, &ref);
-	fresh.backend_id = sel->backend_id;
-	fresh.hash = sel->hash;
-	fresh.last_seen_ns = coarse_now_ns();
-	/* A full table evicts its least recently used flow (LRU map). */
-	bpf_map_update_elem(&conn_table, flow, &fresh, BPF_ANY);
-	/* Other CPUs may cache this flow's old entry (a reused 5-tuple, a
-	 * backend that left): raise the slot's epoch. */
-	flow_cache_fill(&ref, flow, sel->backend_id, sel->hash, flow_cache_written(&ref),
-			fresh.last_seen_ns);
+	conn_find(flow, &ref, &hit);
+	conn_record(&ref, &hit, sel->backend_id, coarse_now_ns(), syn);
 }
 
 /*
  * select_backend - the backend for a packet of @flow to VIP @vip_id.
- * @how: enum select_conn.
+ * @how: enum select_conn. @syn: the packet is a TCP SYN.
  */
 static __always_inline struct selection select_backend(__u32 vip_id,
 						       const struct ballast_flow_key *flow,
-						       int how)
+						       int how, int syn)
 {
 	struct selection sel = {};
-	struct ballast_conn *conn;
+	struct conn_hit hit = {};
+	struct conn_ref ref = {};
+	int looked = 0;
 	__u32 id;
 
 	if (how == SELECT_TRACK || how == SELECT_LOOKUP) {
-		conn = bpf_map_lookup_elem(&conn_table, flow);
-		if (conn) {
-			id = conn->backend_id;
+		looked = 1;
+		if (conn_find(flow, &ref, &hit)) {
+			id = hit.backend_id;
 			sel.be = bpf_map_lookup_elem(&backends, &id);
 			if (backend_is_usable(sel.be, vip_id)) {
 				if (how == SELECT_TRACK)
-					conn_touch(conn, coarse_now_ns());
+					conn_touch(hit.way, coarse_now_ns());
 				sel.backend_id = id;
-				sel.hash = conn->hash;
 				return sel;
 			}
 			/* Its backend left: re-select below, as a new flow. */
@@ -299,6 +250,7 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 	}
 
 	sel.hash = flow_hash(flow);
+	sel.hashed = 1;
 	id = maglev_pick(vip_id, sel.hash);
 	sel.be = NULL;
 	if (id == BALLAST_NO_BACKEND)
@@ -310,9 +262,25 @@ static __always_inline struct selection select_backend(__u32 vip_id,
 	}
 	sel.backend_id = id;
 	sel.new_flow = how == SELECT_TRACK || how == SELECT_FRESH || how == SELECT_PEEK;
-	if (how == SELECT_TRACK || how == SELECT_FRESH)
-		record_choice(flow, &sel);
+	if (how == SELECT_TRACK || how == SELECT_FRESH) {
+		if (!looked)
+			conn_find(flow, &ref, &hit);
+		conn_record(&ref, &hit, id, coarse_now_ns(), syn);
+	}
 	return sel;
+}
+
+/* The flow's hash for the encapsulating modes (outer source port, address
+ * bits, flow label): computed here for an established flow, whose entry
+ * does not keep it. */
+static __always_inline __u32 selection_hash(struct selection *sel,
+					    const struct ballast_flow_key *flow)
+{
+	if (!sel->hashed) {
+		sel->hash = flow_hash(flow);
+		sel->hashed = 1;
+	}
+	return sel->hash;
 }
 
 /*

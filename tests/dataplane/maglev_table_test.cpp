@@ -37,6 +37,7 @@ class MaglevTableTest : public ::testing::Test {
     f.egress = lb_.map_fd("egress");
     f.tx_ports = lb_.map_fd("tx_ports");
     f.vip_filter = lb_.map_fd("vip_filter");
+    f.conn_stats = lb_.map_fd("conn_stats");
     return f;
   }
   static TablePtr table_of(std::uint32_t a, std::uint32_t b) {
@@ -98,43 +99,55 @@ TEST_F(MaglevTableTest, ASwappedInTableIsReadOnceAndFrozenToo) {
 }
 
 // The connection table is walked a slice at a time (drain --wait's count,
-// core/flow_census.h): 200,000 entries come back whole, never more than the
-// slice asked for per call.
+// core/flow_census.h): 200,000 ways (50,000 full buckets, the first of the
+// table, so that a slice can be full) come back whole, each with its backend
+// and the time it was last seen, never more than the slice asked for per
+// call.
 TEST_F(MaglevTableTest, TheConnectionTableIsWalkedASliceAtATime) {
   BpfDataPlane dp(fds());
-  constexpr std::uint32_t kEntries = 200'000;
-  std::vector<ballast_flow_key> keys(kEntries);
-  std::vector<ballast_conn> values(kEntries);
-  for (std::uint32_t i = 0; i < kEntries; i++) {
-    keys[i].family = 4;
-    keys[i].proto = 6;
-    keys[i].src.v4 = i;
-    keys[i].sport = static_cast<std::uint16_t>(i);
-    values[i].backend_id = i % 3;
-    values[i].last_seen_ns = i;
+  constexpr std::uint32_t kBuckets = 50'000;
+  constexpr std::uint32_t kEntries = kBuckets * BALLAST_CONN_WAYS;
+  const std::uint64_t seen_ns = coarse_now_ns() - 5'000'000'000ull;  // 5 s ago
+  std::vector<std::uint32_t> keys(kBuckets);
+  std::vector<ballast_conn_bucket> buckets(kBuckets);
+  for (std::uint32_t b = 0; b < kBuckets; b++) {
+    keys[b] = b;
+    for (std::uint32_t w = 0; w < BALLAST_CONN_WAYS; w++) {
+      const std::uint32_t i = b * BALLAST_CONN_WAYS + w;
+      // Any nonzero fingerprint: the walk does not look at it.
+      buckets[b].way[w] =
+          ballast_conn_way{.tag = (std::uint64_t(i) + 1) << 16 | (i % 3),
+                           .seen = static_cast<std::uint32_t>(seen_ns >> BALLAST_CONN_SEEN_SHIFT),
+                           .flags = BALLAST_CONN_F_CONFIRMED};
+    }
   }
-  std::uint32_t count = kEntries;
-  ASSERT_EQ(bpf_map_update_batch(lb_.map_fd("conn_table"), keys.data(), values.data(), &count,
-                                 nullptr),
-            0);
-  ASSERT_EQ(count, kEntries);
+  std::uint32_t count = kBuckets;
+  ASSERT_EQ(
+      bpf_map_update_batch(lb_.map_fd("conn_table"), keys.data(), buckets.data(), &count, nullptr),
+      0);
+  ASSERT_EQ(count, kBuckets);
   FlowWalk walk;
-  std::uint64_t seen = 0, per_backend[3] = {};
+  std::uint64_t seen = 0, per_backend[3] = {}, wrong_time = 0;
   std::size_t calls = 0, most = 0;
   while (!walk.done && calls < 1000) {
     std::size_t n = 0;
-    dp.walk_flows(walk, 32768, [&](std::uint32_t backend, std::uint64_t) {
+    dp.walk_flows(walk, 32768, [&](std::uint32_t backend, std::uint64_t last_seen_ns) {
       ++n;
       if (backend < 3) ++per_backend[backend];
+      // seen has BALLAST_CONN_SEEN_SHIFT units: back in ns, within a unit.
+      const std::uint64_t unit = 1ull << BALLAST_CONN_SEEN_SHIFT;
+      if (last_seen_ns + unit < seen_ns || last_seen_ns > seen_ns + unit) ++wrong_time;
     });
     seen += n;
     most = std::max(most, n);
     ++calls;
   }
   EXPECT_EQ(seen, kEntries);
-  EXPECT_LE(most, 32768u);
+  EXPECT_EQ(most, 32768u) << "a slice of full buckets holds as many ways as asked, no more";
   EXPECT_GE(calls, kEntries / 32768);
   EXPECT_EQ(per_backend[0], (kEntries + 2) / 3);
+  EXPECT_EQ(per_backend[1], (kEntries + 1) / 3);
+  EXPECT_EQ(wrong_time, 0u) << "ways whose last_seen_ns is not when they were seen";
 }
 
 }  // namespace

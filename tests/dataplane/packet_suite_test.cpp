@@ -283,11 +283,12 @@ struct Counted {
 };
 
 // The connection table after the input: @key holds @backend_id, or (nothing)
-// has no entry.
+// has no entry. A way holds no flow hash: the encapsulating modes compute it
+// per packet, which the expected output frames check byte for byte.
 struct ConnExpect {
   ballast_flow_key key;
   std::optional<std::uint32_t> backend_id;
-  std::optional<std::uint32_t> hash;  // checked when set
+  std::optional<std::uint32_t> flags;  // BALLAST_CONN_F_*, checked when set
 };
 
 struct SuiteCase {
@@ -342,7 +343,7 @@ std::function<void(BalancerHarness&)> swap_table_to(const Service& s, std::uint3
 }
 
 // New flow: a SYN or a first datagram takes the Maglev table's backend and
-// creates a connection-table entry.
+// creates a connection-table entry, unconfirmed (no packet followed yet).
 SuiteCase new_flow_row(const Service& s) {
   const ballast_flow_key flow = flow_of(s);
   const std::uint32_t k = table_choice(flow);
@@ -355,14 +356,14 @@ SuiteCase new_flow_row(const Service& s) {
   row.reason = forward_reason(s.mode);
   row.expected = sent_to_backend(s, row.input, k, hash);
   row.counted = Counted{s.vip_id, backend_id(s.vip_id, k), true};
-  row.conns = {{flow, backend_id(s.vip_id, k),
-                s.mode == Mode::dsr ? std::nullopt : std::optional<std::uint32_t>(hash)}};
+  row.conns = {{flow, backend_id(s.vip_id, k), 0u}};
   return row;
 }
 
 // Established flow: after its first packet the table is swapped to another
 // backend; the second packet (an ACK with data, a second datagram) must
-// still go where the first went, with the same outer header.
+// still go where the first went, with the same outer header, and confirms
+// the flow's way.
 SuiteCase established_row(const Service& s) {
   const ballast_flow_key flow = flow_of(s);
   const std::uint32_t k = table_choice(flow);
@@ -376,7 +377,7 @@ SuiteCase established_row(const Service& s) {
   row.reason = forward_reason(s.mode);
   row.expected = sent_to_backend(s, row.input, k, flow_hash(flow));
   row.counted = Counted{s.vip_id, backend_id(s.vip_id, k), false};
-  row.conns = {{flow, backend_id(s.vip_id, k), std::nullopt}};
+  row.conns = {{flow, backend_id(s.vip_id, k), BALLAST_CONN_F_CONFIRMED}};
   return row;
 }
 
@@ -411,7 +412,7 @@ std::vector<SuiteCase> forwarding_rows() {
     rows.push_back(row);
   }
   // A SYN always asks the table: a reused 5-tuple follows the new one, and
-  // its entry is rewritten.
+  // its entry is rewritten, unconfirmed again.
   {
     const Service& s = service(6, ipproto_tcp, Mode::gue);
     const ballast_flow_key flow = flow_of(s);
@@ -422,11 +423,12 @@ std::vector<SuiteCase> forwarding_rows() {
     row.after_prelude = swap_table_to(s, moved);
     row.expected = sent_to_backend(s, row.input, moved, flow_hash(flow));
     row.counted = Counted{s.vip_id, backend_id(s.vip_id, moved), true};
-    row.conns = {{flow, backend_id(s.vip_id, moved), flow_hash(flow)}};
+    row.conns = {{flow, backend_id(s.vip_id, moved), 0u}};
     rows.push_back(row);
   }
   // An established flow whose backend left (no longer ACTIVE) takes the
-  // table again, as a new flow, and its entry is rewritten.
+  // table again, as a new flow, and its entry is rewritten in place with its
+  // flags kept (the first datagram left it unconfirmed).
   {
     const Service& s = service(6, ipproto_udp, Mode::ipip);
     const ballast_flow_key flow = flow_of(s);
@@ -442,7 +444,7 @@ std::vector<SuiteCase> forwarding_rows() {
     };
     row.expected = sent_to_backend(s, row.input, moved, flow_hash(flow));
     row.counted = Counted{s.vip_id, backend_id(s.vip_id, moved), true};
-    row.conns = {{flow, backend_id(s.vip_id, moved), flow_hash(flow)}};
+    row.conns = {{flow, backend_id(s.vip_id, moved), 0u}};
     rows.push_back(row);
   }
   // Every weight 0: the table holds no backend.
@@ -1183,12 +1185,20 @@ std::vector<SuiteCase> malformed_rows() {
                 BALLAST_REASON_PASS_VLAN),
       unchanged("Vlan8021adTaggedPasses", to_service(v6_tcp).vlan(100, ethertype_qinq).build(),
                 XDP_PASS, BALLAST_REASON_PASS_VLAN),
+      // A unicast ARP request (a neighbour refreshing its entry) is ours
+      // and no IP; a broadcast one is no frame to us (checked first).
       unchanged("ArpPasses",
+                PacketBuilder()
+                    .eth(mac_router, mac_lb)
+                    .arp_request(mac_router, v4_client_one, v4_vip_one)
+                    .build(),
+                XDP_PASS, BALLAST_REASON_PASS_NOT_IP),
+      unchanged("BroadcastArpPassesAsNotOurMac",
                 PacketBuilder()
                     .eth(mac_router, mac_broadcast)
                     .arp_request(mac_router, v4_client_one, v4_vip_one)
                     .build(),
-                XDP_PASS, BALLAST_REASON_PASS_NOT_IP),
+                XDP_PASS, BALLAST_REASON_PASS_NOT_OUR_MAC),
       unchanged("Ipv4OtherProtocolToVipPasses",
                 from_router().ipv4(v4_client_one, v4_vip_one).payload("raw").build(), XDP_PASS,
                 BALLAST_REASON_PASS_NOT_TCP_UDP),
@@ -1331,17 +1341,21 @@ TEST_P(PacketSuiteTest, ActionReasonOutputCountersAndConnTable) {
     }
   }
 
+  // Every way the row wrote was seen during the row (1 s of slack).
+  const std::uint32_t now_units =
+      static_cast<std::uint32_t>(coarse_now_ns() >> BALLAST_CONN_SEEN_SHIFT);
   for (std::size_t i = 0; i < row.conns.size(); i++) {
     const ConnExpect& want = row.conns[i];
-    const std::optional<ballast_conn> conn = lb.conn(want.key);
+    const std::optional<ConnEntry> conn = lb.conn(want.key);
     if (!want.backend_id) {
       EXPECT_FALSE(conn.has_value()) << "conn_table[" << i << "]: no entry";
       continue;
     }
     ASSERT_TRUE(conn.has_value()) << "conn_table[" << i << "]: an entry";
     EXPECT_EQ(conn->backend_id, *want.backend_id) << "conn_table[" << i << "].backend_id";
-    if (want.hash) {
-      EXPECT_EQ(conn->hash, *want.hash) << "conn_table[" << i << "].hash";
+    EXPECT_LE(now_units - conn->seen, 1000u) << "conn_table[" << i << "].seen: now";
+    if (want.flags) {
+      EXPECT_EQ(conn->flags, *want.flags) << "conn_table[" << i << "].flags";
     }
   }
 }

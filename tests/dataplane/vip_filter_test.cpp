@@ -80,9 +80,9 @@ Ipv4Addr sharing_bit_with(Ipv4Addr a) {
 }
 
 // With its address's bit clear, a VIP's packets are the host's: the filter
-// is read before any lookup, for a SYN and for a packet of a flow not in
-// this CPU's flow cache alike, and nothing is written to the connection
-// table. (ballastd never clears a bit a VIP needs; the audit reports it.)
+// is read before any lookup, for a SYN and for a packet without SYN alike,
+// and nothing is written to the connection table. (ballastd never clears a
+// bit a VIP needs; the audit reports it.)
 TEST_F(VipFilterTest, AVipsPacketsNeedItsAddressBit) {
   const ballast_flow_key flow =
       flow_key_v4(v4_client_one, port_client_one, v4_vip_one, port_http, ipproto_tcp);

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <stdexcept>
 #include <system_error>
 
 #include "balancer.skel.h"
+#include "conn_hash.h"
 #include "fd.h"
 #include "jhash.h"
 
@@ -41,6 +43,13 @@ void add(ballast_reason_counters& total, const ballast_reason_counters& cpu) {
 void add(ballast_fleet_counters& total, const ballast_fleet_counters& cpu) {
   total.pickups += cpu.pickups;
   total.second_chance += cpu.second_chance;
+}
+
+void add(ballast_conn_counters& total, const ballast_conn_counters& cpu) {
+  total.recorded += cpu.recorded;
+  total.replaced_embryonic += cpu.replaced_embryonic;
+  total.replaced_idle += cpu.replaced_idle;
+  total.unrecorded += cpu.unrecorded;
 }
 
 void add(ballast_traffic_counters& total, const ballast_traffic_counters& cpu) {
@@ -109,10 +118,9 @@ ballast_egress default_egress(MacAddr lb_mac, Ipv4Addr lb_ip4) {
   return egress;
 }
 
-BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4, FlowCache flow_cache) {
+BalancerHarness::BalancerHarness(MacAddr lb_mac, Ipv4Addr lb_ip4) {
   skel_ = balancer::open();
   if (!skel_) fail(-errno, "balancer::open");
-  skel_->rodata->flow_cache_enabled = flow_cache == FlowCache::on ? 1 : 0;
   // BPF_PROG_TEST_RUN refuses device-bound programs: the one for any device
   // (balancer.bpf.c), and only it (the bound one loads only bound).
   bpf_program__set_autoload(skel_->progs.ballast_xdp, false);
@@ -246,48 +254,90 @@ void BalancerHarness::install_table_in(const char* outer, std::uint32_t vip_id,
     fail(err, std::string("bpf_map_update_elem(") + outer + ")");
 }
 
-void BalancerHarness::forget_flow(const ballast_flow_key& flow) {
-  bpf_map_delete_elem(map_fd("conn_table"), &flow);  // none: nothing to forget
-  raise_flow_epochs();
+std::uint64_t coarse_now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::uint64_t(ts.tv_sec) * 1000000000ull + std::uint64_t(ts.tv_nsec);
 }
 
-std::optional<ballast_conn> BalancerHarness::conn(const ballast_flow_key& flow) const {
-  ballast_conn value{};
-  int err = bpf_map_lookup_elem(map_fd("conn_table"), &flow, &value);
-  if (err == -ENOENT) return std::nullopt;
-  if (err) fail(err, "bpf_map_lookup_elem(conn_table)");
-  return value;
+ConnPlace conn_place(const ballast_flow_key& flow) {
+  const std::uint64_t hash = ballast_conn_hash(&flow);
+  return ConnPlace{.bucket_a = ballast_conn_bucket_a(hash),
+                   .bucket_b = ballast_conn_bucket_b(hash),
+                   .fingerprint = ballast_conn_fingerprint(hash)};
 }
 
-void BalancerHarness::set_conn(const ballast_flow_key& flow, const ballast_conn& value) {
-  if (int err = bpf_map_update_elem(map_fd("conn_table"), &flow, &value, BPF_ANY); err)
+ballast_conn_bucket BalancerHarness::conn_bucket(std::uint32_t index) const {
+  ballast_conn_bucket bucket{};
+  if (int err = bpf_map_lookup_elem(map_fd("conn_table"), &index, &bucket); err)
+    fail(err, "bpf_map_lookup_elem(conn_table)");
+  return bucket;
+}
+
+void BalancerHarness::set_conn_bucket(std::uint32_t index, const ballast_conn_bucket& bucket) {
+  if (int err = bpf_map_update_elem(map_fd("conn_table"), &index, &bucket, BPF_ANY); err)
     fail(err, "bpf_map_update_elem(conn_table)");
 }
 
-void BalancerHarness::raise_flow_epochs() {
-  const int fd = map_fd("flow_epochs");
-  for (std::uint32_t slot = 0; slot < BALLAST_FLOW_CACHE_SIZE; slot++) {
-    std::uint32_t epoch = 0;
-    if (int err = bpf_map_lookup_elem(fd, &slot, &epoch); err)
-      fail(err, "bpf_map_lookup_elem(flow_epochs)");
-    epoch++;
-    if (int err = bpf_map_update_elem(fd, &slot, &epoch, BPF_ANY); err)
-      fail(err, "bpf_map_update_elem(flow_epochs)");
+std::optional<ConnEntry> BalancerHarness::conn(const ballast_flow_key& flow) const {
+  const std::uint64_t hash = ballast_conn_hash(&flow);
+  const std::uint64_t fp = ballast_conn_fingerprint(hash);
+  const std::uint32_t buckets[2] = {ballast_conn_bucket_a(hash), ballast_conn_bucket_b(hash)};
+  for (int which = 0; which < 2; which++) {
+    const ballast_conn_bucket bucket = conn_bucket(buckets[which]);
+    for (int i = 0; i < BALLAST_CONN_WAYS; i++) {
+      const ballast_conn_way& way = bucket.way[i];
+      if ((way.tag & BALLAST_CONN_FP_MASK) != fp) continue;
+      return ConnEntry{.backend_id = static_cast<std::uint32_t>(way.tag & BALLAST_CONN_ID_MASK),
+                       .seen = way.seen,
+                       .flags = way.flags,
+                       .bucket = buckets[which],
+                       .way = i,
+                       .in_second_bucket = which == 1};
+    }
   }
+  return std::nullopt;
 }
 
-ballast_flow_cache_slot BalancerHarness::flow_cache_slot(const ballast_flow_key& flow,
-                                                         int cpu) const {
-  static_assert(sizeof(ballast_flow_cache_slot) % 8 == 0, "per-CPU values are 8-byte aligned");
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus < 0) fail(cpus, "libbpf_num_possible_cpus");
-  if (cpu < 0 || cpu >= cpus)
-    throw std::out_of_range("flow_cache_slot: no CPU " + std::to_string(cpu));
-  std::vector<ballast_flow_cache_slot> per_cpu(static_cast<std::size_t>(cpus));
-  const std::uint32_t index = flow_cache_index(flow);
-  if (int err = bpf_map_lookup_elem(map_fd("flow_cache"), &index, per_cpu.data()); err)
-    fail(err, "bpf_map_lookup_elem(flow_cache)");
-  return per_cpu[static_cast<std::size_t>(cpu)];
+void BalancerHarness::set_conn(const ballast_flow_key& flow, std::uint32_t backend_id,
+                               std::uint32_t flags, std::uint64_t seen_ns) {
+  const std::uint64_t hash = ballast_conn_hash(&flow);
+  const std::uint64_t tag = ballast_conn_fingerprint(hash) | backend_id;
+  const std::uint32_t seen =
+      static_cast<std::uint32_t>((seen_ns ? seen_ns : coarse_now_ns()) >> BALLAST_CONN_SEEN_SHIFT);
+  auto write = [&](std::uint32_t index, int way) {
+    ballast_conn_bucket bucket = conn_bucket(index);
+    bucket.way[way] = ballast_conn_way{.tag = tag, .seen = seen, .flags = flags};
+    set_conn_bucket(index, bucket);
+  };
+  if (const auto found = conn(flow)) return write(found->bucket, found->way);
+  // conn_table.h, conn_place: the first bucket while it has two empty ways
+  // or more, else the one with more (the first on a tie).
+  struct Empty {
+    std::uint32_t index;
+    int count = 0, first = -1;
+  };
+  auto empty_ways = [&](std::uint32_t index) {
+    Empty e{.index = index};
+    const ballast_conn_bucket bucket = conn_bucket(index);
+    for (int i = 0; i < BALLAST_CONN_WAYS; i++)
+      if (bucket.way[i].tag == 0 && e.count++ == 0) e.first = i;
+    return e;
+  };
+  const Empty a = empty_ways(ballast_conn_bucket_a(hash));
+  if (a.count >= 2) return write(a.index, a.first);
+  const Empty b = empty_ways(ballast_conn_bucket_b(hash));
+  if (b.count > a.count) return write(b.index, b.first);
+  if (a.count) return write(a.index, a.first);
+  throw std::runtime_error("set_conn: both of the flow's buckets are full");
+}
+
+void BalancerHarness::forget_flow(const ballast_flow_key& flow) {
+  const auto found = conn(flow);
+  if (!found) return;
+  ballast_conn_bucket bucket = conn_bucket(found->bucket);
+  bucket.way[found->way] = ballast_conn_way{};
+  set_conn_bucket(found->bucket, bucket);
 }
 
 RunResult BalancerHarness::run(std::span<const std::uint8_t> frame, std::uint32_t repeat) const {
@@ -304,9 +354,12 @@ ballast_traffic_counters BalancerHarness::vip_counters(std::uint32_t vip_id) con
   return sum_per_cpu<ballast_traffic_counters>(map_fd("vip_stats"), "vip_stats", vip_id);
 }
 
+ballast_conn_counters BalancerHarness::conn_counters() const {
+  return sum_per_cpu<ballast_conn_counters>(map_fd("conn_stats"), "conn_stats", 0);
+}
+
 ballast_fleet_counters BalancerHarness::fleet_counters(std::uint32_t vip_id) const {
-  return sum_per_cpu<ballast_fleet_counters>(map_fd("vip_fleet_stats"), "vip_fleet_stats",
-                                             vip_id);
+  return sum_per_cpu<ballast_fleet_counters>(map_fd("vip_fleet_stats"), "vip_fleet_stats", vip_id);
 }
 
 ballast_traffic_counters BalancerHarness::backend_counters(std::uint32_t backend_id) const {
@@ -396,17 +449,6 @@ std::uint32_t flow_hash(const ballast_flow_key& flow) {
 
 std::uint32_t maglev_index(const ballast_flow_key& flow) {
   return flow_hash(flow) % BALLAST_MAGLEV_SIZE;
-}
-
-std::uint32_t flow_cache_index(const ballast_flow_key& flow) {
-  // flow_cache.h: a multiplicative hash of the addresses (words XORed),
-  // the ports and protocol/family, all as the key holds them.
-  const std::uint32_t src = flow.src.v6[0] ^ flow.src.v6[1] ^ flow.src.v6[2] ^ flow.src.v6[3];
-  const std::uint32_t dst = flow.dst.v6[0] ^ flow.dst.v6[1] ^ flow.dst.v6[2] ^ flow.dst.v6[3];
-  std::uint32_t mix = (src * 0x9e3779b1u) ^ dst;
-  mix = (mix * 0x9e3779b1u) ^ (static_cast<std::uint32_t>(flow.sport) << 16 | flow.dport);
-  mix = (mix ^ (flow.proto | static_cast<std::uint32_t>(flow.family) << 8)) * 0x9e3779b1u;
-  return mix >> (32 - BALLAST_FLOW_CACHE_BITS);
 }
 
 std::vector<std::uint32_t> round_robin_table(std::span<const std::uint32_t> backend_ids) {

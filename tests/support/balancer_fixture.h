@@ -38,18 +38,35 @@ RunResult test_run(int prog_fd, std::span<const std::uint8_t> frame, std::uint32
 // @lb_ip4 and v6_lb, no hash masks.
 ballast_egress default_egress(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
 
-// Whether the program runs with its established-flow cache (bpf/flow_cache.h,
-// flow_cache_enabled). ballastd always loads it on; tests and the bench
-// also run it off, to measure and check the table path alone.
-enum class FlowCache { on, off };
+// What the connection table holds for a flow (bpf/conn_table.h): its way,
+// where it is, and what it says.
+struct ConnEntry {
+  std::uint32_t backend_id = 0;
+  std::uint32_t seen = 0;   // BALLAST_CONN_SEEN_SHIFT units
+  std::uint32_t flags = 0;  // BALLAST_CONN_F_*
+  std::uint32_t bucket = 0;
+  int way = 0;
+  bool in_second_bucket = false;
+};
+
+// CLOCK_MONOTONIC_COARSE in ns: the data plane's clock.
+std::uint64_t coarse_now_ns();
+
+// Where a flow may sit in the connection table (bpf/conn_hash.h): its first
+// and second bucket, and the fingerprint (tag bits 16-63) its way carries.
+struct ConnPlace {
+  std::uint32_t bucket_a = 0;
+  std::uint32_t bucket_b = 0;
+  std::uint64_t fingerprint = 0;
+};
+ConnPlace conn_place(const ballast_flow_key& flow);
 
 class BalancerHarness {
  public:
   // Loads the program and writes egress[0] = default_egress(@lb_mac, @lb_ip4):
   // @lb_mac the source of the frames it sends, @lb_ip4 the outer source of
   // IPv4 tunnels.
-  explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb,
-                           FlowCache flow_cache = FlowCache::on);
+  explicit BalancerHarness(MacAddr lb_mac = mac_lb, Ipv4Addr lb_ip4 = v4_lb);
   ~BalancerHarness();
   BalancerHarness(const BalancerHarness&) = delete;
   BalancerHarness& operator=(const BalancerHarness&) = delete;
@@ -78,18 +95,22 @@ class BalancerHarness {
   // The same into maglev_prev_tables: the VIP's previous table (second
   // chance).
   void install_previous_table(std::uint32_t vip_id, std::span<const std::uint32_t> entries);
-  std::optional<ballast_conn> conn(const ballast_flow_key& flow) const;
-  // Writes @flow's conn_table entry from userspace, as another writer would,
-  // without raising flow_epochs (raise_flow_epochs does that).
-  void set_conn(const ballast_flow_key& flow, const ballast_conn& value);
-  // Raises every flow_epochs slot: what a writer of conn_table other than
-  // the program must do so that no CPU's flow cache answers from before it.
-  void raise_flow_epochs();
-  // Deletes @flow's conn_table entry (if any) and raises flow_epochs: the
-  // flow's next packet finds no entry anywhere, as on another balancer.
+  // @flow's way in the connection table, found as the program finds it.
+  std::optional<ConnEntry> conn(const ballast_flow_key& flow) const;
+  // Writes @flow's way from userspace as the program would record it: its
+  // existing way, else the empty way conn_place (bpf/conn_table.h) gives
+  // (none: throws).
+  // @seen_ns: coarse clock ns (default: now).
+  void set_conn(const ballast_flow_key& flow, std::uint32_t backend_id,
+                std::uint32_t flags = BALLAST_CONN_F_CONFIRMED, std::uint64_t seen_ns = 0);
+  // Empties @flow's way (if any): its next packet finds no entry, as on
+  // another balancer.
   void forget_flow(const ballast_flow_key& flow);
-  // CPU @cpu's flow_cache slot for @flow (flow_cache_index).
-  ballast_flow_cache_slot flow_cache_slot(const ballast_flow_key& flow, int cpu) const;
+  // A bucket of the connection table, read or written whole.
+  ballast_conn_bucket conn_bucket(std::uint32_t index) const;
+  void set_conn_bucket(std::uint32_t index, const ballast_conn_bucket& bucket);
+  // conn_stats summed over every possible CPU.
+  ballast_conn_counters conn_counters() const;
 
   // test_run() on the balancer's entry point.
   RunResult run(std::span<const std::uint8_t> frame, std::uint32_t repeat = 1) const;
@@ -128,8 +149,6 @@ ballast_flow_key flow_key_v6(const Ipv6Addr& src, std::uint16_t sport, const Ipv
 std::uint32_t flow_hash(const ballast_flow_key& flow);
 // The Maglev table index select.h computes for @flow: flow_hash % table size.
 std::uint32_t maglev_index(const ballast_flow_key& flow);
-// The flow_cache slot flow_cache.h gives @flow.
-std::uint32_t flow_cache_index(const ballast_flow_key& flow);
 
 // A table whose entry i is backend_ids[i % n]: every backend owns a known,
 // even share of entries. An empty list gives a table of BALLAST_NO_BACKEND.

@@ -18,6 +18,7 @@ class CountersDataPlane : public DataPlane {
  public:
   std::map<uint32_t, ballast_traffic_counters> vip, backend;
   std::map<uint32_t, ballast_fleet_counters> fleet;  // by VIP id
+  ballast_conn_counters conn{};
   std::vector<ballast_reason_counters> reasons =
       std::vector<ballast_reason_counters>(BALLAST_REASON_COUNT);
   std::map<uint32_t, std::vector<uint32_t>> tables;  // live Maglev tables by VIP id
@@ -51,6 +52,7 @@ class CountersDataPlane : public DataPlane {
   void keep_previous_table(uint32_t) override {}
   void remove_previous_table(uint32_t) override {}
   std::vector<ballast_reason_counters> read_reasons() override { return reasons; }
+  ballast_conn_counters read_conn_counters() override { return conn; }
   void walk_flows(FlowWalk& walk, size_t, const std::function<void(uint32_t, uint64_t)>&) override {
     walk.done = true;
   }

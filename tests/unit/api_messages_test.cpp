@@ -199,6 +199,12 @@ TEST(ApiMessages, RepliesDecodeToWhatWasSent) {
                                       .observed_share = 1,
                                       .skew = std::nullopt}}});
   stats.reasons.push_back({.reason = "tx", .verdict = "tx", .packets = 10, .bytes = 1000});
+  stats.conn_table = {.capacity = BALLAST_CONN_TABLE_SIZE,
+                      .recorded = 5,
+                      .replaced_embryonic = 4,
+                      .replaced_idle = 3,
+                      .unrecorded = 2};
+  EXPECT_EQ(json(stats)["conn_table"]["replaced_embryonic"], 4);
   EXPECT_EQ(round_trip(stats), stats);
 
   SkewReply skew;

@@ -385,7 +385,7 @@ TEST(DoctorBalancer, CleanHostHasOnlyOks) {
   EXPECT_CONTAINS(one(f, "xdp-program").message,
                   "ballast_xdp (id 300) is attached to eth0 in "
                   "native mode");
-  EXPECT_CONTAINS(one(f, "pinned-maps").message, "all 11 maps are pinned in /sys/fs/bpf/ballast");
+  EXPECT_CONTAINS(one(f, "pinned-maps").message, "all 12 maps are pinned in /sys/fs/bpf/ballast");
   EXPECT_CONTAINS(one(f, "ballastd-api").message, "program id 300 on eth0");
   EXPECT_EQ(of(f, "route").size(), 2u);
   EXPECT_CONTAINS(of(f, "route")[0].message, "backend 10.0.0.11 is on-link on eth0");
@@ -438,11 +438,12 @@ TEST(DoctorBalancer, NoProgramOrAForeignOneIsAnError) {
 
 TEST(DoctorBalancer, MissingPinsAreNamed) {
   BalancerHost h = clean_balancer();
-  h.pinned = {"vips",          "vip_by_id",    "backends", "maglev_tables", "vip_stats",
-              "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter"};
+  h.pinned = {"vips",      "vip_by_id",     "backends",     "maglev_tables",
+              "vip_stats", "backend_stats", "reason_stats", "egress",
+              "tx_ports",  "vip_filter",    "conn_stats"};
   Finding p = one(check_balancer(h), "pinned-maps");
   EXPECT_EQ(p.severity, Severity::error);
-  EXPECT_CONTAINS(p.message, "1 of the 11 maps are not in /sys/fs/bpf/ballast: conn_table;");
+  EXPECT_CONTAINS(p.message, "1 of the 12 maps are not in /sys/fs/bpf/ballast: conn_table;");
   h.pin_dir_exists = false;
   p = one(check_balancer(h), "pinned-maps");
   EXPECT_EQ(p.severity, Severity::error);

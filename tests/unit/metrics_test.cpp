@@ -142,6 +142,23 @@ class SetRoutes : public RouteSink {
   std::set<IpAddress> held;
 };
 
+// The connection table's placements (bpf/conn_table.h), one sample per
+// placement, and its capacity in flows.
+TEST(MetricsTest, ConnTablePlacementsAndCapacity) {
+  CountersDataPlane dp;
+  dp.conn = {.recorded = 11, .replaced_embryonic = 7, .replaced_idle = 5, .unrecorded = 3};
+  SkewTracker tracker;
+  auto r = render(dp, {}, tracker);
+  for (const auto& [placement, n] : std::vector<std::pair<std::string, int>>{
+           {"recorded", 11}, {"replaced_embryonic", 7}, {"replaced_idle", 5}, {"unrecorded", 3}})
+    EXPECT_TRUE(has_line(r, "ballast_conn_table_new_flows_total{placement=\"" + placement + "\"} " +
+                                std::to_string(n)))
+        << placement << "\n"
+        << r.text;
+  EXPECT_TRUE(has_line(r, "ballast_conn_table_capacity " + std::to_string(BALLAST_CONN_TABLE_SIZE)))
+      << r.text;
+}
+
 TEST(MetricsTest, PickUpsPerVipAndAnnouncedOnlyWithAnnounce) {
   CountersDataPlane dp;
   const std::vector<VipView> vips{VipView{4,

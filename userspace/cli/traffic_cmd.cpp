@@ -38,6 +38,16 @@ void print_stats(const api::StatsReply& stats) {
     p.print();
     std::cout << "\n";
   }
+  // Where new flows' entries went: the SYN-flood guard at work shows as
+  // unrecorded flows (docs/dataplane.md, "The connection table").
+  const auto& c = stats.conn_table;
+  Table ct({"CONN TABLE", "CAPACITY", "RECORDED", "REPLACED UNCONFIRMED", "REPLACED IDLE",
+            "UNRECORDED"});
+  ct.add({"new flows", std::to_string(c.capacity), std::to_string(c.recorded),
+          std::to_string(c.replaced_embryonic), std::to_string(c.replaced_idle),
+          std::to_string(c.unrecorded)});
+  ct.print();
+  std::cout << "\n";
   Table r({"REASON", "VERDICT", "PACKETS", "BYTES"});
   for (const auto& x : stats.reasons)
     r.add({x.reason, x.verdict, std::to_string(x.packets), std::to_string(x.bytes)});

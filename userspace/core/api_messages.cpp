@@ -434,6 +434,20 @@ void to_json(json& j, const StatsReply& s) {
                             {"verdict", r.verdict},
                             {"packets", r.packets},
                             {"bytes", r.bytes}});
+  j["conn_table"] = {{"capacity", s.conn_table.capacity},
+                     {"recorded", s.conn_table.recorded},
+                     {"replaced_embryonic", s.conn_table.replaced_embryonic},
+                     {"replaced_idle", s.conn_table.replaced_idle},
+                     {"unrecorded", s.conn_table.unrecorded}};
+}
+
+void from_json(const json& j, StatsReply::ConnTable& c) {
+  Fields in(j, false);
+  in.get("capacity", c.capacity);
+  in.get("recorded", c.recorded);
+  in.get("replaced_embryonic", c.replaced_embryonic);
+  in.get("replaced_idle", c.replaced_idle);
+  in.get("unrecorded", c.unrecorded);
 }
 
 void from_json(const json& j, StatsReply::Backend& b) {
@@ -475,6 +489,7 @@ void from_json(const json& j, StatsReply& s) {
   Fields in(j, false);
   in.need("vips", s.vips);
   in.get("reasons", s.reasons);
+  if (const auto it = j.find("conn_table"); it != j.end()) from_json(*it, s.conn_table);
 }
 
 void to_json(json& j, const SkewReply& s) {

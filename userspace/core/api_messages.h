@@ -145,8 +145,17 @@ struct StatsReply {
     uint64_t packets = 0, bytes = 0;
     bool operator==(const Reason&) const = default;
   };
+  // Where new flows' connection-table entries went (bpf/conn_table.h):
+  // the SYN-flood guard's work shows as unrecorded flows, never as
+  // replaced confirmed ones.
+  struct ConnTable {
+    uint64_t capacity = 0;  // ways (flows it can hold)
+    uint64_t recorded = 0, replaced_embryonic = 0, replaced_idle = 0, unrecorded = 0;
+    bool operator==(const ConnTable&) const = default;
+  };
   std::vector<Vip> vips;
   std::vector<Reason> reasons;
+  ConnTable conn_table;
   bool operator==(const StatsReply&) const = default;
 };
 

@@ -25,7 +25,7 @@ enum class CounterMap { vip, backend };
 inline constexpr const char* kPinnedMaps[] = {
     "vips",          "vip_by_id",    "backends", "maglev_tables", "conn_table", "vip_stats",
     "backend_stats", "reason_stats", "egress",   "tx_ports",      "vip_filter", "meta",
-    "vip_fleet_stats", "maglev_prev_tables"};
+    "vip_fleet_stats", "maglev_prev_tables", "conn_stats"};
 
 // A VIP's Maglev table: its BALLAST_MAGLEV_SIZE backend ids, shared (the
 // state, the data plane and a snapshot hold the same one, not copies).
@@ -117,9 +117,13 @@ class DataPlane {
   virtual void keep_previous_table(uint32_t vip_id) = 0;
   virtual void remove_previous_table(uint32_t vip_id) = 0;
   virtual std::vector<ballast_reason_counters> read_reasons() = 0;
+  // Where new flows' connection-table entries went, summed over CPUs
+  // (bpf/conn_table.h, conn_stats). None by default: a data plane without
+  // a connection table.
+  virtual ballast_conn_counters read_conn_counters() { return {}; }
 
-  // The next (up to) @max entries of a walk over the connection table,
-  // each given to @visit(backend id, last_seen_ns); @walk.done once the
+  // The next (up to) @max ways of a walk over the connection table, each
+  // flow's given to @visit(backend id, last_seen_ns); @walk.done once the
   // last was given. Entries added or removed meanwhile may be missed or
   // seen twice (a census, not a snapshot).
   virtual void walk_flows(FlowWalk& walk, size_t max,

@@ -288,6 +288,21 @@ std::string render_metrics(const MetricsInput& in) {
     w.sample({{"reason", std::string(reason_name(r))}, {"verdict", std::string(reason_verdict(r))}},
              reasons[r].bytes);
 
+  // The connection table: where each new flow's entry went (the SYN-flood
+  // guard leaves flows unrecorded rather than replace a live one).
+  const ballast_conn_counters conn = in.dataplane->read_conn_counters();
+  w.family("ballast_conn_table_new_flows_total", "counter",
+           "New flows by where their connection-table entry went: an empty way (recorded), an "
+           "unconfirmed flow's way (replaced_embryonic), a confirmed flow's way idle past the "
+           "guard (replaced_idle), or none (unrecorded: placed by the Maglev table alone).");
+  w.sample({{"placement", "recorded"}}, conn.recorded);
+  w.sample({{"placement", "replaced_embryonic"}}, conn.replaced_embryonic);
+  w.sample({{"placement", "replaced_idle"}}, conn.replaced_idle);
+  w.sample({{"placement", "unrecorded"}}, conn.unrecorded);
+  w.family("ballast_conn_table_capacity", "gauge",
+           "Flows the connection table holds at most (its ways).");
+  w.sample({}, static_cast<uint64_t>(BALLAST_CONN_TABLE_SIZE));
+
   if (!in.audit_findings.empty()) {
     w.family("ballast_audit_findings", "gauge",
              "Findings of the last audit by check id and severity (0 when the check is clean).");

@@ -50,6 +50,12 @@ api::StatsReply stats_reply(const std::vector<VipView>& vips, DataPlane& datapla
     }
     out.vips.push_back(std::move(v));
   }
+  const ballast_conn_counters conn = dataplane.read_conn_counters();
+  out.conn_table = {.capacity = BALLAST_CONN_TABLE_SIZE,
+                    .recorded = conn.recorded,
+                    .replaced_embryonic = conn.replaced_embryonic,
+                    .replaced_idle = conn.replaced_idle,
+                    .unrecorded = conn.unrecorded};
   const auto reasons = dataplane.read_reasons();
   for (uint32_t r = 0; r < reasons.size(); r++)
     out.reasons.push_back({.reason = std::string(reason_name(r)),

@@ -2,12 +2,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
 
+#include "conn_hash.h"
 #include "error.h"
 #include "fd.h"
 
@@ -78,9 +80,20 @@ void BpfDataPlane::prepare_maps(const MapFds& fds) {
   VipFilter(fds.vip_filter).rebuild(vip_keys(fds.vips));
 }
 
+namespace {
+
+constexpr size_t kConnTableBytes = size_t(BALLAST_CONN_BUCKETS) * sizeof(ballast_conn_bucket);
+
+}  // namespace
+
 BpfDataPlane::BpfDataPlane(MapFds fds)
     : fds_(fds), ncpus_(libbpf_num_possible_cpus()), vip_filter_(fds.vip_filter) {
   if (ncpus_ <= 0) throw Error(errno_message("counting possible CPUs", ncpus_));
+  if (fds_.conn_table >= 0) {  // tests of other maps pass none
+    void* mapped = mmap(nullptr, kConnTableBytes, PROT_READ, MAP_SHARED, fds_.conn_table, 0);
+    if (mapped == MAP_FAILED) throw Error(errno_message("mapping conn_table", errno));
+    conn_buckets_ = static_cast<const ballast_conn_bucket*>(mapped);
+  }
   vip_filter_.rebuild(vip_keys(fds_.vips));
   // Adopted pins from a version without vip_by_id (or a crash between the
   // two writes) leave it short: bring it in line with vips. Until then
@@ -267,24 +280,46 @@ uint64_t monotonic_coarse_ns() {
 
 }  // namespace
 
+BpfDataPlane::~BpfDataPlane() {
+  if (conn_buckets_) munmap(const_cast<ballast_conn_bucket*>(conn_buckets_), kConnTableBytes);
+}
+
+ballast_conn_counters BpfDataPlane::read_conn_counters() {
+  std::vector<ballast_conn_counters> per_cpu(ncpus_);
+  const uint32_t key = 0;
+  check(bpf_map_lookup_elem(fds_.conn_stats, &key, per_cpu.data()), "reading conn_stats");
+  ballast_conn_counters out{};
+  for (const auto& c : per_cpu) {
+    out.recorded += c.recorded;
+    out.replaced_embryonic += c.replaced_embryonic;
+    out.replaced_idle += c.replaced_idle;
+    out.unrecorded += c.unrecorded;
+  }
+  return out;
+}
+
 void BpfDataPlane::walk_flows(FlowWalk& walk, size_t max,
                               const std::function<void(uint32_t, uint64_t)>& visit) {
-  // Buffers kept between steps: a count walks the table a slice per loop
-  // wake-up, and each slice is 1.8 MiB of keys and values.
-  walk_keys_.resize(max);
-  walk_values_.resize(max);
-  // The hash map's batch token is its bucket index (u32); room for more.
-  uint64_t out = 0;
-  uint32_t count = static_cast<uint32_t>(max);
-  const int ret = bpf_map_lookup_batch(fds_.conn_table, walk.started ? &walk.token : nullptr, &out,
-                                       walk_keys_.data(), walk_values_.data(), &count, nullptr);
-  const int err = ret < 0 ? errno : 0;
-  if (ret < 0 && err != ENOENT) throw Error(errno_message("reading conn_table", err));
-  for (uint32_t i = 0; i < count; i++)
-    visit(walk_values_[i].backend_id, walk_values_[i].last_seen_ns);
+  // The token is the next bucket. Ways are read as the data plane writes
+  // them, tag first (a whole word): a way being rewritten meanwhile is
+  // seen old or new, and its seen field may lag by one write.
+  const uint64_t now = monotonic_coarse_ns();
+  uint64_t bucket = walk.started ? walk.token : 0;
+  if (!conn_buckets_) bucket = BALLAST_CONN_BUCKETS;
+  const uint64_t end = std::min<uint64_t>(BALLAST_CONN_BUCKETS,
+                                          bucket + std::max<size_t>(1, max / BALLAST_CONN_WAYS));
+  for (; bucket < end; bucket++) {
+    for (const ballast_conn_way& way : conn_buckets_[bucket].way) {
+      const uint64_t tag = __atomic_load_n(&way.tag, __ATOMIC_RELAXED);
+      if (!tag) continue;
+      const uint64_t age_ns =
+          ballast_conn_age_ns(__atomic_load_n(&way.seen, __ATOMIC_RELAXED), now);
+      visit(static_cast<uint32_t>(tag & BALLAST_CONN_ID_MASK), age_ns > now ? 0 : now - age_ns);
+    }
+  }
   walk.started = true;
-  walk.token = out;
-  walk.done = err == ENOENT;  // the last batch
+  walk.token = bucket;
+  walk.done = bucket >= BALLAST_CONN_BUCKETS;
 }
 
 uint64_t BpfDataPlane::flow_clock_ns() { return monotonic_coarse_ns(); }

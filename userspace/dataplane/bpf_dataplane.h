@@ -25,8 +25,9 @@ static_assert(offsetof(ballast_backend, egress) == 23);
 static_assert(sizeof(ballast_backend) == 32);
 static_assert(offsetof(ballast_backend, mac) == 16);
 static_assert(sizeof(ballast_flow_key) == 40);  // the flow hash reads its first 9 words (select.h)
-static_assert(sizeof(ballast_conn) == 16);
-static_assert(sizeof(ballast_flow_cache_slot) == 64);  // one cache line (bpf/flow_cache.h)
+static_assert(sizeof(ballast_conn_way) == 16);
+static_assert(sizeof(ballast_conn_bucket) == 64);  // one cache line (bpf/conn_table.h)
+static_assert(sizeof(ballast_conn_counters) == 32);
 static_assert(sizeof(ballast_traffic_counters) == 24);
 static_assert(sizeof(ballast_reason_counters) == 16);
 
@@ -44,11 +45,15 @@ struct MapFds {
   int vip_filter = -1;
   int vip_fleet_stats = -1;
   int maglev_prev_tables = -1;
+  int conn_stats = -1;
 };
 
 class BpfDataPlane : public DataPlane {
  public:
   explicit BpfDataPlane(MapFds fds);
+  ~BpfDataPlane() override;
+  BpfDataPlane(const BpfDataPlane&) = delete;
+  BpfDataPlane& operator=(const BpfDataPlane&) = delete;
 
   // What must hold before the program sees its first packet, on maps
   // adopted from a running (or older) ballastd too: the VIP address filter
@@ -70,6 +75,7 @@ class BpfDataPlane : public DataPlane {
   size_t expire_previous_tables(std::chrono::steady_clock::time_point before);
   void reset_counters(CounterMap map, uint32_t id) override;
   std::vector<ballast_reason_counters> read_reasons() override;
+  ballast_conn_counters read_conn_counters() override;
   void walk_flows(FlowWalk& walk, size_t max,
                   const std::function<void(uint32_t, uint64_t)>& visit) override;
   uint64_t flow_clock_ns() override;
@@ -97,8 +103,9 @@ class BpfDataPlane : public DataPlane {
   // snapshot() reads these alone between full reads of every slot.
   static constexpr auto kFullSlotScanEvery = std::chrono::seconds(30);
   std::set<uint32_t> slots_written_, strays_;
-  std::vector<ballast_flow_key> walk_keys_;  // walk_flows()' buffers
-  std::vector<ballast_conn> walk_values_;
+  // The connection table mapped read-only into our memory (walk_flows):
+  // a walk reads it in place, with no copy and no system call.
+  const ballast_conn_bucket* conn_buckets_ = nullptr;
   std::chrono::steady_clock::time_point full_slot_scan_{};
 };
 

@@ -288,15 +288,16 @@ Loader::Loader(const LoaderOptions& options) : options_(options) {
   // layout this build cannot read is refused with the pins untouched.
   const bool had_pins = std::filesystem::exists(options_.pin_dir + "/conn_table") ||
                         std::filesystem::exists(options_.pin_dir + "/meta");
-  if (const auto meta = read_pinned_meta(options_.pin_dir)) {
-    if (meta->layout_version != BALLAST_LAYOUT_VERSION)
-      throw Error(layout_refusal(options_.pin_dir,
-                                 "they have layout " + std::to_string(meta->layout_version) +
-                                     ", this ballastd reads layout " +
-                                     std::to_string(BALLAST_LAYOUT_VERSION),
-                                 options_.interface));
-    created_unix_ms_ = meta->created_unix_ms;
-  }
+  // Pins without a meta map are layout 1 (ballast_abi.h).
+  const auto meta = read_pinned_meta(options_.pin_dir);
+  const uint32_t pinned_layout = meta ? meta->layout_version : 1;
+  if (had_pins && pinned_layout != BALLAST_LAYOUT_VERSION)
+    throw Error(layout_refusal(options_.pin_dir,
+                               "they have layout " + std::to_string(pinned_layout) +
+                                   ", this ballastd reads layout " +
+                                   std::to_string(BALLAST_LAYOUT_VERSION),
+                               options_.interface));
+  if (meta) created_unix_ms_ = meta->created_unix_ms;
   if (!created_unix_ms_) created_unix_ms_ = unix_ms_now();
   std::filesystem::create_directories(options_.pin_dir);
   created_pins_ = !had_pins;
@@ -571,6 +572,7 @@ MapFds Loader::map_fds() const {
       .vip_filter = bpf_map__fd(skel_->maps.vip_filter),
       .vip_fleet_stats = bpf_map__fd(skel_->maps.vip_fleet_stats),
       .maglev_prev_tables = bpf_map__fd(skel_->maps.maglev_prev_tables),
+      .conn_stats = bpf_map__fd(skel_->maps.conn_stats),
   };
 }
 

@@ -36,7 +36,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,7 +43,7 @@ import urllib.request
 
 from pyroute2 import NetNS
 
-from . import maps
+from .conntable import ConnTable
 from .processes import READY_TIMEOUT_S, Backends, Ballastd, Failure, run_ok, stop, wait_for_line
 from .world import HTTP_PORT, VIP1, VIP2, Node, World, inside, sysctl
 
@@ -385,22 +384,17 @@ class BalancerDaemon(Ballastd):
         return int(found.group(1)) if found else None
 
 
-# struct ballast_flow_key (bpf/ballast_abi.h): src[16] dst[16] sport dport
-# (network order) proto family pad[2]; struct ballast_conn starts with the
-# backend id (u32, host order).
-FLOW_KEY_SIZE = 40
-
-
-def vip_flows(pin_dir, vip=VIP1, port=HTTP_PORT):
-    """{client source port: backend id} of the TCP connection-table entries
-    for @vip:@port in the table pinned under @pin_dir."""
-    addr = socket.inet_aton(vip)
+def vip_flows(pin_dir, client, vip=VIP1, port=HTTP_PORT, sports=range(1024, 65536)):
+    """{client source port: backend id} of the TCP flows from @client (any
+    of @sports) to @vip:@port that have a way in the table pinned under
+    @pin_dir. The table keeps no keys: each candidate flow is looked up
+    (harness/conntable.py)."""
     flows = {}
-    for key, value in maps.dump_bytes(f"{pin_dir}/conn_table"):
-        if len(key) != FLOW_KEY_SIZE or key[16:20] != addr or key[36] != socket.IPPROTO_TCP:
-            continue
-        if int.from_bytes(key[34:36], "big") == port:
-            flows[int.from_bytes(key[32:34], "big")] = int.from_bytes(value[0:4], "little")
+    with ConnTable(f"{pin_dir}/conn_table") as table:
+        for sport in sports:
+            way = table.find(client, sport, vip, port)
+            if way:
+                flows[sport] = way.backend_id
     return flows
 
 
@@ -519,7 +513,7 @@ class Balancer:
         connection-table entries for VIP1:80/tcp (readable after a crash:
         the pins outlive ballastd)."""
         return {sport: self.backend_ids.get(bid, f"id {bid}")
-                for sport, bid in vip_flows(self.daemon.pin_dir).items()}
+                for sport, bid in vip_flows(self.daemon.pin_dir, FLEET_CLIENT_IP).items()}
 
     def close(self):
         """After a test, pass or fail: BIRD and ballastd stopped, Ballast off
