@@ -16,11 +16,18 @@
  * field that it or anything downstream changes: both MACs (the floor swaps
  * them, Ballast rewrites them), the source address and port, and the IPv4
  * checksum. UDP checksum 0 (none): nothing on the path checks it.
+ *
+ * With l4_proto IPPROTO_TCP (bench/tools/syn_flood: a flood of spoofed
+ * SYNs) the template is a TCP segment instead: its source port sits where
+ * UDP's does, and its checksum, which the template has right, is kept right
+ * by updating it for the new source address and port (RFC 1624) from the
+ * ones the recycled page still holds.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -36,6 +43,8 @@ const volatile __u8 dst_mac[ETH_ALEN];
 const volatile __u8 src_mac[ETH_ALEN];
 /* XDP_TX to send; XDP_DROP to measure what generating alone costs. */
 const volatile __u32 verdict = XDP_TX;
+/* The template's L4 protocol: IPPROTO_UDP, or IPPROTO_TCP (see above). */
+const volatile __u8 l4_proto = IPPROTO_UDP;
 
 /* Packets generated on each CPU: the next packet's flow is this mod flows. */
 struct {
@@ -44,6 +53,31 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sent SEC(".maps");
+
+/* One's complement sum of @x's two 16-bit halves, as they lie in memory. */
+static __always_inline __u32 csum_words(__u32 x)
+{
+	return (x & 0xffff) + (x >> 16);
+}
+
+/*
+ * tcp_set_source - writes @saddr and @sport (network order) into @iph and
+ * @tcp, updating the TCP checksum for the change (RFC 1624, eqn. 3:
+ * HC' = ~(~HC + ~m + m')); the IPv4 header checksum is the caller's.
+ */
+static __always_inline void tcp_set_source(struct iphdr *iph, struct tcphdr *tcp, __be32 saddr,
+					   __be16 sport)
+{
+	__u32 sum = (__u16)~tcp->check;
+
+	sum += csum_words(~iph->saddr) + csum_words(saddr);
+	sum += (__u16)~tcp->source + sport;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	iph->saddr = saddr;
+	tcp->source = sport;
+	tcp->check = (__u16)~sum;
+}
 
 SEC("xdp")
 int wire_gen(struct xdp_md *ctx)
@@ -57,8 +91,10 @@ int wire_gen(struct xdp_md *ctx)
 	__u64 *n;
 	int i;
 
-	/* The template is ours: anything else is a bug in bench_wire. */
-	if ((void *)(udp + 1) > data_end || iph->ihl != 5 || iph->protocol != IPPROTO_UDP)
+	/* The template is ours: anything else is a bug in bench_wire or syn_flood. */
+	if ((void *)(udp + 1) > data_end || iph->ihl != 5 || iph->protocol != l4_proto)
+		return XDP_ABORTED;
+	if (l4_proto == IPPROTO_TCP && (void *)((struct tcphdr *)udp + 1) > data_end)
 		return XDP_ABORTED;
 	n = bpf_map_lookup_elem(&sent, &key);
 	if (!n)
@@ -73,8 +109,13 @@ int wire_gen(struct xdp_md *ctx)
 		eth->h_dest[i] = dst_mac[i];
 		eth->h_source[i] = src_mac[i];
 	}
-	iph->saddr = bpf_htonl(base_saddr + flow / ports_per_addr);
-	udp->source = bpf_htons(base_sport + flow % ports_per_addr);
+	if (l4_proto == IPPROTO_TCP) {
+		tcp_set_source(iph, (struct tcphdr *)udp, bpf_htonl(base_saddr + flow / ports_per_addr),
+			       bpf_htons(base_sport + flow % ports_per_addr));
+	} else {
+		iph->saddr = bpf_htonl(base_saddr + flow / ports_per_addr);
+		udp->source = bpf_htons(base_sport + flow % ports_per_addr);
+	}
 	iph->check = 0;
 	iph->check = ipv4_csum(iph);
 	return verdict;

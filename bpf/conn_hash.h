@@ -75,14 +75,30 @@ static inline __u64 ballast_conn_fingerprint(__u64 hash)
 	return fp ? fp : 1ull << 16;
 }
 
-/* A way's age in ns at coarse clock @now_ns, for readers of the table
- * (modulo 2^31 units; 0 when its seen is ahead of @now_ns: another CPU's
- * clock may be a tick fresher). */
+/* A seen at most this many units (1.07 s) ahead of a reader's clock is
+ * another CPU's fresher copy of the coarse clock (select.h, coarse_now_ns):
+ * age 0. */
+#define BALLAST_CONN_AHEAD_UNITS 1024u
+
+/*
+ * ballast_conn_age_units - a way's age at clock @now (in seen's units),
+ * modulo 2^32 units (52 days). A seen slightly ahead of @now is age 0,
+ * not a wrapped 52 days that would make the most recently seen way look
+ * the oldest.
+ */
+static inline __u32 ballast_conn_age_units(__u32 seen, __u32 now)
+{
+	__u32 age = now - seen;
+
+	return age > 0u - BALLAST_CONN_AHEAD_UNITS ? 0 : age;
+}
+
+/* The same in ns, at coarse clock @now_ns, for readers of the table. */
 static inline __u64 ballast_conn_age_ns(__u32 seen, __u64 now_ns)
 {
-	__s32 units = (__s32)((__u32)(now_ns >> BALLAST_CONN_SEEN_SHIFT) - seen);
+	__u32 units = ballast_conn_age_units(seen, (__u32)(now_ns >> BALLAST_CONN_SEEN_SHIFT));
 
-	return units > 0 ? (__u64)units << BALLAST_CONN_SEEN_SHIFT : 0;
+	return (__u64)units << BALLAST_CONN_SEEN_SHIFT;
 }
 
 #endif /* BALLAST_CONN_HASH_H */

@@ -108,6 +108,12 @@ static __always_inline __u32 conn_units(__u64 now_ns)
 	return (__u32)(now_ns >> BALLAST_CONN_SEEN_SHIFT);
 }
 
+/* A way's age in units at @now (ballast_conn_age_units). */
+static __always_inline __u32 conn_age(const struct ballast_conn_way *way, __u32 now)
+{
+	return ballast_conn_age_units(way->seen, now);
+}
+
 /*
  * conn_touch - a packet after the first found @way at @now_ns: it is
  * confirmed, and its seen is refreshed when older than
@@ -116,11 +122,11 @@ static __always_inline __u32 conn_units(__u64 now_ns)
  */
 static __always_inline void conn_touch(struct ballast_conn_way *way, __u64 now_ns)
 {
-	__s32 age = (__s32)(conn_units(now_ns) - way->seen);
+	__u32 now = conn_units(now_ns);
 
 	/* A seen ahead of ours (another CPU's fresher clock) is left as is. */
-	if (age > (__s32)(BALLAST_CONN_TOUCH_NS >> BALLAST_CONN_SEEN_SHIFT))
-		way->seen = conn_units(now_ns);
+	if (conn_age(way, now) > (__u32)(BALLAST_CONN_TOUCH_NS >> BALLAST_CONN_SEEN_SHIFT))
+		way->seen = now;
 	if (!(way->flags & BALLAST_CONN_F_CONFIRMED))
 		way->flags |= BALLAST_CONN_F_CONFIRMED;
 }
@@ -132,17 +138,6 @@ enum conn_placement {
 	CONN_REPLACED_IDLE,
 	CONN_UNRECORDED,
 };
-
-/* A way's age in units at @now, 0 when its seen is ahead of @now: another
- * CPU's clock copy may be a tick fresher than this one's (select.h,
- * coarse_now_ns), and a wrapped difference would make the most recently
- * seen way look the oldest. */
-static __always_inline __u32 conn_age(const struct ballast_conn_way *way, __u32 now)
-{
-	__s32 age = (__s32)(now - way->seen);
-
-	return age > 0 ? (__u32)age : 0;
-}
 
 /* @bucket's first empty way (NULL: none) and how many are empty. */
 static __always_inline __u32 conn_empty_ways(struct ballast_conn_bucket *bucket,

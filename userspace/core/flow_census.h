@@ -1,6 +1,7 @@
 // flow_census.h: how many connection-table entries each backend has, and
 // how recently each saw a packet, for `drain --wait` (the control API's
-// backend.flows). The table holds up to 1M entries: a walk of it is done a
+// backend.flows). The table holds up to 2M flows (BALLAST_CONN_TABLE_SIZE
+// ways; BpfDataPlane reads it mapped, in place): a walk of it is done a
 // slice at a time, one slice per turn of the daemon's loop, so that no
 // health check, signal or client waits behind it; every request is
 // answered from the last finished walk, and walks run only while someone
@@ -20,7 +21,7 @@ namespace ballast {
 class FlowCensus {
  public:
   using Clock = std::chrono::steady_clock;
-  // Entries per step(): a few milliseconds of the loop.
+  // Ways per step(): a few milliseconds of the loop.
   static constexpr size_t kEntriesPerStep = 32768;
   // Walks go on this long after the last request, a new one starting when
   // the last finished one is kRewalkAfter old (drain --wait asks every
