@@ -184,7 +184,7 @@ $(BUILD)/bench_%: $(BUILD)/obj/bench/%_bench.o $(SUPPORT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tools/%: bench/tools/%.cpp
+$(BUILD)/tools/%: bench/tools/%.cpp $(wildcard bench/*.h)
 	$(call msg,TOOL,$@)
 	$(Q)mkdir -p $(@D) && $(CXX) $(CXXFLAGS) $(LDFLAGS) $< -o $@ -lbpf -lelf -lz
 

@@ -70,6 +70,7 @@
 
 #include "ballast_abi.h"
 #include "fd.h"
+#include "live_frames.h"
 #include "packet_builder.h"
 #include "wire_count.skel.h"
 #include "wire_gen.skel.h"
@@ -423,32 +424,15 @@ class Generator {
   }
   void run() {
     tid_ = gettid();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu_, &set);
-    if (int err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set)) {
+    if (int err = ballast::bench::pin_this_thread(cpu_)) {
       fail(errno_text("pinning the generator to CPU " + std::to_string(cpu_), err));
       return;
     }
     // The frames are received on the generator's eth0 (queue 0) as far as
     // the kernel is concerned, and XDP_TX sends them out of it.
-    xdp_md ctx{};
-    ctx.data_end = static_cast<std::uint32_t>(frame_.size());
-    ctx.ingress_ifindex = static_cast<std::uint32_t>(ifindex_);
-    while (!stop_) {
-      bpf_test_run_opts opts{};
-      opts.sz = sizeof(opts);
-      opts.data_in = frame_.data();
-      opts.data_size_in = static_cast<std::uint32_t>(frame_.size());
-      opts.ctx_in = &ctx;
-      opts.ctx_size_in = sizeof(ctx);
-      opts.repeat = kRepeatPerRun;
-      opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-      if (bpf_prog_test_run_opts(prog_fd_, &opts) < 0 && errno != EINTR) {
-        fail(errno_text("BPF_PROG_TEST_RUN (live frames)", errno));
-        return;
-      }
-    }
+    if (int err =
+            ballast::bench::send_live_frames(prog_fd_, frame_, ifindex_, kRepeatPerRun, stop_))
+      fail(errno_text("BPF_PROG_TEST_RUN (live frames)", err));
   }
   void fail(std::string why) {
     error_ = std::move(why);

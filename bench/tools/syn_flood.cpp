@@ -57,6 +57,7 @@
 #include <thread>
 #include <vector>
 
+#include "../live_frames.h"
 #include "fd.h"
 
 namespace {
@@ -346,30 +347,11 @@ int run(const Options& o) {
   std::atomic<bool> stop{false}, done{false};
   std::string error;
   std::thread gen([&] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (int err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set)) {
+    if (int err = ballast::bench::pin_this_thread(cpu))
       error = errno_text("pinning the generator to CPU " + std::to_string(cpu), err);
-    } else {
-      xdp_md ctx{};
-      ctx.data_end = static_cast<std::uint32_t>(frame.size());
-      ctx.ingress_ifindex = static_cast<std::uint32_t>(ifindex);
-      while (!stop) {
-        bpf_test_run_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.data_in = frame.data();
-        opts.data_size_in = static_cast<std::uint32_t>(frame.size());
-        opts.ctx_in = &ctx;
-        opts.ctx_size_in = sizeof(ctx);
-        opts.repeat = kRepeatPerRun;
-        opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-        if (bpf_prog_test_run_opts(prog_fd, &opts) < 0 && errno != EINTR) {
-          error = errno_text("BPF_PROG_TEST_RUN (live frames) out of " + o.dev, errno);
-          break;
-        }
-      }
-    }
+    else if (int err =
+                 ballast::bench::send_live_frames(prog_fd, frame, ifindex, kRepeatPerRun, stop))
+      error = errno_text("BPF_PROG_TEST_RUN (live frames) out of " + o.dev, err);
     done = true;
   });
 

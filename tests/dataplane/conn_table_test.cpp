@@ -412,6 +412,21 @@ TEST_F(ConnTableTest, ElseTheOldestIdleConfirmedWayIsTakenInTheFirstBucket) {
                    false, 0, {.replaced_idle = 1});
 }
 
+// A way last seen 30 days ago is 2^31 units and more behind the clock: as
+// a signed difference it would look ahead of it, age 0 and protected.
+// Only a way up to BALLAST_CONN_AHEAD_UNITS ahead counts as fresh, so this
+// one is the oldest idle way and is taken.
+TEST_F(ConnTableTest, AWayIdleForAMonthIsNotMistakenForAFreshOne) {
+  constexpr std::uint64_t month_ns = 30ull * 86400 * s_ns;
+  static_assert((month_ns >> BALLAST_CONN_SEEN_SHIFT) > (1ull << 31));
+  expect_syn_takes(client_one,
+                   {{confirmed(1, 1 * s_ns), confirmed(2, 2 * s_ns), confirmed(3, month_ns),
+                     confirmed(4, 3 * s_ns)}},
+                   {{confirmed(5, 4 * s_ns), confirmed(6, 5 * s_ns), confirmed(7, 6 * s_ns),
+                     confirmed(8, 7 * s_ns)}},
+                   false, 2, {.replaced_idle = 1});
+}
+
 // Every way confirmed and seen within the guard (50 s at most): none is
 // taken. The packets are still forwarded to the table's pick, nothing is
 // written, and each is counted unrecorded.

@@ -18,7 +18,7 @@ import time
 from harness import conntable
 from harness.checks import wait_until
 from harness.configs import VIP_TCP, config, vip
-from harness.conntable import ConnTable
+from harness.conntable import ConnTable, flow_ways
 from harness.continuity import Held, Stream, held_problems
 from harness.maps import map_id
 from harness.processes import Failure, batch, run_ok, sanitized, stop
@@ -255,13 +255,8 @@ class SynFlood:
 def conn_ways(pin_dir, sports):
     """{source port: (backend id, flags)} of the client's flows to VIP1:80
     from @sports that have a way in the connection table."""
-    found = {}
-    with ConnTable(f"{pin_dir}/conn_table") as table:
-        for sport in sports:
-            way = table.find(CLIENT_IP, sport, VIP1, HTTP_PORT)
-            if way:
-                found[sport] = (way.backend_id, way.flags)
-    return found
+    return {sport: (way.backend_id, way.flags)
+            for sport, way in flow_ways(pin_dir, CLIENT_IP, sports, VIP1, HTTP_PORT).items()}
 
 
 def mark_ways(pin_dir, sports, guarded):

@@ -47,7 +47,7 @@ import pytest
 from pyroute2 import NetNS
 
 from harness import maps
-from harness.conntable import ConnTable
+from harness.conntable import ConnTable, flow_ways
 from harness.api import call
 from harness.checks import assert_all_ok, assert_shares, one_line, wait_until
 from harness.configs import VIP_TCP, standard_config
@@ -109,13 +109,8 @@ CONN_MARK = 0xBA11 << 16
 def conn_entries(pin_dir, client, sports):
     """{client source port: (backend id, flags)} of the held TCP flows from
     @client to VIP1:80 (source ports @sports) that have a way in the table."""
-    found = {}
-    with ConnTable(f"{pin_dir}/conn_table") as table:
-        for sport in sports:
-            way = table.find(client, sport, VIP1, HTTP_PORT)
-            if way:
-                found[sport] = (way.backend_id, way.flags)
-    return found
+    return {sport: (way.backend_id, way.flags)
+            for sport, way in flow_ways(pin_dir, client, sports, VIP1, HTTP_PORT).items()}
 
 
 def mark_conn_entries(pin_dir, client, entries):

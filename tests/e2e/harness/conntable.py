@@ -160,6 +160,16 @@ class ConnTable:
         starts the flow again)."""
         struct.pack_into("<I", self._map, way.offset + 12, flags)
 
+    def ways(self, client, sports, vip, port, proto=socket.IPPROTO_TCP):
+        """{source port: Way} of the flows from @client (any of @sports) to
+        @vip:@port that have a way."""
+        found = {}
+        for sport in sports:
+            way = self.find(client, sport, vip, port, proto)
+            if way:
+                found[sport] = way
+        return found
+
     def count(self):
         """Ways in use (a walk of the whole table: 2M ways, ~1 s)."""
         view = memoryview(self._map)
@@ -168,3 +178,10 @@ class ConnTable:
             if view[offset:offset + 8] != b"\0" * 8:
                 used += 1
         return used
+
+
+def flow_ways(pin_dir, client, sports, vip, port, proto=socket.IPPROTO_TCP):
+    """{source port: Way} of @client's flows to @vip:@port (source ports
+    @sports) in the table pinned under @pin_dir."""
+    with ConnTable(f"{pin_dir}/conn_table") as table:
+        return table.ways(client, sports, vip, port, proto)

@@ -43,7 +43,7 @@ import urllib.request
 
 from pyroute2 import NetNS
 
-from .conntable import ConnTable
+from .conntable import flow_ways
 from .processes import READY_TIMEOUT_S, Backends, Ballastd, Failure, run_ok, stop, wait_for_line
 from .world import HTTP_PORT, VIP1, VIP2, Node, World, inside, sysctl
 
@@ -389,13 +389,8 @@ def vip_flows(pin_dir, client, vip=VIP1, port=HTTP_PORT, sports=range(1024, 6553
     of @sports) to @vip:@port that have a way in the table pinned under
     @pin_dir. The table keeps no keys: each candidate flow is looked up
     (harness/conntable.py)."""
-    flows = {}
-    with ConnTable(f"{pin_dir}/conn_table") as table:
-        for sport in sports:
-            way = table.find(client, sport, vip, port)
-            if way:
-                flows[sport] = way.backend_id
-    return flows
+    return {sport: way.backend_id
+            for sport, way in flow_ways(pin_dir, client, sports, vip, port).items()}
 
 
 class Balancer:
