@@ -505,10 +505,13 @@ def test_syn_flood_keeps_established_flows(world, state_dir, lb):
     assert not problems, f"{len(problems)} problem(s): " + "; ".join(problems)
 
 
-def test_backend_flapping_for_a_minute(world, lb):
-    """be3's health check answers fail, pass, fail... every 100 ms for a
-    minute (interval 100 ms, rise 1, fall 1: a state change on every check,
-    about 600). What bounds ballastd's cost is the check rate: each state
+FLAP_S = 20
+
+
+def test_backend_flapping(world, lb):
+    """be3's health check answers fail, pass, fail... every 100 ms for
+    FLAP_S (20 s; interval 100 ms, rise 1, fall 1: a state change on every
+    check, about 200). What bounds ballastd's cost is the check rate: each state
     change is one table build, one log line and one change-log entry, so
     CPU and log grow with the changes and no faster: at most 40 ms of CPU
     per change (18 ms measured at -O2 on this 2-core VM, 18 % of a core at
@@ -523,16 +526,17 @@ def test_backend_flapping_for_a_minute(world, lb):
     lines_before = len(lb.log_text().splitlines())
     cpu_before, t0 = cpu_seconds(lb.proc.pid), time.monotonic()
     control.write_text("flap\n")
-    time.sleep(60)
+    time.sleep(FLAP_S)
     control.write_text("sick\n")
     cpu = cpu_seconds(lb.proc.pid) - cpu_before
     elapsed = time.monotonic() - t0
     changes = [e for e in lb.cli("log") if e["change"].startswith("backend health")
                and f" {world.backends[2].ip} " in e["change"] + " "]
     lines = len(lb.log_text().splitlines()) - lines_before
-    log.info("flapping 60 s: %d health changes logged, %d log lines, %.1f s CPU in %.1f s",
-             len(changes), lines, cpu, elapsed)
-    assert len(changes) >= 300, f"only {len(changes)} state changes: the flap did not happen"
+    log.info("flapping %d s: %d health changes logged, %d log lines, %.1f s CPU in %.1f s",
+             FLAP_S, len(changes), lines, cpu, elapsed)
+    assert len(changes) >= FLAP_S * 5, \
+        f"only {len(changes)} state changes: the flap did not happen"
     per_change = 0.160 if sanitized(f"{lb.build_dir}/ballastd") else 0.040
     assert cpu <= per_change * len(changes), \
         f"ballastd used {cpu:.1f} s of CPU in {elapsed:.0f} s for {len(changes)} changes"

@@ -24,7 +24,7 @@ from harness.checks import assert_all_ok, assert_shares, share_tolerance, wait_u
 from harness.configs import VIP_TCP, config, vip
 from harness.maps import as_int, bpftool
 from harness.processes import BackgroundClient, Failure, ballast, batch
-from harness.prometheus import Prometheus, unix
+from harness.prometheus import Prometheus, shortened_rules, unix
 from harness.prometheus import http_get as prometheus_http_get
 from harness.world import HTTP_PORT, VIP1
 
@@ -312,7 +312,8 @@ def prometheus(world, state_dir):
         pytest.skip("prometheus not installed")
     prom = None
     try:
-        prom = Prometheus(world.lb, state_dir, [f"127.0.0.1:{METRICS_PORT}"])
+        prom = Prometheus(world.lb, state_dir, [f"127.0.0.1:{METRICS_PORT}"],
+                          shortened_rules(state_dir, {SKEWED: f"{SKEWED_FOR_S}s"}))
         yield prom
     finally:
         if prom:
@@ -326,17 +327,21 @@ def cfg_replay(world, weights, reconcile):
 
 
 SKEWED = "BallastBackendSkewed"
-# The shipped rule's group evaluates every 15 s and the rule holds `for:
-# 30s`: once be1's skew series pass 2, the alert is pending within 15 s
-# and firing 30 s later. Allowed: that, plus the window filling (6 s),
-# plus 15 s for a loaded machine.
-FIRING_WITHIN_S = 6 + 15 + 30 + 15
+# The shipped rule, shortened (harness.prometheus.shortened_rules): its
+# group evaluates every 1 s and it holds `for: 5s` (the shipped 15 s and
+# 30 s are promtool's to check, tests/prometheus/alerts_test.yml). Once
+# be1's skew series pass 2 the alert is pending within 1 s and firing 5 s
+# later. Allowed: that, plus the window filling (6 s), plus 15 s for a
+# loaded machine.
+EVAL_S = 1
+SKEWED_FOR_S = 5
+FIRING_WITHIN_S = 6 + EVAL_S + SKEWED_FOR_S + 15
 STREAM_RATE = 40     # new connections a second: 200 in a 5 s window (confident from 100)
 
 
 def test_outage_replay(world, state_dir, lb, prometheus):
     """The outage Ballast exists for, replayed with real TCP traffic and a
-    real Prometheus running the shipped rules:
+    real Prometheus running the shipped rules (timing shortened: SKEWED):
 
     (a) a config sending nearly everything to one backend (100/1/1) is
     refused by the pre-apply audit naming the backend and 98.0 %, changes
@@ -398,7 +403,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
         t_stream = time.time()
         wait_until(f"an evaluation of {SKEWED} after the window filled",
                    lambda: unix(prometheus.rule(SKEWED)["lastEvaluation"]) > t_stream + 7,
-                   7 + 15 + 15, 0.5)
+                   7 + EVAL_S + 15, 0.5)
         before = prometheus.query(f'ballast_backend_skew_ratio{{backend="{be1.ip}",'
                                   'measure="new_flows"}')
         assert before and float(before[0]["value"][1]) < 2, \
@@ -431,7 +436,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
         log.info("be1 new-flow skew %.2f, %.1f s after the edit", skew, time.time() - t_edit)
 
         # The shipped rule on the scraped values: pending at its first
-        # evaluation after the edit, firing once it has held for 30 s.
+        # evaluation after the edit, firing once it has held for SKEWED_FOR_S.
         seen = []
 
         def firing():
@@ -468,7 +473,7 @@ def test_outage_replay(world, state_dir, lb, prometheus):
         def resolved():
             r = prometheus.rule(SKEWED)
             return unix(r["lastEvaluation"]) > t_fixed + 6 and r["state"] == "inactive"
-        wait_until(f"{SKEWED} resolved after reconcile", resolved, 6 + 15 + 15, 1)
+        wait_until(f"{SKEWED} resolved after reconcile", resolved, 6 + EVAL_S + 15, 1)
     except BaseException:
         stream.close()       # the test's own failure is the news, not the stream's
         raise

@@ -778,7 +778,7 @@ def test_atomic_weight_changes(world, lb, traffic):
 
     # The flood's sources: 128 more addresses of the client's; 128 x 64,512
     # ports = 8.2 million flows before one repeats (the connection table
-    # holds 1M: a repeat would be an established flow, not a new one).
+    # holds 2M: a repeat would be an established flow, not a new one).
     sources = [f"10.231.0.{i}" for i in range(100, 228)]
     with NetNS(world.client.ns) as ipr:
         eth0 = ipr.link_lookup(ifname="eth0")[0]

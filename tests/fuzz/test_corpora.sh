@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 #
 # test_corpora.sh: `make test` replays every fuzz target's corpus
-# (tests/fuzz/corpus/NAME/*) through BUILD_DIR/fuzz/NAME_fuzz, built with
-# AddressSanitizer and UndefinedBehaviorSanitizer: each input once, so every
-# crash ever found (kept in the corpus with its fix) stays fixed. One PASS or
+# (tests/fuzz/corpus/NAME/*) through BUILD_DIR/fuzz-replay/NAME_fuzz: the
+# target linked with tests/fuzz/replay_main.cpp, built with AddressSanitizer
+# and UndefinedBehaviorSanitizer like the unit tests: each input once, so
+# every crash ever found (kept in the corpus with its fix) stays fixed. One PASS or
 # FAIL line per target, for tests/run-all.sh.
 #
 # Usage: tests/fuzz/test_corpora.sh [BUILD_DIR]
@@ -17,10 +18,10 @@ trap 'rm -rf "$work"' EXIT
 
 for src in tests/fuzz/*_fuzz.cpp; do
 	name=$(basename "$src" _fuzz.cpp)
-	bin=$BUILD/fuzz/${name}_fuzz
+	bin=$BUILD/fuzz-replay/${name}_fuzz
 	corpus=tests/fuzz/corpus/$name
 	if [[ ! -x $bin ]]; then
-		echo "FAIL $name: $bin is not built (make fuzz-build)"
+		echo "FAIL $name: $bin is not built (make fuzz-replay)"
 		continue
 	fi
 	inputs=("$corpus"/*)

@@ -56,6 +56,20 @@ export WORK
 fake_gtest g_ok '[==========] 3 tests from 1 test suite ran. (1 ms total)' '[  PASSED  ] 3 tests.'
 fake_gtest g_skip '[==========] 3 tests from 1 test suite ran. (1 ms total)' '[  PASSED  ] 2 tests.' \
 	'[  SKIPPED ] 1 test.'
+# g_shards: by GTEST_SHARD_INDEX, shard 0 passes 3 tests, shard 1 crashes
+# after passing 1 (no summary), shard 2 passes 2 and fails 1.
+mkdir -p "$WORK/build"
+cat >"$WORK/build/g_shards" <<'EOF_SHARDS'
+#!/bin/sh
+case $GTEST_TOTAL_SHARDS/$GTEST_SHARD_INDEX in
+3/0) printf '[==========] 3 tests from 1 test suite ran. (1 ms)\n[  PASSED  ] 3 tests.\n' ;;
+3/1) printf '[       OK ] A.B (1 ms)\n[  PASSED  ] 1 test.\n'; exit 134 ;;
+3/2) printf '[  FAILED  ] A.C (1 ms)\n[==========] 3 tests from 1 test suite ran. (1 ms)\n'
+     printf '[  PASSED  ] 2 tests.\n'; exit 1 ;;
+*) echo "unsharded"; exit 2 ;;
+esac
+EOF_SHARDS
+chmod +x "$WORK/build/g_shards"
 ok=$(fake_script ok.sh 0 'PASS a' 'PASS b')
 skip=$(fake_script skip.sh 0 'PASS a' 'SKIP b: no tool')
 nothing=$(fake_script nothing.sh 0 'SKIP all: needs root')
@@ -90,6 +104,16 @@ check "a suite that skips everything fails under CI" 1 \
 check "a suite with no verdict fails" 0 "0 passed, 1 failed" 1 run_e2e "$silent"
 check "a crash without FAIL fails" 0 "1 passed, 1 failed" 1 run_e2e "$crash"
 check "a missing binary fails" 0 "0 passed, 1 failed" 1 run_gtest nosuch
+check "shards: every shard counts, a crashed one fails" 0 "6 passed, 2 failed" 1 run_gtest g_shards 3
+# The shard that crashed is named in the suite's summary line.
+line=$(bash -c 'source "$1"; BUILD=$WORK/build; run_gtest g_shards 3' _ "$ROOT/tests/run-all.sh" 2>&1 |
+	grep '^== g_shards: ')
+if [[ $line == "== g_shards: 6 passed, 2 failed (shard 2: killed by signal 6 without a failed test listed) in "* ]]; then
+	echo "PASS shards: the summary names the crashed shard"
+else
+	echo "FAIL shards: the summary names the crashed shard: '$line'"
+	failed=1
+fi
 check "pytest: pass, fail, skip and a broken fixture each count" 0 \
 	"1 passed, 2 failed, 1 skipped" 1 run_pytest "$py_mixed"
 check "pytest: a file with no test fails" 0 "0 passed, 1 failed" 1 run_pytest "$py_empty"

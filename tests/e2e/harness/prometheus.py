@@ -7,6 +7,7 @@ import datetime
 import http.client
 import json
 import pathlib
+import re
 import subprocess
 import urllib.parse
 
@@ -38,6 +39,27 @@ def unix(rfc3339):
     head, _, frac = rfc3339.rstrip("Z").partition(".")
     t = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.timezone.utc)
     return t.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+def shortened_rules(state_dir, fors):
+    """The shipped rules with only their timing shortened, so that a test
+    sees an alert act in seconds: the group evaluates every 1 s (not 15 s)
+    and each alert named in @fors ({alert: "5s"}) holds that `for:` instead
+    of its own. Expressions, labels and every other rule are the shipped
+    ones; tests/prometheus/alerts_test.yml checks the shipped timings with
+    promtool. Written to @state_dir; returns the file."""
+    text = SHIPPED_RULES.read_text()
+    fast, groups = re.subn(r"(?m)^(    interval: )15s$", r"\g<1>1s", text)
+    if groups != 1:
+        raise Failure(f"the shipped rules changed shape: {groups} groups with interval 15s")
+    for alert, hold in fors.items():
+        fast, found = re.subn(r"(- alert: " + alert + r"\n(?:.*\n)*?        for: )\w+",
+                              r"\g<1>" + hold, fast)
+        if found != 1:
+            raise Failure(f"the shipped rules changed shape: no for: of {alert}")
+    rules = state_dir / "shortened-alerts.yml"
+    rules.write_text(fast)
+    return rules
 
 
 class Prometheus:
