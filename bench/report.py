@@ -23,7 +23,7 @@ Every benchmark writes one RESULTS_DIR/<name>.json:
           "file": "wire_flows.png",           # written next to OUTPUT_MD,
                                               # under bench/ (docs/bench/)
           "title": "...", "xlabel": "...", "ylabel": "...",
-          "xlog": false, "ylog": false,
+          "xlog": false, "ylog": false, "xticks": [1, 2],   # optional
           "series": [{"label": "Ballast", "x": [1, 1000], "y": [2.1, 2.0]}]
         },
         "text_after": "Markdown after the table and plot (optional)."
@@ -113,6 +113,8 @@ def draw(plot, path):
         ax.plot(s["x"], s["y"], marker="o", label=s["label"])
     if plot.get("xlog"):
         ax.set_xscale("log")
+    if plot.get("xticks"):
+        ax.set_xticks(plot["xticks"])
     if plot.get("ylog"):
         ax.set_yscale("log")
     ax.set_title(plot.get("title", ""))

@@ -6,16 +6,20 @@
 //   bench_wire --gen-ns NS --lb-ns NS --lb-prog gen-only|drop|floor|keep
 //              --flows N --vip A.B.C.D --port P --client A.B.C.D
 //              --expect-mac XX[,YY...]|none [--ballast-pins DIR]
-//              [--warmup-s S] [--warm-passes K] [--window-s S] [--cpu C]
+//              [--warmup-s S] [--warm-passes K] [--window-s S] [--cpus C[,C...]]
 //
 // In the generator's namespace it attaches the receiver (wire_count) to
 // eth0; on the balancer's eth0 it attaches wire_drop (drop) or xdp_floor
 // (floor), or leaves ballastd's program alone (keep; ballastd's pinned
 // counters under --ballast-pins are read too); gen-only attaches nothing
 // there and has the generator drop its own frames, which measures what
-// generating costs. A thread pinned to CPU C then sends frames from
-// wire_gen by BPF_PROG_TEST_RUN with live frames (out of the generator's
-// eth0, into the balancer's). After the warm-up (at least S seconds and K
+// generating costs. A thread pinned to each CPU C (default: the last) then
+// sends frames from wire_gen by BPF_PROG_TEST_RUN with live frames (out of
+// the generator's eth0, into the balancer's), each CPU its own share of the
+// flows. veth hands a frame to the receiving side's queue of the sending
+// CPU and polls it there, so with as many queues as generating CPUs every
+// CPU carries its own generator, balancer and receiver: the multi-core case
+// of bench/wire_bench.py. After the warm-up (at least S seconds and K
 // passes over the N flows) it reads every counter, waits the window, reads
 // them again, stops the generator and prints one JSON object: the window's
 // deltas (frames generated; frames the balancer's interface saw and its XDP
@@ -101,7 +105,7 @@ struct Options {
   std::set<std::uint32_t> expect_macs;  // last bytes; empty: nothing may arrive
   double warmup_s = 1, window_s = 5;
   double warm_passes = 0;
-  int cpu = -1;  // -1: the last CPU
+  std::vector<int> cpus;  // empty: the last CPU
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -109,7 +113,7 @@ struct Options {
                            "\nusage: bench_wire --gen-ns NS --lb-ns NS "
                            "--lb-prog gen-only|drop|floor|keep --flows N --vip ADDR --port P "
                            "--client ADDR --expect-mac XX[,YY]|none [--ballast-pins DIR] "
-                           "[--warmup-s S] [--warm-passes K] [--window-s S] [--cpu C]");
+                           "[--warmup-s S] [--warm-passes K] [--window-s S] [--cpus C[,C...]]");
 }
 
 Options parse_args(int argc, char** argv) {
@@ -127,7 +131,12 @@ Options parse_args(int argc, char** argv) {
       {"--warmup-s", [&](const std::string& v) { o.warmup_s = std::stod(v); }},
       {"--warm-passes", [&](const std::string& v) { o.warm_passes = std::stod(v); }},
       {"--window-s", [&](const std::string& v) { o.window_s = std::stod(v); }},
-      {"--cpu", [&](const std::string& v) { o.cpu = std::stoi(v); }},
+      {"--cpus",
+       [&](const std::string& v) {
+         std::stringstream ss(v);
+         std::string cpu;
+         while (std::getline(ss, cpu, ',')) o.cpus.push_back(std::stoi(cpu));
+       }},
       {"--expect-mac",
        [&](const std::string& v) {
          if (v == "none") return;
@@ -155,6 +164,11 @@ Options parse_args(int argc, char** argv) {
   if (o.lb_prog == "keep" && o.ballast_pins.empty()) usage("--lb-prog keep needs --ballast-pins");
   if (o.flows < 1) usage("--flows must be at least 1");
   if (o.window_s <= 0) usage("--window-s must be positive");
+  if (o.cpus.empty()) o.cpus.push_back(static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  if (std::set<int>(o.cpus.begin(), o.cpus.end()).size() != o.cpus.size())
+    usage("--cpus: a CPU twice");
+  for (int cpu : o.cpus)
+    if (cpu < 0 || cpu > 255) usage("--cpus: no CPU " + std::to_string(cpu));
   return o;
 }
 
@@ -286,10 +300,10 @@ std::uint64_t percpu_sum(int map_fd, std::uint32_t key, std::vector<std::uint64_
 
 // Slot @key of a per-CPU array of @T, a struct of u64s (so the kernel's
 // per-CPU stride, a multiple of 8 bytes, is sizeof(T)): summed over CPUs,
-// or on CPU @only_cpu alone. Summed as u64 words and copied out: no pointer
-// of another type into a T.
+// or over the CPUs in @only alone (when not empty). Summed as u64 words and
+// copied out: no pointer of another type into a T.
 template <typename T>
-T percpu_struct_sum(int map_fd, std::uint32_t key, int ncpus, int only_cpu = -1) {
+T percpu_struct_sum(int map_fd, std::uint32_t key, int ncpus, const std::set<int>& only = {}) {
   static_assert(sizeof(T) % 8 == 0);
   constexpr std::size_t words = sizeof(T) / 8;
   std::vector<std::uint64_t> values(ncpus * words);
@@ -297,7 +311,7 @@ T percpu_struct_sum(int map_fd, std::uint32_t key, int ncpus, int only_cpu = -1)
     throw std::runtime_error(errno_text("reading a pinned Ballast counter", errno));
   std::uint64_t sum[words] = {};
   for (std::size_t i = 0; i < values.size(); i++)
-    if (only_cpu < 0 || i / words == static_cast<std::size_t>(only_cpu))
+    if (only.empty() || only.count(static_cast<int>(i / words)))
       sum[i % words] += values[i];
   T out;
   std::memcpy(&out, sum, sizeof(out));
@@ -308,17 +322,19 @@ T percpu_struct_sum(int map_fd, std::uint32_t key, int ncpus, int only_cpu = -1)
 // reads): forwarded packets, every verdict, the VIPs' new flows (the
 // packets that found no connection-table entry) and where the connection
 // table put those (conn_stats).
-// tx_forwarded_on_cpu: on the generator's CPU, which is where veth runs the
-// balancer's program when the generator's sends raise its NAPI poll.
+// tx_forwarded_on_cpu: on the generators' CPUs, which is where veth runs the
+// balancer's program when the generators' sends raise its NAPI poll.
 struct BallastCounters {
   std::uint64_t tx_forwarded = 0, tx_forwarded_on_cpu = 0, verdicts = 0, vip_packets = 0,
                 new_flows = 0;
+  std::vector<std::uint64_t> tx_forwarded_by_cpu;  // one per possible CPU
   ballast_conn_counters conn{};
 };
 
 class BallastPins {
  public:
-  BallastPins(const std::string& dir, int ncpus, int gen_cpu) : ncpus_(ncpus), gen_cpu_(gen_cpu) {
+  BallastPins(const std::string& dir, int ncpus, const std::vector<int>& gen_cpus)
+      : ncpus_(ncpus), gen_cpus_(gen_cpus.begin(), gen_cpus.end()) {
     reasons_ = open_pin(dir + "/reason_stats");
     vips_ = open_pin(dir + "/vip_stats");
     conn_ = open_pin(dir + "/conn_stats");
@@ -331,8 +347,13 @@ class BallastPins {
       if (r == BALLAST_REASON_TX_FORWARDED) c.tx_forwarded = n.packets;
     }
     c.tx_forwarded_on_cpu = percpu_struct_sum<ballast_reason_counters>(
-                                reasons_.get(), BALLAST_REASON_TX_FORWARDED, ncpus_, gen_cpu_)
+                                reasons_.get(), BALLAST_REASON_TX_FORWARDED, ncpus_, gen_cpus_)
                                 .packets;
+    for (int cpu = 0; cpu < ncpus_; cpu++)
+      c.tx_forwarded_by_cpu.push_back(
+          percpu_struct_sum<ballast_reason_counters>(reasons_.get(), BALLAST_REASON_TX_FORWARDED,
+                                                     ncpus_, {cpu})
+              .packets);
     for (std::uint32_t v = 0; v < BALLAST_MAX_VIPS; v++) {
       const auto n = percpu_struct_sum<ballast_traffic_counters>(vips_.get(), v, ncpus_);
       c.vip_packets += n.packets;
@@ -348,17 +369,19 @@ class BallastPins {
     if (!fd.valid()) throw std::runtime_error(errno_text("opening pinned map " + path, errno));
     return fd;
   }
-  int ncpus_, gen_cpu_;
+  int ncpus_;
+  std::set<int> gen_cpus_;
   UniqueFd reasons_, vips_, conn_;
 };
 
 // --- CPU time ------------------------------------------------------------------
 
 // /proc/stat's per-CPU jiffies: busy (user, nice, system, irq, softirq,
-// steal) and softirq alone, which is where the veth NAPI (the balancer's and
-// the receiver's XDP) runs.
+// steal), softirq alone, which is where the veth NAPI (the balancer's and
+// the receiver's XDP) runs, and steal alone: time the VM's host gave the
+// virtual CPU to something else.
 struct CpuTimes {
-  std::vector<std::uint64_t> busy, softirq, total;
+  std::vector<std::uint64_t> busy, softirq, steal, total;
 };
 
 CpuTimes cpu_times() {
@@ -373,6 +396,7 @@ CpuTimes cpu_times() {
     is >> name >> user >> nice >> sys >> idle >> iowait >> irq >> soft >> steal;
     t.busy.push_back(user + nice + sys + irq + soft + steal);
     t.softirq.push_back(soft);
+    t.steal.push_back(steal);
     t.total.push_back(user + nice + sys + idle + iowait + irq + soft + steal);
   }
   return t;
@@ -488,7 +512,7 @@ struct Snapshot {
   std::vector<std::uint64_t> received;  // by slot
   std::map<std::string, std::uint64_t> lb, gen;
   CpuTimes cpu;
-  SchedStat gen_thread;
+  std::vector<SchedStat> gen_threads;  // one per generator
   BallastCounters ballast;
 };
 
@@ -502,9 +526,7 @@ class Cell {
     const int ncpus = libbpf_num_possible_cpus();
     if (ncpus <= 0) throw std::runtime_error("libbpf_num_possible_cpus failed");
     percpu_.assign(ncpus, 0);
-    const int cpu =
-        o_.cpu >= 0 ? o_.cpu : static_cast<int>(std::thread::hardware_concurrency()) - 1;
-    if (o_.lb_prog == "keep") ballast_.emplace(o_.ballast_pins, ncpus, cpu);
+    if (o_.lb_prog == "keep") ballast_.emplace(o_.ballast_pins, ncpus, o_.cpus);
 
     load_programs();
     received_fd_ = bpf_map__fd(count_->maps.received);
@@ -526,15 +548,23 @@ class Cell {
                             .payload(std::string(18, 'w'))  // 60 bytes: Ethernet's minimum
                             .build();
     const Snapshot attached = snapshot();
-    Generator gen(bpf_program__fd(gen_skel_->progs.wire_gen), frame, gen_.ifindex, cpu);
-    gen.start();
-    generator_ = &gen;
+    std::vector<std::unique_ptr<Generator>> gens;
+    for (int cpu : o_.cpus)
+      gens.push_back(std::make_unique<Generator>(bpf_program__fd(gen_skel_->progs.wire_gen),
+                                                 frame, gen_.ifindex, cpu));
+    for (auto& gen : gens) gen->start();
+    generators_ = &gens;
+    auto any_failed = [&gens]() -> const Generator* {
+      for (const auto& gen : gens)
+        if (gen->failed()) return gen.get();
+      return nullptr;
+    };
 
     // Warm-up: the programs' caches and, for many flows, Ballast's
     // connection table reach their steady state.
     const auto t0 = Clock::now();
     const double warm_frames = o_.warm_passes * o_.flows;
-    while (!gen.failed()) {
+    while (!any_failed()) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
       if (elapsed >= kMaxWarmupS) break;
       if (elapsed >= o_.warmup_s && percpu_sum(generated_fd_, 0, percpu_) >= warm_frames) break;
@@ -545,12 +575,13 @@ class Cell {
     const Snapshot a = snapshot();
     std::this_thread::sleep_for(std::chrono::duration<double>(o_.window_s));
     const Snapshot b = snapshot();
-    gen.stop();
-    generator_ = nullptr;
-    if (gen.failed()) throw std::runtime_error("generator: " + gen.error());
+    for (auto& gen : gens) gen->stop();
+    generators_ = nullptr;
+    if (const Generator* failed = any_failed())
+      throw std::runtime_error("generator: " + failed->error());
     const Snapshot end = drained();
 
-    json out = window_json(a, b, cpu);
+    json out = window_json(a, b);
     out["warmup_s"] = warmup_s;
     out["lb_mac"] = mac_text(lb_.mac);
     out["gen_mac"] = mac_text(gen_.mac);
@@ -573,6 +604,10 @@ class Cell {
     gen_skel_->rodata->base_saddr = ntohl(parse_ipv4(o_.client).be32());
     gen_skel_->rodata->base_sport = kBaseSport;
     gen_skel_->rodata->verdict = o_.lb_prog == "gen-only" ? XDP_DROP : XDP_TX;
+    // Each generating CPU its own 1/k of the flows (wire_gen.bpf.c).
+    gen_skel_->rodata->cpu_stride = static_cast<std::uint32_t>(o_.cpus.size());
+    for (std::size_t i = 0; i < o_.cpus.size(); i++)
+      gen_skel_->rodata->cpu_slot[o_.cpus[i]] = static_cast<std::uint8_t>(i);
     std::memcpy(gen_skel_->rodata->dst_mac, lb_.mac.data(), 6);
     std::memcpy(gen_skel_->rodata->src_mac, gen_.mac.data(), 6);
     if (wire_gen::load(gen_skel_.get()))
@@ -615,7 +650,8 @@ class Cell {
     s.gen = read_ethtool(gen_);
     s.cpu = cpu_times();
     if (ballast_) s.ballast = ballast_->read();
-    if (generator_) s.gen_thread = sched_stat(generator_->tid());
+    if (generators_)
+      for (const auto& gen : *generators_) s.gen_threads.push_back(sched_stat(gen->tid()));
     return s;
   }
 
@@ -637,7 +673,7 @@ class Cell {
     return n;
   }
 
-  json window_json(const Snapshot& a, const Snapshot& b, int cpu) const {
+  json window_json(const Snapshot& a, const Snapshot& b) const {
     const double s = std::chrono::duration<double>(b.at - a.at).count();
     json by_mac = json::object();
     for (std::uint32_t k = 0; k < kCountSlots; k++)
@@ -654,7 +690,8 @@ class Cell {
       const double total = static_cast<double>(b.cpu.total[i] - a.cpu.total[i]);
       cpus.push_back({{"cpu", i},
                       {"busy", total ? (b.cpu.busy[i] - a.cpu.busy[i]) / total : 0.0},
-                      {"softirq", total ? (b.cpu.softirq[i] - a.cpu.softirq[i]) / total : 0.0}});
+                      {"softirq", total ? (b.cpu.softirq[i] - a.cpu.softirq[i]) / total : 0.0},
+                      {"steal", total ? (b.cpu.steal[i] - a.cpu.steal[i]) / total : 0.0}});
     }
     const std::uint64_t received = sum_expected(a, b);
     // The rate: frames the receiver counted at the MACs expected, or, with
@@ -663,12 +700,28 @@ class Cell {
     std::uint64_t counted = received;
     if (o_.lb_prog == "drop") counted = delta(a.lb, b.lb, "rx_xdp_drops");
     if (o_.lb_prog == "gen-only") counted = b.generated - a.generated;
-    json ballast = nullptr;
+    json threads = json::array();
+    for (std::size_t i = 0; i < a.gen_threads.size() && i < b.gen_threads.size(); i++)
+      threads.push_back(
+          {{"cpu", o_.cpus[i]},
+           {"run", (b.gen_threads[i].run_ns - a.gen_threads[i].run_ns) / (s * 1e9)},
+           {"wait", (b.gen_threads[i].wait_ns - a.gen_threads[i].wait_ns) / (s * 1e9)}});
+    auto mean = [&threads](const char* key) {
+      double sum = 0;
+      for (const auto& t : threads) sum += t[key].get<double>();
+      return threads.empty() ? 0.0 : sum / threads.size();
+    };
+    json ballast = nullptr, by_cpu = json::array();
+    for (std::size_t i = 0; i < b.ballast.tx_forwarded_by_cpu.size(); i++)
+      by_cpu.push_back(b.ballast.tx_forwarded_by_cpu[i] -
+                       (i < a.ballast.tx_forwarded_by_cpu.size() ? a.ballast.tx_forwarded_by_cpu[i]
+                                                                 : 0));
     if (ballast_)
       ballast = {
           {"tx_forwarded", b.ballast.tx_forwarded - a.ballast.tx_forwarded},
           {"tx_forwarded_on_gen_cpu",
            b.ballast.tx_forwarded_on_cpu - a.ballast.tx_forwarded_on_cpu},
+          {"tx_forwarded_by_cpu", by_cpu},
           {"verdicts", b.ballast.verdicts - a.ballast.verdicts},
           {"vip_packets", b.ballast.vip_packets - a.ballast.vip_packets},
           {"new_flows", b.ballast.new_flows - a.ballast.new_flows},
@@ -684,7 +737,9 @@ class Cell {
             {"conn_protect_s", BALLAST_CONN_PROTECT_NS / 1e9},
             {"ballast", ballast},
             {"flows", o_.flows},
-            {"gen_cpu", cpu},
+            {"gen_cpu", o_.cpus.front()},
+            {"gen_cpus", o_.cpus},
+            {"cores", o_.cpus.size()},
             {"window_s", s},
             {"generated", b.generated - a.generated},
             {"received", received},
@@ -695,11 +750,11 @@ class Cell {
             {"lb_ethtool", lb},
             {"gen_ethtool", gen},
             {"cpus", cpus},
-            // The generator's thread: the share of the window it ran, and
-            // the share it was runnable but waited for its CPU.
-            {"gen_thread",
-             {{"run", (b.gen_thread.run_ns - a.gen_thread.run_ns) / (s * 1e9)},
-              {"wait", (b.gen_thread.wait_ns - a.gen_thread.wait_ns) / (s * 1e9)}}}};
+            // The generators' threads: the share of the window each ran,
+            // and the share it was runnable but waited for its CPU
+            // (gen_thread: their mean).
+            {"gen_threads", threads},
+            {"gen_thread", {{"run", mean("run")}, {"wait", mean("wait")}}}};
   }
 
   // What was counted must be what was meant: frames went where the case
@@ -745,7 +800,8 @@ class Cell {
   SkelPtr<xdp_floor> floor_;
   LinkPtr receiver_, lb_link_;
   std::optional<BallastPins> ballast_;
-  const Generator* generator_ = nullptr;  // while one runs (run()'s local)
+  // While they run (run()'s local).
+  const std::vector<std::unique_ptr<Generator>>* generators_ = nullptr;
   int received_fd_ = -1, generated_fd_ = -1;
 };
 

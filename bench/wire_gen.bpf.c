@@ -6,7 +6,10 @@
  * kernel send the frame out of the interface named by the test run's
  * ctx ifindex: xdp-trafficgen's method, but with a flow number per packet.
  *
- * Packet n of a CPU belongs to flow n mod @flows; flow i is sent from
+ * Packet n of a CPU belongs to flow (n * @cpu_stride + @cpu_slot[cpu]) mod
+ * @flows: with one generating CPU (stride 1) that is n mod @flows; with k
+ * of them (stride k, slots 0..k-1) each sends its own 1/k of the flows, as
+ * a NIC's RSS gives each queue its own flows. Flow i is sent from
  * source address base_saddr + i / @ports_per_addr and source port
  * base_sport + i % @ports_per_addr, so successive packets cycle through
  * @flows distinct 5-tuples (xdp-trafficgen 1.3.1 varies ports only, which
@@ -45,6 +48,9 @@ const volatile __u8 src_mac[ETH_ALEN];
 const volatile __u32 verdict = XDP_TX;
 /* The template's L4 protocol: IPPROTO_UDP, or IPPROTO_TCP (see above). */
 const volatile __u8 l4_proto = IPPROTO_UDP;
+/* How many CPUs generate, and each one's place among them (see above). */
+const volatile __u32 cpu_stride = 1;
+const volatile __u8 cpu_slot[256];
 
 /* Packets generated on each CPU: the next packet's flow is this mod flows. */
 struct {
@@ -99,7 +105,7 @@ int wire_gen(struct xdp_md *ctx)
 	n = bpf_map_lookup_elem(&sent, &key);
 	if (!n)
 		return XDP_ABORTED;
-	flow = *n % flows;
+	flow = (*n * cpu_stride + cpu_slot[bpf_get_smp_processor_id() & 255]) % flows;
 	*n += 1;
 
 	/* Byte by byte: a memcpy would cast away the volatile, and clang
