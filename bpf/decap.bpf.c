@@ -210,7 +210,7 @@ static __always_inline int send_on(struct xdp_md *ctx, struct ethhdr *eth, void 
 			  bpf_redirect(fib.ifindex, 0));
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int ballast_decap(struct xdp_md *ctx)
 {
 	void *data_end = (void *)(long)ctx->data_end;
@@ -228,6 +228,7 @@ int ballast_decap(struct xdp_md *ctx)
 	__u8 l4, family, inner_l4;
 	__u32 done = BALLAST_DECAP_DECAPPED;
 	__u32 strip;
+	int parsed;
 
 	if (parse_ethhdr(&cur, data_end, &eth, &proto))
 		return counted(BALLAST_DECAP_PASS_NOT_ENCAP, bytes);
@@ -235,8 +236,16 @@ int ballast_decap(struct xdp_md *ctx)
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph;
 
-		if (parse_iphdr(&cur, data_end, &iph))
+		parsed = parse_iphdr(&cur, data_end, &iph);
+		if (parsed < 0)
 			return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
+		if (parsed == PARSE_PAST_FIRST_BUFFER) {
+			/* Past the first buffer (a multi-buffer frame, or a
+			 * truncated one): the whole frame must hold the packet. */
+			bytes = whole_frame_len(ctx);
+			if ((__u32)(outer - data) + bpf_ntohs(iph->tot_len) > bytes)
+				return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
+		}
 		/* A fragmented tunnel packet is the kernel's to reassemble. */
 		if (ipv4_is_fragment(iph))
 			return counted(BALLAST_DECAP_PASS_NOT_ENCAP, bytes);
@@ -245,8 +254,14 @@ int ballast_decap(struct xdp_md *ctx)
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
 
-		if (parse_ipv6hdr(&cur, data_end, &ip6))
+		parsed = parse_ipv6hdr(&cur, data_end, &ip6);
+		if (parsed < 0)
 			return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
+		if (parsed == PARSE_PAST_FIRST_BUFFER) {
+			bytes = whole_frame_len(ctx);
+			if ((__u32)(cur.pos - data) + bpf_ntohs(ip6->payload_len) > bytes)
+				return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
+		}
 		outer_end = cur.pos + bpf_ntohs(ip6->payload_len);
 		l4 = ip6->nexthdr;
 	} else {
@@ -264,7 +279,9 @@ int ballast_decap(struct xdp_md *ctx)
 	if (family == BALLAST_AF_INET) {
 		struct iphdr *iph;
 
-		if (parse_iphdr(&cur, data_end, &iph) ||
+		/* Past the first buffer is fine: inside the outer packet, which
+		 * the whole frame holds, is what counts. */
+		if (parse_iphdr(&cur, data_end, &iph) < 0 ||
 		    inner + bpf_ntohs(iph->tot_len) > outer_end)
 			return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
 		key.addr.v4 = iph->daddr;
@@ -275,7 +292,7 @@ int ballast_decap(struct xdp_md *ctx)
 	} else {
 		struct ipv6hdr *ip6;
 
-		if (parse_ipv6hdr(&cur, data_end, &ip6) ||
+		if (parse_ipv6hdr(&cur, data_end, &ip6) < 0 ||
 		    inner + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > outer_end)
 			return counted(BALLAST_DECAP_PASS_MALFORMED, bytes);
 		__builtin_memcpy(key.addr.v6, &ip6->daddr, 16);

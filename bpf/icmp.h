@@ -176,7 +176,9 @@ static __always_inline int icmp_reply_frame(struct xdp_md *ctx, __u32 head, __u3
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
+	/* Relative to the whole frame: a multi-buffer frame (a jumbo one that
+	 * does not fit its tunnel) loses its fragments first. */
+	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)bpf_xdp_get_buff_len(ctx)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;

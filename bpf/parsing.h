@@ -11,6 +11,12 @@
  *  - Returns 0 on success or a negative value when the header is truncated
  *    or malformed. Values written to out-parameters are in network byte
  *    order unless the name says otherwise.
+ *  - The IP parsers return PARSE_PAST_FIRST_BUFFER instead of 0 when the
+ *    header is whole but its length field runs past @data_end: past the
+ *    part of a multi-buffer frame (xdp.frags: jumbo or GRO-sized) that the
+ *    program reads directly. The caller checks that length against the whole
+ *    frame (whole_frame_len); a frame of one buffer gets there only when it
+ *    is truncated, and is refused then.
  */
 #ifndef BALLAST_PARSING_H
 #define BALLAST_PARSING_H
@@ -39,6 +45,19 @@ struct hdr_cursor {
 	void *pos;
 };
 
+#define PARSE_PAST_FIRST_BUFFER 1
+
+/*
+ * whole_frame_len - @ctx's frame length, a multi-buffer frame's fragments
+ * included (a helper call: the balancer makes it once per packet, at its
+ * start; the decap program only for a frame whose IP length ran past its
+ * first buffer).
+ */
+static __always_inline __u32 whole_frame_len(struct xdp_md *ctx)
+{
+	return (__u32)bpf_xdp_get_buff_len(ctx);
+}
+
 /* IPv6 fragment header (RFC 8200 4.5). */
 struct ballast_frag_hdr {
 	__u8 nexthdr;
@@ -64,8 +83,9 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *cur, void *data_end,
 /*
  * IPv4 header, options included. Rejects a version other than 4, an IHL
  * below 5, a header that runs past the frame, and a total length shorter
- * than the header or longer than what the frame holds (Ethernet padding,
- * which makes the frame longer, is allowed).
+ * than the header; a total length past @data_end is
+ * PARSE_PAST_FIRST_BUFFER, for the caller to check against the whole frame
+ * (Ethernet padding, which makes the frame longer, is allowed).
  */
 static __always_inline int parse_iphdr(struct hdr_cursor *cur, void *data_end,
 				       struct iphdr **iphdr)
@@ -73,6 +93,7 @@ static __always_inline int parse_iphdr(struct hdr_cursor *cur, void *data_end,
 	struct iphdr *iph = cur->pos;
 	__u32 hdrsize;
 	__u16 tot_len;
+	int past = 0;
 
 	if ((void *)(iph + 1) > data_end)
 		return -1;
@@ -83,11 +104,13 @@ static __always_inline int parse_iphdr(struct hdr_cursor *cur, void *data_end,
 	if (cur->pos + hdrsize > data_end)
 		return -1;
 	tot_len = bpf_ntohs(iph->tot_len);
-	if (tot_len < hdrsize || cur->pos + tot_len > data_end)
+	if (tot_len < hdrsize)
 		return -1;
+	if (cur->pos + tot_len > data_end)
+		past = PARSE_PAST_FIRST_BUFFER;
 	cur->pos += hdrsize;
 	*iphdr = iph;
-	return 0;
+	return past;
 }
 
 /*
@@ -125,8 +148,9 @@ static __always_inline int ipv4_checksum_ok(struct iphdr *iph, void *data_end)
 }
 
 /*
- * IPv6 fixed header. Rejects a version other than 6, a header past the frame
- * and a payload length that runs past the frame (padding is allowed).
+ * IPv6 fixed header. Rejects a version other than 6 and a header past the
+ * frame; a payload length past @data_end is PARSE_PAST_FIRST_BUFFER, for
+ * the caller to check against the whole frame (padding is allowed).
  */
 static __always_inline int parse_ipv6hdr(struct hdr_cursor *cur, void *data_end,
 					 struct ipv6hdr **ip6hdr)
@@ -137,10 +161,10 @@ static __always_inline int parse_ipv6hdr(struct hdr_cursor *cur, void *data_end,
 		return -1;
 	if (ip6->version != 6)
 		return -1;
-	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
-		return -1;
 	cur->pos = ip6 + 1;
 	*ip6hdr = ip6;
+	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
+		return PARSE_PAST_FIRST_BUFFER;
 	return 0;
 }
 

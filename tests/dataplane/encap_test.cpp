@@ -140,13 +140,17 @@ class DecapTest : public ::testing::Test {
     return test_run(bpf_program__fd(skel_->progs.ballast_decap), frame);
   }
 
-  std::uint64_t counted(std::uint32_t reason) {
+  std::uint64_t counted(std::uint32_t reason) { return counters(reason).packets; }
+  ballast_reason_counters counters(std::uint32_t reason) {
     const int n = libbpf_num_possible_cpus();
     std::vector<ballast_reason_counters> per_cpu(static_cast<std::size_t>(n));
     EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(map("decap_stats")), &reason, per_cpu.data()), 0)
         << "bpf_map_lookup_elem(decap_stats)";
-    std::uint64_t sum = 0;
-    for (const auto& c : per_cpu) sum += c.packets;
+    ballast_reason_counters sum{};
+    for (const auto& c : per_cpu) {
+      sum.packets += c.packets;
+      sum.bytes += c.bytes;
+    }
     return sum;
   }
 
@@ -207,6 +211,24 @@ TEST_P(DecapTunnelTest, ToLocalVipIsStripped) {
   EXPECT_EQ(r.action, XDP_PASS) << "verdict";
   EXPECT_EQ(frame_mismatch(decapped(in, inner), r.frame), std::nullopt) << "output frame";
   EXPECT_EQ(counted(BALLAST_DECAP_DECAPPED), 1u) << "decap_stats[decapped]";
+}
+
+// A multi-buffer tunnel frame (9,000 bytes: BPF_PROG_TEST_RUN hands the
+// xdp.frags program a linear part and fragments) is stripped whole and
+// counted with its whole length.
+TEST_P(DecapTunnelTest, JumboToLocalVipIsStrippedWhole) {
+  const DecapCase& c = GetParam();
+  PacketBuilder packet = client_packet(c.inner_v6 ? IpAddr{v6_vip_one} : IpAddr{v4_vip_one});
+  const std::size_t small = tunnelled(packet.build(), port_gue).size();
+  const Bytes inner = packet.payload(Bytes(9000 - small, 'j')).build();
+  const Bytes in = tunnelled(inner, port_gue);
+  ASSERT_GT(in.size(), 8000u) << "a frame past one page";
+  const RunResult r = run(in);
+  ASSERT_EQ(r.error, 0) << "bpf_prog_test_run_opts";
+  EXPECT_EQ(r.action, XDP_PASS) << "verdict";
+  EXPECT_EQ(frame_mismatch(decapped(in, inner), r.frame), std::nullopt) << "output frame";
+  EXPECT_EQ(counters(BALLAST_DECAP_DECAPPED).packets, 1u) << "decap_stats[decapped].packets";
+  EXPECT_EQ(counters(BALLAST_DECAP_DECAPPED).bytes, in.size()) << "decap_stats[decapped].bytes";
 }
 
 TEST_P(DecapTunnelTest, ToForeignInnerDestinationPassesUntouched) {

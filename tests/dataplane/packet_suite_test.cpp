@@ -974,6 +974,68 @@ std::vector<SuiteCase> mtu_rows() {
   return rows;
 }
 
+// Multi-buffer frames: BPF_PROG_TEST_RUN hands an xdp.frags program a frame
+// longer than a page's linear part (about 3.5 KiB) as a linear part plus
+// fragments, as a NIC or veth hands it a jumbo or GRO-sized frame. Each is
+// forwarded whole (the output frame compared byte for byte, fragments
+// included), counted with its whole length, answered "too big" when its
+// tunnel would not fit, and refused when its IP length claims more than
+// the whole frame holds.
+constexpr std::size_t jumbo_frame = 9000;  // Ethernet included
+constexpr std::uint16_t jumbo_mtu = 9216;
+
+std::vector<SuiteCase> multibuffer_rows() {
+  std::vector<SuiteCase> rows;
+  const Service services[] = {
+      service(4, ipproto_tcp, Mode::dsr),        service(6, ipproto_tcp, Mode::dsr),
+      service(4, ipproto_tcp, Mode::ipip),       service(4, ipproto_tcp, Mode::gue),
+      service(6, ipproto_tcp, Mode::ipip),       service(6, ipproto_tcp, Mode::gue),
+      service(4, ipproto_udp, Mode::ipip, true), service(6, ipproto_udp, Mode::gue, true)};
+  for (const Service& s : services) {
+    const std::size_t headers = to_service(s, tcp_ack | tcp_psh).build().size();
+    const Bytes input =
+        to_service(s, tcp_ack | tcp_psh).payload(Bytes(jumbo_frame - headers, 'j')).build();
+    const ballast_flow_key flow = flow_of(s);
+    const std::uint32_t k = table_choice(flow);
+
+    // After its first packet, a jumbo one of an established flow: to the
+    // flow's backend, whole.
+    SuiteCase row = established_row(s);
+    row.name = service_name(s) + "JumboEstablishedForwardedWhole";
+    row.setup = egress_mtu(jumbo_mtu);
+    row.input = input;
+    row.expected = sent_to_backend(s, input, k, flow_hash(flow));
+    rows.push_back(row);
+
+    if (s.mode == Mode::dsr) continue;
+    // A tunnel one byte over the egress MTU: "too big", quoting the start
+    // of the frame (its fragments trimmed away).
+    const auto outer_len =
+        static_cast<std::uint16_t>(input.size() - eth_header_len + encap_overhead(s));
+    SuiteCase too_big;
+    too_big.name = service_name(s) + "JumboOneByteOverMtuAnswersTooBig";
+    too_big.setup = egress_mtu(outer_len - 1);
+    too_big.tables = {s.vip_id};
+    too_big.input = input;
+    too_big.action = XDP_TX;
+    too_big.reason = BALLAST_REASON_TX_ICMP_TOO_BIG;
+    too_big.expected = icmp_too_big_reply(input, outer_len - 1 - encap_overhead(s));
+    too_big.check_no_traffic = false;
+    rows.push_back(too_big);
+  }
+  // An IP length one byte longer than the whole multi-buffer frame.
+  for (int family : {4, 6}) {
+    const Service& s = service(family, ipproto_tcp, Mode::dsr);
+    const std::size_t headers = to_service(s, tcp_ack).build().size();
+    const Bytes whole = to_service(s, tcp_ack).payload(Bytes(jumbo_frame - headers, 'j')).build();
+    rows.push_back(unchanged(
+        family_name(family) + "JumboCutOneByteShortDrops", Bytes(whole.begin(), whole.end() - 1),
+        XDP_DROP,
+        family == 4 ? BALLAST_REASON_DROP_MALFORMED_IPV4 : BALLAST_REASON_DROP_MALFORMED_IPV6));
+  }
+  return rows;
+}
+
 // Egress 1: a second interface, reached by XDP_REDIRECT through tx_ports.
 ballast_egress second_egress() {
   ballast_egress egress{};
@@ -1374,6 +1436,8 @@ INSTANTIATE_TEST_SUITE_P(NoSrcPort, PacketSuiteTest, ::testing::ValuesIn(no_src_
 INSTANTIATE_TEST_SUITE_P(SourcePrefix, PacketSuiteTest, ::testing::ValuesIn(source_prefix_rows()),
                          row_name);
 INSTANTIATE_TEST_SUITE_P(Mtu, PacketSuiteTest, ::testing::ValuesIn(mtu_rows()), row_name);
+INSTANTIATE_TEST_SUITE_P(MultiBuffer, PacketSuiteTest, ::testing::ValuesIn(multibuffer_rows()),
+                         row_name);
 INSTANTIATE_TEST_SUITE_P(Egress, PacketSuiteTest, ::testing::ValuesIn(egress_rows()), row_name);
 INSTANTIATE_TEST_SUITE_P(Malformed, PacketSuiteTest, ::testing::ValuesIn(malformed_rows()),
                          row_name);
