@@ -923,6 +923,23 @@ std::function<void(BalancerHarness&)> egress_mtu(std::uint16_t mtu) {
 
 constexpr std::size_t mtu_test_payload = 200;
 
+// @input to tunnelled service @s with the egress MTU one byte short of its
+// tunnel: the client is answered "too big" with the MTU that fits.
+SuiteCase one_byte_over_mtu_row(const Service& s, const Bytes& input, std::string name) {
+  const auto outer_len =
+      static_cast<std::uint16_t>(input.size() - eth_header_len + encap_overhead(s));
+  SuiteCase too_big;
+  too_big.name = std::move(name);
+  too_big.setup = egress_mtu(outer_len - 1);
+  too_big.tables = {s.vip_id};
+  too_big.input = input;
+  too_big.action = XDP_TX;
+  too_big.reason = BALLAST_REASON_TX_ICMP_TOO_BIG;
+  too_big.expected = icmp_too_big_reply(input, outer_len - 1 - encap_overhead(s));
+  too_big.check_no_traffic = false;  // whether the VIP counts it: open
+  return too_big;
+}
+
 std::vector<SuiteCase> mtu_rows() {
   std::vector<SuiteCase> rows;
   const Service services[] = {
@@ -936,16 +953,8 @@ std::vector<SuiteCase> mtu_rows() {
         static_cast<std::uint16_t>(input.size() - eth_header_len + encap_overhead(s));
 
     // One byte over: the client is told the MTU that fits.
-    SuiteCase too_big;
-    too_big.name = service_name(s) + "OneByteOverMtuAnswersTooBig";
-    too_big.setup = egress_mtu(outer_len - 1);
-    too_big.tables = {s.vip_id};
-    too_big.input = input;
-    too_big.action = XDP_TX;
-    too_big.reason = BALLAST_REASON_TX_ICMP_TOO_BIG;
-    too_big.expected = icmp_too_big_reply(input, outer_len - 1 - encap_overhead(s));
-    too_big.check_no_traffic = false;  // whether the VIP counts it: open
-    rows.push_back(too_big);
+    rows.push_back(
+        one_byte_over_mtu_row(s, input, service_name(s) + "OneByteOverMtuAnswersTooBig"));
 
     // Exactly the MTU: forwarded.
     const ballast_flow_key flow = flow_of(s);
@@ -1010,18 +1019,8 @@ std::vector<SuiteCase> multibuffer_rows() {
     if (s.mode == Mode::dsr) continue;
     // A tunnel one byte over the egress MTU: "too big", quoting the start
     // of the frame (its fragments trimmed away).
-    const auto outer_len =
-        static_cast<std::uint16_t>(input.size() - eth_header_len + encap_overhead(s));
-    SuiteCase too_big;
-    too_big.name = service_name(s) + "JumboOneByteOverMtuAnswersTooBig";
-    too_big.setup = egress_mtu(outer_len - 1);
-    too_big.tables = {s.vip_id};
-    too_big.input = input;
-    too_big.action = XDP_TX;
-    too_big.reason = BALLAST_REASON_TX_ICMP_TOO_BIG;
-    too_big.expected = icmp_too_big_reply(input, outer_len - 1 - encap_overhead(s));
-    too_big.check_no_traffic = false;
-    rows.push_back(too_big);
+    rows.push_back(
+        one_byte_over_mtu_row(s, input, service_name(s) + "JumboOneByteOverMtuAnswersTooBig"));
   }
   // An IP length one byte longer than the whole multi-buffer frame.
   for (int family : {4, 6}) {
