@@ -24,7 +24,7 @@ static __always_inline void swap_macs(struct ethhdr *eth)
 	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int xdp_floor(struct xdp_md *ctx)
 {
 	void *data_end = (void *)(long)ctx->data_end;

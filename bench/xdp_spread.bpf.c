@@ -15,6 +15,10 @@
  * destination MAC is set back to dst_mac (the balancer's): Ballast
  * forwards only frames addressed to it, and its previous repetition
  * addressed the frame to a backend.
+ *
+ * xdp.frags, like Ballast's program and the floor: the kernel lets a
+ * program tail-call only programs that take multi-buffer frames exactly
+ * when it does.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -60,7 +64,7 @@ struct {
 	__type(value, __u32);
 } spread_target SEC(".maps");
 
-SEC("xdp")
+SEC("xdp.frags")
 int xdp_spread(struct xdp_md *ctx)
 {
 	void *data_end = (void *)(long)ctx->data_end;
