@@ -75,6 +75,7 @@
 #include "ballast_abi.h"
 #include "fd.h"
 #include "live_frames.h"
+#include "option_args.h"
 #include "packet_builder.h"
 #include "wire_count.skel.h"
 #include "wire_gen.skel.h"
@@ -145,18 +146,7 @@ Options parse_args(int argc, char** argv) {
          while (std::getline(ss, byte, ',')) o.expect_macs.insert(std::stoul(byte, nullptr, 16));
        }},
   };
-  for (int i = 1; i < argc; i++) {
-    const std::string arg = argv[i];
-    const auto setter = setters.find(arg);
-    if (setter == setters.end()) usage("unknown option " + arg);
-    if (i + 1 >= argc) usage(arg + ": needs a value");
-    const std::string v = argv[++i];
-    try {
-      setter->second(v);
-    } catch (const std::logic_error&) {  // std::sto* on text that is no number
-      usage(arg + ": not a number: " + v);
-    }
-  }
+  ballast::bench::apply_options(argc, argv, setters, usage);
   if (o.gen_ns.empty() || o.lb_ns.empty() || o.vip.empty() || o.client.empty() || !o.port)
     usage("--gen-ns, --lb-ns, --vip, --port and --client are required");
   if (o.lb_prog != "gen-only" && o.lb_prog != "drop" && o.lb_prog != "floor" && o.lb_prog != "keep")

@@ -174,8 +174,6 @@ static __always_inline int icmp_reply_frame(struct xdp_md *ctx, __u32 head, __u3
 	/* [new eth + IP + ICMP][old eth: overwritten][quoted packet...] */
 	if (bpf_xdp_adjust_head(ctx, -(int)head))
 		return -1;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
 	/* Relative to the whole frame: a multi-buffer frame (a jumbo one that
 	 * does not fit its tunnel) loses its fragments first. */
 	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)bpf_xdp_get_buff_len(ctx)))

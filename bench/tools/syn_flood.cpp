@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "../live_frames.h"
+#include "../option_args.h"
 #include "fd.h"
 
 namespace {
@@ -108,18 +109,7 @@ Options parse_args(int argc, char** argv) {
       {"--max-s", [&](const std::string& v) { o.max_s = std::stod(v); }},
       {"--cpu", [&](const std::string& v) { o.cpu = std::stoi(v); }},
   };
-  for (int i = 1; i < argc; i++) {
-    const std::string arg = argv[i];
-    const auto setter = setters.find(arg);
-    if (setter == setters.end()) usage("unknown option " + arg);
-    if (i + 1 >= argc) usage(arg + ": needs a value");
-    const std::string v = argv[++i];
-    try {
-      setter->second(v);
-    } catch (const std::logic_error&) {  // std::sto* on text that is no number
-      usage(arg + ": not a number: " + v);
-    }
-  }
+  ballast::bench::apply_options(argc, argv, setters, usage);
   if (o.obj.empty() || o.netns.empty() || o.dev.empty() || o.src_mac.empty() || o.dst_mac.empty() ||
       o.src.empty() || o.dst.empty() || !o.dport)
     usage("--obj, --netns, --dev, --src-mac, --dst-mac, --src, --dst and --dport are required");
